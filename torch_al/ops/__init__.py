@@ -1,0 +1,5 @@
+"""Typed Python front of the torch.ops.torch_al.* ops."""
+
+from torch_al.ops.pool_features import pool_features, pool_features_into
+
+__all__ = ["pool_features", "pool_features_into"]
