@@ -1,0 +1,90 @@
+"""Shared pieces of the benchmarks: timing, peak memory, the printed table and the JSON record.
+
+Every benchmark times ours and its baseline side by side in one run and reports ratios: the
+machine is shared and noisy, so absolute times are context, not results.
+"""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of fn() in seconds (CUDA work is synchronised)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_isolated(module: str, function: str, **kwargs: Any) -> dict:
+    """Runs `module.function(**kwargs)` in a fresh interpreter and returns its dict result.
+
+    Peak memory is a per-process high-water mark, so each measured variant gets its own process.
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, {here!r}); import {module} as m; "
+        "print(json.dumps(m.{function}(**json.loads(sys.argv[1]))))"
+    ).format(here=os.path.dirname(os.path.abspath(__file__)), module=module, function=function)
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{module}.{function}({kwargs}) failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine_info() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+    }
+
+
+def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    widths = [max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(cell(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+
+
+def write_results(name: str, rows: Sequence[dict], **meta: Any) -> str:
+    """Writes benchmarks/results/<name>.json and returns its path."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    record = {"benchmark": name, "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+    record["rows"] = list(rows)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    return path
