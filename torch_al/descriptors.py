@@ -1,0 +1,153 @@
+"""Descriptor stores for a whole dataset: one forward and one backward per batch, pooled on the fly."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from torch_al.nn.capture import CaptureKind, DescriptorCapture
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Descriptors:
+    """Per-sample multi-scale descriptors of a dataset, rows in loader order.
+
+    Attributes:
+        features: Tensor[N, L] pooled layer outputs z, or None when not captured.
+        gradients: Tensor[N, L] pooled loss gradients g = pool(∂L/∂z), or None.
+        labels: Tensor[N] int64, the labels the gradients were taken with (or the argmax
+            predictions when only features were captured).
+        columns: layer name → its slice of the L columns, in the order the layers were given.
+    """
+
+    features: Tensor | None
+    gradients: Tensor | None
+    labels: Tensor
+    columns: dict[str, slice]
+
+
+def _inputs_of(batch) -> Tensor:
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    raise TypeError(f"batches must be a Tensor or an (inputs, ...) tuple, got {type(batch).__name__}")
+
+
+def _num_samples(loader: DataLoader) -> int:
+    if loader.batch_size is None:
+        raise ValueError("the loader must batch its samples (batch_size must not be None)")
+    if loader.drop_last:
+        return len(loader) * loader.batch_size
+    return len(loader.sampler)
+
+
+def _sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+def compute_descriptors(
+    model: nn.Module,
+    loader: DataLoader,
+    layers: Sequence[str | nn.Module],
+    capture: CaptureKind = "both",
+    labels: Tensor | Literal["argmax"] = "argmax",
+    loss_fn: LossFn = _sum_cross_entropy,
+    channel_dim: int = 1,
+    progress: bool = True,
+) -> Descriptors:
+    """Runs a dataset through the model and fills (N, L) feature and gradient stores.
+
+    The model runs in eval mode (batch-norm uses its running statistics, as in the PFK authors'
+    code) and is put back in its previous mode afterwards. Gradients are taken with respect to the
+    input (no parameter gradients), so a batch costs one forward and one input-gradient
+    backward; memory beyond the model's own is the O(N·L) stores.
+
+    Args:
+        model: the task model; outputs logits Tensor[B, K] (or a tuple whose first item is).
+        loader: batches of inputs, or of (inputs, ...) tuples, in a fixed order.
+        layers: layer names or submodules to describe (multi-scale).
+        capture: "features", "gradients" or "both".
+        labels: "argmax" for pseudo-labels ŷ = argmax f(x), or Tensor[N] int64 labels in loader
+            order (true labels, or any estimator's).
+        loss_fn: (logits, labels) -> summed loss; the sum makes each sample's gradient its own.
+        channel_dim: channel dim of the layer outputs (1, or -1 for (B, T, C)).
+        progress: show a progress bar.
+    """
+    total = _num_samples(loader)
+    if total == 0:
+        raise ValueError("the loader yields no samples: there is nothing to describe")
+    if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
+        raise ValueError(
+            f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
+            f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
+        )
+    if not isinstance(labels, Tensor) and labels != "argmax":
+        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
+
+    kinds = {"features": ["features"], "gradients": ["gradients"], "both": ["features", "gradients"]}[capture]
+    device = next(model.parameters()).device
+    stores: dict[str, Tensor | None] = {}
+    used_labels = torch.empty(total, dtype=torch.int64, device=device)
+    was_training = model.training
+    model.eval()
+    start = 0
+    try:
+        with DescriptorCapture(model, layers, capture=capture, channel_dim=channel_dim) as hooks:
+            for batch in tqdm(loader, desc="descriptors", disable=not progress):
+                x = _inputs_of(batch).to(device)
+                rows = torch.arange(start, start + x.shape[0], device=device)
+                if rows.numel() and rows[-1] >= total:
+                    raise ValueError(f"the loader yielded more than the {total} samples it reports")
+                if stores:
+                    hooks.write_into(stores, rows)
+                with torch.enable_grad():
+                    x.requires_grad_(capture != "features")
+                    logits = model(x)
+                    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+                    batch_labels = logits.argmax(1) if isinstance(labels, str) else labels[start : start + x.shape[0]].to(device)
+                    if capture != "features":
+                        _backward_to_layers(hooks, loss_fn(logits, batch_labels), x)
+                used_labels[rows] = batch_labels.detach()
+                if not stores:
+                    stores = _allocate_from_first_batch(hooks, kinds, total, rows)
+                start += x.shape[0]
+            hooks.stop_writing()
+    finally:
+        model.train(was_training)
+    if start != total:
+        raise ValueError(f"the loader yielded {start} samples but reports {total}")
+    columns = hooks.columns() if hooks.channels else {}
+    return Descriptors(stores.get("features"), stores.get("gradients"), used_labels, columns)
+
+
+def _backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
+    """Backpropagates to the input without parameter gradients; the layers' hooks pool theirs on
+    the way. Going through to the input (not stopping at the layer outputs) keeps the gradients
+    right when a layer output is later modified in place."""
+    torch.autograd.grad(loss, x, allow_unused=True)
+    missing = hooks.missing_gradients()
+    if missing:
+        raise ValueError(f"layers {missing} do not affect the loss, so they have no gradient descriptor")
+
+
+def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: Tensor) -> dict[str, Tensor | None]:
+    """Channel counts and dtypes are known only after the first batch: allocate, then copy it in."""
+    columns = hooks.columns()
+    width = sum(span.stop - span.start for span in columns.values())
+    stores: dict[str, Tensor | None] = {}
+    for kind in kinds:
+        pooled = hooks.gradients if kind == "gradients" else hooks.features
+        first = next(iter(pooled.values()))
+        store = first.new_empty((total, width))
+        for name, span in columns.items():
+            store[rows, span] = pooled[name]
+        stores[kind] = store
+    return stores

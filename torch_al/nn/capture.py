@@ -1,0 +1,164 @@
+"""Forward/gradient hooks that pool layer outputs and their gradients into per-sample descriptors."""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from torch_al.ops.pool_features import pool_features, pool_features_into
+
+CaptureKind = Literal["features", "gradients", "both"]
+_CAPTURE_KINDS = ("features", "gradients", "both")
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> dict[str, nn.Module]:
+    """Maps each requested layer (a name from ``model.named_modules()`` or a submodule) to its
+    name, in the order given."""
+    if isinstance(layers, (str, nn.Module)):
+        raise TypeError(f"layers must be a sequence of names or modules, got a single {type(layers).__name__}")
+    if len(layers) == 0:
+        raise ValueError("layers must name at least one layer")
+    by_name = dict(model.named_modules())
+    name_of = {id(module): name for name, module in by_name.items()}
+    resolved: dict[str, nn.Module] = {}
+    for layer in layers:
+        if isinstance(layer, str):
+            if layer not in by_name:
+                raise ValueError(f"layer {layer!r} is not in the model; its layers are {[n for n in by_name if n]}")
+            name = layer
+        elif isinstance(layer, nn.Module) and id(layer) in name_of:
+            name = name_of[id(layer)]
+        else:
+            raise ValueError(f"layer {layer!r} is neither a layer name nor a submodule of the model")
+        if name in resolved:
+            raise ValueError(f"layer {name!r} is given twice")
+        resolved[name] = by_name[name]
+    return resolved
+
+
+class DescriptorCapture:
+    """Captures pooled features z and pooled loss gradients g = pool(∂L/∂z) at chosen layers.
+
+    One forward of a batch fills ``features``; one backward of the *summed* loss fills
+    ``gradients``: since ∂(Σ_k L_k)/∂z_i = ∂L_i/∂z_i, every sample's gradient comes out of the
+    same pass (Gudovskiy et al., CVPR 2020). Full feature maps are never stored: each is pooled by
+    ``torch_al.pool_features`` as it appears. Backward with ``reduction="mean"`` scales every
+    gradient by 1/B; use a summed loss for per-sample values.
+
+    Args:
+        model: the network; the hooks are on its submodules, so any mode (eval/train) works.
+        layers: names from ``model.named_modules()`` or the submodules themselves; any number.
+        capture: ``"features"``, ``"gradients"`` or ``"both"``.
+        channel_dim: the channel dim of the layer outputs: 1 for (B, C, *spatial) conv / linear
+            outputs, -1 for (B, T, C) sequence outputs.
+
+    A layer output modified in place afterwards (``ReLU(inplace=True)``) is fine as long as the
+    backward reaches it *through* the later ops (``loss.backward()``, or ``autograd.grad`` with
+    respect to the model input); its features are pooled before the in-place op runs.
+
+    After a forward (and backward), ``features`` / ``gradients`` map layer name → Tensor[B, C] in
+    the order the layers were given. Use as a context manager, or call :meth:`close`, to remove
+    the hooks. Each layer must run once per forward (a module reused within one forward is an
+    error, since its two outputs would overwrite each other).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str | nn.Module],
+        capture: CaptureKind = "both",
+        channel_dim: int = 1,
+    ) -> None:
+        if capture not in _CAPTURE_KINDS:
+            raise ValueError(f"capture must be one of {_CAPTURE_KINDS}, got {capture!r}")
+        self.layers = resolve_layers(model, layers)
+        self.capture = capture
+        self.channel_dim = channel_dim
+        self.channels: dict[str, int] = {}
+        self._pooled: dict[str, dict[str, Tensor]] = {"features": {}, "gradients": {}}
+        self._target: tuple[dict[str, Tensor | None], Tensor, dict[str, int]] | None = None
+        self._seen_in_forward: set[str] = set()
+        self._gradients_seen: set[str] = set()
+        self._handles = [model.register_forward_pre_hook(self._start_forward)]
+        self._handles += [m.register_forward_hook(self._hook_for(name)) for name, m in self.layers.items()]
+
+    @property
+    def features(self) -> dict[str, Tensor]:
+        return self._ordered("features")
+
+    @property
+    def gradients(self) -> dict[str, Tensor]:
+        return self._ordered("gradients")
+
+    def columns(self) -> dict[str, slice]:
+        """Columns of each layer in a concatenated (B, L) descriptor, in layer order (the same for
+        features and gradients)."""
+        if len(self.channels) != len(self.layers):
+            raise RuntimeError("run a forward pass first: channel counts are known only then")
+        spans, start = {}, 0
+        for name in self.layers:
+            spans[name] = slice(start, start + self.channels[name])
+            start += self.channels[name]
+        return spans
+
+    def write_into(self, stores: dict[str, Tensor | None], rows: Tensor) -> None:
+        """From now on, pool straight into ``stores[kind][rows, columns]`` (Tensor[P, L] each,
+        via ``pool_features_into``) instead of filling the dicts; ``None`` stops that."""
+        columns = {name: span.start for name, span in self.columns().items()}
+        self._target = (stores, rows, columns)
+
+    def stop_writing(self) -> None:
+        self._target = None
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "DescriptorCapture":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def missing_gradients(self) -> list[str]:
+        """Layers whose gradient has not arrived since the last forward (they do not affect the
+        loss, or the backward has not run yet)."""
+        return [name for name in self.layers if name not in self._gradients_seen]
+
+    def _ordered(self, kind: str) -> dict[str, Tensor]:
+        pooled = self._pooled[kind]
+        return {name: pooled[name] for name in self.layers if name in pooled}
+
+    def _start_forward(self, module: nn.Module, inputs) -> None:
+        self._seen_in_forward.clear()
+        self._gradients_seen.clear()
+        for pooled in self._pooled.values():
+            pooled.clear()
+
+    def _hook_for(self, name: str):
+        def hook(module: nn.Module, inputs, output) -> None:
+            if not isinstance(output, Tensor):
+                raise TypeError(f"layer {name!r} returned {type(output).__name__}; DescriptorCapture needs a Tensor output")
+            if name in self._seen_in_forward:
+                raise RuntimeError(f"layer {name!r} ran twice in one forward; capture each use through its own module")
+            self._seen_in_forward.add(name)
+            self.channels[name] = output.shape[self.channel_dim]
+            if self.capture != "gradients":
+                self._record("features", name, output.detach())
+            if self.capture != "features" and output.requires_grad:
+                output.register_hook(lambda grad: self._record("gradients", name, grad))
+
+        return hook
+
+    def _record(self, kind: str, name: str, tensor: Tensor) -> None:
+        if kind == "gradients":
+            self._gradients_seen.add(name)
+        channels_second = tensor if self.channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(self.channel_dim, 1)
+        if self._target is not None and self._target[0].get(kind) is not None:
+            stores, rows, columns = self._target
+            pool_features_into(channels_second, stores[kind], rows, columns[name])
+        else:
+            with torch.no_grad():
+                self._pooled[kind][name] = pool_features(channels_second)
