@@ -40,7 +40,7 @@ def extension():
     with_cuda = _build_cuda()
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp") + _sources("csrc/autograd/*.cpp")
     sources += _sources("csrc/python/*.cpp")
-    compile_args = {"cxx": ["-O3", "-DPy_LIMITED_API=0x030B0000", "-DTORCH_AL_BUILD_LIBRARY"]}
+    compile_args = {"cxx": ["-O3", "-DTORCH_AL_BUILD_LIBRARY"]}
     macros = []
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
