@@ -1,6 +1,8 @@
 #include "pool_features.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty.h>
+#include <c10/core/DeviceGuard.h>
 #include <ATen/ops/aminmax.h>
 #include <ATen/ops/sort.h>
 #include <torch/library.h>
@@ -69,6 +71,27 @@ void check_pool_features_into_rows(const at::Tensor& rows, int64_t num_out_rows)
       rows.numel() < 2 ||
       sorted.slice(0, 1).ne(sorted.slice(0, 0, -1)).all().item<bool>();
   TORCH_CHECK(distinct, "pool_features_into: rows must be distinct, got a repeated row index");
+}
+
+at::Tensor pool_features_with(const at::Tensor& x, PoolInto pool_into) {
+  check_pool_features_inputs("pool_features", x);
+  const c10::DeviceGuard device_guard(x.device());
+  auto out = at::empty({x.size(0), x.size(1)}, x.options());
+  if (x.size(0) > 0 && x.size(1) > 0) {
+    pool_into(x, out, nullptr, 0);
+  }
+  return out;
+}
+
+void pool_features_into_with(
+    const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column, PoolInto pool_into) {
+  check_pool_features_into_inputs(x, out, rows, column);
+  const c10::DeviceGuard device_guard(x.device());
+  check_pool_features_into_rows(rows, out.size(0));
+  if (x.size(0) > 0 && x.size(1) > 0) {
+    const auto rows_contiguous = rows.contiguous();
+    pool_into(x, out, rows_contiguous.const_data_ptr<int64_t>(), column);
+  }
 }
 
 at::Tensor pool_features(const at::Tensor& x) {

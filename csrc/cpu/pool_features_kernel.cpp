@@ -1,7 +1,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -53,9 +52,6 @@ void pool_rows_cpu(const at::Tensor& x, const PoolDestination<scalar_t>& dst) {
 }
 
 void pool_into_cpu(const at::Tensor& x, at::Tensor& out, const int64_t* rows, int64_t column) {
-  if (x.size(0) == 0 || x.size(1) == 0) {
-    return;
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pool_features_cpu", [&] {
     const PoolDestination<scalar_t> dst{
         out.mutable_data_ptr<scalar_t>(), out.stride(0), out.stride(1), column, rows};
@@ -63,26 +59,15 @@ void pool_into_cpu(const at::Tensor& x, at::Tensor& out, const int64_t* rows, in
   });
 }
 
-at::Tensor pool_features_kernel(const at::Tensor& x) {
-  check_pool_features_inputs("pool_features", x);
-  auto out = at::empty({x.size(0), x.size(1)}, x.options());
-  pool_into_cpu(x, out, nullptr, 0);
-  return out;
-}
-
-void pool_features_into_kernel(
-    const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
-  check_pool_features_into_inputs(x, out, rows, column);
-  check_pool_features_into_rows(rows, out.size(0));
-  const auto rows_contiguous = rows.contiguous();
-  pool_into_cpu(x, out, rows_contiguous.const_data_ptr<int64_t>(), column);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torch_al, CPU, m) {
-  m.impl("pool_features", &pool_features_kernel);
-  m.impl("pool_features_into", &pool_features_into_kernel);
+  m.impl("pool_features", [](const at::Tensor& x) { return pool_features_with(x, pool_into_cpu); });
+  m.impl(
+      "pool_features_into",
+      [](const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
+        pool_features_into_with(x, out, rows, column, pool_into_cpu);
+      });
 }
 
 }  // namespace torch_al::ops

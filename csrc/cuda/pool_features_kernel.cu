@@ -3,8 +3,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -93,9 +91,6 @@ int64_t checked_grid(int64_t blocks) {
 
 void pool_into_cuda(const at::Tensor& x, at::Tensor& out, const int64_t* rows, int64_t column) {
   const int64_t channels = x.size(1);
-  if (x.size(0) == 0 || channels == 0) {
-    return;
-  }
   const auto g = make_spatial_geometry(x.sizes().slice(2), x.strides().slice(2));
   const bool channels_inner = channels_vary_fastest(x.stride(1), g);
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -120,28 +115,15 @@ void pool_into_cuda(const at::Tensor& x, at::Tensor& out, const int64_t* rows, i
   });
 }
 
-at::Tensor pool_features_kernel(const at::Tensor& x) {
-  check_pool_features_inputs("pool_features", x);
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  auto out = at::empty({x.size(0), x.size(1)}, x.options());
-  pool_into_cuda(x, out, nullptr, 0);
-  return out;
-}
-
-void pool_features_into_kernel(
-    const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
-  check_pool_features_into_inputs(x, out, rows, column);
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  check_pool_features_into_rows(rows, out.size(0));
-  const auto rows_contiguous = rows.contiguous();
-  pool_into_cuda(x, out, rows_contiguous.const_data_ptr<int64_t>(), column);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torch_al, CUDA, m) {
-  m.impl("pool_features", &pool_features_kernel);
-  m.impl("pool_features_into", &pool_features_into_kernel);
+  m.impl("pool_features", [](const at::Tensor& x) { return pool_features_with(x, pool_into_cuda); });
+  m.impl(
+      "pool_features_into",
+      [](const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
+        pool_features_into_with(x, out, rows, column, pool_into_cuda);
+      });
 }
 
 }  // namespace torch_al::ops
