@@ -3,6 +3,8 @@
 Workloads of issue 3: M query rows, N pool points, J scales of total width L for z (and the same for
 g when gradients are used), k = 1, 10% of the pool masked. Each variant runs in its own process so
 its peak memory is its own; `extra_mib` is the peak minus the resident size once the inputs exist.
+Every variant uses THREADS torch threads (default 1): on the shared 2-core development machine
+(load average 6-8) multithreaded timings measure the neighbours, not the code.
 """
 
 import os
@@ -45,7 +47,7 @@ def naive(query_z, pool_z, query_g, pool_g, mask, k):
 def bare_products(query_z, pool_z, query_g, pool_g, mask, k):
     """The J (or 2J) torch.mm calls over the pool tiles pfk_topk uses, nothing else."""
     rows = query_z[0].shape[0]
-    width = min(max((1 << 19) // (4 * rows), 16), 8192)
+    width = min(max((1 << 22) // (4 * rows), 64), 16384)  # csrc/cpu/pfk_stream.cpp tile_width
     out = torch.empty(rows, width)
     for begin in range(0, pool_z[0].shape[0], width):
         for q, p in zip(query_z + query_g, pool_z + pool_g):
@@ -62,6 +64,7 @@ def measure(variant: str, rows: int, columns: int, width: int, gradients: bool, 
     import torch_al  # noqa: F401  (registers the ops in this fresh process)
     from common import peak_rss_mib
 
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     (query_z, pool_z, query_g, pool_g), mask = make_problem(rows, columns, width, gradients)
     functions = {"ours": torch_al.pfk_topk, "naive": naive, "mm": bare_products}
     before = current_rss_mib()
@@ -106,4 +109,6 @@ def main(quick: bool) -> str:
     columns = ["M", "N", "L", "grads", "ours_s", "mm_s", "ours/mm", "naive_s", "naive/ours",
                "ours_extra_MiB", "naive_extra_MiB", "ours_peak_MiB"]
     print_table(rows_out, columns)
-    return write_results("pfk_topk", rows_out, quick=quick, k=1, masked_fraction=0.1)
+    return write_results(
+        "pfk_topk", rows_out, quick=quick, k=1, masked_fraction=0.1, threads=int(os.environ.get("THREADS", "1"))
+    )

@@ -10,9 +10,9 @@
 
 namespace torch_al::ops {
 
-// Streams the pool through the plan in tiles, in parallel over tiles, and returns the running
-// top-k as (values, indices): (M, k) per query row, (1, k) per pool column. `mask` is a
-// contiguous (N,) bool tensor or undefined.
+// Streams the pool through the plan tile by tile (BLAS products, then a fused epilogue parallel
+// over rows) and returns the running top-k as (values, indices): (M, k) per query row, (1, k) per
+// pool column. `mask` is a contiguous (N,) bool tensor or undefined.
 std::tuple<at::Tensor, at::Tensor> pfk_stream_cpu(
     const PfkPlan& plan, const at::Tensor& mask, int64_t k, PfkReduction reduction,
     const at::TensorOptions& options);
