@@ -3,6 +3,9 @@
 // Umbrella header for C++ users: `#include <torch_al/torch_al.h>`.
 #include "library.h"
 #include "pool_features.h"
+#include "pfk_column_topk.h"
+#include "pfk_topk.h"
+#include "select_unique_ranked.h"
 
 namespace torch_al {
 

@@ -45,3 +45,82 @@ if has_ops():
             column >= 0 and column + x.shape[1] <= out.shape[1],
             lambda: f"{op}: columns [{column}, {column + x.shape[1]}) of x do not fit out of shape {tuple(out.shape)}",
         )
+
+    def _check_pfk_topk_inputs(op, query_z, pool_z, query_g, pool_g, pool_mask, k, combine) -> None:
+        """Mirrors check_pfk_topk_inputs in csrc/pfk_topk.cpp."""
+        torch._check(len(query_z) > 0, lambda: f"{op}: query_z must hold at least one scale, got an empty list")
+        scales = len(query_z)
+        torch._check(len(pool_z) == scales, lambda: f"{op}: pool_z has {len(pool_z)} scales but query_z has {scales}")
+        torch._check(
+            len(query_g) == len(pool_g),
+            lambda: f"{op}: query_g and pool_g must both be empty or both hold {scales} scales, "
+            f"got {len(query_g)} and {len(pool_g)}",
+        )
+        torch._check(query_z[0].dim() == 2, lambda: f"{op}: query_z[0] must be (M, C), got shape {list(query_z[0].shape)}")
+        torch._check(pool_z[0].dim() == 2, lambda: f"{op}: pool_z[0] must be (N, C), got shape {list(pool_z[0].shape)}")
+        first = query_z[0]
+        for name, tensors, rows, rows_name, widths_name, widths in (
+            ("query_z", query_z, first.shape[0], "M", "query_z", None),
+            ("pool_z", pool_z, pool_z[0].shape[0], "N", "query_z", query_z),
+            ("query_g", query_g, first.shape[0], "M", "query_z", None),
+            ("pool_g", pool_g, pool_z[0].shape[0], "N", "query_g", query_g),
+        ):
+            torch._check(
+                len(tensors) in (0, scales) if name.endswith("_g") else len(tensors) == scales,
+                lambda: f"{op}: {name} has {len(tensors)} scales but {widths_name} has {scales}",
+            )
+            for j, t in enumerate(tensors):
+                torch._check(
+                    t.dim() == 2 and t.shape[0] == rows,
+                    lambda: f"{op}: {name}[{j}] must be ({rows_name}={rows}, C), got shape {list(t.shape)}",
+                )
+                if widths is not None:
+                    torch._check(
+                        t.shape[1] == widths[j].shape[1],
+                        lambda: f"{op}: {name}[{j}] has {t.shape[1]} channels but {widths_name}[{j}] has {widths[j].shape[1]}",
+                    )
+        torch._check(
+            first.dtype in (torch.float32, torch.float64),
+            lambda: f"{op}: descriptors must be float32 or float64, got query_z[0] of dtype {first.dtype}",
+        )
+        for name, tensors in (("query_z", query_z), ("pool_z", pool_z), ("query_g", query_g), ("pool_g", pool_g)):
+            for j, t in enumerate(tensors):
+                torch._check(t.dtype == first.dtype, lambda: f"{op}: {name}[{j}] dtype {t.dtype} must equal query_z[0] dtype {first.dtype}")
+                torch._check(t.device == first.device, lambda: f"{op}: {name}[{j}] is on {t.device} but query_z[0] is on {first.device}")
+        if pool_mask is not None:
+            torch._check(
+                pool_mask.dim() == 1 and pool_mask.shape[0] == pool_z[0].shape[0],
+                lambda: f"{op}: pool_mask must be (N={pool_z[0].shape[0]},), got shape {list(pool_mask.shape)}",
+            )
+            torch._check(pool_mask.dtype == torch.bool, lambda: f"{op}: pool_mask must be torch.bool, got {pool_mask.dtype}")
+            torch._check(pool_mask.device == first.device, lambda: f"{op}: pool_mask is on {pool_mask.device} but query_z[0] is on {first.device}")
+        torch._check(k >= 0, lambda: f"{op}: k must be >= 0, got {k}")
+        torch._check(
+            combine in ("product", "fisher", "sum"),
+            lambda: f'{op}: combine must be one of "product", "fisher", "sum", got "{combine}"',
+        )
+
+    @torch.library.register_fake("torch_al::pfk_topk")
+    def _pfk_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product"):
+        _check_pfk_topk_inputs("pfk_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine)
+        rows = query_z[0].shape[0]
+        return query_z[0].new_empty((rows, k)), query_z[0].new_empty((rows, k), dtype=torch.int64)
+
+    @torch.library.register_fake("torch_al::pfk_column_topk")
+    def _pfk_column_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product"):
+        _check_pfk_topk_inputs("pfk_column_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine)
+        return query_z[0].new_empty((k,)), query_z[0].new_empty((k,), dtype=torch.int64)
+
+    @torch.library.register_fake("torch_al::select_unique_ranked")
+    def _select_unique_ranked_fake(values, indices, count):
+        op = "select_unique_ranked"
+        torch._check(values.dim() == 2, lambda: f"{op}: values must be (M, k), got shape {tuple(values.shape)}")
+        torch._check(values.dtype.is_floating_point, lambda: f"{op}: values must be a floating tensor, got {values.dtype}")
+        torch._check(
+            indices.shape == values.shape and indices.dtype == torch.int64,
+            lambda: f"{op}: indices must be int64 of the shape of values {tuple(values.shape)}, "
+            f"got shape {tuple(indices.shape)} dtype {indices.dtype}",
+        )
+        torch._check(indices.device == values.device, lambda: f"{op}: indices is on {indices.device} but values is on {values.device}")
+        torch._check(count >= 0, lambda: f"{op}: count must be >= 0, got {count}")
+        return indices.new_empty((count,))

@@ -1,0 +1,141 @@
+#include "pfk_tiles.h"
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/mul.h>
+
+#include <algorithm>
+
+namespace torch_al::ops {
+
+namespace {
+
+PfkFactor make_factor(const std::vector<at::Tensor>& queries, const std::vector<at::Tensor>& pools) {
+  PfkFactor factor;
+  // The query side is small (M rows) and read by every tile: concatenate and pack it once.
+  factor.query = queries.size() == 1 ? queries[0].contiguous() : at::cat(queries, 1);
+  factor.pool = pools;
+  for (const auto& p : pools) {
+    factor.width += p.size(1);
+  }
+  return factor;
+}
+
+std::vector<at::Tensor> joined(at::TensorList a, at::TensorList b) {
+  std::vector<at::Tensor> out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+at::Tensor leading_view(at::Tensor& flat, int64_t rows, int64_t columns) {
+  return flat.narrow(0, 0, rows * columns).view({rows, columns});
+}
+
+}  // namespace
+
+PfkPlan make_pfk_plan(
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    c10::string_view combine) {
+  PfkPlan plan;
+  plan.rows = query_z[0].size(0);
+  plan.columns = pool_z[0].size(0);
+  const std::vector<at::Tensor> qz(query_z.begin(), query_z.end());
+  const std::vector<at::Tensor> pz(pool_z.begin(), pool_z.end());
+  if (query_g.empty()) {
+    plan.terms.push_back({make_factor(qz, pz), std::nullopt});
+  } else if (combine == "sum") {
+    // Σ_j (a_j + b_j) is one inner product of the concatenated [z, g] descriptors.
+    plan.terms.push_back({make_factor(joined(query_z, query_g), joined(pool_z, pool_g)), std::nullopt});
+  } else if (combine == "product" || query_z.size() == 1) {
+    const std::vector<at::Tensor> qg(query_g.begin(), query_g.end());
+    const std::vector<at::Tensor> pg(pool_g.begin(), pool_g.end());
+    plan.terms.push_back({make_factor(qz, pz), make_factor(qg, pg)});
+  } else {  // fisher over several scales: the per-scale products do not factor
+    for (size_t j = 0; j < query_z.size(); ++j) {
+      plan.terms.push_back({make_factor({query_z[j]}, {pool_z[j]}), make_factor({query_g[j]}, {pool_g[j]})});
+    }
+  }
+  return plan;
+}
+
+PfkTileWorkspace::PfkTileWorkspace(
+    const PfkPlan& plan, int64_t max_width, const at::TensorOptions& options)
+    : plan_(plan) {
+  const int64_t tile_elements = plan.rows * max_width;
+  int64_t packed_width = 0;
+  bool has_rhs = false;
+  for (const auto& term : plan.terms) {
+    if (term.lhs.pool.size() > 1) {
+      packed_width = std::max(packed_width, term.lhs.width);
+    }
+    if (term.rhs.has_value()) {
+      has_rhs = true;
+      if (term.rhs->pool.size() > 1) {
+        packed_width = std::max(packed_width, term.rhs->width);
+      }
+    }
+  }
+  lhs_ = at::empty({tile_elements}, options);
+  if (has_rhs) {
+    rhs_ = at::empty({tile_elements}, options);
+  }
+  if (plan.terms.size() > 1) {
+    base_ = at::empty({tile_elements}, options);
+  }
+  if (packed_width > 0) {
+    packed_ = at::empty({max_width * packed_width}, options);
+  }
+}
+
+at::Tensor PfkTileWorkspace::factor_product(
+    const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width) {
+  at::Tensor pool_tile;
+  if (factor.pool.size() == 1) {
+    pool_tile = factor.pool[0].narrow(0, begin, width);
+  } else {
+    pool_tile = leading_view(packed_, width, factor.width);
+    std::vector<at::Tensor> slices;
+    slices.reserve(factor.pool.size());
+    for (const auto& p : factor.pool) {
+      slices.push_back(p.narrow(0, begin, width));
+    }
+    at::cat_out(pool_tile, slices, 1);
+  }
+  auto out = leading_view(buffer, plan_.rows, width);
+  at::mm_out(out, factor.query, pool_tile.t());
+  return out;
+}
+
+PfkTile PfkTileWorkspace::compute(int64_t begin, int64_t width) {
+  PfkTile tile;
+  tile.begin = begin;
+  tile.width = width;
+  const size_t last = plan_.terms.size() - 1;
+  for (size_t t = 0; t <= last; ++t) {
+    const auto& term = plan_.terms[t];
+    auto lhs = factor_product(term.lhs, lhs_, begin, width);
+    at::Tensor rhs = term.rhs.has_value() ? factor_product(*term.rhs, rhs_, begin, width) : at::Tensor();
+    if (t == last) {
+      tile.lhs = lhs;
+      tile.rhs = rhs;
+      break;
+    }
+    // Earlier fisher scales fold into the base; the last one is fused into the epilogue.
+    auto base = leading_view(base_, plan_.rows, width);
+    if (t == 0) {
+      at::mul_out(base, lhs, rhs);
+    } else {
+      base.addcmul_(lhs, rhs);
+    }
+  }
+  if (last > 0) {
+    tile.base = leading_view(base_, plan_.rows, width);
+  }
+  return tile;
+}
+
+}  // namespace torch_al::ops

@@ -1,0 +1,76 @@
+#pragma once
+
+// The backend-agnostic half of the streaming PFK ops: how one tile of pool columns becomes the
+// kernel matrix products, with ATen matrix multiplies (BLAS on CPU, cuBLAS on CUDA). The backends
+// add the fused epilogue (value, mask, running top-k) on top.
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <vector>
+
+namespace torch_al::ops {
+
+// One similarity factor: query (M, L), the query descriptors concatenated along channels, times
+// the pool descriptors `pool` concatenated the same way. Concatenating the scales turns J small
+// products into one of width L = Σ C_j, which BLAS runs much closer to peak.
+struct PfkFactor {
+  at::Tensor query;
+  std::vector<at::Tensor> pool;
+  int64_t width = 0;
+};
+
+// R = Σ_terms lhs ∘ rhs (rhs absent: R = lhs). "product" and single-scale "fisher" are one term of
+// two factors, multi-scale "fisher" one term per scale, "sum" and no-gradient PCC one factor.
+struct PfkTerm {
+  PfkFactor lhs;
+  std::optional<PfkFactor> rhs;
+};
+
+// What the streaming ops keep: per query row its k best pool columns (pfk_topk), or the k pool
+// columns with the largest best-over-rows value max_m R[m, n] (pfk_column_topk).
+enum class PfkReduction { kPerQueryRow, kPerPoolColumn };
+
+struct PfkPlan {
+  std::vector<PfkTerm> terms;
+  int64_t rows = 0;     // M
+  int64_t columns = 0;  // N
+};
+
+PfkPlan make_pfk_plan(
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    c10::string_view combine);
+
+// One computed tile of `width` pool columns from `begin`: R[m, n] = base + lhs * rhs with
+// row-major (M, width) buffers; base and rhs undefined when absent.
+struct PfkTile {
+  at::Tensor base;
+  at::Tensor lhs;
+  at::Tensor rhs;
+  int64_t begin = 0;
+  int64_t width = 0;
+};
+
+// Scratch for tiles of up to `max_width` columns, allocated once per worker: extra memory is
+// O(M * max_width) whatever N is.
+class PfkTileWorkspace {
+ public:
+  PfkTileWorkspace(const PfkPlan& plan, int64_t max_width, const at::TensorOptions& options);
+  // Computes the tile of pool columns [begin, begin + width) into this workspace's buffers.
+  PfkTile compute(int64_t begin, int64_t width);
+
+ private:
+  at::Tensor factor_product(const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width);
+
+  const PfkPlan& plan_;
+  at::Tensor base_;
+  at::Tensor lhs_;
+  at::Tensor rhs_;
+  at::Tensor packed_;
+};
+
+}  // namespace torch_al::ops

@@ -1,0 +1,179 @@
+#include "pfk_topk.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/aminmax.h>
+#include <ATen/ops/stack.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace torch_al::ops {
+
+namespace {
+
+constexpr std::array<c10::string_view, 3> kCombines = {"product", "fisher", "sum"};
+
+// Checks one descriptor list: J tensors, 2-D, `rows` rows each, scale j of width widths[j] when
+// widths is given.
+void check_descriptor_list(
+    const char* op,
+    const char* name,
+    at::TensorList list,
+    size_t scales,
+    int64_t rows,
+    const char* rows_name,
+    at::TensorList same_widths_as,
+    const char* widths_name) {
+  TORCH_CHECK(
+      list.size() == scales,
+      op, ": ", name, " has ", list.size(), " scales but ", widths_name, " has ", scales);
+  for (size_t j = 0; j < list.size(); ++j) {
+    const auto& t = list[j];
+    TORCH_CHECK(
+        t.dim() == 2 && t.size(0) == rows,
+        op, ": ", name, "[", j, "] must be (", rows_name, "=", rows, ", C), got shape ", t.sizes());
+    if (!same_widths_as.empty()) {
+      TORCH_CHECK(
+          t.size(1) == same_widths_as[j].size(1),
+          op, ": ", name, "[", j, "] has ", t.size(1), " channels but ", widths_name, "[", j, "] has ",
+          same_widths_as[j].size(1), " (shapes ", t.sizes(), " and ", same_widths_as[j].sizes(), ")");
+    }
+  }
+}
+
+void check_dtype_and_device(
+    const char* op, const char* name, at::TensorList list, const at::Tensor& first) {
+  for (size_t j = 0; j < list.size(); ++j) {
+    TORCH_CHECK(
+        list[j].scalar_type() == first.scalar_type(),
+        op, ": ", name, "[", j, "] dtype ", list[j].scalar_type(), " must equal query_z[0] dtype ",
+        first.scalar_type());
+    TORCH_CHECK(
+        list[j].device() == first.device(),
+        op, ": ", name, "[", j, "] is on ", list[j].device(), " but query_z[0] is on ", first.device());
+  }
+}
+
+}  // namespace
+
+void check_pfk_topk_inputs(
+    const char* op,
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine) {
+  TORCH_CHECK(!query_z.empty(), op, ": query_z must hold at least one scale, got an empty list");
+  TORCH_CHECK(
+      query_z[0].dim() == 2, op, ": query_z[0] must be (M, C), got shape ", query_z[0].sizes());
+  const size_t scales = query_z.size();
+  TORCH_CHECK(
+      pool_z.size() == scales,
+      op, ": pool_z has ", pool_z.size(), " scales but query_z has ", scales);
+  TORCH_CHECK(pool_z[0].dim() == 2, op, ": pool_z[0] must be (N, C), got shape ", pool_z[0].sizes());
+  const int64_t m = query_z[0].size(0);
+  const int64_t n = pool_z[0].size(0);
+  check_descriptor_list(op, "query_z", query_z, scales, m, "M", {}, "query_z");
+  check_descriptor_list(op, "pool_z", pool_z, scales, n, "N", query_z, "query_z");
+  TORCH_CHECK(
+      query_g.size() == pool_g.size(),
+      op, ": query_g and pool_g must both be empty or both hold ", scales, " scales, got ",
+      query_g.size(), " and ", pool_g.size());
+  if (!query_g.empty()) {
+    check_descriptor_list(op, "query_g", query_g, scales, m, "M", {}, "query_z");
+    check_descriptor_list(op, "pool_g", pool_g, scales, n, "N", query_g, "query_g");
+  }
+  const auto& first = query_z[0];
+  TORCH_CHECK(
+      first.scalar_type() == at::kFloat || first.scalar_type() == at::kDouble,
+      op, ": descriptors must be float32 or float64, got query_z[0] of dtype ", first.scalar_type());
+  check_dtype_and_device(op, "query_z", query_z, first);
+  check_dtype_and_device(op, "pool_z", pool_z, first);
+  check_dtype_and_device(op, "query_g", query_g, first);
+  check_dtype_and_device(op, "pool_g", pool_g, first);
+  if (pool_mask.has_value()) {
+    const auto& mask = *pool_mask;
+    TORCH_CHECK(
+        mask.dim() == 1 && mask.size(0) == n,
+        op, ": pool_mask must be (N=", n, ",), got shape ", mask.sizes());
+    TORCH_CHECK(
+        mask.scalar_type() == at::kBool,
+        op, ": pool_mask must be torch.bool (True = excluded), got ", mask.scalar_type());
+    TORCH_CHECK(
+        mask.device() == first.device(),
+        op, ": pool_mask is on ", mask.device(), " but query_z[0] is on ", first.device());
+  }
+  TORCH_CHECK(k >= 0, op, ": k must be >= 0, got ", k);
+  TORCH_CHECK(
+      std::find(kCombines.begin(), kCombines.end(), combine) != kCombines.end(),
+      op, ": combine must be one of \"product\", \"fisher\", \"sum\", got \"", combine, "\"");
+}
+
+void check_pfk_topk_finite(
+    const char* op,
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g) {
+  // min and max propagate NaN and expose ±inf, and reduce without a tensor-sized temporary.
+  std::vector<std::string> names;
+  std::vector<at::Tensor> extremes;
+  const auto gather = [&](const char* name, at::TensorList list) {
+    for (size_t j = 0; j < list.size(); ++j) {
+      if (list[j].numel() == 0) {
+        continue;
+      }
+      auto [lowest, highest] = at::aminmax(list[j]);
+      names.push_back(std::string(name) + "[" + std::to_string(j) + "]");
+      extremes.push_back(lowest);
+      extremes.push_back(highest);
+    }
+  };
+  gather("query_z", query_z);
+  gather("pool_z", pool_z);
+  gather("query_g", query_g);
+  gather("pool_g", pool_g);
+  if (extremes.empty()) {
+    return;
+  }
+  const auto host = at::stack(extremes).to(at::kCPU, at::kDouble);  // the one host synchronisation
+  const auto values = host.accessor<double, 1>();
+  for (size_t t = 0; t < names.size(); ++t) {
+    const double lowest = values[2 * t];
+    const double highest = values[2 * t + 1];
+    TORCH_CHECK(
+        !std::isnan(lowest) && !std::isnan(highest), op, ": ", names[t], " contains NaN");
+    TORCH_CHECK(
+        !std::isinf(lowest) && !std::isinf(highest),
+        op, ": ", names[t], " contains inf; descriptors must be finite");
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> pfk_topk(
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("torch_al::pfk_topk", "")
+                       .typed<decltype(pfk_topk)>();
+  return op.call(query_z, pool_z, query_g, pool_g, pool_mask, k, combine);
+}
+
+TORCH_LIBRARY_FRAGMENT(torch_al, m) {
+  m.set_python_module("torch_al._meta_registrations");
+  m.def(
+      "pfk_topk(Tensor[] query_z, Tensor[] pool_z, Tensor[] query_g, Tensor[] pool_g, "
+      "Tensor? pool_mask, int k, str combine=\"product\") -> (Tensor values, Tensor indices)");
+}
+
+}  // namespace torch_al::ops

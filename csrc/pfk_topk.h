@@ -1,0 +1,48 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <tuple>
+
+#include "macros.h"
+
+namespace torch_al::ops {
+
+// Per query row m, the k largest kernel values R[m, n] over the pool columns n that pool_mask does
+// not exclude, best first (ties to the lower n), padded with (-inf, -1). With a_j = query_z[j][m] .
+// pool_z[j][n] and b_j the same for the gradients, R is: "product" (Σ a_j)(Σ b_j), "fisher"
+// Σ a_j b_j, "sum" Σ (a_j + b_j); with no gradients Σ a_j. The M x N matrix is never built.
+// Returns (values[M, k], indices[M, k] int64).
+TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_topk(
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine = "product");
+
+// Validation shared by every backend of pfk_topk and pfk_column_topk (the Python fake mirrors it):
+// list lengths, ranks, per-scale shapes, dtypes, devices, the mask, k >= 0 and the combine name.
+void check_pfk_topk_inputs(
+    const char* op,
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine);
+
+// Value check: every descriptor is finite. Costs one pass over the inputs and, on CUDA, one host
+// synchronisation; a NaN would otherwise silently decide the argmax.
+void check_pfk_topk_finite(
+    const char* op,
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g);
+
+}  // namespace torch_al::ops

@@ -1,0 +1,262 @@
+"""torch_al::pfk_topk against a brute-force float64 reference (materialise R, mask, sort)."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import torch_al
+from common_utils import cpu_and_cuda, run_in_fresh_process
+from pfk_reference import COMBINES, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
+
+MASKS = ("none", "random", "all_but_k", "all")
+
+
+def check_against_reference(problem, mask, k, combine, dtype):
+    """Exact for exact inputs; otherwise values within tolerance and each index worth its value."""
+    values, indices = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
+    scores = reference_kernel(*[[t.cpu() for t in part] for part in problem], combine=combine)
+    expected_values, expected_indices = reference_topk(scores, mask, k)
+    assert values.dtype == dtype and indices.dtype == torch.int64
+    assert values.shape == indices.shape == expected_values.shape
+    assert_close(values.cpu().double(), expected_values, **value_tolerance(dtype))
+    found = indices.cpu() >= 0
+    assert torch.equal(found, expected_indices >= 0)
+    if found.any():
+        rows = torch.arange(scores.shape[0])[:, None].expand_as(indices)[found]
+        assert_close(scores[rows, indices.cpu()[found]], values.cpu().double()[found], **value_tolerance(dtype))
+        if mask is not None:
+            assert not mask[indices.cpu()[found]].any()
+        for row in indices.cpu():
+            kept = row[row >= 0]
+            assert kept.unique().numel() == kept.numel()
+    return indices.cpu(), expected_indices
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("combine", COMBINES)
+@pytest.mark.parametrize("mask_kind", MASKS)
+def test_random_problems_match_reference(device, dtype, combine, mask_kind):
+    generator = torch.Generator().manual_seed(len(combine) * 7 + MASKS.index(mask_kind))
+    for trial in range(4):
+        problem = random_problem(generator, dtype, gradients=trial != 0)
+        k = int(torch.randint(0, 9, (), generator=generator))
+        mask = random_mask(generator, problem[1][0].shape[0], mask_kind, k)
+        problem = [[t.to(device) for t in part] for part in problem]
+        check_against_reference(problem, None if mask is None else mask.to(device), k, combine, dtype)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("combine", COMBINES)
+def test_ties_break_to_the_lower_index_exactly(device, dtype, combine):
+    # Small integer descriptors: every value is exact and ties are everywhere.
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        problem = random_problem(generator, dtype, integer=True, max_columns=600)
+        problem = [[t.to(device) for t in part] for part in problem]
+        mask = random_mask(generator, problem[1][0].shape[0], "random", 0)
+        indices, expected = check_against_reference(problem, mask.to(device), 7, combine, dtype)
+        assert torch.equal(indices, expected)
+
+
+def test_all_equal_values_return_the_lowest_allowed_indices():
+    query, pool = [torch.ones(2, 3)], [torch.ones(50, 3)]
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[[0, 2]] = True
+    values, indices = torch_al.pfk_topk(query, pool, pool_mask=mask, k=3)
+    assert indices.tolist() == [[1, 3, 4], [1, 3, 4]]
+    assert (values == 3).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows, columns", [(2, 20011), (64, 5003), (300, 777)])
+def test_many_tiles_and_a_ragged_last_tile(threads, rows, columns):
+    generator = torch.Generator().manual_seed(rows)
+    query = [torch.randint(-2, 3, (rows, 5), generator=generator).float()]
+    pool = [torch.randint(-2, 3, (columns, 5), generator=generator).float()]
+    mask = torch.rand(columns, generator=generator) < 0.2
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        values, indices = torch_al.pfk_topk(query, pool, pool_mask=mask, k=5)
+    finally:
+        torch.set_num_threads(before)
+    expected_values, expected_indices = reference_topk(reference_kernel(query, pool), mask, 5)
+    assert torch.equal(indices, expected_indices)
+    assert torch.equal(values.double(), expected_values)
+
+
+def test_single_scale_product_equals_fisher():
+    generator = torch.Generator().manual_seed(5)
+    problem = random_problem(generator, torch.float64, integer=True)
+    single = [part[:1] for part in problem]
+    assert all(torch.equal(a, b) for a, b in zip(torch_al.pfk_topk(*single, k=4), torch_al.pfk_topk(*single, k=4, combine="fisher")))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(
+    "rows, columns, k",
+    [(0, 10, 3), (4, 0, 3), (0, 0, 2), (3, 10, 0), (1, 1, 1), (2, 3, 8)],
+)
+def test_edge_sizes(device, rows, columns, k):
+    query = [torch.randn(rows, 4, device=device)]
+    pool = [torch.randn(columns, 4, device=device)]
+    values, indices = torch_al.pfk_topk(query, pool, query, [torch.randn(columns, 4, device=device)], k=k)
+    assert values.shape == indices.shape == (rows, k)
+    assert (indices[:, columns:] == -1).all() and values[:, columns:].isneginf().all()
+
+
+def test_zero_width_descriptors_give_zero_scores():
+    values, indices = torch_al.pfk_topk([torch.zeros(2, 0)], [torch.zeros(5, 0)], k=2)
+    assert indices.tolist() == [[0, 1], [0, 1]] and (values == 0).all()
+
+
+def test_strided_inputs():
+    generator = torch.Generator().manual_seed(9)
+    query = [torch.randn(6, 5, generator=generator, dtype=torch.float64).t().contiguous().t()]
+    pool_store = torch.randn(40, 10, generator=generator, dtype=torch.float64)
+    pool = [pool_store[:, ::2]]  # a column slice of a wider store
+    gradients = [torch.randn(1, 3, generator=generator, dtype=torch.float64).expand(6, 3)]
+    pool_g = [torch.randn(3, 40, generator=generator, dtype=torch.float64).t()]
+    mask = torch.zeros(80, dtype=torch.bool)[::2]
+    values, indices = torch_al.pfk_topk(query, pool, gradients, pool_g, mask, 4)
+    expected_values, expected_indices = reference_topk(reference_kernel(query, pool, gradients, pool_g), None, 4)
+    assert_close(values, expected_values)
+    assert torch.equal(indices, expected_indices)
+
+
+def test_value_overflowing_to_nan_never_outranks_a_finite_one():
+    # Finite descriptors whose products overflow: inf - inf = NaN must rank as -inf.
+    big = 1e30
+    query, pool = [torch.tensor([[big, big]])], [torch.tensor([[big, -big], [1.0, 0.0]])]
+    values, indices = torch_al.pfk_topk(query, pool, k=2)
+    assert indices.tolist() == [[1, 0]]
+    assert values[0, 1].isneginf()
+
+
+@pytest.mark.parametrize("name, position", [("query_z", 0), ("pool_z", 1), ("query_g", 1), ("pool_g", 0)])
+@pytest.mark.parametrize("bad, message", [(float("nan"), "contains NaN"), (float("-inf"), "contains inf")])
+def test_non_finite_input_names_the_tensor(name, position, bad, message):
+    problem = {
+        "query_z": [torch.randn(3, 2), torch.randn(3, 4)],
+        "pool_z": [torch.randn(7, 2), torch.randn(7, 4)],
+        "query_g": [torch.randn(3, 1), torch.randn(3, 2)],
+        "pool_g": [torch.randn(7, 1), torch.randn(7, 2)],
+    }
+    problem[name][position][-1, -1] = bad
+    with pytest.raises(RuntimeError, match=rf"pfk_topk: {name}\[{position}\] {message}"):
+        torch_al.pfk_topk(**problem, k=2)
+
+
+def good_args():
+    return dict(
+        query_z=[torch.randn(3, 2), torch.randn(3, 4)],
+        pool_z=[torch.randn(7, 2), torch.randn(7, 4)],
+        query_g=[torch.randn(3, 1), torch.randn(3, 2)],
+        pool_g=[torch.randn(7, 1), torch.randn(7, 2)],
+        pool_mask=torch.zeros(7, dtype=torch.bool),
+        k=2,
+        combine="product",
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(query_z=[]), "query_z must hold at least one scale"),
+        (dict(pool_z=[torch.randn(7, 2)]), "pool_z has 1 scales but query_z has 2"),
+        (dict(query_z=[torch.randn(3), torch.randn(3, 4)]), r"query_z\[0\] must be \(M, C\), got shape \[3\]"),
+        (dict(query_z=[torch.randn(3, 2), torch.randn(4, 4)]), r"query_z\[1\] must be \(M=3, C\), got shape \[4, 4\]"),
+        (dict(pool_z=[torch.randn(7, 2), torch.randn(6, 4)]), r"pool_z\[1\] must be \(N=7, C\), got shape \[6, 4\]"),
+        (dict(pool_z=[torch.randn(7, 2), torch.randn(7, 5)]), r"pool_z\[1\] has 5 channels but query_z\[1\] has 4"),
+        (dict(query_g=[]), "query_g and pool_g must both be empty or both hold 2 scales, got 0 and 2"),
+        (dict(query_g=[torch.randn(3, 1)], pool_g=[torch.randn(7, 1)]), "query_g has 1 scales but query_z has 2"),
+        (dict(pool_g=[torch.randn(7, 1), torch.randn(7, 3)]), r"pool_g\[1\] has 3 channels but query_g\[1\] has 2"),
+        (dict(query_z=[torch.ones(3, 2, dtype=torch.int64), torch.ones(3, 4, dtype=torch.int64)]), "must be float32 or float64"),
+        (dict(pool_z=[torch.randn(7, 2), torch.randn(7, 4, dtype=torch.float64)]), r"pool_z\[1\] dtype (Double|torch.float64) must equal query_z\[0\] dtype (Float|torch.float32)"),
+        (dict(pool_g=[torch.randn(7, 1), torch.randn(7, 2, device="meta")]), r"pool_g\[1\] is on meta but query_z\[0\] is on cpu"),
+        (dict(pool_mask=torch.zeros(6, dtype=torch.bool)), r"pool_mask must be \(N=7,\), got shape \[6\]"),
+        (dict(pool_mask=torch.zeros(7)), "pool_mask must be torch.bool"),
+        (dict(k=-1), "k must be >= 0, got -1"),
+        (dict(combine="mean"), 'combine must be one of "product", "fisher", "sum", got "mean"'),
+    ],
+)
+def test_bad_input_raises_a_named_error(change, message):
+    args = good_args() | change
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.torch_al.pfk_topk(**args)
+    # The fake mirrors the checks, so compiled and exported callers see the same errors.
+    compiled = torch.compile(torch.ops.torch_al.pfk_topk, fullgraph=True, backend="eager", dynamic=False)
+    with pytest.raises(Exception, match=message):
+        compiled(**args)
+
+
+def test_opcheck():
+    generator = torch.Generator().manual_seed(11)
+    for combine in COMBINES:
+        query_z, pool_z, query_g, pool_g = random_problem(generator, torch.float32, max_rows=5, max_columns=40)
+        mask = torch.rand(pool_z[0].shape[0], generator=generator) < 0.3
+        torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, (query_z, pool_z, query_g, pool_g, mask, 3, combine))
+    torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, ([torch.randn(4, 3)], [torch.randn(9, 3)], [], [], None, 2))
+
+
+def selection_scores(query_z, pool_z, query_g, pool_g, mask):
+    values, indices = torch_al.pfk_topk(query_z, pool_z, query_g, pool_g, mask, k=3, combine="fisher")
+    return values.clamp_min(-1e9).sum(), indices + 1
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph(backend):
+    generator = torch.Generator().manual_seed(2)
+    problem = random_problem(generator, torch.float32, max_rows=5, max_columns=40)
+    mask = torch.rand(problem[1][0].shape[0], generator=generator) < 0.3
+    compiled = torch.compile(selection_scores, fullgraph=True, backend=backend)
+    for result, expected in zip(compiled(*problem, mask), selection_scores(*problem, mask)):
+        assert_close(result, expected)
+
+
+def test_export():
+    class Match(torch.nn.Module):
+        def forward(self, query, pool, mask):
+            return torch_al.pfk_topk([query], [pool], pool_mask=mask, k=2)
+
+    args = (torch.randn(3, 4), torch.randn(10, 4), torch.rand(10) < 0.5)
+    exported = torch.export.export(Match(), args)
+    for result, expected in zip(exported.module()(*args), Match()(*args)):
+        assert_close(result, expected)
+
+
+def test_torchscript_roundtrip_in_fresh_process(tmp_path):
+    class Match(torch.nn.Module):
+        def forward(self, query: torch.Tensor, pool: torch.Tensor, mask: torch.Tensor):
+            return torch_al.pfk_topk([query], [pool], [query], [pool], mask, 2, "fisher")
+
+    path = tmp_path / "match.pt"
+    torch.jit.script(Match()).save(str(path))
+    query = torch.arange(6.0).reshape(3, 2)
+    pool = torch.arange(10.0).reshape(5, 2) - 4
+    mask = torch.tensor([False, True, False, False, False])
+    output = run_in_fresh_process(
+        f"""
+        import torch, torch_al
+        module = torch.jit.load({str(path)!r})
+        query = torch.arange(6.0).reshape(3, 2)
+        pool = torch.arange(10.0).reshape(5, 2) - 4
+        values, indices = module(query, pool, torch.tensor([False, True, False, False, False]))
+        print(values.tolist(), indices.tolist())
+        """
+    )
+    values, indices = Match()(query, pool, mask)
+    assert output.strip() == f"{values.tolist()} {indices.tolist()}"
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("combine", COMBINES)
+def test_cpu_and_cuda_agree_tie_aware(combine):
+    generator = torch.Generator().manual_seed(4)
+    problem = random_problem(generator, torch.float32, integer=True, max_rows=40, max_columns=5000)
+    mask = torch.rand(problem[1][0].shape[0], generator=generator) < 0.3
+    cpu = torch_al.pfk_topk(*problem, pool_mask=mask, k=9, combine=combine)
+    cuda = torch_al.pfk_topk(*[[t.cuda() for t in part] for part in problem], pool_mask=mask.cuda(), k=9, combine=combine)
+    assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())

@@ -1,0 +1,103 @@
+"""Selection of distinct pool points from the PFK matching: rank-by-rank fill or column maxima."""
+
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from torch_al.extension import assert_has_ops
+
+def select_unique_ranked(values: Tensor, indices: Tensor, count: int) -> Tensor:
+    """Fills up to ``count`` distinct pool indices rank by rank from per-row top-k lists.
+
+    Every row's best entry first, rows ordered by value (descending, ties to the lower pool
+    index), then every row's second-best, and so on, skipping indices already taken and empty
+    slots (index < 0): the batch fill of PFK (Gudovskiy et al., CVPR 2020, and the authors' code).
+
+    Args:
+        values (Tensor[M, k], floating): per-row values, as returned by :func:`pfk_topk`.
+        indices (Tensor[M, k], int64): the matching pool indices.
+        count (int): number of indices wanted, >= 0.
+
+    Returns:
+        Tensor[count], int64: the distinct indices in fill order, padded with -1 when the lists
+        hold fewer. No host synchronisation.
+    """
+    if not torch.jit.is_scripting():
+        assert_has_ops()
+    return torch.ops.torch_al.select_unique_ranked(values, indices, count)
+
+
+def select_unique(
+    query_z: List[Tensor],
+    pool_z: List[Tensor],
+    budget: int,
+    query_g: Optional[List[Tensor]] = None,
+    pool_g: Optional[List[Tensor]] = None,
+    pool_mask: Optional[Tensor] = None,
+    k: int = 32,
+    combine: str = "product",
+    rule: str = "rank",
+) -> Tensor:
+    """Selects ``budget`` distinct unmasked pool points that best match the query rows.
+
+    ``rule="rank"`` is PFK's batch fill (Gudovskiy et al., CVPR 2020, Algorithm 1 and the authors'
+    code): each query row's top-k pool points under :func:`pfk_topk`, filled rank by rank with
+    :func:`select_unique_ranked`. Where the authors' code fails because the k candidates per row
+    run out before ``budget`` distinct points are found, this re-queries with the taken points
+    masked and goes on filling, so it succeeds whenever enough points are unmasked.
+    ``rule="column"`` scores each pool point by its best match over the query rows and takes the
+    ``budget`` best (:func:`pfk_column_topk`).
+
+    Args:
+        query_z, pool_z, query_g, pool_g, pool_mask, combine: as in :func:`pfk_topk`.
+        budget (int): number of points P to select, >= 0.
+        k (int): candidates per query row and query (rank rule), >= 1; the authors use 32.
+        rule (str): ``"rank"`` (default) or ``"column"``.
+
+    Returns:
+        Tensor[P], int64, on the descriptors' device: distinct global pool indices, none masked,
+        in selection order. Ties break to the lower pool index.
+
+    Raises:
+        ValueError: for an unknown rule, ``budget < 0``, ``k < 1``, a budget larger than the
+            number of unmasked pool points (both numbers are named), or no query rows.
+        RuntimeError: for invalid descriptors, as :func:`pfk_topk`.
+    """
+    if not torch.jit.is_scripting():
+        assert_has_ops()
+    if rule != "rank" and rule != "column":
+        raise ValueError('select_unique: rule must be "rank" or "column", got "{}"'.format(rule))
+    if budget < 0 or k < 1:
+        raise ValueError("select_unique: need budget >= 0 and k >= 1, got budget={} k={}".format(budget, k))
+    query_g_list = query_g if query_g is not None else []
+    pool_g_list = pool_g if pool_g is not None else []
+    mask = pool_mask
+    if mask is None:
+        mask = torch.zeros(pool_z[0].shape[0], dtype=torch.bool, device=pool_z[0].device)
+    # The first query validates every input before the budget is checked against the mask.
+    if rule == "column":
+        values, indices = torch.ops.torch_al.pfk_column_topk(
+            query_z, pool_z, query_g_list, pool_g_list, mask, budget, combine
+        )
+    else:
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine)
+    selectable = mask.shape[0] - int(mask.sum().item())
+    if budget > selectable:
+        raise ValueError(
+            "select_unique: budget {} exceeds the {} selectable (unmasked) pool points".format(budget, selectable)
+        )
+    if budget > 0 and query_z[0].shape[0] == 0:
+        raise ValueError("select_unique: no query rows (M = 0) to match a budget of {}".format(budget))
+    if rule == "column":
+        return indices
+    selected = torch.ops.torch_al.select_unique_ranked(values, indices, budget)
+    found = int((selected >= 0).sum().item())
+    # Each re-query has an unmasked point and a query row, so it adds at least one point.
+    while found < budget:
+        mask = mask.index_fill(0, selected[:found], True)
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine)
+        more = torch.ops.torch_al.select_unique_ranked(values, indices, budget - found)
+        selected[found:] = more
+        found += int((more >= 0).sum().item())
+    return selected
