@@ -10,5 +10,3 @@
 #else
 #define TORCH_AL_API __attribute__((visibility("default")))
 #endif
-
-#define TORCH_AL_INLINE_VARIABLE inline

@@ -1,16 +1,8 @@
 #pragma once
 
-// Umbrella header for C++ users: `#include <torch_al/torch_al.h>`.
+// Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
 #include "library.h"
 #include "pool_features.h"
 #include "pfk_column_topk.h"
 #include "pfk_topk.h"
 #include "select_unique_ranked.h"
-
-namespace torch_al {
-
-// Referencing a symbol of the library keeps `-Wl,--as-needed` from dropping it, and with it the op
-// registrations that run when it loads.
-TORCH_AL_INLINE_VARIABLE auto _register_ops = &cuda_version;
-
-}  // namespace torch_al

@@ -29,9 +29,6 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " MODULE.pt INPUTS.pt\n";
     return 2;
   }
-  // A direct call keeps the linker from dropping libtorch_al, whose loading registers the ops the
-  // module calls (the umbrella header's inline variable alone is not emitted when unused).
-  std::cerr << "torch_al CUDA version: " << torch_al::cuda_version() << "\n";
   auto module = torch::jit::load(argv[1]);
   std::ifstream file(argv[2], std::ios::binary);
   const std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
