@@ -3,6 +3,7 @@
 // Umbrella header for C++ users: `#include <torch_al/torch_al.h>`.
 #include "library.h"
 #include "pool_features.h"
+#include "ig_accumulate.h"
 
 namespace torch_al {
 
