@@ -2,7 +2,8 @@
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
 #include "library.h"
-#include "pool_features.h"
+#include "ig_accumulate.h"
 #include "pfk_column_topk.h"
 #include "pfk_topk.h"
+#include "pool_features.h"
 #include "select_unique_ranked.h"

@@ -3,6 +3,7 @@
 from torch_al import _meta_registrations  # noqa: F401  (fake kernels for torch.compile)
 from torch_al.extension import cuda_version, has_ops
 from torch_al.ops import (
+    ig_accumulate,
     pfk_column_topk,
     pfk_topk,
     pool_features,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "cuda_version",
     "has_ops",
+    "ig_accumulate",
     "pfk_column_topk",
     "pfk_topk",
     "pool_features",

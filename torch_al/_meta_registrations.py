@@ -124,3 +124,27 @@ if has_ops():
         torch._check(indices.device == values.device, lambda: f"{op}: indices is on {indices.device} but values is on {values.device}")
         torch._check(count >= 0, lambda: f"{op}: count must be >= 0, got {count}")
         return indices.new_empty((count,))
+
+    @torch.library.register_fake("torch_al::ig_accumulate")
+    def _ig_accumulate_fake(grad: torch.Tensor, steps: int, acc: torch.Tensor) -> None:
+        op = "ig_accumulate"
+        torch._check_value(steps > 0, lambda: f"{op}: steps must be a positive number of path steps K, got {steps}")
+        torch._check_value(
+            3 <= grad.dim() <= 6,
+            lambda: f"{op}: grad must be (S, B, C) or (S, B, C, *spatial) with at most 3 spatial dims, "
+            f"got shape {tuple(grad.shape)}",
+        )
+        torch._check_type(
+            grad.dtype.is_floating_point,
+            lambda: f"{op}: grad must be a floating tensor (float16, bfloat16, float32 or float64), got {grad.dtype}",
+        )
+        torch._check(acc.device == grad.device, lambda: f"{op}: acc is on {acc.device} but grad is on {grad.device}")
+        acc_dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
+        torch._check_type(
+            acc.dtype == acc_dtype, lambda: f"{op}: acc must be {acc_dtype} for {grad.dtype} grad, got {acc.dtype}"
+        )
+        torch._check_value(
+            acc.dim() == 2 and acc.shape[0] == grad.shape[1] and acc.shape[1] == grad.shape[2],
+            lambda: f"{op}: acc must be (B, C) = ({grad.shape[1]}, {grad.shape[2]}) for grad of shape "
+            f"{tuple(grad.shape)}, got shape {tuple(acc.shape)}",
+        )

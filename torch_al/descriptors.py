@@ -1,18 +1,15 @@
 """Descriptor stores for a whole dataset: one forward and one backward per batch, pooled on the fly."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from torch_al.nn.capture import CaptureKind, DescriptorCapture
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy
 
 
 @dataclass
@@ -49,10 +46,6 @@ def _num_samples(loader: DataLoader) -> int:
     return len(loader.sampler)
 
 
-def _sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    return F.cross_entropy(logits, labels, reduction="sum")
-
-
 def compute_descriptors(
     model: nn.Module,
     loader: DataLoader,
@@ -84,13 +77,7 @@ def compute_descriptors(
     total = _num_samples(loader)
     if total == 0:
         raise ValueError("the loader yields no samples: there is nothing to describe")
-    if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
-        raise ValueError(
-            f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
-            f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
-        )
-    if not isinstance(labels, Tensor) and labels != "argmax":
-        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
+    _check_labels(labels, total)
 
     kinds = {"features": ["features"], "gradients": ["gradients"], "both": ["features", "gradients"]}[capture]
     device = next(model.parameters()).device
@@ -128,14 +115,14 @@ def compute_descriptors(
     return Descriptors(stores.get("features"), stores.get("gradients"), used_labels, columns)
 
 
-def _backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
-    """Backpropagates to the input without parameter gradients; the layers' hooks pool theirs on
-    the way. Going through to the input (not stopping at the layer outputs) keeps the gradients
-    right when a layer output is later modified in place."""
-    torch.autograd.grad(loss, x, allow_unused=True)
-    missing = hooks.missing_gradients()
-    if missing:
-        raise ValueError(f"layers {missing} do not affect the loss, so they have no gradient descriptor")
+def _check_labels(labels: Tensor | str, total: int) -> None:
+    if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
+        raise ValueError(
+            f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
+            f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
+        )
+    if not isinstance(labels, Tensor) and labels != "argmax":
+        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
 
 
 def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: Tensor) -> dict[str, Tensor | None]:

@@ -1,15 +1,17 @@
 """Forward/gradient hooks that pool layer outputs and their gradients into per-sample descriptors."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torch_al.ops.pool_features import pool_features, pool_features_into
 
 CaptureKind = Literal["features", "gradients", "both"]
 _CAPTURE_KINDS = ("features", "gradients", "both")
+LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> dict[str, nn.Module]:
@@ -155,10 +157,28 @@ class DescriptorCapture:
     def _record(self, kind: str, name: str, tensor: Tensor) -> None:
         if kind == "gradients":
             self._gradients_seen.add(name)
-        channels_second = tensor if self.channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(self.channel_dim, 1)
+        channels_second = self._channels_second(tensor)
         if self._target is not None and self._target[0].get(kind) is not None:
             stores, rows, columns = self._target
             pool_features_into(channels_second, stores[kind], rows, columns[name])
         else:
             with torch.no_grad():
                 self._pooled[kind][name] = pool_features(channels_second)
+
+    def _channels_second(self, tensor: Tensor) -> Tensor:
+        """The (B, C, *spatial) view of a layer output or its gradient."""
+        return tensor if self.channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(self.channel_dim, 1)
+
+
+def _sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+def _backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
+    """Backpropagates to the input without parameter gradients; the layers' hooks pool theirs on
+    the way. Going through to the input (not stopping at the layer outputs) keeps the gradients
+    right when a layer output is later modified in place."""
+    torch.autograd.grad(loss, x, allow_unused=True)
+    missing = hooks.missing_gradients()
+    if missing:
+        raise ValueError(f"layers {missing} do not affect the loss, so they have no gradient descriptor")

@@ -1,0 +1,95 @@
+"""Attention stores for a whole dataset: EBA's integrated-gradient attention, K passes per image."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from torch_al.descriptors import _check_labels, _inputs_of, _num_samples
+from torch_al.nn.capture import LossFn, _sum_cross_entropy
+from torch_al.nn.integrated_gradients import IntegratedGradients
+
+
+@dataclass
+class Attention:
+    """Per-sample multi-scale attention of a dataset, rows in loader order.
+
+    Attributes:
+        attention: Tensor[N, L], float32 (float64 for float64 models): the pooled average
+            gradient a_i of each layer, concatenated in layer order.
+        labels: Tensor[N] int64, the labels the gradients were taken with.
+        columns: layer name → its slice of the L columns, in the order the layers were given.
+    """
+
+    attention: Tensor
+    labels: Tensor
+    columns: dict[str, slice]
+
+
+def compute_attention(
+    model: nn.Module,
+    loader: DataLoader,
+    layers: Sequence[str | nn.Module],
+    steps: int = 128,
+    chunk: int = 16,
+    baseline: float | Tensor = 0.0,
+    labels: Tensor | Literal["argmax"] = "argmax",
+    loss_fn: LossFn = _sum_cross_entropy,
+    channel_dim: int = 1,
+    progress: bool = True,
+) -> Attention:
+    """Runs a dataset through :class:`~torch_al.nn.IntegratedGradients` and fills an (N, L)
+    attention store; each batch after the first adds straight into its rows of the store.
+
+    Costs K forward/backward passes per image (``steps``), run ``chunk`` steps at a time; memory
+    beyond the model's own is chunk·batch rows of activations plus the O(N·L) store.
+
+    Args:
+        model: the task model; outputs logits Tensor[B, classes] (or a tuple whose first item is).
+        loader: batches of inputs, or of (inputs, ...) tuples, in a fixed order.
+        layers, steps, chunk, baseline, loss_fn, channel_dim: as in ``IntegratedGradients``.
+        labels: "argmax" for pseudo-labels ŷ = argmax f(x), or Tensor[N] int64 labels in loader
+            order.
+        progress: show a progress bar.
+    """
+    total = _num_samples(loader)
+    if total == 0:
+        raise ValueError("the loader yields no samples: there is nothing to attend to")
+    _check_labels(labels, total)
+    integrated_gradients = IntegratedGradients(model, layers, steps, baseline, chunk, loss_fn, channel_dim)
+    device = next(model.parameters()).device
+    used_labels = torch.empty(total, dtype=torch.int64, device=device)
+    store: Tensor | None = None
+    columns: dict[str, slice] = {}
+    start = 0
+    for batch in tqdm(loader, desc="attention", disable=not progress):
+        x = _inputs_of(batch).to(device)
+        end = start + x.shape[0]
+        if end > total:
+            raise ValueError(f"the loader yielded more than the {total} samples it reports")
+        given = None if isinstance(labels, str) else labels[start:end].to(device)
+        rows_of_store = None if store is None else {name: store[start:end, span] for name, span in columns.items()}
+        attention, batch_labels = integrated_gradients(x, given, out=rows_of_store)
+        used_labels[start:end] = batch_labels
+        if store is None:
+            store, columns = _allocate_from_first_batch(attention, total)
+        start = end
+    if start != total:
+        raise ValueError(f"the loader yielded {start} samples but reports {total}")
+    return Attention(store, used_labels, columns)
+
+
+def _allocate_from_first_batch(attention: dict[str, Tensor], total: int) -> tuple[Tensor, dict[str, slice]]:
+    """Channel counts are known only after the first batch: allocate, then copy it in."""
+    columns, width = {}, 0
+    for name, values in attention.items():
+        columns[name] = slice(width, width + values.shape[1])
+        width += values.shape[1]
+    first = next(iter(attention.values()))
+    store = first.new_zeros((total, width))
+    store[: first.shape[0]] = torch.cat(list(attention.values()), dim=1)
+    return store, columns
