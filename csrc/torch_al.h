@@ -1,6 +1,7 @@
 #pragma once
 
 // Umbrella header for C++ users: `#include <torch_al/torch_al.h>`.
+#include "kcenter_greedy.h"
 #include "library.h"
 #include "pool_features.h"
 

@@ -9,7 +9,7 @@ import torch_al
 
 def test_library_loads_and_registers_the_ops():
     assert torch_al.has_ops()
-    for name in ("pool_features", "pool_features_into", "_pool_features_backward", "cuda_version"):
+    for name in ("pool_features", "pool_features_into", "_pool_features_backward", "kcenter_greedy", "cuda_version"):
         assert hasattr(torch.ops.torch_al, name)
 
 
