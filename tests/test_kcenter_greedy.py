@@ -45,8 +45,8 @@ def reference_kcenter_greedy(x, k, initial=None, first=0, metric="euclidean", ex
 
 
 def random_case(generator: torch.Generator, initial_size: int, with_exclude: bool):
-    n = int(torch.randint(initial_size + 5, 160, (), generator=generator))
-    d = int(torch.randint(1, 40, (), generator=generator))
+    n = int(torch.randint(initial_size + 5, 100, (), generator=generator))
+    d = int(torch.randint(1, 24, (), generator=generator))
     x = torch.randn(n, d, generator=generator)
     initial = torch.randperm(n, generator=generator)[:initial_size] if initial_size else None
     exclude = torch.rand(n, generator=generator) < 0.2 if with_exclude else None

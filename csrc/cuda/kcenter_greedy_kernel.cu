@@ -228,11 +228,12 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy_kernel(
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto x_contiguous = x.contiguous();
   const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto indices = at::empty({k}, x.options().dtype(at::kLong));
+  at::Tensor indices;
   auto min_sq = at::full({x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_cuda", [&] {
     const auto inverse_norms = cosine ? row_inverse_norms<scalar_t>(x_contiguous) : at::Tensor();
     auto plan = plan_kcenter_greedy(x_contiguous, k, initial, first, exclude, inverse_norms);
+    indices = at::empty({k}, x.options().dtype(at::kLong));  // only now: k is known to be <= N
     if (x.size(0) == 0) {
       return;
     }
