@@ -25,10 +25,6 @@ constexpr const char* kOp = "kcenter_greedy";
 // Elements of one (points x centers) block of the initial-set matrix product: 64 MiB in float32.
 constexpr int64_t kBlockElements = int64_t{1} << 24;
 
-at::ScalarType accumulate_type(const at::Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 // (count of rows flagged, first flagged row or N) of a bool [N] tensor, as two int64 scalars.
 std::pair<at::Tensor, at::Tensor> count_and_first(const at::Tensor& flagged) {
   const int64_t n = flagged.size(0);
@@ -152,7 +148,7 @@ KCenterGreedyPlan plan_kcenter_greedy(
 
 at::Tensor nearest_initial_center(
     const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices) {
-  const auto acc = accumulate_type(x);
+  const auto acc = kcenter_greedy_distance_dtype(x);
   const bool scaled = inverse_norms.defined();
   auto scaled_rows = [&](const at::Tensor& rows, const at::Tensor& scale) {
     auto converted = rows.to(acc);
@@ -181,6 +177,10 @@ at::Tensor nearest_initial_center(
   // A center is its own nearest center, whatever the rounding of the product says.
   nearest.index_copy_(0, initial_indices, initial_indices);
   return nearest;
+}
+
+at::ScalarType kcenter_greedy_distance_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 void finish_min_dist(at::Tensor& min_sq, bool cosine) {

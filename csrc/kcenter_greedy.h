@@ -60,6 +60,9 @@ KCenterGreedyPlan plan_kcenter_greedy(
 at::Tensor nearest_initial_center(
     const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices);
 
+// The dtype distances are accumulated and returned in: float64 for float64 x, else float32.
+at::ScalarType kcenter_greedy_distance_dtype(const at::Tensor& x);
+
 // Turns the running min squared distances into min_dist: sqrt for Euclidean, half for cosine
 // (|x/|x| - c/|c||^2 / 2 = 1 - cos). In place.
 void finish_min_dist(at::Tensor& min_sq, bool cosine);

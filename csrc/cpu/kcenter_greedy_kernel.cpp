@@ -108,13 +108,12 @@ void select_centers(
   const int64_t num_initial = plan.initial_indices.size(0);
   const int64_t* initial = plan.initial_indices.const_data_ptr<int64_t>();
   int64_t next = plan.first;
-  at::Tensor nearest;
   if (num_initial > 0 && num_initial <= kKCenterDirectInitialCenters) {
     for (int64_t j = 0; j < num_initial; ++j) {
       next = step(initial + j, 0);
     }
   } else if (num_initial > 0) {
-    nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
+    const auto nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
     next = step(nearest.const_data_ptr<int64_t>(), 1);
   }
   int64_t* picks = indices.mutable_data_ptr<int64_t>();
@@ -134,9 +133,9 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy_kernel(
     const std::optional<at::Tensor>& exclude) {
   const bool cosine = check_kcenter_greedy_inputs(x, k, initial, metric, exclude);
   const auto x_contiguous = x.contiguous();
-  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor indices;
-  auto min_sq = at::full({x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(acc));
+  auto min_sq = at::full(
+      {x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(kcenter_greedy_distance_dtype(x)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_cpu", [&] {
     const auto inverse_norms = cosine ? row_inverse_norms<scalar_t>(x_contiguous) : at::Tensor();
     auto plan = plan_kcenter_greedy(x_contiguous, k, initial, first, exclude, inverse_norms);

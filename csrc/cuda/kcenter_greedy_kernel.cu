@@ -200,7 +200,6 @@ void select_centers(
   const int64_t num_initial = plan.initial_indices.size(0);
   const int64_t* initial = plan.initial_indices.const_data_ptr<int64_t>();
   int64_t* first_pick = k > 0 ? picks : nullptr;
-  at::Tensor nearest;
   if (num_initial == 0 && k > 0) {
     indices.select(0, 0).fill_(plan.first);
     plan.selectable.select(0, plan.first).fill_(false);
@@ -209,7 +208,8 @@ void select_centers(
       step(initial + j, 0, j + 1 == num_initial ? first_pick : nullptr);
     }
   } else if (num_initial > 0) {
-    nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
+    // Kernels on this stream finish with `nearest` before its memory can be reused.
+    const auto nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
     step(nearest.const_data_ptr<int64_t>(), 1, first_pick);
   }
   for (int64_t t = 0; t < k; ++t) {
@@ -227,9 +227,9 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy_kernel(
   const bool cosine = check_kcenter_greedy_inputs(x, k, initial, metric, exclude);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const auto x_contiguous = x.contiguous();
-  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor indices;
-  auto min_sq = at::full({x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(acc));
+  auto min_sq = at::full(
+      {x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(kcenter_greedy_distance_dtype(x)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_cuda", [&] {
     const auto inverse_norms = cosine ? row_inverse_norms<scalar_t>(x_contiguous) : at::Tensor();
     auto plan = plan_kcenter_greedy(x_contiguous, k, initial, first, exclude, inverse_norms);
