@@ -1,8 +1,9 @@
 #pragma once
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
-#include "library.h"
 #include "ig_accumulate.h"
+#include "kcenter_greedy.h"
+#include "library.h"
 #include "pfk_column_topk.h"
 #include "pfk_topk.h"
 #include "pool_features.h"

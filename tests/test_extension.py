@@ -18,11 +18,12 @@ def test_library_loads_and_registers_the_ops():
         "pfk_column_topk",
         "select_unique_ranked",
         "ig_accumulate",
+        "kcenter_greedy",
     ):
         assert hasattr(torch.ops.torch_al, name)
 
 
-OPS_WITH_CUDA_KERNELS = ("pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate")
+OPS_WITH_CUDA_KERNELS = ("pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate", "kcenter_greedy")
 
 
 @pytest.mark.skipif(

@@ -148,3 +148,48 @@ if has_ops():
             lambda: f"{op}: acc must be (B, C) = ({grad.shape[1]}, {grad.shape[2]}) for grad of shape "
             f"{tuple(grad.shape)}, got shape {tuple(acc.shape)}",
         )
+
+    @torch.library.register_fake("torch_al::kcenter_greedy")
+    def _kcenter_greedy_fake(
+        x: torch.Tensor,
+        k: int,
+        initial: torch.Tensor | None = None,
+        first: int | None = None,
+        metric: str = "euclidean",
+        exclude: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        op = "kcenter_greedy"
+        torch._check(x.dim() == 2, lambda: f"{op}: x must be 2-D (N, D), got shape {list(x.shape)}")
+        torch._check(
+            x.dtype.is_floating_point,
+            lambda: f"{op}: x must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}",
+        )
+        torch._check(k >= 0, lambda: f"{op}: k must be >= 0, got {k}")
+        torch._check(
+            metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'"
+        )
+        n = x.shape[0]
+        if initial is not None:
+            torch._check(
+                initial.device == x.device, lambda: f"{op}: initial is on {initial.device} but x is on {x.device}"
+            )
+            torch._check(
+                initial.dim() == 1 and initial.dtype in (torch.bool, torch.int64, torch.int32),
+                lambda: f"{op}: initial must be a 1-D bool mask of N entries or a 1-D int32/int64 index list, "
+                f"got shape {list(initial.shape)} dtype {initial.dtype}",
+            )
+            torch._check(
+                initial.dtype != torch.bool or initial.shape[0] == n,
+                lambda: f"{op}: initial mask has {initial.shape[0]} entries but x has N={n}",
+            )
+        if exclude is not None:
+            torch._check(
+                exclude.device == x.device, lambda: f"{op}: exclude is on {exclude.device} but x is on {x.device}"
+            )
+            torch._check(
+                exclude.dim() == 1 and exclude.dtype == torch.bool,
+                lambda: f"{op}: exclude must be a 1-D bool mask, got shape {list(exclude.shape)} dtype {exclude.dtype}",
+            )
+            torch._check(exclude.shape[0] == n, lambda: f"{op}: exclude has {exclude.shape[0]} entries but x has N={n}")
+        distance_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return x.new_empty((k,), dtype=torch.int64), x.new_empty((n,), dtype=distance_dtype)

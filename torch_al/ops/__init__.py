@@ -1,13 +1,16 @@
 """Typed Python front of the torch.ops.torch_al.* ops."""
 
 from torch_al.ops.ig_accumulate import ig_accumulate
+from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
 from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
 from torch_al.ops.pool_features import pool_features, pool_features_into
 from torch_al.ops.select_unique import select_unique, select_unique_ranked
 
 __all__ = [
+    "KCenterGreedy",
     "ig_accumulate",
+    "kcenter_greedy",
     "pfk_column_topk",
     "pfk_topk",
     "pool_features",

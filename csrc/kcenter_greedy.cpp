@@ -1,0 +1,214 @@
+#include "kcenter_greedy.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+namespace torch_al::ops {
+
+namespace {
+
+constexpr const char* kOp = "kcenter_greedy";
+
+// Elements of one (points x centers) block of the initial-set matrix product: 64 MiB in float32.
+constexpr int64_t kBlockElements = int64_t{1} << 24;
+
+// (count of rows flagged, first flagged row or N) of a bool [N] tensor, as two int64 scalars.
+std::pair<at::Tensor, at::Tensor> count_and_first(const at::Tensor& flagged) {
+  const int64_t n = flagged.size(0);
+  const auto rows = at::arange(n, flagged.options().dtype(at::kLong));
+  const auto sentinel = at::full({1}, n, rows.options());
+  const auto first = at::cat({at::where(flagged, rows, n), sentinel}).min();
+  return {flagged.sum(at::kLong), first};
+}
+
+}  // namespace
+
+bool check_kcenter_greedy_inputs(
+    const at::Tensor& x,
+    int64_t k,
+    const std::optional<at::Tensor>& initial,
+    c10::string_view metric,
+    const std::optional<at::Tensor>& exclude) {
+  TORCH_CHECK(x.dim() == 2, kOp, ": x must be 2-D (N, D), got shape ", x.sizes());
+  TORCH_CHECK(
+      at::isFloatingType(x.scalar_type()),
+      kOp, ": x must be a floating tensor (float16, bfloat16, float32 or float64), got ",
+      x.scalar_type());
+  TORCH_CHECK(k >= 0, kOp, ": k must be >= 0, got ", k);
+  TORCH_CHECK(
+      metric == "euclidean" || metric == "cosine",
+      kOp, ": metric must be 'euclidean' or 'cosine', got '", metric, "'");
+  const int64_t n = x.size(0);
+  if (initial.has_value()) {
+    const auto& init = *initial;
+    TORCH_CHECK(
+        init.device() == x.device(), kOp, ": initial is on ", init.device(), " but x is on ", x.device());
+    const auto dtype = init.scalar_type();
+    TORCH_CHECK(
+        init.dim() == 1 && (dtype == at::kBool || dtype == at::kLong || dtype == at::kInt),
+        kOp, ": initial must be a 1-D bool mask of N entries or a 1-D int32/int64 index list, got shape ",
+        init.sizes(), " dtype ", dtype);
+    TORCH_CHECK(
+        dtype != at::kBool || init.size(0) == n,
+        kOp, ": initial mask has ", init.size(0), " entries but x has N=", n);
+  }
+  if (exclude.has_value()) {
+    const auto& ex = *exclude;
+    TORCH_CHECK(
+        ex.device() == x.device(), kOp, ": exclude is on ", ex.device(), " but x is on ", x.device());
+    TORCH_CHECK(
+        ex.dim() == 1 && ex.scalar_type() == at::kBool,
+        kOp, ": exclude must be a 1-D bool mask, got shape ", ex.sizes(), " dtype ", ex.scalar_type());
+    TORCH_CHECK(ex.size(0) == n, kOp, ": exclude has ", ex.size(0), " entries but x has N=", n);
+  }
+  return metric == "cosine";
+}
+
+KCenterGreedyPlan plan_kcenter_greedy(
+    const at::Tensor& x,
+    int64_t k,
+    const std::optional<at::Tensor>& initial,
+    std::optional<int64_t> first,
+    const std::optional<at::Tensor>& exclude,
+    const at::Tensor& inverse_norms) {
+  const int64_t n = x.size(0);
+  const int64_t first_pick = first.value_or(0);
+  TORCH_CHECK(
+      !first.has_value() || (first_pick >= 0 && first_pick < n),
+      kOp, ": first must lie in [0, N) with N=", n, ", got ", first_pick);
+  const auto bool_options = x.options().dtype(at::kBool);
+  const auto long_options = x.options().dtype(at::kLong);
+
+  // Normalise `initial` to a mask. Out-of-range indices land in a spare slot N and are reported
+  // below, so the check and the scatter share the one host sync.
+  auto covered = at::zeros({n + 1}, bool_options);
+  auto out_of_range = at::zeros({}, long_options);
+  if (initial.has_value() && initial->scalar_type() == at::kBool) {
+    covered.slice(0, 0, n).copy_(*initial);
+  } else if (initial.has_value()) {
+    const auto indices = initial->to(at::kLong);
+    const auto bad = indices.lt(0).logical_or(indices.ge(n));
+    out_of_range = bad.sum(at::kLong);
+    covered.index_fill_(0, at::where(bad, n, indices), true);
+  }
+  covered = covered.slice(0, 0, n);
+  auto selectable = covered.logical_not();
+  if (exclude.has_value()) {
+    selectable.logical_and_(exclude->logical_not());
+  }
+
+  const auto [nonfinite_rows, first_nonfinite] =
+      count_and_first(at::isfinite(x).logical_not().any(1));
+  at::Tensor bad_norms = at::zeros({}, long_options);
+  at::Tensor first_bad_norm = bad_norms;
+  if (inverse_norms.defined()) {
+    std::tie(bad_norms, first_bad_norm) =
+        count_and_first(at::isfinite(inverse_norms).logical_not().logical_or(inverse_norms.eq(0)));
+  }
+  const auto first_selectable =
+      n > 0 ? selectable.select(0, first_pick).to(at::kLong) : at::zeros({}, long_options);
+  const auto stats = at::stack({nonfinite_rows, first_nonfinite, out_of_range, bad_norms, first_bad_norm,
+                                selectable.sum(at::kLong), covered.sum(at::kLong), first_selectable})
+                         .cpu();
+  const auto s = stats.accessor<int64_t, 1>();
+
+  TORCH_CHECK(
+      s[0] == 0, kOp, ": x must be finite, got ", s[0], " row(s) with NaN or inf; the first is row ", s[1]);
+  TORCH_CHECK(
+      s[2] == 0, kOp, ": initial indices must lie in [0, N) with N=", n, ", got ", s[2], " out of range");
+  TORCH_CHECK(
+      s[3] == 0, kOp, ": metric 'cosine' needs rows with a nonzero, finite norm; ", s[3],
+      " row(s) fail, the first is row ", s[4]);
+  const int64_t num_selectable = s[5];
+  const int64_t num_initial = s[6];
+  TORCH_CHECK(
+      k <= num_selectable,
+      kOp, ": k=", k, " is larger than the number of selectable points, ", num_selectable,
+      " (N=", n, " minus initial and excluded points)");
+  TORCH_CHECK(
+      k == 0 || num_initial > 0 || s[7] == 1,
+      kOp, ": the first pick, index ", first_pick, ", is excluded; pass another `first`");
+
+  auto initial_indices = num_initial > 0 ? at::nonzero(covered).view({-1}) : at::empty({0}, long_options);
+  return {selectable, initial_indices, first_pick};
+}
+
+at::Tensor nearest_initial_center(
+    const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices) {
+  const auto acc = kcenter_greedy_distance_dtype(x);
+  const bool scaled = inverse_norms.defined();
+  auto scaled_rows = [&](const at::Tensor& rows, const at::Tensor& scale) {
+    auto converted = rows.to(acc);
+    return scaled ? converted * scale.unsqueeze(1) : converted;
+  };
+  const auto centers_raw =
+      scaled_rows(x.index_select(0, initial_indices), scaled ? inverse_norms.index_select(0, initial_indices) : inverse_norms);
+  // Centring at the centers' mean removes any common offset before the expanded form is used.
+  const auto mean = centers_raw.mean(0);
+  const auto centers = centers_raw - mean;
+  const auto center_sq = centers.square().sum(1).unsqueeze(0);
+  const auto centers_t = centers.t();
+
+  const int64_t n = x.size(0);
+  const int64_t block_rows =
+      std::max<int64_t>(1, kBlockElements / std::max<int64_t>({centers.size(0), x.size(1), 1}));
+  auto nearest = at::empty({n}, x.options().dtype(at::kLong));
+  for (int64_t begin = 0; begin < n; begin += block_rows) {
+    const int64_t end = std::min(n, begin + block_rows);
+    const auto block =
+        scaled_rows(x.slice(0, begin, end), scaled ? inverse_norms.slice(0, begin, end) : inverse_norms) - mean;
+    // argmin_j |x - c_j|^2 = argmin_j (|c_j|^2 - 2 x.c_j): |x|^2 is the same for every j.
+    const auto partial = at::addmm(center_sq, block, centers_t, 1, -2);
+    nearest.slice(0, begin, end).copy_(initial_indices.index_select(0, partial.argmin(1)));
+  }
+  // A center is its own nearest center, whatever the rounding of the product says.
+  nearest.index_copy_(0, initial_indices, initial_indices);
+  return nearest;
+}
+
+at::ScalarType kcenter_greedy_distance_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+void finish_min_dist(at::Tensor& min_sq, bool cosine) {
+  if (cosine) {
+    min_sq.mul_(0.5);
+  } else {
+    min_sq.sqrt_();
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> kcenter_greedy(
+    const at::Tensor& x,
+    int64_t k,
+    const std::optional<at::Tensor>& initial,
+    std::optional<int64_t> first,
+    c10::string_view metric,
+    const std::optional<at::Tensor>& exclude) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("torch_al::kcenter_greedy", "")
+                       .typed<decltype(kcenter_greedy)>();
+  return op.call(x, k, initial, first, metric, exclude);
+}
+
+TORCH_LIBRARY_FRAGMENT(torch_al, m) {
+  m.set_python_module("torch_al._meta_registrations");
+  m.def(
+      "kcenter_greedy(Tensor x, int k, Tensor? initial=None, int? first=None, str metric=\"euclidean\", "
+      "Tensor? exclude=None) -> (Tensor indices, Tensor min_dist)");
+}
+
+}  // namespace torch_al::ops
