@@ -31,7 +31,7 @@ class SelectConfig:
 
     state: str = field(metadata={"help": "pool state file (created when missing)"})
     data: str = field(metadata={"help": "torch.save'd Tensor[N, ...] of the pool's inputs"})
-    model: str = field(metadata={"help": "the task model: a TorchScript file or a torch.export .pt2 file"})
+    model: str = field(metadata={"help": "the task model: a torch.export .pt2 file (dynamic batch dim), or TorchScript"})
     strategy: str = field(default="entropy", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     budget: int = field(default=125, metadata={"help": "items to select"})
     seed: int = field(default=0, metadata={"help": "seed of random / core-set picks"})
@@ -89,9 +89,24 @@ def _pool_for(data_path: str) -> ActivePool:
     return ActivePool(TensorDataset(inputs), target_key=None)
 
 
+class _Exported(torch.nn.Module):
+    """An exported program's module: traced in one mode, it cannot switch (its ``eval()`` raises),
+    so mode changes by the strategies are no-ops here."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def train(self, mode: bool = True) -> "_Exported":
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
 def _load_model(path: str) -> torch.nn.Module:
     if path.endswith(".pt2"):
-        return torch.export.load(path).module()
+        return _Exported(torch.export.load(path).module())
     return torch.jit.load(path, map_location="cpu")
 
 
