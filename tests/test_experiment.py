@@ -68,7 +68,7 @@ def test_run_writes_metrics_and_plot(tmp_path, capsys):
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_select_label_status_on_user_data(tmp_path):
+def test_select_label_status_on_user_data(tmp_path, capsys):
     torch.save(torch.randn(40, 3), tmp_path / "inputs.pt")
     batch = {"input": {0: torch.export.Dim("batch")}}
     torch.export.save(torch.export.export(nn.Linear(3, 4), (torch.randn(2, 3),), dynamic_shapes=batch), tmp_path / "model.pt2")
@@ -83,5 +83,7 @@ def test_select_label_status_on_user_data(tmp_path):
     assert main(["label", "--state", state, "--data", data, "--labels", str(tmp_path / "answers.json")]) == 0
     (tmp_path / "bad.json").write_text(json.dumps({"99": 1}))
     assert main(["label", "--state", state, "--data", data, "--labels", str(tmp_path / "bad.json")]) == 1
-    status = subprocess.run(command + ["status", "--state", state], capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout
+    capsys.readouterr()
+    assert main(["status", "--state", state]) == 0
+    status = capsys.readouterr().out
     assert "round 1: 5 labeled, 35 unlabeled" in status and "no pending query" in status
