@@ -67,6 +67,7 @@ setup(
     package_data={"torch_al": ["py.typed"]},
     python_requires=">=3.11",
     install_requires=["torch>=2.9", "numpy", "tqdm"],
+    entry_points={"console_scripts": ["torch-al = torch_al.cli:main"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},

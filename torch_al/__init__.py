@@ -13,10 +13,17 @@ from torch_al.ops import (
     select_unique,
     select_unique_ranked,
 )
+from torch_al.loop import ActiveLearningLoop
+from torch_al.pool import ActivePool
+from torch_al.sampler import ActiveSampler, DistributedActiveSampler, unlabeled_loader
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveLearningLoop",
+    "ActivePool",
+    "ActiveSampler",
+    "DistributedActiveSampler",
     "KCenterGreedy",
     "cuda_version",
     "has_ops",
@@ -28,4 +35,5 @@ __all__ = [
     "pool_features_into",
     "select_unique",
     "select_unique_ranked",
+    "unlabeled_loader",
 ]

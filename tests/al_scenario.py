@@ -1,0 +1,57 @@
+"""A tiny, fast active-learning run shared by the loop tests and their killed subprocesses."""
+
+import json
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from torch_al import ActiveLearningLoop, ActivePool, ActiveSampler
+from torch_al.datasets import make_blobs
+from torch_al.strategies import Entropy
+
+ROUNDS, BUDGET, INITIAL = 4, 10, 10
+
+
+def make_loop(checkpoint_dir, strategy=None, oracle_log=None, rounds=ROUNDS, train_hook=None) -> ActiveLearningLoop:
+    x, y = make_blobs(200, num_classes=4, dim=6, spread=2.0, seed=0)
+    pool = ActivePool(TensorDataset(x, y))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def train(model, pool, round_):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        sampler = ActiveSampler(pool, seed=0)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            for xb, yb in DataLoader(pool, sampler=sampler, batch_size=8):
+                optimizer.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                optimizer.step()
+            if train_hook:
+                train_hook(round_, epoch)
+
+    @torch.no_grad()
+    def evaluate(model):
+        return {"accuracy": (model(x).argmax(1) == y).float().mean().item()}
+
+    def oracle(indices):
+        if oracle_log:
+            with open(oracle_log, "a") as f:
+                f.write(json.dumps(indices.tolist()) + "\n")
+        return y[indices]
+
+    strategy = strategy or Entropy(progress=False)
+    return ActiveLearningLoop(pool, strategy, model, train, BUDGET, rounds, evaluate, oracle, INITIAL, checkpoint_dir, progress=False)
+
+
+def outcome(loop: ActiveLearningLoop, metrics: list[dict]):
+    """What must not depend on interruptions: the ledger (without times) and the metrics (without timings)."""
+    ledger = loop.pool.ledger
+    return (
+        ledger.index.tolist(),
+        ledger.label.tolist(),
+        ledger.round.tolist(),
+        [{k: v for k, v in record.items() if k != "train_seconds"} for record in metrics],
+    )

@@ -1,0 +1,89 @@
+"""Experiment datasets and splits, the learning-curve plot, and the torch-al command."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from common_utils import REPO_ROOT
+from torch import nn
+
+from torch_al.cli import main
+from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
+from torch_al.experiment import RunConfig
+from torch_al.plots import learning_curve
+
+
+def test_imbalance_keeps_classes_0_to_4_and_draws_the_rest_in_ratio():
+    labels = torch.arange(1000) % 10
+    pool = torch.arange(0, 1000)
+    kept = imbalance(labels, pool, ratio=10, seed=0)
+    counts = torch.bincount(labels[kept], minlength=10)
+    assert counts[:5].tolist() == [100] * 5 and counts[5:].sum() == 50
+    assert torch.equal(kept, imbalance(labels, pool, ratio=10, seed=0))
+    assert not torch.equal(kept, imbalance(labels, pool, ratio=10, seed=1))
+    assert torch.equal(imbalance(labels, pool, ratio=1), pool)
+    with pytest.raises(ValueError, match="ratio must be >= 1"):
+        imbalance(labels, pool, 0.5)
+
+
+def test_balanced_split_and_small_datasets():
+    labels = torch.arange(100) % 4
+    balanced, rest = balanced_split(labels, 20, seed=0)
+    assert torch.bincount(labels[balanced]).tolist() == [5] * 4
+    assert sorted(balanced.tolist() + rest.tolist()) == list(range(100))
+    with pytest.raises(ValueError, match="not a multiple of the 4 classes"):
+        balanced_split(labels, 10)
+    images, digits = load_digits()
+    assert images.shape == (1797, 1, 28, 28) and digits.max() == 9 and 0 <= images.min() and images.max() <= 1
+    x, y = make_blobs(30, num_classes=3, dim=5, seed=2)
+    assert x.shape == (30, 5) and torch.bincount(y).tolist() == [10] * 3 and torch.equal(x, make_blobs(30, 3, 5, seed=2)[0])
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="strategy must be among"):
+        RunConfig(strategy=("pfk",))
+    with pytest.raises(ValueError, match="imbalance must be >= 1"):
+        RunConfig(imbalance=0.1)
+    with pytest.raises(SystemExit):
+        main(["run", "--budget", "0"])
+
+
+def test_learning_curve_returns_a_figure():
+    figure = learning_curve({"random": [{"labeled": 10, "accuracy": 0.5}, {"labeled": 20, "accuracy": 0.6}]}, title="t")
+    assert figure.axes[0].get_xlabel() == "labeled items" and len(figure.axes[0].lines) == 1
+
+
+def test_run_writes_metrics_and_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "synthetic", "--strategy", "random", "margin", "--imbalance", "10", "--rounds", "2",
+            "--budget", "20", "--initial", "20", "--epochs", "3", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "round  2  labels    60  random" in printed
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    assert [r["labeled"] for r in results["margin"]] == [20, 40, 60]
+    assert (out / "metrics.csv").read_text().startswith("strategy,round,labeled,accuracy")
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_label_status_on_user_data(tmp_path, capsys):
+    torch.save(torch.randn(40, 3), tmp_path / "inputs.pt")
+    batch = {"input": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(nn.Linear(3, 4), (torch.randn(2, 3),), dynamic_shapes=batch), tmp_path / "model.pt2")
+    state, data = str(tmp_path / "pool.pt"), str(tmp_path / "inputs.pt")
+    select = ["select", "--state", state, "--data", data, "--model", str(tmp_path / "model.pt2"), "--budget", "5"]
+    command = [sys.executable, "-m", "torch_al"]
+    first = subprocess.run(command + select, capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout
+    query = json.loads(first)["query"]
+    assert len(query) == 5
+    assert main(select + ["--strategy", "random"]) == 0  # pending: the same query comes back
+    (tmp_path / "answers.json").write_text(json.dumps({str(i): i % 4 for i in query}))
+    assert main(["label", "--state", state, "--data", data, "--labels", str(tmp_path / "answers.json")]) == 0
+    (tmp_path / "bad.json").write_text(json.dumps({"99": 1}))
+    assert main(["label", "--state", state, "--data", data, "--labels", str(tmp_path / "bad.json")]) == 1
+    capsys.readouterr()
+    assert main(["status", "--state", state]) == 0
+    status = capsys.readouterr().out
+    assert "round 1: 5 labeled, 35 unlabeled" in status and "no pending query" in status

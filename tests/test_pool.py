@@ -1,0 +1,174 @@
+"""ActivePool: the label ledger, the pending query, and the state file (round trip, corruption,
+wrong dataset, interrupted saves)."""
+
+import os
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from torch_al import ActivePool
+from torch_al.persistence import StateFileError
+
+
+def make_pool(n=20, seed=0) -> ActivePool:
+    generator = torch.Generator().manual_seed(seed)
+    return ActivePool(TensorDataset(torch.randn(n, 3, generator=generator), torch.arange(n) % 4))
+
+
+def snapshot(pool: ActivePool):
+    ledger = pool.ledger
+    pending = None if pool.pending_query is None else pool.pending_query.tolist()
+    return (ledger.index.tolist(), ledger.label.tolist(), ledger.round.tolist(), pool.round, pending)
+
+
+def test_labels_use_global_indices_and_views_follow_the_ledger():
+    pool = make_pool()
+    pool.label(torch.tensor([7, 2]), torch.tensor([1, 3]))
+    pool.label([11], [0])
+    assert pool.labeled_indices.tolist() == [2, 7, 11]
+    assert pool.unlabeled_indices.numel() == 17 and 7 not in pool.unlabeled_indices.tolist()
+    assert pool.labels_of([11, 7]).tolist() == [0, 1]
+    assert pool[7][1] == 1 and torch.equal(pool[7][0], pool.dataset[7][0])
+    assert pool.ledger.index.tolist() == [7, 2, 11] and pool.ledger.round.tolist() == [0, 0, 0]
+    with pytest.raises(KeyError, match="item 3 is not labeled"):
+        pool[3]
+
+
+def test_dict_and_bare_items():
+    rows = [{"image": torch.full((2,), float(i)), "label": i % 2} for i in range(6)]
+    pool = ActivePool(rows, input_key="image", target_key="label")
+    assert pool.dataset_labels([1, 2]).tolist() == [1, 0]
+    pool.label([4], [1])
+    assert pool[4][0].tolist() == [4.0, 4.0]
+    bare = ActivePool(torch.randn(5, 2), target_key=None)
+    with pytest.raises(ValueError, match="carry no labels"):
+        bare.dataset_labels([0])
+
+
+@pytest.mark.parametrize(
+    "indices, labels, error, message",
+    [
+        ([3, 25], [0, 1], IndexError, r"out of range: \[25\] not in \[0, 20\)"),
+        ([-1], [0], IndexError, r"out of range: \[-1\]"),
+        ([4, 4], [0, 0], ValueError, r"repeats: \[4\]"),
+        ([1.0], [0], TypeError, "integer indices"),
+        (torch.tensor([True]), [0], TypeError, "integer indices"),
+        ([1, 2], [0.5, 1], TypeError, "labels must be ints, got float 0.5"),
+        ([1], torch.tensor([1.0]), TypeError, "integer class labels"),
+        ([1], [True], TypeError, "labels must be ints, got bool"),
+        ([1], "a", TypeError, "sequence or tensor of ints"),
+        ([1, 2], [0], ValueError, r"expected 2 labels"),
+        ([0, 5], [1, 2], ValueError, "item 5 is already labeled 3, not 2"),
+    ],
+)
+def test_bad_labels_are_refused_and_nothing_is_recorded(indices, labels, error, message):
+    pool = make_pool()
+    pool.label([5, 6], [3, 3])
+    before = snapshot(pool)
+    with pytest.raises(error, match=message):
+        pool.label(indices, labels)
+    assert snapshot(pool) == before
+
+
+def test_relabel_is_explicit_and_same_label_is_a_no_op():
+    pool = make_pool()
+    pool.label([5], [3])
+    pool.label([5], [3])
+    assert pool.ledger.index.tolist() == [5]
+    pool.label([5], [1], relabel=True)
+    assert pool.ledger.label.tolist() == [3, 1] and pool.labels_of([5]).tolist() == [1]
+
+
+def test_pending_query_completes_its_round():
+    pool = make_pool()
+    pool.propose(torch.tensor([9, 1, 4]), torch.tensor([0.9, 0.5, 0.1]))
+    pool.propose(torch.tensor([9, 1, 4]))  # the same query again: a no-op
+    with pytest.raises(RuntimeError, match="pending"):
+        pool.propose([2])
+    pool.label([9, 1], [1, 1])
+    assert pool.round == 0 and pool.pending_query.tolist() == [9, 1, 4]
+    pool.label([4], [0])
+    assert pool.round == 1 and pool.pending_query is None
+    assert pool.ledger.round.tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match=r"already labeled"):
+        pool.propose([4, 5])
+    with pytest.raises(ValueError, match="at least one"):
+        pool.propose([])
+
+
+def test_state_round_trip_is_plain_data(tmp_path):
+    pool = make_pool()
+    pool.label([3, 8], [1, 2])
+    pool.propose([0, 19], torch.tensor([0.25, 0.5]))
+    pool.label([0], [0])
+    path = tmp_path / "pool.pt"
+    pool.save(path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["schema_version"] == 1 and raw["format"] == "torch_al.ActivePool"
+    restored = make_pool().load(path)
+    assert snapshot(restored) == snapshot(pool)
+    assert restored.pending_scores.tolist() == [0.25, 0.5]
+    assert torch.equal(restored.ledger.time, pool.ledger.time)
+    other = make_pool()
+    other.load_state_dict(pool.state_dict())
+    assert snapshot(other) == snapshot(pool)
+
+
+def test_state_of_another_dataset_is_refused(tmp_path):
+    pool = make_pool()
+    pool.label([1], [1])
+    pool.save(tmp_path / "pool.pt")
+    for other in (make_pool(seed=1), make_pool(n=21)):
+        with pytest.raises(ValueError, match="belongs to another dataset"):
+            other.load(tmp_path / "pool.pt")
+        assert other.labeled_indices.numel() == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_corrupt_state_gives_a_clear_error_and_changes_nothing(tmp_path, damage):
+    good = make_pool()
+    good.label([2], [2])
+    good.save(tmp_path / "good.pt")
+    bad = tmp_path / "bad.pt"
+    data = (tmp_path / "good.pt").read_bytes()
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        position = data.index(b"\x02\x00\x00\x00\x00\x00\x00\x00")  # the ledger label 2 (int64)
+        data = data[:position] + b"\x03" + data[position + 1 :]
+    else:
+        data = b""
+    bad.write_bytes(data)
+    pool = make_pool().load(tmp_path / "good.pt")
+    with pytest.raises(StateFileError, match="corrupt"):
+        pool.load(bad)
+    assert pool.labels_of([2]).tolist() == [2] and pool.labeled_indices.tolist() == [2]
+
+
+def test_newer_schema_and_inconsistent_states_are_refused():
+    pool = make_pool()
+    state = pool.state_dict()
+    with pytest.raises(ValueError, match="newer torch_al"):
+        pool.load_state_dict({**state, "schema_version": 2})
+    with pytest.raises(ValueError, match=r"outside \[0, 20\)"):
+        pool.load_state_dict({**state, "ledger_index": torch.tensor([20]), "ledger_label": torch.tensor([0]), "ledger_round": torch.tensor([0]), "ledger_time": torch.tensor([0.0], dtype=torch.float64)})
+    with pytest.raises(ValueError, match="must be a 1-D torch.int64 tensor"):
+        pool.load_state_dict({**state, "ledger_label": torch.tensor([0.0])})
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    pool = make_pool()
+    pool.label([1], [1])
+    path = tmp_path / "pool.pt"
+    pool.save(path)
+    before = path.read_bytes()
+    pool.label([2], [2])
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        pool.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["pool.pt"]

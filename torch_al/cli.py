@@ -1,0 +1,194 @@
+"""The ``torch-al`` command (also ``python -m torch_al``); every subcommand is built from a config dataclass.
+
+    torch-al run --dataset fashion-mnist --strategy random entropy --imbalance 100 --rounds 10 --budget 125 --out DIR
+    torch-al select --state S --data D --model M --strategy entropy --budget 125
+    torch-al label --state S --data D --labels answers.json
+    torch-al status --state S
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import TensorDataset
+
+from torch_al.experiment import RunConfig, run_experiment
+from torch_al.persistence import StateFileError, load_state
+from torch_al.pool import STATE_KIND, ActivePool
+from torch_al.strategies import STRATEGIES, make_strategy
+
+
+@dataclass
+class SelectConfig:
+    """Select the next query for a pool of your own data (the query is saved before it is printed)."""
+
+    state: str = field(metadata={"help": "pool state file (created when missing)"})
+    data: str = field(metadata={"help": "torch.save'd Tensor[N, ...] of the pool's inputs"})
+    model: str = field(metadata={"help": "the task model: a torch.export .pt2 file (dynamic batch dim), or TorchScript"})
+    strategy: str = field(default="entropy", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
+    budget: int = field(default=125, metadata={"help": "items to select"})
+    seed: int = field(default=0, metadata={"help": "seed of random / core-set picks"})
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}, got {self.strategy!r}")
+        if self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+
+
+@dataclass
+class LabelConfig:
+    """Record annotations: a JSON object {"global index": label, ...}."""
+
+    state: str = field(metadata={"help": "pool state file"})
+    data: str = field(metadata={"help": "the pool's inputs (checked against the state's fingerprint)"})
+    labels: str = field(metadata={"help": "JSON file mapping global index to integer label"})
+    relabel: bool = field(default=False, metadata={"help": "allow changing existing labels"})
+
+
+@dataclass
+class StatusConfig:
+    """Summarise a pool state file (no dataset needed)."""
+
+    state: str = field(metadata={"help": "pool state file"})
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
+    """One ``--option`` per dataclass field, typed from its annotation, helped by its metadata."""
+    hints = typing.get_type_hints(config)
+    for item in dataclasses.fields(config):
+        kind = hints[item.name]
+        options: dict = {"help": item.metadata.get("help", "")}
+        if item.default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = item.default
+            options["help"] += f" (default: {item.default})"
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            options.update(nargs="+", type=typing.get_args(kind)[0])
+        elif isinstance(kind, types.UnionType):  # X | None
+            options["type"] = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        else:
+            options["type"] = kind
+        parser.add_argument("--" + item.name.replace("_", "-"), dest=item.name, **options)
+
+
+def _pool_for(data_path: str) -> ActivePool:
+    inputs = torch.load(data_path, weights_only=True)
+    if not isinstance(inputs, torch.Tensor):
+        raise ValueError(f"{data_path} must hold one Tensor[N, ...] of inputs, got {type(inputs).__name__}")
+    return ActivePool(TensorDataset(inputs), target_key=None)
+
+
+class _Exported(torch.nn.Module):
+    """An exported program's module: traced in one mode, it cannot switch (its ``eval()`` raises),
+    so mode changes by the strategies are no-ops here."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def train(self, mode: bool = True) -> "_Exported":
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def _load_model(path: str) -> torch.nn.Module:
+    if path.endswith(".pt2"):
+        return _Exported(torch.export.load(path).module())
+    return torch.jit.load(path, map_location="cpu")
+
+
+def command_run(config: RunConfig) -> None:
+    results = run_experiment(config)
+    names = list(results)
+    print("accuracy per round (labels: " + ", ".join(names) + ")")
+    for row in zip(*(results[name] for name in names)):
+        cells = "  ".join(f"{name} {record['accuracy']:.4f} (minority {record['minority_accuracy']:.4f})" for name, record in zip(names, row))
+        print(f"round {row[0]['round']:2d}  labels {row[0]['labeled']:5d}  {cells}")
+    print(f"wrote {os.path.join(config.out, 'metrics.json')}, metrics.csv and learning_curve.png")
+
+
+def command_select(config: SelectConfig) -> None:
+    pool = _pool_for(config.data)
+    if os.path.exists(config.state):
+        pool.load(config.state)
+    if pool.pending_query is None:
+        strategy = make_strategy(config.strategy, seed=config.seed, progress=False)
+        indices, scores = strategy.select(_load_model(config.model), pool, config.budget, return_scores=True)
+        pool.propose(indices, scores)
+        pool.save(config.state)
+    print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist()}))
+
+
+def command_label(config: LabelConfig) -> None:
+    pool = _pool_for(config.data).load(config.state)
+    with open(config.labels) as f:
+        answers = json.load(f)
+    if not isinstance(answers, dict):
+        raise ValueError(f"{config.labels} must hold a JSON object {{index: label}}")
+    pool.label([int(k) for k in answers], list(answers.values()), relabel=config.relabel)
+    pool.save(config.state)
+    print(f"{len(answers)} labels recorded; {pool!r}")
+
+
+def command_status(config: StatusConfig) -> None:
+    state = load_state(config.state, STATE_KIND)
+    meta = json.loads(state["meta"])
+    index, label = state["ledger_index"], state["ledger_label"]
+    current = dict(zip(index.tolist(), label.tolist()))  # later rows (relabels) win
+    counts = torch.bincount(torch.tensor(list(current.values()), dtype=torch.int64)).tolist() if current else []
+    print(f"dataset: {meta['fingerprint']['size']} items (sample hash {meta['fingerprint']['sample_sha256']})")
+    print(f"round {meta['round']}: {len(current)} labeled, {meta['fingerprint']['size'] - len(current)} unlabeled, {index.numel()} ledger rows")
+    print(f"labels per class: {counts}")
+    pending = state["pending_indices"]
+    print(f"pending query for round {meta['pending_round']}: {pending.numel()} items" if pending.numel() else "no pending query")
+
+
+COMMANDS = {
+    "run": (RunConfig, command_run, "simulate an experiment on a labeled dataset; writes metrics and a learning curve"),
+    "select": (SelectConfig, command_select, "select (or re-issue) the next query for your own pool"),
+    "label": (LabelConfig, command_label, "record annotations for a pool"),
+    "status": (StatusConfig, command_status, "summarise a pool state file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torch-al", description="Deep active learning with torch_al.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each round (logger 'torch_al')")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest for small models on busy machines)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (config, _, help_text) in COMMANDS.items():
+        add_config_arguments(commands.add_parser(name, help=help_text, description=config.__doc__), config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    name, verbose, threads = args.pop("command"), args.pop("verbose"), args.pop("threads")
+    config_type, command, _ = COMMANDS[name]
+    try:
+        config = config_type(**args)
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        command(config)
+    except (ValueError, TypeError, KeyError, IndexError, FileNotFoundError, StateFileError) as error:
+        print(f"torch-al {name}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

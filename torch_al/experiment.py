@@ -1,0 +1,183 @@
+"""Simulated experiments of the papers: a dataset, a pool made imbalanced, one loop per strategy.
+
+``torch-al run`` is :func:`run_experiment` on a :class:`RunConfig`.
+"""
+
+import csv
+import io
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from torch_al.datasets import as_float_images, balanced_split, imbalance, load_digits, load_fashion_mnist, make_blobs
+from torch_al.loop import ActiveLearningLoop
+from torch_al.models import LeNet, SmallResNet
+from torch_al.persistence import atomic_write_bytes
+from torch_al.pool import ActivePool
+from torch_al.sampler import ActiveSampler, derived_seed
+from torch_al.strategies import STRATEGIES, make_strategy
+
+logger = logging.getLogger("torch_al")
+
+DATASETS = ("fashion-mnist", "digits", "synthetic")
+MODELS = ("auto", "lenet", "resnet", "mlp")
+MINORITY = (5, 6, 7, 8, 9)
+
+
+@dataclass
+class RunConfig:
+    """A simulated active-learning experiment (the oracle is the dataset's own labels)."""
+
+    dataset: str = field(default="fashion-mnist", metadata={"help": f"one of {', '.join(DATASETS)}"})
+    strategy: tuple[str, ...] = field(default=("random", "entropy"), metadata={"help": f"one or more of {', '.join(STRATEGIES)}"})
+    imbalance: float = field(default=1.0, metadata={"help": "r: pool classes 0..4 vs 5..9 in ratio r (1 = balanced)"})
+    rounds: int = field(default=10, metadata={"help": "selection rounds"})
+    budget: int = field(default=125, metadata={"help": "labels bought per round"})
+    initial: int = field(default=0, metadata={"help": "random labels before round 1 (the papers start from 0)"})
+    epochs: int = field(default=50, metadata={"help": "training epochs per round (lr x0.1 every 15)"})
+    batch_size: int = field(default=25, metadata={"help": "training batch size"})
+    lr: float = field(default=0.05, metadata={"help": "SGD learning rate (momentum 0.5)"})
+    model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
+    pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
+    seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
+    device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
+    out: str = field(default="torch_al_run", metadata={"help": "output folder: metrics.json/csv, learning_curve.png, checkpoints"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strategy, str):
+            self.strategy = (self.strategy,)
+        self.strategy = tuple(self.strategy)
+        checks = [
+            (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
+            (bool(self.strategy) and all(s in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)}, got {self.strategy}"),
+            (len(set(self.strategy)) == len(self.strategy), f"strategy lists a method twice: {self.strategy}"),
+            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (self.imbalance >= 1, f"imbalance must be >= 1, got {self.imbalance}"),
+            (self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}"),
+            (self.budget >= 1, f"budget must be >= 1, got {self.budget}"),
+            (self.initial >= 0, f"initial must be >= 0, got {self.initial}"),
+            (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class Splits:
+    pool: TensorDataset  # inputs, labels: the oracle's answers
+    test: tuple[Tensor, Tensor]
+    validation: tuple[Tensor, Tensor]  # balanced; for methods that look at the test distribution (PFK)
+
+
+def load_splits(config: RunConfig) -> Splits:
+    """Pool (imbalanced by ``config.imbalance``), balanced validation and balanced test sets."""
+    if config.dataset == "fashion-mnist":
+        train_x, train_y = load_fashion_mnist("train")
+        test_x, test_y = load_fashion_mnist("test")
+        train_x, test_x = as_float_images(train_x), as_float_images(test_x)
+        validation, pool = balanced_split(train_y, 10000, seed=config.seed)
+    else:
+        x, y = load_digits() if config.dataset == "digits" else make_blobs(3000, seed=config.seed)
+        test, rest = balanced_split(y, 300 if config.dataset == "digits" else 500, seed=config.seed)
+        test_x, test_y, train_x, train_y = x[test], y[test], x[rest], y[rest]
+        validation, pool = balanced_split(train_y, test.numel(), seed=derived_seed(config.seed, "validation"))
+    pool = imbalance(train_y, pool, config.imbalance, MINORITY, seed=config.seed)
+    if config.pool_size is not None and config.pool_size < pool.numel():
+        generator = torch.Generator().manual_seed(derived_seed(config.seed, "pool_size"))
+        pool = pool[torch.randperm(pool.numel(), generator=generator)[: config.pool_size]].sort().values
+    logger.info("pool of %d items (%d of classes 5..9)", pool.numel(), int(torch.isin(train_y[pool], torch.tensor(MINORITY)).sum()))
+    return Splits(TensorDataset(train_x[pool], train_y[pool]), (test_x, test_y), (train_x[validation], train_y[validation]))
+
+
+def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.Module:
+    kind = config.model if config.model != "auto" else ("lenet" if sample.dim() == 3 else "mlp")
+    if kind == "lenet":
+        return LeNet(sample.shape[0], num_classes)
+    if kind == "resnet":
+        return SmallResNet(sample.shape[0], num_classes)
+    return nn.Sequential(nn.Flatten(), nn.Linear(sample.numel(), 64), nn.ReLU(), nn.Linear(64, num_classes))
+
+
+def make_trainer(config: RunConfig):
+    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds."""
+
+    def train(model: nn.Module, pool: ActivePool, round_: int) -> None:
+        sampler = ActiveSampler(pool, seed=config.seed)
+        loader = DataLoader(pool, sampler=sampler, batch_size=config.batch_size)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.5)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=15, gamma=0.1)
+        model.train()
+        for epoch in tqdm(range(config.epochs), desc=f"train round {round_}", leave=False, disable=not config.progress):
+            sampler.set_epoch(epoch)
+            for x, y in loader:
+                optimizer.zero_grad()
+                F.cross_entropy(model(x.to(config.device)), y.to(config.device)).backward()
+                optimizer.step()
+            schedule.step()
+
+    return train
+
+
+def make_evaluator(config: RunConfig, test: tuple[Tensor, Tensor], pool: ActivePool):
+    @torch.no_grad()
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        model.eval()
+        x, y = test
+        predicted = torch.cat([model(chunk.to(config.device)).argmax(1).cpu() for chunk in x.split(1000)])
+        correct = predicted == y
+        minority = torch.isin(y, torch.tensor(MINORITY))
+        labeled = pool.labels_of(pool.labeled_indices)
+        return {
+            "accuracy": round(correct.float().mean().item(), 4),
+            "minority_accuracy": round(correct[minority].float().mean().item(), 4),
+            "labeled_minority": int(torch.isin(labeled, torch.tensor(MINORITY)).sum()),
+        }
+
+    return evaluate
+
+
+def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
+    """Runs every strategy of the config on the same splits and initial model; writes
+    ``metrics.json``, ``metrics.csv`` and ``learning_curve.png`` to ``config.out``. Each strategy
+    checkpoints into ``out/<strategy>/``, so running the same command again resumes."""
+    splits = load_splits(config)
+    results: dict[str, list[dict]] = {}
+    for name in config.strategy:
+        torch.manual_seed(derived_seed(config.seed, "model"))
+        model = make_model(config, splits.pool.tensors[0][0]).to(config.device)
+        pool = ActivePool(splits.pool)
+        strategy = make_strategy(name, seed=config.seed, progress=config.progress)
+        loop = ActiveLearningLoop(
+            pool, strategy, model, make_trainer(config), config.budget, config.rounds,
+            evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,
+            checkpoint_dir=os.path.join(config.out, name), seed=config.seed, progress=config.progress,
+        )  # fmt: skip
+        results[name] = loop.run()
+    write_results(config, results)
+    return results
+
+
+def write_results(config: RunConfig, results: dict[str, list[dict]]) -> None:
+    from torch_al.plots import learning_curve
+
+    os.makedirs(config.out, exist_ok=True)
+    atomic_write_bytes(os.path.join(config.out, "metrics.json"), json.dumps({"config": asdict(config), "results": results}, indent=1).encode())
+    rows = [{"strategy": name, **record} for name, records in results.items() for record in records]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["strategy"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(os.path.join(config.out, "metrics.csv"), text.getvalue().encode())
+    title = f"{config.dataset}, imbalance {config.imbalance:g}, budget {config.budget}/round, seed {config.seed}"
+    learning_curve(results, title=title).savefig(os.path.join(config.out, "learning_curve.png"), dpi=120)

@@ -1,0 +1,64 @@
+"""A Lightning callback that runs one active-learning round at the end of ``fit``.
+
+Needs ``pytorch_lightning`` (``pip install pytorch-lightning``); importing this module without it
+raises an ImportError that says so.
+"""
+
+import logging
+import os
+
+from torch_al.pool import ActivePool
+from torch_al.strategies import Strategy
+
+try:
+    import pytorch_lightning as pl
+except ImportError as error:  # an optional dependency: say what to install
+    raise ImportError("torch_al.integrations.lightning needs pytorch_lightning: pip install pytorch-lightning") from error
+
+logger = logging.getLogger("torch_al")
+
+
+class ActiveLearningCallback(pl.Callback):
+    """At the end of ``trainer.fit``: select ``budget`` items with ``strategy`` on the trained
+    module, record the query in the pool, and (with an oracle) label it.
+
+    The pool is the callback's state, so every Lightning checkpoint carries it and
+    ``trainer.fit(ckpt_path=...)`` restores it. With ``state_path`` the pool is also saved there
+    (atomically, by global rank 0) once the query is recorded, before the oracle is asked, and
+    again after labelling. A saved query that is still pending is re-issued, not recomputed. Under
+    DDP every rank selects (strategies are deterministic), so the ranks' pools stay equal.
+
+    Args:
+        pool: the :class:`ActivePool` the training dataloader samples from.
+        strategy: any :class:`Strategy`; it is given the LightningModule as the model.
+        budget: items per round.
+        oracle: ``oracle(indices) -> labels``; None leaves the query pending for annotators.
+        state_path: a pool state file to keep up to date, or None.
+    """
+
+    def __init__(self, pool: ActivePool, strategy: Strategy, budget: int, oracle=None, state_path: str | os.PathLike | None = None) -> None:
+        self.pool, self.strategy, self.budget = pool, strategy, budget
+        self.oracle = oracle
+        self.state_path = state_path
+
+    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if self.pool.pending_query is None:
+            indices, scores = self.strategy.select(pl_module, self.pool, self.budget, return_scores=True)
+            self.pool.propose(indices, scores)
+            self._save(trainer)
+        if self.oracle is not None:
+            query = self.pool.pending_query
+            remaining = query[~self.pool.labeled_mask[query]]
+            self.pool.label(remaining, self.oracle(remaining))
+            self._save(trainer)
+        logger.info("lightning: %r", self.pool)
+
+    def _save(self, trainer: "pl.Trainer") -> None:
+        if self.state_path is not None and trainer.is_global_zero:
+            self.pool.save(self.state_path)
+
+    def state_dict(self) -> dict:
+        return self.pool.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.pool.load_state_dict(state_dict)

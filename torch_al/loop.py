@@ -1,0 +1,170 @@
+"""ActiveLearningLoop: train, evaluate, select, ask the oracle, label; checkpointed at every step."""
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
+from torch_al.pool import ActivePool
+from torch_al.sampler import derived_seed
+from torch_al.strategies import Strategy
+from torch_al.validation import as_indices
+
+logger = logging.getLogger("torch_al")
+
+CHECKPOINT_KIND = "torch_al.ActiveLearningLoop"
+TrainFn = Callable[[nn.Module, ActivePool, int], None]
+EvaluateFn = Callable[[nn.Module], dict[str, float]]
+Oracle = Callable[[Tensor], Tensor | Sequence[int]]
+
+
+class ActiveLearningLoop:
+    """Runs ``rounds`` rounds of active learning and resumes where a previous run stopped.
+
+    One round: train the model on the labeled items, evaluate it, select ``budget`` items, save
+    the query, ask the oracle, record its labels. ``checkpoint_dir/state.pt`` (pool, model weights,
+    metrics) is written atomically after training, after selection and after labelling, so a
+    killed run resumes from its last step: no label lost or duplicated, a saved query re-issued
+    as it was. Before training and before selecting, torch's global RNG is seeded from
+    (seed, round), so a resumed run repeats what an uninterrupted one would have done.
+
+    Args:
+        pool: the :class:`ActivePool` (may already hold labels).
+        strategy: any :class:`Strategy`.
+        model: the task model; trained in place, round after round (fine-tuned, as in the papers).
+        train: ``train(model, pool, round)`` trains on ``pool.labeled_indices`` (use an
+            :class:`ActiveSampler`).
+        budget: items selected per round (>= 1).
+        rounds: selection rounds; the model is evaluated ``rounds + 1`` times.
+        evaluate: ``evaluate(model) -> {"accuracy": ..., ...}``, recorded per round.
+        oracle: ``oracle(indices) -> labels``; default the dataset's own labels (simulation).
+        initial: items labeled before round 1: a count drawn at random from (seed), or indices.
+        checkpoint_dir: where ``state.pt`` and ``metrics.json`` go; None keeps nothing on disk.
+        seed: seeds the initial draw and each round's training and selection.
+    """
+
+    def __init__(
+        self,
+        pool: ActivePool,
+        strategy: Strategy,
+        model: nn.Module,
+        train: TrainFn,
+        budget: int,
+        rounds: int,
+        evaluate: EvaluateFn | None = None,
+        oracle: Oracle | None = None,
+        initial: int | Tensor | Sequence[int] = 0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
+        self.pool, self.strategy, self.model, self.train = pool, strategy, model, train
+        self.budget, self.rounds, self.seed, self.progress = budget, rounds, seed, progress
+        self.evaluate = evaluate or (lambda model: {})
+        self.oracle = oracle or pool.dataset_labels
+        self.initial = initial
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.metrics: list[dict] = []
+
+    @property
+    def state_path(self) -> str | None:
+        return None if self.checkpoint_dir is None else os.path.join(self.checkpoint_dir, "state.pt")
+
+    def run(self) -> list[dict]:
+        """Runs (or resumes) to the last round; returns one metrics dict per evaluation."""
+        if self.state_path and os.path.exists(self.state_path):
+            self._restore()
+        else:
+            self._label_initial_set()
+        needed = (self.rounds - self.pool.round) * self.budget
+        available = int(self.pool.unlabeled_indices.numel())
+        if needed > available:
+            raise ValueError(f"{self.rounds} rounds × budget {self.budget} need {needed} more labels but only {available} items are unlabeled")
+        with tqdm(total=self.rounds + 1, initial=len(self.metrics), desc="rounds", disable=not self.progress) as bar:
+            while True:
+                round_ = self.pool.round
+                if len(self.metrics) == round_:
+                    self._train_and_evaluate(round_)
+                    bar.update()
+                if round_ >= self.rounds:
+                    return self.metrics
+                self._query(round_ + 1)
+
+    def _label_initial_set(self) -> None:
+        if self.pool.labeled_indices.numel() or isinstance(self.initial, int) and self.initial == 0:
+            self._checkpoint()
+            return
+        if isinstance(self.initial, int):
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "initial"))
+            candidates = self.pool.unlabeled_indices
+            if not 0 < self.initial <= candidates.numel():
+                raise ValueError(f"initial must be in [0, {candidates.numel()}], got {self.initial}")
+            indices = candidates[torch.randperm(candidates.numel(), generator=generator)[: self.initial]].sort().values
+        else:
+            indices = as_indices(self.initial, "initial", len(self.pool))
+        self.pool.label(indices, self.oracle(indices))
+        logger.info("initial set: %d items labeled", indices.numel())
+        self._checkpoint()
+
+    def _train_and_evaluate(self, round_: int) -> None:
+        torch.manual_seed(derived_seed(self.seed, "train", round_))
+        start = time.perf_counter()
+        self.train(self.model, self.pool, round_)
+        seconds = time.perf_counter() - start
+        labeled = self.pool.labeled_indices
+        record = {"round": round_, "labeled": int(labeled.numel()), **self.evaluate(self.model), "train_seconds": round(seconds, 3)}
+        self.metrics.append(record)
+        logger.info("round %d: %s", round_, {k: v for k, v in record.items() if k != "round"})
+        self._checkpoint()
+
+    def _query(self, round_: int) -> None:
+        if self.pool.pending_query is None:
+            torch.manual_seed(derived_seed(self.seed, "select", round_))
+            indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
+            self.pool.propose(indices, scores)
+            self._checkpoint()  # the query is durable before anyone is asked to label it
+        else:
+            logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())
+        query = self.pool.pending_query
+        remaining = query[~self.pool.labeled_mask[query]]
+        self.pool.label(remaining, self.oracle(remaining))
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        if self.state_path is None:
+            return
+        state = {f"pool/{key}": value for key, value in self.pool.state_dict().items()}
+        state.update({f"model/{key}": value for key, value in self.model.state_dict().items()})
+        state["metrics"] = to_json(self.metrics)
+        state["loop"] = to_json(self._identity())
+        save_state(self.state_path, state, CHECKPOINT_KIND)
+        atomic_write_bytes(os.path.join(self.checkpoint_dir, "metrics.json"), json.dumps(self.metrics, indent=1).encode())
+
+    def _identity(self) -> dict:
+        """What must not change between a run and its resumption (rounds may grow)."""
+        return {"strategy": type(self.strategy).__name__, "budget": self.budget, "seed": self.seed}
+
+    def _restore(self) -> None:
+        state = load_state(self.state_path, CHECKPOINT_KIND)
+        saved = json.loads(state["loop"])
+        if saved != self._identity():
+            raise ValueError(f"{self.state_path} was written by another run configuration: {saved}, this run: {self._identity()}")
+        metrics = json.loads(state["metrics"])
+        pool_state = {key[5:]: value for key, value in state.items() if key.startswith("pool/")}
+        model_state = {key[6:]: value for key, value in state.items() if key.startswith("model/")}
+        self.pool.load_state_dict(pool_state)
+        self.model.load_state_dict(model_state)
+        if len(metrics) not in (self.pool.round, self.pool.round + 1):
+            raise ValueError(f"{self.state_path}: {len(metrics)} evaluations recorded for a pool at round {self.pool.round}")
+        self.metrics = metrics
+        logger.info("resumed from %s at round %d (%d labeled)", self.state_path, self.pool.round, self.pool.labeled_indices.numel())

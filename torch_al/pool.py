@@ -1,0 +1,217 @@
+"""ActivePool: a dataset with stable global indices and an append-only ledger of paid-for labels."""
+
+import logging
+import os
+import time
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from torch_al.persistence import load_state, save_state, to_json
+from torch_al.pool_state import SCHEMA_VERSION, Ledger, parse_pool_state
+from torch_al.validation import as_indices, as_labels, dataset_fingerprint
+
+logger = logging.getLogger("torch_al")
+
+STATE_KIND = "torch_al.ActivePool"
+ItemKey = int | str
+
+
+class ActivePool(Dataset):
+    """Wraps a map-style dataset (left unmodified) for active learning.
+
+    Every item keeps its dataset index as its **global index**: queries, labels and samplers use
+    it, never a position that shifts as the pool shrinks. Labels live in an append-only ledger;
+    the labeled and unlabeled views are derived from it. A query that was issued but not yet
+    labeled is kept (``pending_query``) and saved, so a restart re-issues the same batch.
+
+    ``pool[i]`` is ``(inputs_i, label_i)`` with the ledger's label, so
+    ``DataLoader(pool, sampler=ActiveSampler(pool))`` trains on paid-for labels only.
+
+    Args:
+        dataset: any map-style dataset: items ``(x, y, ...)``, dicts, or bare inputs.
+        input_key: where the inputs are in a tuple or dict item (ignored for bare items).
+        target_key: where the dataset's own label is (for simulations), or None when it has none.
+    """
+
+    def __init__(self, dataset, input_key: ItemKey = 0, target_key: ItemKey | None = 1) -> None:
+        self.dataset = dataset
+        self.input_key = input_key
+        self.target_key = target_key
+        self.fingerprint = dataset_fingerprint(dataset)
+        self._reset(Ledger(*(torch.empty(0, dtype=torch.int64),) * 3, torch.empty(0, dtype=torch.float64)), 0, None)
+
+    def _reset(self, ledger: Ledger, round_: int, pending: tuple[Tensor, Tensor | None, int] | None) -> None:
+        size = len(self.dataset)
+        self._rows = [ledger.index.tolist(), ledger.label.tolist(), ledger.round.tolist(), ledger.time.tolist()]
+        self._is_labeled = torch.zeros(size, dtype=torch.bool)
+        self._label = torch.zeros(size, dtype=torch.int64)
+        self._is_labeled[ledger.index] = True
+        # A relabel appends a row: the last row of an index holds its current label.
+        last_row = torch.full((size,), -1, dtype=torch.int64).scatter_reduce_(0, ledger.index, torch.arange(len(ledger.index)), "amax")
+        self._label[self._is_labeled] = ledger.label[last_row[self._is_labeled]]
+        self.round = round_
+        self._pending = pending
+
+    # ---- views -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if not self._is_labeled[index]:
+            raise KeyError(f"item {index} is not labeled yet; only labeled items can be read from the pool")
+        return self.inputs_of(self.dataset[index]), int(self._label[index])
+
+    def inputs_of(self, item):
+        """The inputs part of a dataset item."""
+        return item[self.input_key] if isinstance(item, (tuple, list, dict)) else item
+
+    @property
+    def labeled_indices(self) -> Tensor:
+        """int64 Tensor[L], ascending."""
+        return self._is_labeled.nonzero().flatten()
+
+    @property
+    def unlabeled_indices(self) -> Tensor:
+        """int64 Tensor[U], ascending (the pending query's items are still unlabeled)."""
+        return (~self._is_labeled).nonzero().flatten()
+
+    @property
+    def labeled_mask(self) -> Tensor:
+        """bool Tensor[N] (a copy)."""
+        return self._is_labeled.clone()
+
+    def labels_of(self, indices) -> Tensor:
+        """The ledger's current labels of labeled items, int64 Tensor[K]."""
+        indices = as_indices(indices, "indices", len(self))
+        missing = indices[~self._is_labeled[indices]]
+        if missing.numel():
+            raise KeyError(f"items {missing[:5].tolist()} are not labeled")
+        return self._label[indices]
+
+    def dataset_labels(self, indices) -> Tensor:
+        """The dataset's own labels (a simulated oracle), int64 Tensor[K]."""
+        if self.target_key is None:
+            raise ValueError("the dataset's items carry no labels (target_key=None): give the loop an oracle")
+        indices = as_indices(indices, "indices", len(self))
+        return torch.tensor([int(self.dataset[i][self.target_key]) for i in indices.tolist()], dtype=torch.int64)
+
+    @property
+    def ledger(self) -> Ledger:
+        index, label, round_, stamp = self._rows
+        as_long = lambda values: torch.tensor(values, dtype=torch.int64)  # noqa: E731
+        return Ledger(as_long(index), as_long(label), as_long(round_), torch.tensor(stamp, dtype=torch.float64))
+
+    @property
+    def pending_query(self) -> Tensor | None:
+        """Indices issued by :meth:`propose` and not yet all labeled, in the order issued."""
+        return None if self._pending is None else self._pending[0].clone()
+
+    @property
+    def pending_scores(self) -> Tensor | None:
+        return None if self._pending is None or self._pending[1] is None else self._pending[1].clone()
+
+    # ---- changes -----------------------------------------------------------------------------
+    def propose(self, indices, scores: Tensor | None = None) -> None:
+        """Records a query for round ``round + 1`` before anyone sees it (save the pool next).
+
+        Proposing the pending query again is a no-op; proposing another one while it is pending is
+        an error (label it, or :meth:`discard_query`).
+        """
+        indices = as_indices(indices, "query indices", len(self))
+        if indices.numel() == 0:
+            raise ValueError("a query needs at least one index")
+        if self._pending is not None:
+            if torch.equal(self._pending[0], indices):
+                return
+            raise RuntimeError(
+                f"a query of {self._pending[0].numel()} items for round {self._pending[2]} is pending: "
+                "label it, or call discard_query() before proposing another"
+            )
+        taken = indices[self._is_labeled[indices]]
+        if taken.numel():
+            raise ValueError(f"query indices {taken[:5].tolist()} are already labeled")
+        if scores is not None:
+            scores = scores.detach().to("cpu", torch.float64)
+            if scores.shape != indices.shape:
+                raise ValueError(f"scores must have shape {tuple(indices.shape)} (one per index), got {tuple(scores.shape)}")
+        self._pending = (indices, scores, self.round + 1)
+        logger.info("round %d: query of %d items issued", self.round + 1, indices.numel())
+
+    def discard_query(self) -> None:
+        """Forgets the pending query (its labeled part stays labeled)."""
+        self._pending = None
+
+    def label(self, indices, labels, relabel: bool = False) -> None:
+        """Records annotations; all-or-nothing (on any error nothing is recorded).
+
+        Labelling an item again with its current label is a no-op; with a different label it is an
+        error unless ``relabel=True``, which appends a new ledger row (the old one stays). Labels of
+        the pending query's items count for its round; once all of them are labeled the round
+        completes and ``round`` advances.
+
+        Args:
+            indices: global indices (int Tensor, list or array), distinct, in ``[0, len(pool))``.
+            labels: integer class labels, one per index.
+        """
+        indices = as_indices(indices, "indices", len(self))
+        labels = as_labels(labels, indices.numel())
+        known = self._is_labeled[indices]
+        changed = known & (self._label[indices] != labels)
+        if changed.any() and not relabel:
+            first = int(indices[changed][0])
+            raise ValueError(
+                f"item {first} is already labeled {int(self._label[first])}, not {int(labels[changed][0])} "
+                f"({int(changed.sum())} conflicting items); pass relabel=True to record a correction"
+            )
+        record = ~known | changed
+        in_query = torch.zeros(len(self), dtype=torch.bool)
+        if self._pending is not None:
+            in_query[self._pending[0]] = True
+        rounds = torch.where(in_query[indices], self._pending[2] if self._pending else 0, self.round)
+        now = time.time()
+        for column, values in zip(self._rows, (indices[record], labels[record], rounds[record])):
+            column.extend(values.tolist())
+        self._rows[3].extend([now] * int(record.sum()))
+        self._is_labeled[indices] = True
+        self._label[indices] = labels
+        if self._pending is not None and self._is_labeled[self._pending[0]].all():
+            self.round = self._pending[2]
+            self._pending = None
+            logger.info("round %d complete: %d items labeled", self.round, int(self._is_labeled.sum()))
+
+    # ---- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Plain data (int64/float64 tensors, ints, a JSON string): safe for ``weights_only`` loads."""
+        ledger = self.ledger
+        pending, scores, pending_round = self._pending or (torch.empty(0, dtype=torch.int64), None, -1)
+        meta = {"fingerprint": self.fingerprint, "round": self.round, "pending_round": pending_round, "has_scores": scores is not None}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "meta": to_json(meta),
+            "ledger_index": ledger.index,
+            "ledger_label": ledger.label,
+            "ledger_round": ledger.round,
+            "ledger_time": ledger.time,
+            "pending_indices": pending.clone(),
+            "pending_scores": scores.clone() if scores is not None else torch.empty(0, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores a state after checking all of it; on any error the pool is left unchanged."""
+        ledger, round_, pending = parse_pool_state(state, self.fingerprint)
+        self._reset(ledger, round_, pending)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the state atomically: a crash mid-save leaves the previous file intact."""
+        save_state(path, self.state_dict(), STATE_KIND)
+
+    def load(self, path: str | os.PathLike) -> "ActivePool":
+        """Loads a state saved by :meth:`save` (checksum, schema version and dataset are checked)."""
+        self.load_state_dict(load_state(path, STATE_KIND))
+        return self
+
+    def __repr__(self) -> str:
+        pending = f", pending={self._pending[0].numel()}" if self._pending is not None else ""
+        return f"ActivePool(size={len(self)}, labeled={int(self._is_labeled.sum())}, round={self.round}{pending})"

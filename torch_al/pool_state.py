@@ -1,0 +1,88 @@
+"""The ActivePool state format (schema version 1) and every check made before a state is used."""
+
+import json
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+SCHEMA_VERSION = 1
+
+
+class Ledger(NamedTuple):
+    """One row per recorded annotation, oldest first (Tensor[R] each)."""
+
+    index: Tensor  # int64 global index
+    label: Tensor  # int64 class label
+    round: Tensor  # int64 round the label was paid for (0: the initial set)
+    time: Tensor  # float64 seconds since the epoch
+
+
+def _tensor(state: dict, key: str, dtype: torch.dtype) -> Tensor:
+    value = state.get(key)
+    if not isinstance(value, Tensor) or value.dim() != 1 or value.dtype != dtype:
+        got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"pool state: {key!r} must be a 1-D {dtype} tensor, got {got}")
+    return value.clone()
+
+
+def _meta(state: dict) -> dict:
+    version = state.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"pool state: missing or invalid schema_version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"pool state has schema version {version}, written by a newer torch_al; this one reads up to {SCHEMA_VERSION}")
+    try:
+        return json.loads(state["meta"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"pool state: unreadable 'meta' entry ({error})") from error
+
+
+def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, tuple[Tensor, Tensor | None, int] | None]:
+    """Validates a state dict against the dataset's fingerprint → (ledger, round, pending query).
+
+    Raises:
+        ValueError: another dataset, a newer schema, or an inconsistent ledger or query.
+    """
+    meta = _meta(state)
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"this pool state belongs to another dataset: state {meta.get('fingerprint')}, "
+            f"dataset {fingerprint} (size and hash of sampled items must match)"
+        )
+    size = fingerprint["size"]
+    ledger = Ledger(*(_tensor(state, f"ledger_{k}", torch.int64) for k in ("index", "label", "round")), _tensor(state, "ledger_time", torch.float64))
+    if len({column.numel() for column in ledger}) != 1:
+        raise ValueError(f"pool state: ledger columns differ in length: {[column.numel() for column in ledger]}")
+    round_ = meta.get("round")
+    if not isinstance(round_, int) or round_ < 0:
+        raise ValueError(f"pool state: invalid round {round_!r}")
+    outside = ledger.index[(ledger.index < 0) | (ledger.index >= size)]
+    if outside.numel():
+        raise ValueError(f"pool state: ledger indices {outside[:5].tolist()} are outside [0, {size})")
+    pending = _pending(state, meta, size, round_)
+    future = ledger.round[(ledger.round < 0) | (ledger.round > round_ + (pending is not None))]
+    if future.numel():
+        raise ValueError(f"pool state: ledger rows of rounds {future[:5].tolist()} but the pool is at round {round_}")
+    if pending is not None:
+        labeled = torch.zeros(size, dtype=torch.bool)
+        labeled[ledger.index] = True
+        if labeled[pending[0]].all():
+            raise ValueError("pool state: the pending query is fully labeled but its round was not completed")
+    return ledger, round_, pending
+
+
+def _pending(state: dict, meta: dict, size: int, round_: int) -> tuple[Tensor, Tensor | None, int] | None:
+    indices = _tensor(state, "pending_indices", torch.int64)
+    scores = _tensor(state, "pending_scores", torch.float64)
+    if meta.get("pending_round", -1) == -1:
+        if indices.numel():
+            raise ValueError("pool state: pending indices without a pending round")
+        return None
+    if meta["pending_round"] != round_ + 1:
+        raise ValueError(f"pool state: pending query for round {meta['pending_round']} but the pool is at round {round_}")
+    if indices.numel() and (indices.min() < 0 or indices.max() >= size or indices.unique().numel() != indices.numel()):
+        raise ValueError(f"pool state: pending indices must be distinct and in [0, {size})")
+    if meta.get("has_scores") and scores.shape != indices.shape:
+        raise ValueError(f"pool state: {scores.numel()} pending scores for {indices.numel()} indices")
+    return indices, scores if meta.get("has_scores") else None, round_ + 1

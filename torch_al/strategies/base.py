@@ -1,0 +1,128 @@
+"""The strategy interface: ``strategy.select(model, pool, budget) -> LongTensor`` of global indices.
+
+Every selection method (random, uncertainty, core-set, and later MC dropout, PCC/PFK/EBA) is a
+:class:`Strategy` subclass that implements :meth:`Strategy.rank`; the base class validates the
+budget before and the answer after, so every method gives the same guarantees and errors.
+"""
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Literal, overload
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from torch_al.pool import ActivePool
+from torch_al.sampler import inputs_loader
+from torch_al.validation import check_budget
+
+logger = logging.getLogger("torch_al")
+
+
+class Strategy(ABC):
+    """Chooses which unlabeled items of a pool to label next."""
+
+    @overload
+    def select(self, model: nn.Module | None, pool: ActivePool, budget: int, *, return_scores: Literal[False] = False) -> Tensor: ...
+
+    @overload
+    def select(self, model: nn.Module | None, pool: ActivePool, budget: int, *, return_scores: Literal[True]) -> tuple[Tensor, Tensor | None]: ...
+
+    def select(self, model, pool, budget, *, return_scores=False):
+        """Picks ``budget`` distinct unlabeled items; the pool is not modified.
+
+        Args:
+            model: the task model (in any mode; it is put back in its mode afterwards), or None for
+                strategies that need none (random).
+            pool: the :class:`ActivePool`.
+            budget: how many items, ``0 <= budget <=`` the number of unlabeled items.
+            return_scores: also return the scores (higher means more informative) or None.
+
+        Returns:
+            int64 Tensor[budget] of global indices, most informative first (CPU); with
+            ``return_scores``, ``(indices, scores)`` with scores float Tensor[budget] or None.
+
+        Raises:
+            TypeError, ValueError: a budget that is not an int, negative, or larger than the
+                number of unlabeled items.
+        """
+        budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
+        if budget == 0:
+            indices, scores = torch.empty(0, dtype=torch.int64), None
+        else:
+            indices, scores = self.rank(model, pool, budget)
+            indices = indices.to("cpu", torch.int64)
+            self._check_answer(pool, indices, budget)
+        logger.debug("%s selected %d items at round %d", type(self).__name__, budget, pool.round)
+        return (indices, scores) if return_scores else indices
+
+    @abstractmethod
+    def rank(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
+        """Implementations: ``budget`` (>= 1) distinct unlabeled global indices, most informative
+        first, and their scores (or None)."""
+
+    def _check_answer(self, pool: ActivePool, indices: Tensor, budget: int) -> None:
+        name = type(self).__name__
+        if indices.shape != (budget,):
+            raise RuntimeError(f"{name} returned {tuple(indices.shape)} indices for a budget of {budget}")
+        if indices.unique().numel() != budget:
+            raise RuntimeError(f"{name} returned repeated indices")
+        if indices.min() < 0 or indices.max() >= len(pool) or pool.labeled_mask[indices].any():
+            raise RuntimeError(f"{name} returned indices that are out of range or already labeled")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, loader: DataLoader, progress: bool = True) -> Tensor:
+    """Softmax of the model's logits over a loader of input batches → float32 Tensor[N, C] on the
+    model's device. Eval mode (dropout off, batch-norm running statistics); the mode is restored."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model(x.to(device)).float().softmax(1) for x in tqdm(loader, desc="scoring", disable=not progress)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+class ScoreStrategy(Strategy):
+    """Scores every unlabeled item from the model's predicted probabilities and keeps the top
+    ``budget``. Ties go to the lower global index.
+
+    Args:
+        batch_size: scoring batch size.
+        progress: show a progress bar while scoring.
+    """
+
+    def __init__(self, batch_size: int = 256, progress: bool = True) -> None:
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def predict(self, model: nn.Module, loader: DataLoader) -> Tensor:
+        """Class probabilities Tensor[N, C]; stochastic methods (MC dropout) override this."""
+        return predict_probabilities(model, loader, self.progress)
+
+    @abstractmethod
+    def score(self, probabilities: Tensor) -> Tensor:
+        """Tensor[N, C] probabilities → Tensor[N] scores, higher is more informative."""
+
+    def rank(self, model, pool, budget):
+        if model is None:
+            raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
+        candidates = pool.unlabeled_indices
+        scores = self.score(self.predict(model, inputs_loader(pool, candidates, self.batch_size)))
+        if scores.shape != candidates.shape or scores.isnan().any():
+            raise ValueError(f"{type(self).__name__}: the model gave {tuple(scores.shape)} scores (NaN?) for {candidates.numel()} items")
+        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
+        return candidates[order.cpu()], scores[order].cpu()

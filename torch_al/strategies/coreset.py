@@ -1,0 +1,73 @@
+"""Core-set selection (Sener & Savarese, ICLR 2018): k-center greedy on the model's embeddings."""
+
+import torch
+from torch import Tensor, nn
+
+from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.base import Strategy, model_device
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError("CoreSet: the model has no nn.Linear; name the embedding layer with layer=...")
+    return linears[-1]
+
+
+@torch.no_grad()
+def embed(model: nn.Module, loader, layer: str | None = None) -> Tensor:
+    """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer`` (flattened),
+    or by default the input of the model's last ``nn.Linear`` (the last-layer embedding)."""
+    captured: list[Tensor] = []
+    if layer is None:
+        handle = last_linear(model).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
+    else:
+        module = dict(model.named_modules()).get(layer)
+        if module is None:
+            raise ValueError(f"CoreSet: the model has no layer named {layer!r}")
+        handle = module.register_forward_hook(lambda module, args, out: captured.append(out.flatten(1).float()))
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for x in loader:
+            model(x.to(device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+class CoreSet(Strategy):
+    """Greedy k-center on embeddings of the whole pool (labeled ∪ unlabeled), starting from the
+    labeled set as centers: each pick is the unlabeled item farthest from every center so far.
+    Runs on the ``kcenter_greedy`` op, on the model's device. With nothing labeled yet, the
+    first pick is drawn from (seed, round).
+
+    Args:
+        layer: embedding layer name; default the input of the last ``nn.Linear``.
+        metric: ``"euclidean"`` or ``"cosine"``.
+        batch_size: embedding batch size.
+        seed: for the first pick when nothing is labeled.
+    """
+
+    def __init__(self, layer: str | None = None, metric: str = "euclidean", batch_size: int = 256, seed: int = 0) -> None:
+        self.layer = layer
+        self.metric = metric
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def rank(self, model, pool, budget):
+        from torch_al.ops.kcenter_greedy import kcenter_greedy  # the op of issue 4, loaded when used
+
+        if model is None:
+            raise ValueError("CoreSet embeds the pool with a model; got model=None")
+        everything = torch.arange(len(pool))
+        embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer)
+        labeled = pool.labeled_mask.to(embeddings.device)
+        first = None
+        if not labeled.any():
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "coreset", pool.round))
+            first = int(torch.randint(len(pool), (1,), generator=generator))
+        picked, _ = kcenter_greedy(embeddings, budget, labeled, first=first, metric=self.metric)
+        return picked.cpu(), None

@@ -1,0 +1,26 @@
+"""Uniform random selection: the baseline every method must beat."""
+
+import torch
+
+from torch_al.sampler import derived_seed
+from torch_al.strategies.base import Strategy
+
+
+class Random(Strategy):
+    """Uniform without replacement, deterministic from (seed, pool round).
+
+    Args:
+        seed: base seed; None draws fresh OS entropy on every call (not reproducible).
+    """
+
+    def __init__(self, seed: int | None = 0) -> None:
+        self.seed = seed
+
+    def rank(self, model, pool, budget):
+        candidates = pool.unlabeled_indices
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(derived_seed(self.seed, "random", pool.round))
+        return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None

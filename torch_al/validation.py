@@ -1,0 +1,96 @@
+"""Input checks shared by the pool, the strategies and the loop, and the dataset fingerprint."""
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FINGERPRINT_SAMPLES = 8
+
+
+def as_indices(values, name: str, size: int) -> Tensor:
+    """Global indices → int64 Tensor[K] on the CPU; rejects bools, floats, repeats and out-of-range values."""
+    if isinstance(values, Tensor):
+        if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
+            raise TypeError(f"{name} must hold integer indices, got a {values.dtype} tensor")
+        tensor = values.detach().to("cpu", torch.int64)
+    else:
+        array = np.asarray(values)
+        if array.size and (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)):
+            raise TypeError(f"{name} must hold integer indices, got {array.dtype} values")
+        tensor = torch.as_tensor(array.astype(np.int64))
+    if tensor.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
+    bad = tensor[(tensor < 0) | (tensor >= size)]
+    if bad.numel():
+        raise IndexError(f"{name} out of range: {bad[:5].tolist()} not in [0, {size}) (the dataset has {size} items)")
+    unique, counts = torch.unique(tensor, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name} contain repeats: {unique[counts > 1][:5].tolist()}")
+    return tensor
+
+
+def as_labels(values, count: int) -> Tensor:
+    """Class labels → int64 Tensor[count]; a float, bool or string label is an error, not a cast."""
+    if isinstance(values, Tensor):
+        if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
+            raise TypeError(f"labels must be integer class labels, got a {values.dtype} tensor")
+        tensor = values.detach().to("cpu", torch.int64)
+    else:
+        items = list(values) if isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, str) else None
+        if items is None:
+            raise TypeError(f"labels must be a sequence or tensor of ints, got {type(values).__name__}")
+        wrong = [v for v in items if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
+        if wrong:
+            raise TypeError(f"labels must be ints, got {type(wrong[0]).__name__} {wrong[0]!r}")
+        tensor = torch.tensor([int(v) for v in items], dtype=torch.int64)
+    if tensor.dim() != 1 or tensor.numel() != count:
+        raise ValueError(f"expected {count} labels (one per index), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def check_budget(budget, available: int) -> int:
+    """A budget is an int in [0, available]."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise TypeError(f"budget must be an int, got {type(budget).__name__}")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    if budget > available:
+        raise ValueError(f"budget {budget} is larger than the {available} unlabeled items left in the pool")
+    return int(budget)
+
+
+def _update(digest, value) -> None:
+    if isinstance(value, Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, np.ndarray):
+        digest.update(f"A{value.dtype}{value.shape}".encode() + np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (tuple, list)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _update(digest, item)
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(f"K{key}".encode())
+            _update(digest, value[key])
+    elif isinstance(value, (int, float, str, bytes, bool)) or value is None:
+        digest.update(f"V{value!r}".encode())
+    elif hasattr(value, "tobytes"):  # PIL images and similar buffers
+        digest.update(value.tobytes())
+    else:  # an object whose repr may hold a memory address: its type is all that is stable
+        digest.update(f"O{type(value).__qualname__}".encode())
+
+
+def dataset_fingerprint(dataset) -> dict:
+    """Size plus a SHA-256 of a few evenly spaced items: cheap, and enough to tell datasets apart."""
+    size = len(dataset)
+    digest = hashlib.sha256()
+    positions = sorted({round(k * (size - 1) / (FINGERPRINT_SAMPLES - 1)) for k in range(FINGERPRINT_SAMPLES)}) if size else []
+    for position in positions:
+        digest.update(f"#{position}".encode())
+        _update(digest, dataset[position])
+    return {"size": size, "sample_sha256": digest.hexdigest()[:16]}
