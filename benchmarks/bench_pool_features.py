@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import print_table, run_isolated, time_call, write_results
+from common import print_table, run_isolated, time_interleaved, write_results
 from torch_al.datasets import as_float_images, load_fashion_mnist
 from torch_al.descriptors import compute_descriptors
 from torch_al.models import LeNet, SmallResNet
@@ -104,7 +104,9 @@ def main(quick: bool = False) -> str:
             result = compute_descriptors(model, loader, layers, progress=False)
             naive = _naive_capture(model, loader, layers)
             torch.testing.assert_close(torch.cat([result.features, result.gradients], 1), naive, atol=1e-5, rtol=1e-4)
-            seconds = {v: time_call(lambda v=v: _run_variant(model, layers, loader, v), repeats=1 if quick else 3) for v in VARIANTS}
+            seconds = time_interleaved(
+                {v: (lambda v=v: _run_variant(model, layers, loader, v)) for v in VARIANTS}, repeats=1 if quick else 5
+            )
             memory = {v: run_isolated("bench_pool_features", "peak_memory", model_name=model_name, pool_size=pool_size, variant=v) for v in VARIANTS}
             store_mib = 2 * pool_size * result.features.shape[1] * 4 / 2**20
             rows.append(

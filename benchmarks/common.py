@@ -43,6 +43,18 @@ def reset_peak_rss() -> None:
         f.write("5")
 
 
+def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int = 3) -> dict[str, float]:
+    """Median wall time of each call, the calls taking turns so that a change in machine load
+    weighs on all of them alike (the ratios are what a benchmark reports)."""
+    for fn in calls.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            samples[name].append(time_call(fn, repeats=1, warmup=0))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process since start or the last reset_peak_rss, in MiB."""
     with open("/proc/self/status") as f:
