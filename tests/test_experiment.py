@@ -43,7 +43,7 @@ def test_balanced_split_and_small_datasets():
 
 def test_config_is_validated():
     with pytest.raises(ValueError, match="strategy must be among"):
-        RunConfig(strategy=("pfk",))
+        RunConfig(strategy=("nope",))
     with pytest.raises(ValueError, match="imbalance must be >= 1"):
         RunConfig(imbalance=0.1)
     with pytest.raises(SystemExit):

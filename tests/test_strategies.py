@@ -78,9 +78,9 @@ def test_a_strategy_breaking_the_contract_is_caught():
 def test_make_strategy_by_name():
     assert isinstance(make_strategy("margin", seed=3, progress=False), Margin)
     assert make_strategy("random", seed=3, batch_size=9).seed == 3
-    with pytest.raises(ValueError, match="unknown strategy 'pfk'; available: random"):
-        make_strategy("pfk")
-    assert set(STRATEGIES) == {"random", "entropy", "margin", "least-confidence", "coreset"}
+    with pytest.raises(ValueError, match="unknown strategy 'nope'; available: random"):
+        make_strategy("nope")
+    assert {"random", "entropy", "margin", "least-confidence", "coreset", "bald", "pcc", "eba", "pfk", "pfk-sum-match"} <= set(STRATEGIES)
 
 
 @pytest.mark.skipif(not hasattr(torch.ops.torch_al, "kcenter_greedy"), reason="needs the kcenter_greedy op (issue 4)")

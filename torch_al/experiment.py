@@ -106,7 +106,9 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
         return LeNet(sample.shape[0], num_classes)
     if kind == "resnet":
         return SmallResNet(sample.shape[0], num_classes)
-    return nn.Sequential(nn.Flatten(), nn.Linear(sample.numel(), 64), nn.ReLU(), nn.Linear(64, num_classes))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(sample.numel(), 64), nn.ReLU(), nn.Dropout(0.25), nn.Linear(64, num_classes))
+    mlp.descriptor_layers = ("2",)  # the hidden ReLU, for the matching strategies
+    return mlp
 
 
 def make_trainer(config: RunConfig):
@@ -157,7 +159,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
         torch.manual_seed(derived_seed(config.seed, "model"))
         model = make_model(config, splits.pool.tensors[0][0]).to(config.device)
         pool = ActivePool(splits.pool)
-        strategy = make_strategy(name, seed=config.seed, progress=config.progress)
+        strategy = make_strategy(name, seed=config.seed, progress=config.progress, validation=splits.validation)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config), config.budget, config.rounds,
             evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,

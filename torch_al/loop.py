@@ -131,6 +131,7 @@ class ActiveLearningLoop:
         if self.pool.pending_query is None:
             torch.manual_seed(derived_seed(self.seed, "select", round_))
             indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
+            logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
             self.pool.propose(indices, scores)
             self._checkpoint()  # the query is durable before anyone is asked to label it
         else:

@@ -11,7 +11,11 @@ class LeNet(nn.Module):
     Every step is its own module, so descriptors can be taken before a non-linearity (``conv1``,
     ``conv2``, ``fc1``: the paper's z̃) or after it (``act1``, ``act2``, ``act3``: the authors'
     code). L = 20 is ``conv2`` alone, L = 80 is ``conv1`` + ``conv2`` + ``fc1``.
+    ``descriptor_layers``, the default of the matching strategies (PCC, PFK, EBA), is the authors'
+    L = 80 after the non-linearities.
     """
+
+    descriptor_layers = ("act1", "act2", "act3")
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
@@ -58,7 +62,7 @@ class BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """A ResNet for 28×28 inputs: a stem, one stage per width (the first at stride 1, the others
     at stride 2), global average pooling and a linear classifier. Descriptor layers: ``stem``,
-    ``stage1`` … ``stageS``."""
+    ``stage1`` … ``stageS``; ``descriptor_layers`` defaults to the last two stages."""
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class SmallResNet(nn.Module):
             self.add_module(f"stage{index}", nn.Sequential(*blocks))
             previous = width
         self.num_stages = len(widths)
+        self.descriptor_layers = tuple(f"stage{index}" for index in range(max(1, len(widths) - 1), len(widths) + 1))
         self.head = nn.Linear(previous, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

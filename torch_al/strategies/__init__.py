@@ -1,29 +1,69 @@
 """Selection strategies: ``strategy.select(model, pool, budget) -> LongTensor`` of global indices."""
 
 import inspect
+from collections.abc import Callable
+from functools import partial
 
-from torch_al.strategies.base import ScoreStrategy, Strategy, predict_probabilities
+from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.coreset import CoreSet
+from torch_al.strategies.distribution_matching import COMBINES, ESTIMATORS, DistributionMatching
+from torch_al.strategies.fisher_kernel import EBA, PCC, PFK
+from torch_al.strategies.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
-STRATEGIES: dict[str, type[Strategy]] = {
+_ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true"}
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "random": Random,
     "entropy": Entropy,
     "margin": Margin,
     "least-confidence": LeastConfidence,
     "coreset": CoreSet,
+    "max-entropy": MaxEntropy,
+    "bald": BALD,
+    "variation-ratio": VariationRatio,
+    "pcc": PCC,
+    "eba": EBA,
+    "pfk": PFK,
+    # Every kernel form with every pseudo-label estimator, e.g. "pfk-sum-match", for the ablations.
+    **{
+        f"pfk-{combine}-{_ESTIMATOR_NAMES[estimator]}": partial(PFK, combine=combine, estimator=estimator)
+        for combine in COMBINES
+        for estimator in ESTIMATORS
+    },
 }
 
 
 def make_strategy(name: str, **options) -> Strategy:
     """A strategy by its CLI name (``STRATEGIES``). Shared options (``seed``, ``batch_size``,
-    ``progress``) go to the constructors that take them, so one call site serves every strategy."""
+    ``progress``, ``validation``) go to the constructors that take them, so one call site serves
+    every strategy."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
-    cls = STRATEGIES[name]
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{key: value for key, value in options.items() if key in accepted})
+    factory = STRATEGIES[name]
+    accepted = inspect.signature(factory).parameters
+    return factory(**{key: value for key, value in options.items() if key in accepted})
 
 
-__all__ = ["STRATEGIES", "CoreSet", "Entropy", "LeastConfidence", "Margin", "Random", "ScoreStrategy", "Strategy", "make_strategy", "predict_probabilities"]
+__all__ = [
+    "BALD",
+    "EBA",
+    "PCC",
+    "PFK",
+    "STRATEGIES",
+    "CoreSet",
+    "DistributionMatching",
+    "Entropy",
+    "LeastConfidence",
+    "Margin",
+    "MaxEntropy",
+    "MonteCarloDropout",
+    "Random",
+    "ScoreStrategy",
+    "SelectionCost",
+    "Strategy",
+    "VariationRatio",
+    "make_strategy",
+    "predict_probabilities",
+]

@@ -6,7 +6,9 @@ budget before and the answer after, so every method gives the same guarantees an
 """
 
 import logging
+import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import torch
@@ -21,8 +23,24 @@ from torch_al.validation import check_budget
 logger = logging.getLogger("torch_al")
 
 
+@dataclass
+class SelectionCost:
+    """What one selection cost: images sent through a forward pass, images sent through a
+    backward pass (to the input or to parameters), and wall time. The papers compare methods by
+    passes (PFK: 2(M + N̂), MC dropout: T·N̂); seconds depend on the machine."""
+
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+
+
 class Strategy(ABC):
-    """Chooses which unlabeled items of a pool to label next."""
+    """Chooses which unlabeled items of a pool to label next.
+
+    After each :meth:`select`, ``last_cost`` holds its :class:`SelectionCost`.
+    """
+
+    last_cost: SelectionCost | None = None
 
     @overload
     def select(self, model: nn.Module | None, pool: ActivePool, budget: int, *, return_scores: Literal[False] = False) -> Tensor: ...
@@ -49,19 +67,29 @@ class Strategy(ABC):
                 number of unlabeled items.
         """
         budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
+        self.last_cost = SelectionCost()
+        start = time.perf_counter()
         if budget == 0:
             indices, scores = torch.empty(0, dtype=torch.int64), None
         else:
             indices, scores = self.rank(model, pool, budget)
             indices = indices.to("cpu", torch.int64)
             self._check_answer(pool, indices, budget)
+        self.last_cost.seconds = time.perf_counter() - start
         logger.debug("%s selected %d items at round %d", type(self).__name__, budget, pool.round)
         return (indices, scores) if return_scores else indices
 
     @abstractmethod
     def rank(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
         """Implementations: ``budget`` (>= 1) distinct unlabeled global indices, most informative
-        first, and their scores (or None)."""
+        first, and their scores (or None). They record their passes with :meth:`charge`."""
+
+    def charge(self, forward: int = 0, backward: int = 0) -> None:
+        """Adds passes (in images) to ``last_cost``."""
+        if self.last_cost is None:
+            self.last_cost = SelectionCost()
+        self.last_cost.forward += forward
+        self.last_cost.backward += backward
 
     def _check_answer(self, pool: ActivePool, indices: Tensor, budget: int) -> None:
         name = type(self).__name__
@@ -73,7 +101,7 @@ class Strategy(ABC):
             raise RuntimeError(f"{name} returned indices that are out of range or already labeled")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "last_cost")
         return f"{type(self).__name__}({fields})"
 
 
@@ -109,9 +137,12 @@ class ScoreStrategy(Strategy):
         self.batch_size = batch_size
         self.progress = progress
 
-    def predict(self, model: nn.Module, loader: DataLoader) -> Tensor:
-        """Class probabilities Tensor[N, C]; stochastic methods (MC dropout) override this."""
-        return predict_probabilities(model, loader, self.progress)
+    def scores(self, model: nn.Module, loader: DataLoader) -> Tensor:
+        """Tensor[N] scores of the loader's items; stochastic methods (MC dropout) override this
+        to score batch by batch."""
+        probabilities = predict_probabilities(model, loader, self.progress)
+        self.charge(forward=probabilities.shape[0])
+        return self.score(probabilities)
 
     @abstractmethod
     def score(self, probabilities: Tensor) -> Tensor:
@@ -121,7 +152,7 @@ class ScoreStrategy(Strategy):
         if model is None:
             raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
         candidates = pool.unlabeled_indices
-        scores = self.score(self.predict(model, inputs_loader(pool, candidates, self.batch_size)))
+        scores = self.scores(model, inputs_loader(pool, candidates, self.batch_size))
         if scores.shape != candidates.shape or scores.isnan().any():
             raise ValueError(f"{type(self).__name__}: the model gave {tuple(scores.shape)} scores (NaN?) for {candidates.numel()} items")
         order = torch.sort(scores, descending=True, stable=True).indices[:budget]

@@ -64,6 +64,7 @@ class CoreSet(Strategy):
             raise ValueError("CoreSet embeds the pool with a model; got model=None")
         everything = torch.arange(len(pool))
         embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer)
+        self.charge(forward=len(pool))
         labeled = pool.labeled_mask.to(embeddings.device)
         first = None
         if not labeled.any():

@@ -1,0 +1,170 @@
+"""Selection by matching the pool to a labeled validation set: the weakly-supervised Algorithm 1 of
+Gudovskiy et al. (CVPR 2020), shared by PCC, PFK and EBA (``fisher_kernel.py``)."""
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.base import Strategy, model_device
+
+Estimator = Literal["true", "argmax", "validation_match"]
+ESTIMATORS = ("true", "argmax", "validation_match")
+COMBINES = ("product", "fisher", "sum")
+Labels = Tensor | Literal["argmax"]
+
+
+@dataclass
+class Described:
+    """Normalised descriptors of some items, as lists of scales (Tensor[n, C_j] each).
+
+    Attributes:
+        features: the z (or EBA's d) scales, or None when not asked for.
+        gradients: the g (or EBA's attention a) scales, or None.
+        labels: int64 Tensor[n], the labels the gradients were taken with, or the argmax
+            predictions when only features were computed.
+    """
+
+    features: list[Tensor] | None
+    gradients: list[Tensor] | None
+    labels: Tensor
+
+
+def first_center(seed: int, round_: int, rows: int) -> int:
+    """The random first center of the k-center reduction (the authors' code draws it at random)."""
+    generator = torch.Generator().manual_seed(derived_seed(seed, "centers", round_))
+    return int(torch.randint(rows, (1,), generator=generator))
+
+
+class DistributionMatching(Strategy):
+    """Algorithm 1 of PFK, weakly supervised, on the ``kcenter_greedy`` and ``select_unique`` ops:
+
+    1. run the model on the validation set V and keep the rows it misclassifies (only right or
+       wrong is needed); when it misclassifies none, all of V is matched;
+    2. describe those rows; when there are more than the budget P, reduce them to P centers by
+       k-center greedy on their concatenated normalised descriptors (farthest = least similar;
+       the first center is drawn from (seed, round));
+    3. describe the unlabeled pool with pseudo-labels from the estimator;
+    4. keep each center's top-``k`` pool points under the kernel and fill P distinct points rank
+       by rank (``select_unique``).
+
+    Subclasses say how items are described (:meth:`describe`).
+
+    Args:
+        validation: (inputs Tensor[M, ...], labels int64 Tensor[M]), distributed like the test data.
+        layers: descriptor layers (names from ``model.named_modules()``); default the model's
+            ``descriptor_layers`` attribute (``LeNet``: ``act1, act2, act3``, the authors' L = 80).
+        estimator: pool pseudo-labels for the gradients: ``"true"`` (the oracle's labels; an
+            ablation, the method's upper bound), ``"argmax"`` (ŷ; validation gradients use ŷ too,
+            as in the authors' code) or ``"validation_match"`` (the true label of the most similar
+            validation point under R_z, over all of V; validation gradients use true labels).
+        combine: the kernel: ``"product"`` R_z ∘ R_g (paper eq. 12), ``"fisher"`` Σ_j R_z^j ∘ R_g^j
+            (eq. 11 over layers) or ``"sum"`` R_z + R_g (the authors' code).
+        k: candidates kept per center; the authors use 32.
+        batch_size: descriptor batch size.
+        seed: seeds the first center of the k-center reduction.
+        progress: progress bars.
+    """
+
+    uses_gradients = True
+
+    def __init__(
+        self,
+        validation: tuple[Tensor, Tensor] | None = None,
+        layers: Sequence[str] | None = None,
+        estimator: Estimator = "argmax",
+        combine: str = "product",
+        k: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        name = type(self).__name__
+        if validation is None:
+            raise ValueError(f"{name} matches the pool to a labeled validation set: pass validation=(inputs, labels)")
+        inputs, labels = validation
+        if labels.dim() != 1 or labels.dtype != torch.int64 or inputs.shape[0] != labels.shape[0] or labels.numel() == 0:
+            raise ValueError(f"{name}: validation must be (Tensor[M, ...], int64 Tensor[M]) with M >= 1, got {tuple(inputs.shape)} and {tuple(labels.shape)} {labels.dtype}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"{name}: estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if combine not in COMBINES:
+            raise ValueError(f"{name}: combine must be one of {COMBINES}, got {combine!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"{name}: k must be an int >= 1, got {k!r}")
+        self._validation = (inputs, labels.cpu())
+        self.layers = None if layers is None else tuple(layers)
+        self.estimator = estimator
+        self.combine = combine
+        self.k = k
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
+
+    @abstractmethod
+    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
+        """Normalised descriptors of the loader's items; records its passes with ``charge``."""
+
+    def rank(self, model, pool, budget):
+        from torch_al.ops.select_unique import select_unique
+
+        if model is None:
+            raise ValueError(f"{type(self).__name__} describes data with a model; got model=None")
+        layers = self._layers(model)
+        device = model_device(model)
+        validation_x, validation_y = self._validation
+        validation = self.describe(model, layers, self._loader(validation_x), "argmax", features=True, gradients=False)
+        missed = (validation.labels.cpu() != validation_y).nonzero().flatten()
+        if missed.numel() == 0:
+            missed = torch.arange(validation_y.numel())
+        query_z = [scale[missed.to(device)] for scale in validation.features]
+        query_g = None
+        if self.uses_gradients:
+            labels = "argmax" if self.estimator == "argmax" else validation_y[missed]
+            query_g = self.describe(model, layers, self._loader(validation_x[missed]), labels, features=False, gradients=True).gradients
+        centers = self._centers(query_z + (query_g or []), budget, pool.round).to(device)
+        query_z = [scale[centers] for scale in query_z]
+        query_g = None if query_g is None else [scale[centers] for scale in query_g]
+
+        candidates = pool.unlabeled_indices
+        loader = inputs_loader(pool, candidates, self.batch_size)
+        if self.uses_gradients and self.estimator == "validation_match":
+            pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False).features
+            labels = validation_y.to(device)[self._nearest(pool_z, validation.features)]
+            pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True).gradients
+        else:
+            labels = pool.dataset_labels(candidates) if self.estimator == "true" else "argmax"
+            described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients)
+            pool_z, pool_g = described.features, described.gradients
+        positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine)
+        return candidates[positions.cpu()], None
+
+    def _layers(self, model: nn.Module) -> tuple[str, ...]:
+        layers = self.layers or getattr(model, "descriptor_layers", None)
+        if not layers:
+            raise ValueError(f"{type(self).__name__}: name the descriptor layers (layers=...) or give the model a descriptor_layers attribute")
+        return tuple(layers)
+
+    def _loader(self, inputs: Tensor) -> DataLoader:
+        return DataLoader(TensorDataset(inputs), batch_size=self.batch_size)
+
+    def _centers(self, scales: list[Tensor], budget: int, round_: int) -> Tensor:
+        """Row indices of at most ``budget`` centers among the query rows."""
+        from torch_al.ops.kcenter_greedy import kcenter_greedy
+
+        rows = scales[0].shape[0]
+        if rows <= budget:
+            return torch.arange(rows)
+        picked, _ = kcenter_greedy(torch.cat(scales, dim=1), budget, first=first_center(self.seed, round_, rows))
+        return picked
+
+    @staticmethod
+    def _nearest(pool_z: list[Tensor], validation_z: list[Tensor]) -> Tensor:
+        """Per pool row, the most similar validation row under R_z (ties to the lower row)."""
+        from torch_al.ops.pfk_topk import pfk_topk
+
+        return pfk_topk(pool_z, validation_z, k=1)[1][:, 0]

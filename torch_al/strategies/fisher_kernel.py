@@ -1,0 +1,120 @@
+"""PCC, PFK (Gudovskiy et al., CVPR 2020) and EBA (Gudovskiy et al., ICLR-W 2019): distribution
+matching with multi-scale feature, Fisher-score and attention descriptors."""
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from torch_al.attention import compute_attention
+from torch_al.descriptors import compute_descriptors
+from torch_al.strategies.distribution_matching import Described, DistributionMatching, Estimator, Labels
+
+
+def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
+    """Each sample's descriptor, per scale, standardised across that scale's channels (minus the
+    mean, over the unbiased std + 1e-10), as the authors' code does: a dot product of two such
+    vectors is the per-scale Pearson correlation weighted by the channel count. A one-channel
+    scale has no spread and becomes 0."""
+    scales = []
+    for span in columns.values():
+        x = store[:, span]
+        std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
+        scales.append((x - x.mean(dim=1, keepdim=True)) / (std + 1e-10))
+    return scales
+
+
+class PFK(DistributionMatching):
+    """Pseudo-label Fisher kernel: R_zg between the misclassified validation rows and the pool,
+    with z the pooled layer outputs and g the pooled loss gradients at the same layers, both
+    standardised per sample and scale. One forward and one backward per described image:
+    2(M̂ + N̂) passes per round (validation_match adds N̂ forwards for the label search, and
+    finding the misclassified rows costs M forwards).
+
+    Args: as :class:`DistributionMatching`; the paper's method is ``estimator="validation_match"``.
+    """
+
+    def __init__(
+        self,
+        validation: tuple[Tensor, Tensor] | None = None,
+        layers: Sequence[str] | None = None,
+        estimator: Estimator = "validation_match",
+        combine: str = "product",
+        k: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(validation, layers, estimator, combine, k, batch_size, seed, progress)
+
+    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
+        capture = "both" if features and gradients else "features" if features else "gradients"
+        described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress)
+        rows = described.labels.numel()
+        self.charge(forward=rows, backward=rows if gradients else 0)
+        z = standardise(described.features, described.columns) if features else None
+        g = standardise(described.gradients, described.columns) if gradients else None
+        return Described(z, g, described.labels)
+
+
+class PCC(PFK):
+    """Pearson-correlation matching on features alone, R_z (PFK without gradients): M + N̂
+    forward passes per round.
+
+    Args: as :class:`DistributionMatching`, without ``estimator`` and ``combine``.
+    """
+
+    uses_gradients = False
+
+    def __init__(
+        self,
+        validation: tuple[Tensor, Tensor] | None = None,
+        layers: Sequence[str] | None = None,
+        k: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(validation, layers, "argmax", "product", k, batch_size, seed, progress)
+
+
+class EBA(DistributionMatching):
+    """Explanation-based attention: R = R_d ∘ R_a with d the concatenated multi-scale layer
+    outputs and a the integrated-gradient attention at the same layers (``compute_attention``),
+    each L2-normalised (cosine similarity). Attention costs ``steps`` forward/backward passes per
+    described image.
+
+    Args:
+        steps: K, integrated-gradient path steps; the paper uses 128 (1 is plain saliency).
+        chunk: path steps per forward/backward.
+        others: as :class:`DistributionMatching` (``combine`` is the paper's product).
+    """
+
+    def __init__(
+        self,
+        validation: tuple[Tensor, Tensor] | None = None,
+        layers: Sequence[str] | None = None,
+        estimator: Estimator = "argmax",
+        steps: int = 128,
+        chunk: int = 16,
+        k: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(validation, layers, estimator, "product", k, batch_size, seed, progress)
+        self.steps = steps
+        self.chunk = chunk
+
+    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
+        d = a = None
+        if features:
+            described = compute_descriptors(model, loader, layers, "features", labels, progress=self.progress)
+            d, used = [F.normalize(described.features, dim=1)], described.labels
+            self.charge(forward=used.numel())
+        if gradients:
+            attention = compute_attention(model, loader, layers, self.steps, self.chunk, labels=labels, progress=self.progress)
+            a, used = [F.normalize(attention.attention, dim=1)], attention.labels
+            self.charge(forward=self.steps * used.numel(), backward=self.steps * used.numel())
+        return Described(d, a, used)
