@@ -15,12 +15,7 @@ namespace torch_al::ops {
 // columns are returned best first (ties to the lower n), padded with (-inf, -1). With M = 0 every
 // score is -inf. Streamed like pfk_topk. Returns (values[k], indices[k] int64).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_column_topk(
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask,
-    int64_t k,
-    c10::string_view combine = "product");
+    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine = "product");
 
 }  // namespace torch_al::ops

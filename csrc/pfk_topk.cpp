@@ -60,15 +60,8 @@ void check_dtype_and_device(
 
 }  // namespace
 
-void check_pfk_topk_inputs(
-    const char* op,
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask,
-    int64_t k,
-    c10::string_view combine) {
+void check_pfk_topk_inputs(const char* op, const PfkArgs& args) {
+  const auto& [query_z, pool_z, query_g, pool_g, pool_mask, k, combine] = args;
   TORCH_CHECK(!query_z.empty(), op, ": query_z must hold at least one scale, got an empty list");
   TORCH_CHECK(
       query_z[0].dim() == 2, op, ": query_z[0] must be (M, C), got shape ", query_z[0].sizes());
@@ -115,12 +108,7 @@ void check_pfk_topk_inputs(
       op, ": combine must be one of \"product\", \"fisher\", \"sum\", got \"", combine, "\"");
 }
 
-void check_pfk_topk_finite(
-    const char* op,
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g) {
+void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
   // min and max propagate NaN and expose ±inf, and reduce without a tensor-sized temporary.
   std::vector<std::string> names;
   std::vector<at::Tensor> extremes;
@@ -135,10 +123,10 @@ void check_pfk_topk_finite(
       extremes.push_back(highest);
     }
   };
-  gather("query_z", query_z);
-  gather("pool_z", pool_z);
-  gather("query_g", query_g);
-  gather("pool_g", pool_g);
+  gather("query_z", args.query_z);
+  gather("pool_z", args.pool_z);
+  gather("query_g", args.query_g);
+  gather("pool_g", args.pool_g);
   if (extremes.empty()) {
     return;
   }
@@ -156,13 +144,8 @@ void check_pfk_topk_finite(
 }
 
 std::tuple<at::Tensor, at::Tensor> pfk_topk(
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask,
-    int64_t k,
-    c10::string_view combine) {
+    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::pfk_topk", "")
                        .typed<decltype(pfk_topk)>();

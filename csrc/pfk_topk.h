@@ -16,33 +16,27 @@ namespace torch_al::ops {
 // Σ a_j b_j, "sum" Σ (a_j + b_j); with no gradients Σ a_j. The M x N matrix is never built.
 // Returns (values[M, k], indices[M, k] int64).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_topk(
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask,
-    int64_t k,
-    c10::string_view combine = "product");
+    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine = "product");
+
+// The arguments pfk_topk and pfk_column_topk share, in their schemas' order; the tensors are
+// borrowed from the caller for the duration of one call.
+struct PfkArgs {
+  at::TensorList query_z;
+  at::TensorList pool_z;
+  at::TensorList query_g;
+  at::TensorList pool_g;
+  const std::optional<at::Tensor>& pool_mask;
+  int64_t k;
+  c10::string_view combine;
+};
 
 // Validation shared by every backend of pfk_topk and pfk_column_topk (the Python fake mirrors it):
 // list lengths, ranks, per-scale shapes, dtypes, devices, the mask, k >= 0 and the combine name.
-void check_pfk_topk_inputs(
-    const char* op,
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask,
-    int64_t k,
-    c10::string_view combine);
+void check_pfk_topk_inputs(const char* op, const PfkArgs& args);
 
 // Value check: every descriptor is finite. Costs one pass over the inputs and, on CUDA, one host
 // synchronisation; a NaN would otherwise silently decide the argmax.
-void check_pfk_topk_finite(
-    const char* op,
-    at::TensorList query_z,
-    at::TensorList pool_z,
-    at::TensorList query_g,
-    at::TensorList pool_g);
+void check_pfk_topk_finite(const char* op, const PfkArgs& args);
 
 }  // namespace torch_al::ops

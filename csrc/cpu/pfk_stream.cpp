@@ -1,8 +1,7 @@
-#include "pfk_stream.h"
+#include "../pfk_stream.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ops/full.h>
 
 #include <algorithm>
 #include <limits>
@@ -114,15 +113,11 @@ void reduce_tile_any_form(
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> pfk_stream_cpu(
-    const PfkPlan& plan, const at::Tensor& mask, int64_t k, PfkReduction reduction,
-    const at::TensorOptions& options) {
-  const int64_t out_rows = reduction == PfkReduction::kPerQueryRow ? plan.rows : 1;
-  auto values = at::full({out_rows, k}, -std::numeric_limits<double>::infinity(), options);
-  auto indices = at::full({out_rows, k}, -1, options.dtype(at::kLong));
-  if (k == 0 || out_rows == 0 || plan.columns == 0) {
-    return {values, indices};
-  }
+void pfk_stream_cpu(
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
+    at::Tensor& indices) {
+  const auto options = values.options();
+  const int64_t k = values.size(1);
   const int64_t width = tile_width(plan.rows, plan.columns, options.dtype().itemsize());
   PfkTileWorkspace workspace(plan, width, options);
   const bool* mask_data = mask.defined() ? mask.const_data_ptr<bool>() : nullptr;
@@ -134,7 +129,6 @@ std::tuple<at::Tensor, at::Tensor> pfk_stream_cpu(
       reduce_tile_any_form<scalar_t>(tile, plan.rows, mask_data, reduction, scratch.data(), lists);
     }
   });
-  return {values, indices};
 }
 
 }  // namespace torch_al::ops

@@ -7,7 +7,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -15,7 +14,7 @@
 #include <limits>
 
 #include "../pfk_topk_math.h"
-#include "pfk_stream.h"
+#include "../pfk_stream.h"
 
 namespace torch_al::ops {
 
@@ -183,15 +182,10 @@ void reduce_tile(
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> pfk_stream_cuda(
-    const PfkPlan& plan, const at::Tensor& mask, int64_t k, PfkReduction reduction,
-    const at::TensorOptions& options) {
-  const int64_t out_rows = reduction == PfkReduction::kPerQueryRow ? plan.rows : 1;
-  auto values = at::full({out_rows, k}, -std::numeric_limits<double>::infinity(), options);
-  auto indices = at::full({out_rows, k}, -1, options.dtype(at::kLong));
-  if (k == 0 || out_rows == 0 || plan.columns == 0) {
-    return {values, indices};
-  }
+void pfk_stream_cuda(
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
+    at::Tensor& indices) {
+  const auto options = values.options();
   auto spare_values = at::empty_like(values);
   auto spare_indices = at::empty_like(indices);
   const int64_t width = std::clamp<int64_t>(
@@ -210,7 +204,6 @@ std::tuple<at::Tensor, at::Tensor> pfk_stream_cuda(
       reduce(tile, plan.rows, mask_data, reduction, best_data, values, indices, spare_values, spare_indices);
     }
   });
-  return {values, indices};
 }
 
 }  // namespace torch_al::ops

@@ -3,10 +3,15 @@
 
 #include <torch_al.h>
 
-#include <string>
 #include <vector>
 
+#include "common_utils.h"
+
 namespace {
+
+using torch_al::testing_utils::built_devices;
+using torch_al::testing_utils::DeviceTest;
+using torch_al::testing_utils::expect_error_containing;
 
 // Reference: acc + (1/steps) * sum over steps of the spatial mean, with ATen ops in float64.
 at::Tensor reference_ig(const at::Tensor& grad, int64_t steps, const at::Tensor& acc) {
@@ -19,10 +24,7 @@ at::Tensor reference_ig(const at::Tensor& grad, int64_t steps, const at::Tensor&
   return acc.to(torch::kDouble) + pooled.sum(0) / static_cast<double>(steps);
 }
 
-class IgAccumulate : public testing::TestWithParam<c10::DeviceType> {
- protected:
-  torch::TensorOptions options() const { return torch::TensorOptions().device(GetParam()); }
-};
+class IgAccumulate : public DeviceTest {};
 
 TEST_P(IgAccumulate, MatchesReferenceForEveryRankAndLayout) {
   torch::manual_seed(0);
@@ -62,34 +64,17 @@ TEST_P(IgAccumulate, HalfGradientsAccumulateInFloat) {
 TEST_P(IgAccumulate, RejectsNonPositiveStepsAndWritesNothing) {
   const auto grad = torch::randn({2, 3, 4}, options());
   auto acc = torch::zeros({3, 4}, options());
-  try {
-    torch_al::ops::ig_accumulate(grad, 0, acc);
-    FAIL() << "expected an error";
-  } catch (const c10::Error& error) {
-    EXPECT_NE(std::string(error.what_without_backtrace()).find("steps must be a positive number"), std::string::npos);
-  }
+  expect_error_containing(
+      [&] { torch_al::ops::ig_accumulate(grad, 0, acc); }, "steps must be a positive number");
   EXPECT_EQ(acc.abs().sum().item<float>(), 0.0f);
 }
 
 TEST_P(IgAccumulate, RejectsAnAccumulatorOfTheWrongShape) {
   const auto grad = torch::randn({2, 3, 4, 5}, options());
   auto acc = torch::zeros({4, 3}, options());
-  try {
-    torch_al::ops::ig_accumulate(grad, 2, acc);
-    FAIL() << "expected an error";
-  } catch (const c10::Error& error) {
-    EXPECT_NE(std::string(error.what_without_backtrace()).find("acc must be (B, C) = (3, 4)"), std::string::npos);
-  }
+  expect_error_containing([&] { torch_al::ops::ig_accumulate(grad, 2, acc); }, "acc must be (B, C) = (3, 4)");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Devices,
-    IgAccumulate,
-#ifdef WITH_CUDA
-    testing::Values(c10::kCPU, c10::kCUDA)
-#else
-    testing::Values(c10::kCPU)
-#endif
-);
+INSTANTIATE_TEST_SUITE_P(Devices, IgAccumulate, built_devices());
 
 }  // namespace

@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "common_utils.h"
+
 namespace {
+
+using torch_al::testing_utils::expect_error_containing;
 
 using torch::indexing::Slice;
 
@@ -82,12 +86,9 @@ TEST(PfkTopk, SelectUniqueRankedFillsRankByRank) {
 TEST(PfkTopk, NanNamesTheTensor) {
   auto pool = torch::randn({4, 3});
   pool.index_put_({1, 2}, std::numeric_limits<float>::quiet_NaN());
-  try {
-    torch_al::ops::pfk_topk({torch::randn({2, 3})}, {pool}, {}, {}, std::nullopt, 1);
-    FAIL() << "expected an error";
-  } catch (const c10::Error& error) {
-    EXPECT_NE(std::string(error.what_without_backtrace()).find("pfk_topk: pool_z[0] contains NaN"), std::string::npos);
-  }
+  expect_error_containing(
+      [&] { torch_al::ops::pfk_topk({torch::randn({2, 3})}, {pool}, {}, {}, std::nullopt, 1); },
+      "pfk_topk: pool_z[0] contains NaN");
 }
 
 }  // namespace

@@ -5,7 +5,13 @@
 
 #include <vector>
 
+#include "common_utils.h"
+
 namespace {
+
+using torch_al::testing_utils::built_devices;
+using torch_al::testing_utils::DeviceTest;
+using torch_al::testing_utils::expect_error_containing;
 
 // Reference: ATen's mean over the trailing dims.
 at::Tensor reference_pool(const at::Tensor& x) {
@@ -16,10 +22,7 @@ at::Tensor reference_pool(const at::Tensor& x) {
   return spatial.empty() ? x.clone() : x.mean(spatial);
 }
 
-class PoolFeatures : public testing::TestWithParam<c10::DeviceType> {
- protected:
-  torch::TensorOptions options() const { return torch::TensorOptions().device(GetParam()); }
-};
+class PoolFeatures : public DeviceTest {};
 
 TEST_P(PoolFeatures, MatchesMeanForEveryRankAndLayout) {
   torch::manual_seed(0);
@@ -51,23 +54,11 @@ TEST_P(PoolFeatures, IntoRejectsOutOfRangeRowsAndWritesNothing) {
   const auto x = torch::randn({2, 2, 3}, options());
   auto store = torch::zeros({4, 2}, options());
   const auto rows = torch::tensor({1, 4}, options().dtype(torch::kLong));
-  try {
-    torch_al::ops::pool_features_into(x, store, rows, 0);
-    FAIL() << "expected an error";
-  } catch (const c10::Error& error) {
-    EXPECT_NE(std::string(error.what_without_backtrace()).find("rows must lie in [0, 4)"), std::string::npos);
-  }
+  expect_error_containing(
+      [&] { torch_al::ops::pool_features_into(x, store, rows, 0); }, "rows must lie in [0, 4)");
   EXPECT_EQ(store.abs().sum().item<float>(), 0.0f);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Devices,
-    PoolFeatures,
-#ifdef WITH_CUDA
-    testing::Values(c10::kCPU, c10::kCUDA)
-#else
-    testing::Values(c10::kCPU)
-#endif
-);
+INSTANTIATE_TEST_SUITE_P(Devices, PoolFeatures, built_devices());
 
 }  // namespace

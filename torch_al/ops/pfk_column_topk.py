@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from torch_al.extension import assert_has_ops
+from torch_al.ops.pfk_topk import _listed
 
 
 def pfk_column_topk(
@@ -38,11 +39,5 @@ def pfk_column_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_column_topk(
-        query_z,
-        pool_z,
-        query_g if query_g is not None else [],
-        pool_g if pool_g is not None else [],
-        pool_mask,
-        k,
-        combine,
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine
     )

@@ -55,11 +55,10 @@ def pfk_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_topk(
-        query_z,
-        pool_z,
-        query_g if query_g is not None else [],
-        pool_g if pool_g is not None else [],
-        pool_mask,
-        k,
-        combine,
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine
     )
+
+
+def _listed(descriptors: Optional[List[Tensor]]) -> List[Tensor]:
+    """The schema's form of optional descriptors: an omitted list is an empty one."""
+    return descriptors if descriptors is not None else []
