@@ -20,6 +20,7 @@
 #include <limits>
 
 #include "../kcenter_greedy.h"
+#include "../kcenter_greedy_entry.h"
 #include "../kcenter_greedy_math.h"
 
 namespace torch_al::ops {
@@ -217,40 +218,26 @@ void select_centers(
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> kcenter_greedy_kernel(
-    const at::Tensor& x,
-    int64_t k,
-    const std::optional<at::Tensor>& initial,
-    std::optional<int64_t> first,
-    c10::string_view metric,
-    const std::optional<at::Tensor>& exclude) {
-  const bool cosine = check_kcenter_greedy_inputs(x, k, initial, metric, exclude);
-  const c10::cuda::CUDAGuard device_guard(x.device());
-  const auto x_contiguous = x.contiguous();
-  at::Tensor indices;
-  auto min_sq = at::full(
-      {x.size(0)}, std::numeric_limits<double>::infinity(), x.options().dtype(kcenter_greedy_distance_dtype(x)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_cuda", [&] {
-    const auto inverse_norms = cosine ? row_inverse_norms<scalar_t>(x_contiguous) : at::Tensor();
-    auto plan = plan_kcenter_greedy(x_contiguous, k, initial, first, exclude, inverse_norms);
-    indices = at::empty({k}, x.options().dtype(at::kLong));  // only now: k is known to be <= N
-    if (x.size(0) == 0) {
-      return;
-    }
-    if (cosine) {
-      select_centers<scalar_t, true>(x_contiguous, inverse_norms, plan, min_sq, indices);
-    } else {
-      select_centers<scalar_t, false>(x_contiguous, inverse_norms, plan, min_sq, indices);
-    }
-  });
-  finish_min_dist(min_sq, cosine);
-  return {indices, min_sq};
-}
+template <typename scalar_t>
+struct CudaKCenterGreedy {
+  static at::Tensor row_inverse_norms(const at::Tensor& x) {
+    return ::torch_al::ops::row_inverse_norms<scalar_t>(x);
+  }
+  template <bool kScaled>
+  static void select_centers(
+      const at::Tensor& x,
+      const at::Tensor& inverse_norms,
+      KCenterGreedyPlan& plan,
+      at::Tensor& min_sq,
+      at::Tensor& indices) {
+    ::torch_al::ops::select_centers<scalar_t, kScaled>(x, inverse_norms, plan, min_sq, indices);
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torch_al, CUDA, m) {
-  m.impl("kcenter_greedy", &kcenter_greedy_kernel);
+  m.impl("kcenter_greedy", &kcenter_greedy_with<CudaKCenterGreedy>);
 }
 
 }  // namespace torch_al::ops
