@@ -9,9 +9,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
@@ -151,78 +149,22 @@ int64_t grid_for(int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>((n + kWarpsPerBlock - 1) / kWarpsPerBlock, resident));
 }
 
-template <typename scalar_t>
-at::Tensor row_inverse_norms(const at::Tensor& x) {
-  using acc_t = at::opmath_type<scalar_t>;
-  at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-  if (x.size(0) > 0) {
-    row_inverse_norms_kernel<scalar_t, acc_t>
-        <<<grid_for(x.size(0)), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), x.size(0), x.size(1), out.mutable_data_ptr<acc_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  return out;
-}
-
-// Runs the picks: min_sq[N] and indices[k] are filled in place, plan.selectable is consumed.
-template <typename scalar_t, bool kScaled>
-void select_centers(
-    const at::Tensor& x,
-    const at::Tensor& inverse_norms,
-    KCenterGreedyPlan& plan,
-    at::Tensor& min_sq,
-    at::Tensor& indices) {
-  using acc_t = at::opmath_type<scalar_t>;
-  using Candidate = KCenterCandidate<acc_t>;
-  const int64_t n = x.size(0);
-  const int64_t k = indices.size(0);
-  const int64_t blocks = grid_for(n);
-  at::Tensor block_best_storage =
-      at::empty({blocks * static_cast<int64_t>(sizeof(Candidate))}, x.options().dtype(at::kByte));
-  auto* block_best = reinterpret_cast<Candidate*>(block_best_storage.mutable_data_ptr());
-  bool* selectable = plan.selectable.mutable_data_ptr<bool>();
-  int64_t* picks = indices.mutable_data_ptr<int64_t>();
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-
-  // One pass over x with the centers centers[i * stride]; with `pick` set, the farthest
-  // selectable point is written there and taken out of the selectable set.
-  auto step = [&](const int64_t* centers, int64_t stride, int64_t* pick) {
-    update_and_block_argmax_kernel<scalar_t, acc_t, kScaled><<<blocks, kBlockThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), n, x.size(1),
-        kScaled ? inverse_norms.const_data_ptr<acc_t>() : nullptr, centers, stride,
-        min_sq.mutable_data_ptr<acc_t>(), selectable, block_best);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    if (pick != nullptr) {
-      pick_kernel<acc_t><<<1, kPickThreads, 0, stream>>>(block_best, blocks, pick, selectable);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  };
-
-  const int64_t num_initial = plan.initial_indices.size(0);
-  const int64_t* initial = plan.initial_indices.const_data_ptr<int64_t>();
-  int64_t* first_pick = k > 0 ? picks : nullptr;
-  if (num_initial == 0 && k > 0) {
-    indices.select(0, 0).fill_(plan.first);
-    plan.selectable.select(0, plan.first).fill_(false);
-  } else if (num_initial > 0 && num_initial <= kKCenterDirectInitialCenters) {
-    for (int64_t j = 0; j < num_initial; ++j) {
-      step(initial + j, 0, j + 1 == num_initial ? first_pick : nullptr);
-    }
-  } else if (num_initial > 0) {
-    // Kernels on this stream finish with `nearest` before its memory can be reused.
-    const auto nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
-    step(nearest.const_data_ptr<int64_t>(), 1, first_pick);
-  }
-  for (int64_t t = 0; t < k; ++t) {
-    step(picks + t, 0, t + 1 < k ? picks + t + 1 : nullptr);
-  }
-}
-
+// The per-dtype kernels kcenter_greedy_with runs (see kcenter_greedy_entry.h).
 template <typename scalar_t>
 struct CudaKCenterGreedy {
   static at::Tensor row_inverse_norms(const at::Tensor& x) {
-    return ::torch_al::ops::row_inverse_norms<scalar_t>(x);
+    using acc_t = at::opmath_type<scalar_t>;
+    at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    if (x.size(0) > 0) {
+      row_inverse_norms_kernel<scalar_t, acc_t>
+          <<<grid_for(x.size(0)), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              x.const_data_ptr<scalar_t>(), x.size(0), x.size(1), out.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    return out;
   }
+
+  // Runs the picks: min_sq[N] and indices[k] are filled in place, plan.selectable is consumed.
   template <bool kScaled>
   static void select_centers(
       const at::Tensor& x,
@@ -230,7 +172,50 @@ struct CudaKCenterGreedy {
       KCenterGreedyPlan& plan,
       at::Tensor& min_sq,
       at::Tensor& indices) {
-    ::torch_al::ops::select_centers<scalar_t, kScaled>(x, inverse_norms, plan, min_sq, indices);
+    using acc_t = at::opmath_type<scalar_t>;
+    using Candidate = KCenterCandidate<acc_t>;
+    const int64_t n = x.size(0);
+    const int64_t k = indices.size(0);
+    const int64_t blocks = grid_for(n);
+    at::Tensor block_best_storage =
+        at::empty({blocks * static_cast<int64_t>(sizeof(Candidate))}, x.options().dtype(at::kByte));
+    auto* block_best = reinterpret_cast<Candidate*>(block_best_storage.mutable_data_ptr());
+    bool* selectable = plan.selectable.mutable_data_ptr<bool>();
+    int64_t* picks = indices.mutable_data_ptr<int64_t>();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+
+    // One pass over x with the centers centers[i * stride]; with `pick` set, the farthest
+    // selectable point is written there and taken out of the selectable set.
+    auto step = [&](const int64_t* centers, int64_t stride, int64_t* pick) {
+      update_and_block_argmax_kernel<scalar_t, acc_t, kScaled><<<blocks, kBlockThreads, 0, stream>>>(
+          x.const_data_ptr<scalar_t>(), n, x.size(1),
+          kScaled ? inverse_norms.const_data_ptr<acc_t>() : nullptr, centers, stride,
+          min_sq.mutable_data_ptr<acc_t>(), selectable, block_best);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (pick != nullptr) {
+        pick_kernel<acc_t><<<1, kPickThreads, 0, stream>>>(block_best, blocks, pick, selectable);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    };
+
+    const int64_t num_initial = plan.initial_indices.size(0);
+    const int64_t* initial = plan.initial_indices.const_data_ptr<int64_t>();
+    int64_t* first_pick = k > 0 ? picks : nullptr;
+    if (num_initial == 0 && k > 0) {
+      indices.select(0, 0).fill_(plan.first);
+      plan.selectable.select(0, plan.first).fill_(false);
+    } else if (num_initial > 0 && num_initial <= kKCenterDirectInitialCenters) {
+      for (int64_t j = 0; j < num_initial; ++j) {
+        step(initial + j, 0, j + 1 == num_initial ? first_pick : nullptr);
+      }
+    } else if (num_initial > 0) {
+      // Kernels on this stream finish with `nearest` before its memory can be reused.
+      const auto nearest = nearest_initial_center(x, inverse_norms, plan.initial_indices);
+      step(nearest.const_data_ptr<int64_t>(), 1, first_pick);
+    }
+    for (int64_t t = 0; t < k; ++t) {
+      step(picks + t, 0, t + 1 < k ? picks + t + 1 : nullptr);
+    }
   }
 };
 
