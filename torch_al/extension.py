@@ -42,3 +42,8 @@ def check_cuda_match() -> None:
             f"torch_al was built with CUDA {built_major}.x but torch uses CUDA {torch.version.cuda}; "
             "rebuild torch_al against this torch."
         )
+
+
+if has_ops():
+    # Kernels built for another CUDA major version than torch's fail later and obscurely: fail now.
+    check_cuda_match()

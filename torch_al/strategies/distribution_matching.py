@@ -77,7 +77,7 @@ class DistributionMatching(Strategy):
         self,
         validation: tuple[Tensor, Tensor] | None = None,
         layers: Sequence[str] | None = None,
-        estimator: Estimator = "argmax",
+        estimator: Estimator = "validation_match",
         combine: str = "product",
         k: int = 32,
         batch_size: int = 256,

@@ -35,19 +35,6 @@ class PFK(DistributionMatching):
     Args: as :class:`DistributionMatching`; the paper's method is ``estimator="validation_match"``.
     """
 
-    def __init__(
-        self,
-        validation: tuple[Tensor, Tensor] | None = None,
-        layers: Sequence[str] | None = None,
-        estimator: Estimator = "validation_match",
-        combine: str = "product",
-        k: int = 32,
-        batch_size: int = 256,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(validation, layers, estimator, combine, k, batch_size, seed, progress)
-
     def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
         capture = "both" if features and gradients else "features" if features else "gradients"
         described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress)
