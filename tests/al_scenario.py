@@ -53,5 +53,5 @@ def outcome(loop: ActiveLearningLoop, metrics: list[dict]):
         ledger.index.tolist(),
         ledger.label.tolist(),
         ledger.round.tolist(),
-        [{k: v for k, v in record.items() if k != "train_seconds"} for record in metrics],
+        [{k: v for k, v in record.items() if not k.endswith("_seconds")} for record in metrics],
     )

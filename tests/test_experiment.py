@@ -8,10 +8,14 @@ import pytest
 import torch
 from common_utils import REPO_ROOT
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from torch_al.cli import main
 from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
 from torch_al.experiment import RunConfig
+from torch_al.models import LeNet
+from torch_al.pool import ActivePool
+from torch_al.strategies import PFK
 from torch_al.plots import learning_curve
 
 
@@ -87,3 +91,22 @@ def test_select_label_status_on_user_data(tmp_path, capsys):
     assert main(["status", "--state", state]) == 0
     status = capsys.readouterr().out
     assert "round 1: 5 labeled, 35 unlabeled" in status and "no pending query" in status
+
+
+def test_select_with_a_matching_strategy_hooks_the_exported_model(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    inputs, labels = torch.rand(90, 1, 28, 28), torch.randint(0, 10, (90,))
+    torch.save(inputs[30:], tmp_path / "inputs.pt")
+    torch.save((inputs[:30], labels[:30]), tmp_path / "validation.pt")
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(model, (inputs[:2],), dynamic_shapes=batch), tmp_path / "model.pt2")
+    select = ["select", "--state", str(tmp_path / "pool.pt"), "--data", str(tmp_path / "inputs.pt"), "--model",
+              str(tmp_path / "model.pt2"), "--budget", "6", "--strategy", "pfk"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(select)  # no validation set: a usage error naming what to pass
+    assert "--validation FILE and --layers" in capsys.readouterr().err
+    assert main(select + ["--validation", str(tmp_path / "validation.pt"), "--layers", "act1", "act2", "act3"]) == 0
+    query = json.loads(capsys.readouterr().out)["query"]
+    expected = PFK((inputs[:30], labels[:30]), progress=False).select(model, ActivePool(TensorDataset(inputs[30:])), 6)
+    assert query == expected.tolist()  # the unflattened export keeps the layer names the hooks need

@@ -70,6 +70,9 @@ def test_a_run_labels_budget_per_round_and_checkpoints(tmp_path, uninterrupted):
     assert rounds == [0] * INITIAL + [r for r in range(1, ROUNDS + 1) for _ in range(BUDGET)]
     assert [m["labeled"] for m in metrics] == [INITIAL + r * BUDGET for r in range(ROUNDS + 1)]
     assert metrics[-1]["accuracy"] > metrics[0]["accuracy"]
+    unlabeled_when_selecting = [200 - INITIAL - r * BUDGET for r in range(ROUNDS)]
+    assert [m["select_forward"] for m in metrics[:-1]] == unlabeled_when_selecting  # entropy: one forward each
+    assert all(m["select_backward"] == 0 for m in metrics[:-1]) and "select_forward" not in metrics[-1]
     loop = make_loop(tmp_path)
     assert outcome(loop, loop.run()) == uninterrupted  # determinism across runs with one seed
     saved = load_state(tmp_path / "state.pt", CHECKPOINT_KIND)

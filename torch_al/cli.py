@@ -8,6 +8,7 @@
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -35,12 +36,16 @@ class SelectConfig:
     strategy: str = field(default="entropy", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     budget: int = field(default=125, metadata={"help": "items to select"})
     seed: int = field(default=0, metadata={"help": "seed of random / core-set picks"})
+    validation: str | None = field(default=None, metadata={"help": "torch.save'd (inputs Tensor[M, ...], labels int64 Tensor[M]), for pcc/pfk/eba"})
+    layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers (module names of the model), for pcc/pfk/eba"})
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}, got {self.strategy!r}")
         if self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if "validation" in inspect.signature(STRATEGIES[self.strategy]).parameters and not (self.validation and self.layers):
+            raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
 
 
 @dataclass
@@ -65,6 +70,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
     hints = typing.get_type_hints(config)
     for item in dataclasses.fields(config):
         kind = hints[item.name]
+        if isinstance(kind, types.UnionType):  # X | None: an optional X
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         options: dict = {"help": item.metadata.get("help", "")}
         if item.default is dataclasses.MISSING:
             options["required"] = True
@@ -75,8 +82,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is tuple:
             options.update(nargs="+", type=typing.get_args(kind)[0])
-        elif isinstance(kind, types.UnionType):  # X | None
-            options["type"] = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         else:
             options["type"] = kind
         parser.add_argument("--" + item.name.replace("_", "-"), dest=item.name, **options)
@@ -89,25 +94,19 @@ def _pool_for(data_path: str) -> ActivePool:
     return ActivePool(TensorDataset(inputs), target_key=None)
 
 
-class _Exported(torch.nn.Module):
-    """An exported program's module: traced in one mode, it cannot switch (its ``eval()`` raises),
-    so mode changes by the strategies are no-ops here."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def train(self, mode: bool = True) -> "_Exported":
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-
 def _load_model(path: str) -> torch.nn.Module:
+    """A torch.export .pt2 file, unflattened so its submodules keep their names (the descriptor
+    layers of pcc/pfk/eba hook them), or a TorchScript file."""
     if path.endswith(".pt2"):
-        return _Exported(torch.export.load(path).module())
+        return torch.export.unflatten(torch.export.load(path))
     return torch.jit.load(path, map_location="cpu")
+
+
+def _load_validation(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    saved = torch.load(path, weights_only=True)
+    if not (isinstance(saved, (tuple, list)) and len(saved) == 2 and all(isinstance(t, torch.Tensor) for t in saved)):
+        raise ValueError(f"{path} must hold (inputs Tensor[M, ...], labels int64 Tensor[M]), got {type(saved).__name__}")
+    return saved[0], saved[1]
 
 
 def command_run(config: RunConfig) -> None:
@@ -125,7 +124,8 @@ def command_select(config: SelectConfig) -> None:
     if os.path.exists(config.state):
         pool.load(config.state)
     if pool.pending_query is None:
-        strategy = make_strategy(config.strategy, seed=config.seed, progress=False)
+        options = {"validation": _load_validation(config.validation), "layers": config.layers} if config.validation else {}
+        strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
         indices, scores = strategy.select(_load_model(config.model), pool, config.budget, return_scores=True)
         pool.propose(indices, scores)
         pool.save(config.state)

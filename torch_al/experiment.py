@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -29,6 +30,12 @@ logger = logging.getLogger("torch_al")
 DATASETS = ("fashion-mnist", "digits", "synthetic")
 MODELS = ("auto", "lenet", "resnet", "mlp")
 MINORITY = (5, 6, 7, 8, 9)
+PRETRAINED = "+rotation"
+
+
+def base_strategy(name: str) -> str:
+    """``"pfk+rotation"`` → ``"pfk"``: the suffix only changes the initial model."""
+    return name.removesuffix(PRETRAINED)
 
 
 @dataclass
@@ -36,7 +43,10 @@ class RunConfig:
     """A simulated active-learning experiment (the oracle is the dataset's own labels)."""
 
     dataset: str = field(default="fashion-mnist", metadata={"help": f"one of {', '.join(DATASETS)}"})
-    strategy: tuple[str, ...] = field(default=("random", "entropy"), metadata={"help": f"one or more of {', '.join(STRATEGIES)}"})
+    strategy: tuple[str, ...] = field(
+        default=("random", "entropy"),
+        metadata={"help": f"one or more of {', '.join(STRATEGIES)}; NAME{PRETRAINED} starts that strategy from rotation pretraining"},
+    )
     imbalance: float = field(default=1.0, metadata={"help": "r: pool classes 0..4 vs 5..9 in ratio r (1 = balanced)"})
     rounds: int = field(default=10, metadata={"help": "selection rounds"})
     budget: int = field(default=125, metadata={"help": "labels bought per round"})
@@ -45,6 +55,10 @@ class RunConfig:
     batch_size: int = field(default=25, metadata={"help": "training batch size"})
     lr: float = field(default=0.05, metadata={"help": "SGD learning rate (momentum 0.5)"})
     model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
+    pretrain_epochs: int = field(default=8, metadata={"help": f"rotation pretraining epochs on the pool for NAME{PRETRAINED} strategies"})
+    passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy)"})
+    steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
+    k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
@@ -57,7 +71,7 @@ class RunConfig:
         self.strategy = tuple(self.strategy)
         checks = [
             (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
-            (bool(self.strategy) and all(s in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)}, got {self.strategy}"),
+            (bool(self.strategy) and all(base_strategy(s) in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)} (optionally with {PRETRAINED!r}), got {self.strategy}"),
             (len(set(self.strategy)) == len(self.strategy), f"strategy lists a method twice: {self.strategy}"),
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
             (self.imbalance >= 1, f"imbalance must be >= 1, got {self.imbalance}"),
@@ -65,6 +79,7 @@ class RunConfig:
             (self.budget >= 1, f"budget must be >= 1, got {self.budget}"),
             (self.initial >= 0, f"initial must be >= 0, got {self.initial}"),
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
+            (min(self.pretrain_epochs, self.passes, self.steps, self.k) >= 1, "pretrain_epochs, passes, steps and k must be >= 1"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
         ]
@@ -115,6 +130,8 @@ def make_trainer(config: RunConfig):
     """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds."""
 
     def train(model: nn.Module, pool: ActivePool, round_: int) -> None:
+        if pool.labeled_indices.numel() == 0:
+            return  # round 0 of the papers: the initial (random or pretrained) model selects
         sampler = ActiveSampler(pool, seed=config.seed)
         loader = DataLoader(pool, sampler=sampler, batch_size=config.batch_size)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.5)
@@ -155,19 +172,36 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
     checkpoints into ``out/<strategy>/``, so running the same command again resumes."""
     splits = load_splits(config)
     results: dict[str, list[dict]] = {}
+    pretrained = None
     for name in config.strategy:
         torch.manual_seed(derived_seed(config.seed, "model"))
         model = make_model(config, splits.pool.tensors[0][0]).to(config.device)
+        checkpoint_dir = os.path.join(config.out, name)
+        if name.endswith(PRETRAINED) and not os.path.exists(os.path.join(checkpoint_dir, "state.pt")):
+            pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
+            model.load_state_dict(pretrained)
         pool = ActivePool(splits.pool)
-        strategy = make_strategy(name, seed=config.seed, progress=config.progress, validation=splits.validation)
+        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "validation": splits.validation}
+        strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config), config.budget, config.rounds,
             evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,
-            checkpoint_dir=os.path.join(config.out, name), seed=config.seed, progress=config.progress,
+            checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip
         results[name] = loop.run()
     write_results(config, results)
     return results
+
+
+def pretrain(config: RunConfig, model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+    """Rotation-pretrained weights of ``model`` (trained in place) on the pool's images, once per
+    run: every pretrained strategy starts from the same model."""
+    from torch_al.pretraining import rotation_pretrain
+
+    start = time.perf_counter()
+    rotation_pretrain(model, images, config.pretrain_epochs, lr=config.lr, seed=config.seed, progress=config.progress)
+    logger.info("rotation pretraining: %d epochs on %d images in %.1f s", config.pretrain_epochs, images.shape[0], time.perf_counter() - start)
+    return {key: value.clone() for key, value in model.state_dict().items()}
 
 
 def write_results(config: RunConfig, results: dict[str, list[dict]]) -> None:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed
-from torch_al.strategies import Strategy
+from torch_al.strategies import SelectionCost, Strategy
 from torch_al.validation import as_indices
 
 logger = logging.getLogger("torch_al")
@@ -28,7 +28,9 @@ class ActiveLearningLoop:
     """Runs ``rounds`` rounds of active learning and resumes where a previous run stopped.
 
     One round: train the model on the labeled items, evaluate it, select ``budget`` items, save
-    the query, ask the oracle, record its labels. ``checkpoint_dir/state.pt`` (pool, model weights,
+    the query, ask the oracle, record its labels. Each metrics record holds ``train_seconds`` and,
+    when that model selected the next query, its cost: ``select_forward`` and ``select_backward``
+    (images through a forward / backward pass) and ``select_seconds``. ``checkpoint_dir/state.pt`` (pool, model weights,
     metrics) is written atomically after training, after selection and after labelling, so a
     killed run resumes from its last step: no label lost or duplicated, a saved query re-issued
     as it was. Before training and before selecting, torch's global RNG is seeded from
@@ -132,6 +134,7 @@ class ActiveLearningLoop:
             torch.manual_seed(derived_seed(self.seed, "select", round_))
             indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
             logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
+            self._record_cost(self.strategy.last_cost)
             self.pool.propose(indices, scores)
             self._checkpoint()  # the query is durable before anyone is asked to label it
         else:
@@ -140,6 +143,11 @@ class ActiveLearningLoop:
         remaining = query[~self.pool.labeled_mask[query]]
         self.pool.label(remaining, self.oracle(remaining))
         self._checkpoint()
+
+    def _record_cost(self, cost: SelectionCost) -> None:
+        """The cost of a selection goes into the record of the model that made it (the last one),
+        checkpointed with the query, so a resumed run keeps it."""
+        self.metrics[-1].update(select_forward=cost.forward, select_backward=cost.backward, select_seconds=round(cost.seconds, 3))
 
     def _checkpoint(self) -> None:
         if self.state_path is None:

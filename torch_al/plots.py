@@ -3,14 +3,21 @@
 from collections.abc import Mapping, Sequence
 
 
-def learning_curve(results: Mapping[str, Sequence[Mapping]], metric: str = "accuracy", title: str | None = None):
+def learning_curve(
+    results: Mapping[str, Sequence[Mapping] | Mapping[str, Sequence]],
+    metric: str = "accuracy",
+    title: str | None = None,
+    band: str | None = None,
+):
     """Test metric against the number of labels, one line per strategy.
 
     Args:
-        results: strategy name → per-round records with ``"labeled"`` and ``metric`` keys (what
-            :meth:`ActiveLearningLoop.run` returns).
-        metric: the record key on the y axis.
+        results: strategy name → its curve: per-round records with ``"labeled"`` and ``metric``
+            keys (what :meth:`ActiveLearningLoop.run` returns), or a mapping of per-round lists
+            under the same keys (a summary over seeds).
+        metric: the key on the y axis.
         title: the plot title.
+        band: a key of per-round half-widths (e.g. a std over seeds) drawn as a band around the line.
 
     Returns:
         A ``matplotlib.figure.Figure`` (save it with ``fig.savefig(path)``; never shown).
@@ -19,13 +26,18 @@ def learning_curve(results: Mapping[str, Sequence[Mapping]], metric: str = "accu
 
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
-    for name, records in results.items():
-        axes.plot([r["labeled"] for r in records], [r[metric] for r in records], marker="o", label=name)
+    for name, curve in results.items():
+        column = (lambda key: list(curve[key])) if isinstance(curve, Mapping) else (lambda key: [r[key] for r in curve])
+        x, y = column("labeled"), column(metric)
+        (line,) = axes.plot(x, y, marker="o", markersize=3, label=name)
+        if band is not None:
+            width = column(band)
+            axes.fill_between(x, [a - w for a, w in zip(y, width)], [a + w for a, w in zip(y, width)], color=line.get_color(), alpha=0.15)
     axes.set_xlabel("labeled items")
     axes.set_ylabel(metric.replace("_", " "))
     axes.grid(alpha=0.3)
     if results:
-        axes.legend()
+        axes.legend(fontsize=7, ncols=2 if len(results) > 8 else 1)
     if title:
         axes.set_title(title, fontsize=10)
     return figure

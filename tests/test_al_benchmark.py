@@ -1,0 +1,57 @@
+"""The analysis of benchmarks/al_fashion_mnist.py: mean curves over seeds, labels needed to reach
+the best uncertainty baseline, compute ratios and the target verdict, on made-up records."""
+
+import os
+import sys
+
+import pytest
+from common_utils import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import al_fashion_mnist as experiment  # noqa: E402
+
+
+def records(accuracies, forward, backward=0, labels_per_round=125):
+    runs = []
+    for round_, accuracy in enumerate(accuracies):
+        record = {"round": round_, "labeled": round_ * labels_per_round, "accuracy": accuracy, "minority_accuracy": accuracy / 2,
+                  "labeled_minority": round_, "train_seconds": 1.0}  # fmt: skip
+        if round_ < len(accuracies) - 1:
+            record.update(select_forward=forward, select_backward=backward, select_seconds=forward / 1000)
+        runs.append(record)
+    return runs
+
+
+def test_labels_to_reach_interpolates_the_crossing():
+    labeled = [0, 125, 250, 375]
+    assert experiment.labels_to_reach(labeled, [0.1, 0.5, 0.7, 0.8], 0.6) == pytest.approx(187.5)
+    assert experiment.labels_to_reach(labeled, [0.1, 0.5, 0.7, 0.8], 0.8) == 375
+    assert experiment.labels_to_reach(labeled, [0.9, 0.5, 0.7, 0.8], 0.6) == 0  # reached before any label
+    assert experiment.labels_to_reach(labeled, [0.1, 0.5, 0.7, 0.8], 0.81) is None
+
+
+def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline():
+    strategies = {
+        "random": experiment.summarise_strategy([records([0.1, 0.4, 0.5], 0), records([0.1, 0.5, 0.6], 0)]),
+        "entropy": experiment.summarise_strategy([records([0.1, 0.5, 0.6], 1000)]),
+        "variation-ratio": experiment.summarise_strategy([records([0.1, 0.5, 0.7], 16000)]),
+        "pfk": experiment.summarise_strategy([records([0.1, 0.7, 0.8], 1000, 1000), records([0.1, 0.7, 0.8], 1000, 1000)]),
+    }
+    assert strategies["random"]["accuracy"] == [0.1, 0.45, 0.55] and strategies["random"]["accuracy_std"][1] == pytest.approx(0.0707, abs=1e-4)
+    assert strategies["pfk"]["passes_per_round"] == 2000 and strategies["pfk"]["seeds"] == 2
+    baseline = experiment.compare_to_baseline(strategies)
+    assert baseline == {"best_uncertainty": "variation-ratio", "target_accuracy": 0.7, "baseline_labels": 250}
+    assert strategies["pfk"]["labels_to_reach_baseline"] == 125 and strategies["pfk"]["label_savings"] == 0.5
+    assert strategies["pfk"]["compute_ratio_passes"] == 0.125
+    assert strategies["random"]["labels_to_reach_baseline"] is None and strategies["entropy"]["label_savings"] is None
+    verdict = experiment.check_target({"strategies": strategies})
+    assert verdict["pfk"] == {"label_savings": 0.5, "compute_ratio_passes": 0.125, "met": False}  # 1/8 > 1/10 compute
+
+
+def test_quick_mode_defaults_and_output_places():
+    quick = experiment.parse_args(["--quick"])
+    assert (quick.imbalance, quick.seeds, quick.rounds, quick.strategies) == ([100.0], [0], 5, ["random", "entropy", "pfk"])
+    assert quick.results == quick.work  # a quick run never overwrites the recorded full results
+    full = experiment.parse_args([])
+    assert full.imbalance == [1.0, 10.0, 100.0] and len(full.seeds) >= 3 and full.results == experiment.RESULTS_DIR
+    assert {"random", "entropy", "bald", "variation-ratio", "coreset", "pcc", "eba", "pfk+rotation", "pfk-product-true"} <= set(full.strategies)
