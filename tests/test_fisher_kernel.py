@@ -4,16 +4,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from pfk_reference import COMBINES, reference_kernel
 from torch_al import ActivePool
 from torch_al.datasets import imbalance, make_blobs
+from torch_al.sampler import derived_seed
 from torch_al.strategies import EBA, PCC, PFK, Random, make_strategy
 from torch_al.strategies.distribution_matching import first_center
+from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.torch_al, "pfk_topk"), reason="needs the compiled ops")
 LAYERS = ("1", "3")  # the two hidden ReLUs of mlp()
+SAMPLES = 4  # K of the Monte-Carlo estimators
 
 
 def mlp(dim: int, classes: int, dtype=torch.float64) -> nn.Module:
@@ -95,6 +98,10 @@ def reference_selection(model, validation, pool_x, pool_y, labeled, budget, meth
     elif estimator == "validation_match":
         nearest = reference_kernel(normalise(reference_descriptors(model, pool_x[candidates])[0]), normalise(val_z)).argmax(1)
         pool_labels = val_y[nearest]
+    elif estimator in MONTE_CARLO_KINDS:  # tests/test_pseudo_labels.py checks these labels on their own
+        loader = DataLoader(TensorDataset(pool_x[candidates]), batch_size=16)
+        generator = torch.Generator().manual_seed(derived_seed(seed, "perturb", 0))
+        pool_labels = monte_carlo_pseudo_labels(model, LAYERS, loader, SAMPLES, generator, estimator).labels
     pool_z, pool_g, _ = reference_descriptors(model, pool_x[candidates], pool_labels, steps)
     pool_g = [] if method == "pcc" else normalise(pool_g)
     kernel = reference_kernel(query_z, normalise(pool_z), query_g, pool_g, combine)
@@ -111,7 +118,7 @@ def blobs_problem(seed=0):
     return model, (x[:60], y[:60]), pool, x[60:], y[60:]
 
 
-CASES = [("pfk", combine, estimator) for combine in COMBINES for estimator in ("argmax", "true", "validation_match")]
+CASES = [("pfk", combine, estimator) for combine in COMBINES for estimator in ("argmax", "true", "validation_match", *MONTE_CARLO_KINDS)]
 CASES += [("pcc", "product", "argmax"), ("eba", "product", "argmax")]
 
 
@@ -121,7 +128,7 @@ def make(method, validation, combine, estimator, k):
         return PCC(**common)
     if method == "eba":
         return EBA(steps=3, chunk=2, **common)
-    return PFK(combine=combine, estimator=estimator, **common)
+    return PFK(combine=combine, estimator=estimator, samples=SAMPLES, **common)
 
 
 @pytest.mark.parametrize("budget, k", [(6, 32), (50, 1)])  # 41 misclassified rows: k-center reduction; all centers, re-queried

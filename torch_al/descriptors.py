@@ -115,6 +115,19 @@ def compute_descriptors(
     return Descriptors(stores.get("features"), stores.get("gradients"), used_labels, columns)
 
 
+def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
+    """Each sample's descriptor, per scale, standardised across that scale's channels (minus the
+    mean, over the unbiased std + 1e-10), as the authors' code does: a dot product of two such
+    vectors is the per-scale Pearson correlation weighted by the channel count. A one-channel
+    scale has no spread and becomes 0."""
+    scales = []
+    for span in columns.values():
+        x = store[:, span]
+        std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
+        scales.append((x - x.mean(dim=1, keepdim=True)) / (std + 1e-10))
+    return scales
+
+
 def _check_labels(labels: Tensor | str, total: int) -> None:
     if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
         raise ValueError(

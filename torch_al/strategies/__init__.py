@@ -12,7 +12,7 @@ from torch_al.strategies.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, 
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
-_ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true"}
+_ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true", "trace_cov": "trace", "mutual_info": "mi"}
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "random": Random,

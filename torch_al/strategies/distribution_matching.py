@@ -12,9 +12,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
+from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
 
-Estimator = Literal["true", "argmax", "validation_match"]
-ESTIMATORS = ("true", "argmax", "validation_match")
+Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
+ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
+# Estimators that search for the pool labels before the gradients are taken with them.
+LABEL_SEARCHES = ("validation_match", *MONTE_CARLO_KINDS)
 COMBINES = ("product", "fisher", "sum")
 Labels = Tensor | Literal["argmax"]
 
@@ -61,14 +64,18 @@ class DistributionMatching(Strategy):
             ``descriptor_layers`` attribute (``LeNet``: ``act1, act2, act3``, the authors' L = 80).
         estimator: pool pseudo-labels for the gradients: ``"true"`` (the oracle's labels; an
             ablation, the method's upper bound), ``"argmax"`` (ŷ; validation gradients use ŷ too,
-            as in the authors' code) or ``"validation_match"`` (the true label of the most similar
-            validation point under R_z, over all of V; validation gradients use true labels).
+            as in the authors' code), ``"validation_match"`` (the true label of the most similar
+            validation point under R_z, over all of V), or the Monte-Carlo estimators
+            ``"trace_cov"`` / ``"mutual_info"`` (the class maximising tr(C_zg) or I(z; g) over
+            ``samples`` perturbed copies, ``pseudo_labels.py``); the last three take validation
+            gradients with the true labels.
         combine: the kernel: ``"product"`` R_z ∘ R_g (paper eq. 12), ``"fisher"`` Σ_j R_z^j ∘ R_g^j
             (eq. 11 over layers) or ``"sum"`` R_z + R_g (the authors' code).
         k: candidates kept per center; the authors use 32.
         batch_size: descriptor batch size.
-        seed: seeds the first center of the k-center reduction.
+        seed: seeds the first center of the k-center reduction and the Monte-Carlo perturbations.
         progress: progress bars.
+        samples: K >= 2, perturbed copies per pool item of the Monte-Carlo estimators.
     """
 
     uses_gradients = True
@@ -83,6 +90,7 @@ class DistributionMatching(Strategy):
         batch_size: int = 256,
         seed: int = 0,
         progress: bool = True,
+        samples: int = 16,
     ) -> None:
         name = type(self).__name__
         if validation is None:
@@ -96,6 +104,8 @@ class DistributionMatching(Strategy):
             raise ValueError(f"{name}: combine must be one of {COMBINES}, got {combine!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"{name}: k must be an int >= 1, got {k!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+            raise ValueError(f"{name}: samples (K, perturbed copies per pool item) must be an int >= 2, got {samples!r}")
         self._validation = (inputs, labels.cpu())
         self.layers = None if layers is None else tuple(layers)
         self.estimator = estimator
@@ -104,6 +114,7 @@ class DistributionMatching(Strategy):
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
+        self.samples = samples
 
     @abstractmethod
     def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
@@ -132,9 +143,9 @@ class DistributionMatching(Strategy):
 
         candidates = pool.unlabeled_indices
         loader = inputs_loader(pool, candidates, self.batch_size)
-        if self.uses_gradients and self.estimator == "validation_match":
+        if self.uses_gradients and self.estimator in LABEL_SEARCHES:
             pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False).features
-            labels = validation_y.to(device)[self._nearest(pool_z, validation.features)]
+            labels = self._searched_labels(model, layers, loader, pool_z, validation.features, pool.round)
             pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True).gradients
         else:
             labels = pool.dataset_labels(candidates) if self.estimator == "true" else "argmax"
@@ -142,6 +153,16 @@ class DistributionMatching(Strategy):
             pool_z, pool_g = described.features, described.gradients
         positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine)
         return candidates[positions.cpu()], None
+
+    def _searched_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool_z: list[Tensor], validation_z: list[Tensor], round_: int) -> Tensor:
+        """Pool pseudo-labels, int64 Tensor[N̂] on the model's device: the true label of the nearest
+        validation row, or the Monte-Carlo estimator's class (perturbations drawn from (seed, round))."""
+        if self.estimator == "validation_match":
+            return self._validation[1].to(model_device(model))[self._nearest(pool_z, validation_z)]
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", round_))
+        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator)
+        self.charge(forward=estimated.forward, backward=estimated.backward)
+        return estimated.labels
 
     def _layers(self, model: nn.Module) -> tuple[str, ...]:
         layers = self.layers or getattr(model, "descriptor_layers", None)

@@ -8,21 +8,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from torch_al.attention import compute_attention
-from torch_al.descriptors import compute_descriptors
+from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.strategies.distribution_matching import Described, DistributionMatching, Estimator, Labels
-
-
-def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
-    """Each sample's descriptor, per scale, standardised across that scale's channels (minus the
-    mean, over the unbiased std + 1e-10), as the authors' code does: a dot product of two such
-    vectors is the per-scale Pearson correlation weighted by the channel count. A one-channel
-    scale has no spread and becomes 0."""
-    scales = []
-    for span in columns.values():
-        x = store[:, span]
-        std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
-        scales.append((x - x.mean(dim=1, keepdim=True)) / (std + 1e-10))
-    return scales
 
 
 class PFK(DistributionMatching):
@@ -30,7 +17,9 @@ class PFK(DistributionMatching):
     with z the pooled layer outputs and g the pooled loss gradients at the same layers, both
     standardised per sample and scale. One forward and one backward per described image:
     2(M̂ + N̂) passes per round (validation_match adds N̂ forwards for the label search, and
-    finding the misclassified rows costs M forwards).
+    finding the misclassified rows costs M forwards). The Monte-Carlo estimators (``trace_cov``,
+    ``mutual_info``) add N̂ forwards for the pool features plus K·D forward and K·D backward
+    images per pool item (K = ``samples`` perturbed copies, D classes), and one forward to read D.
 
     Args: as :class:`DistributionMatching`; the paper's method is ``estimator="validation_match"``.
     """
