@@ -18,7 +18,7 @@ from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pse
 needs_ops = pytest.mark.skipif(not hasattr(torch.ops.torch_al, "pfk_topk"), reason="needs the compiled ops")
 
 
-def numpy_scores(z: torch.Tensor, g: torch.Tensor, kind: str, jitter: float = 1e-4) -> np.ndarray:
+def numpy_scores(z: torch.Tensor, g: torch.Tensor, kind: str, jitter: float = 1e-3) -> np.ndarray:
     """S[i, d] from np.cov of the K joint samples [z, g(d)] and np.linalg.slogdet, one pair at a time."""
     z, g = z.double().numpy(), g.double().numpy()
     rows, classes, _, width = g.shape
@@ -29,7 +29,7 @@ def numpy_scores(z: torch.Tensor, g: torch.Tensor, kind: str, jitter: float = 1e
             if kind == "trace_cov":
                 scores[i, d] = np.trace(joint[:width, width:])
             else:
-                logdet = lambda c: np.linalg.slogdet(c + jitter * np.eye(len(c)))[1]  # noqa: E731
+                logdet = lambda c: np.linalg.slogdet(c + np.diag(jitter * np.diag(c) + 1e-30))[1]  # noqa: E731
                 scores[i, d] = 0.5 * (logdet(joint[:width, :width]) + logdet(joint[width:, width:]) - logdet(joint))
     return scores
 
@@ -240,3 +240,16 @@ def test_registry_names_and_bad_samples():
     for samples in (1, 0, 2.5, True):
         with pytest.raises(ValueError, match="samples"):
             PFK(validation, estimator="trace_cov", samples=samples)
+
+
+def test_mutual_info_ignores_the_scale_of_each_coordinate():
+    generator = torch.Generator().manual_seed(4)
+    z = torch.randn(3, 6, 4, generator=generator, dtype=torch.float64)
+    g = torch.randn(3, 2, 6, 4, generator=generator, dtype=torch.float64)
+    z_scale = torch.tensor([1e-3, 1.0, 50.0, 2.0], dtype=torch.float64)
+    g_scale = torch.tensor([1e-4, 3.0, 1.0, 1e2], dtype=torch.float64)  # Fisher scores vary little under small perturbations
+    scaled = monte_carlo_scores(z * z_scale, g * g_scale, "mutual_info")
+    torch.testing.assert_close(scaled, monte_carlo_scores(z, g, "mutual_info"), rtol=1e-9, atol=1e-9)
+    constant = torch.cat([z, torch.full((3, 6, 1), 2.0, dtype=torch.float64)], dim=2)  # a dead channel adds nothing
+    with_dead = torch.cat([g, torch.zeros(3, 2, 6, 1, dtype=torch.float64)], dim=3)
+    torch.testing.assert_close(monte_carlo_scores(constant, with_dead, "mutual_info"), monte_carlo_scores(z, g, "mutual_info"), rtol=1e-6, atol=1e-6)

@@ -91,18 +91,21 @@ def perturb(inputs: Tensor, copies: int, generator: torch.Generator, max_degrees
     return repeated + noise_std * noise.to(inputs.device)
 
 
-def monte_carlo_scores(z: Tensor, g: Tensor, kind: MonteCarloKind, jitter: float = 1e-4) -> Tensor:
+def monte_carlo_scores(z: Tensor, g: Tensor, kind: MonteCarloKind, jitter: float = 1e-3) -> Tensor:
     """Per input and class, how much the Fisher scores g(d) depend on the features z over the K
     perturbed samples (Gudovskiy et al., CVPR 2020, section 4.3).
 
     ``"trace_cov"``: S = tr(C_zg) = Σ_l cov(z_l, g_l(d)), centred over the K samples (divided by
     K - 1). ``"mutual_info"``: the Gaussian mutual information
     S = I(z; g) = ½ (log|C_zz| + log|C_gg| - log|C_[z,g]|), each covariance (centred, / (K - 1),
-    in float64) plus ``jitter``·I, log-determinants as 2 Σ log diag(cholesky). With K <= 2L the
-    joint covariance (rank <= K - 1) is singular, and so are C_zz and C_gg when K <= L: the
-    absolute jitter keeps them positive definite, so S is a regularised estimate. Directions whose
-    variance over the K samples is below the jitter barely count: small perturbations move
-    standardised Fisher scores little, so keep the jitter below their variance.
+    in float64) with its diagonal scaled by (1 + ``jitter``), log-determinants as
+    2 Σ log diag(cholesky). With K <= 2L the joint covariance (rank <= K - 1) is singular, and so
+    are C_zz and C_gg when K <= L: the ridge keeps them positive definite, so S is a regularised
+    estimate. The ridge is relative to each coordinate's variance because Fisher scores vary far
+    less under small perturbations than features do (an absolute ridge would swamp them), and
+    because the Gaussian I(z; g) does not change when a coordinate of z or g is rescaled: neither
+    does this estimate. A coordinate constant over the K samples gets 1e-30 on its diagonal,
+    identically in C_zz (or C_gg) and C_[z,g], so it adds nothing to S.
 
     Memory: the ``"mutual_info"`` covariances take n·D·(2L)² float64 values.
 
@@ -110,7 +113,7 @@ def monte_carlo_scores(z: Tensor, g: Tensor, kind: MonteCarloKind, jitter: float
         z: Tensor[n, K, L] feature samples, K >= 2.
         g: Tensor[n, D, K, L] Fisher-score samples, one set per class d.
         kind: ``"trace_cov"`` or ``"mutual_info"``.
-        jitter: added to every covariance's diagonal (mutual_info only), >= 0.
+        jitter: relative ridge on every covariance's diagonal (mutual_info only), >= 0.
 
     Returns:
         float64 Tensor[n, D] on z's device; higher means the class explains the features better.
@@ -144,10 +147,15 @@ def _centred(samples: Tensor) -> Tensor:
     return samples - samples.mean(dim=-2, keepdim=True)
 
 
+CONSTANT_COORDINATE_VARIANCE = 1e-30
+
+
 def _covariance(centred: Tensor, jitter: float) -> Tensor:
-    """Tensor[..., K, L] centred samples → Tensor[..., L, L] unbiased covariance + jitter·I."""
-    eye = torch.eye(centred.shape[-1], dtype=centred.dtype, device=centred.device)
-    return centred.mT @ centred / (centred.shape[-2] - 1) + jitter * eye
+    """Tensor[..., K, L] centred samples → Tensor[..., L, L] unbiased covariance, its diagonal
+    scaled by (1 + jitter), plus a floor so constant coordinates stay positive definite."""
+    covariance = centred.mT @ centred / (centred.shape[-2] - 1)
+    ridge = jitter * covariance.diagonal(dim1=-2, dim2=-1) + CONSTANT_COORDINATE_VARIANCE
+    return covariance + torch.diag_embed(ridge)
 
 
 def _logdet(matrices: Tensor) -> Tensor:
@@ -176,7 +184,7 @@ def monte_carlo_pseudo_labels(
     samples: int,
     generator: torch.Generator,
     kind: MonteCarloKind,
-    jitter: float = 1e-4,
+    jitter: float = 1e-3,
     max_degrees: float = 5.0,
     noise_std: float = 0.01,
 ) -> PseudoLabels:
