@@ -38,10 +38,12 @@ from torch_al.plots import learning_curve  # noqa: E402
 
 # Cheapest and most telling first, so a grid stopped early has the lines the headline needs.
 STRATEGIES = (
-    "random", "entropy", "pfk", "variation-ratio", "pfk+rotation", "pfk-product-true", "bald", "pcc", "coreset",
+    "random", "entropy", "pfk", "variation-ratio", "pfk+rotation", "pfk-product-true", "pfk-L20", "bald", "pcc", "coreset",
     "pfk-product-argmax", "pfk-fisher-match", "pfk-fisher-argmax", "pfk-sum-match", "pfk-sum-argmax", "eba",
 )  # fmt: skip
 QUICK_STRATEGIES = ("random", "entropy", "pfk")
+# Lines that are a strategy run with other options: name → (strategy, RunConfig options).
+VARIANTS = {"pfk-L20": ("pfk", {"layers": ("act2",)})}  # the paper's L = 20: conv2 alone
 UNCERTAINTY = ("entropy", "margin", "least-confidence", "max-entropy", "bald", "variation-ratio")
 MC_DROPOUT = ("max-entropy", "bald", "variation-ratio")  # the paper's uncertainty baselines
 PAPER_PASSES = 128  # the paper's T
@@ -82,23 +84,35 @@ def run_folder(args: argparse.Namespace, imbalance: float, seed: int) -> str:
 
 
 def run_grid(args: argparse.Namespace) -> None:
+    plain = tuple(name for name in args.strategies if name not in VARIANTS)
     for imbalance in args.imbalance:
         for seed in args.seeds:
-            config = RunConfig(
-                dataset="fashion-mnist", strategy=tuple(args.strategies), imbalance=imbalance, rounds=args.rounds,
-                budget=125, initial=0, epochs=args.epochs, passes=args.passes, steps=args.steps, seed=seed,
-                out=run_folder(args, imbalance, seed), progress=args.progress,
-            )  # fmt: skip
             start = time.perf_counter()
-            run_experiment(config)
+            folder = run_folder(args, imbalance, seed)
+            runs = [(plain, folder, {})] if plain else []
+            runs += [((VARIANTS[name][0],), os.path.join(folder, name), VARIANTS[name][1]) for name in args.strategies if name in VARIANTS]
+            for strategies, out, options in runs:
+                config = RunConfig(
+                    dataset="fashion-mnist", strategy=strategies, imbalance=imbalance, rounds=args.rounds, budget=125,
+                    initial=0, epochs=args.epochs, passes=args.passes, steps=args.steps, seed=seed, out=out,
+                    progress=args.progress, **options,
+                )  # fmt: skip
+                run_experiment(config)
             print(f"r={imbalance:g} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def metrics_path(args: argparse.Namespace, imbalance: float, seed: int, name: str) -> str:
+    folder = run_folder(args, imbalance, seed)
+    if name in VARIANTS:
+        return os.path.join(folder, name, VARIANTS[name][0], "metrics.json")
+    return os.path.join(folder, name, "metrics.json")
 
 
 def finished_runs(args: argparse.Namespace, imbalance: float, name: str) -> list[list[dict]]:
     """Per seed, the strategy's records, when all rounds are done."""
     runs = []
     for seed in args.seeds:
-        path = os.path.join(run_folder(args, imbalance, seed), name, "metrics.json")
+        path = metrics_path(args, imbalance, seed, name)
         if os.path.exists(path):
             with open(path) as f:
                 records = json.load(f)

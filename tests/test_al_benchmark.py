@@ -1,6 +1,7 @@
 """The analysis of benchmarks/al_fashion_mnist.py: mean curves over seeds, labels needed to reach
 the best uncertainty baseline, compute ratios and the target verdict, on made-up records."""
 
+import json
 import os
 import sys
 
@@ -59,3 +60,16 @@ def test_quick_mode_defaults_and_output_places():
     full = experiment.parse_args([])
     assert full.imbalance == [1.0, 10.0, 100.0] and len(full.seeds) >= 3 and full.results == experiment.RESULTS_DIR
     assert {"random", "entropy", "bald", "variation-ratio", "coreset", "pcc", "eba", "pfk+rotation", "pfk-product-true"} <= set(full.strategies)
+
+
+def test_variant_lines_are_read_from_their_own_run_folders(tmp_path):
+    args = experiment.parse_args(["--work", str(tmp_path), "--rounds", "2", "--seeds", "0", "1", "--strategies", "pfk", "pfk-L20"])
+    finished, unfinished = records([0.1, 0.5, 0.6], 10), records([0.1, 0.5], 10)
+    for seed, name, run in [(0, "pfk", finished), (1, "pfk", unfinished), (0, "pfk-L20", finished), (1, "pfk-L20", finished)]:
+        path = experiment.metrics_path(args, 100.0, seed, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(run, f)
+    assert experiment.metrics_path(args, 100.0, 0, "pfk-L20") == str(tmp_path / "r100" / "seed0" / "pfk-L20" / "pfk" / "metrics.json")
+    assert len(experiment.finished_runs(args, 100.0, "pfk")) == 1  # an interrupted seed is not averaged in
+    assert len(experiment.finished_runs(args, 100.0, "pfk-L20")) == 2

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from torch_al.cli import main
 from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
-from torch_al.experiment import RunConfig
+from torch_al.experiment import RunConfig, run_experiment
 from torch_al.models import LeNet
 from torch_al.pool import ActivePool
 from torch_al.strategies import PFK
@@ -110,3 +110,11 @@ def test_select_with_a_matching_strategy_hooks_the_exported_model(tmp_path, caps
     query = json.loads(capsys.readouterr().out)["query"]
     expected = PFK((inputs[:30], labels[:30]), progress=False).select(model, ActivePool(TensorDataset(inputs[30:])), 6)
     assert query == expected.tolist()  # the unflattened export keeps the layer names the hooks need
+
+
+def test_descriptor_layers_reach_the_matching_strategies(tmp_path):
+    config = dict(dataset="digits", strategy=("pcc",), rounds=1, budget=10, initial=20, epochs=1, pool_size=200, progress=False)
+    results = run_experiment(RunConfig(layers=("act2",), out=str(tmp_path / "l20"), **config))
+    assert [r["labeled"] for r in results["pcc"]] == [20, 30]
+    with pytest.raises(ValueError, match="nope"):
+        run_experiment(RunConfig(layers=("nope",), out=str(tmp_path / "bad"), **config))

@@ -58,6 +58,7 @@ class RunConfig:
     pretrain_epochs: int = field(default=8, metadata={"help": f"rotation pretraining epochs on the pool for NAME{PRETRAINED} strategies"})
     passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
+    layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba (default: the model's, LeNet act1 act2 act3 = L 80)"})
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
@@ -181,7 +182,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
             model.load_state_dict(pretrained)
         pool = ActivePool(splits.pool)
-        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "validation": splits.validation}
+        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation}
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config), config.budget, config.rounds,
