@@ -137,6 +137,7 @@ def summarise_strategy(runs: list[list[dict]]) -> dict:
         "accuracy": [round(m, 4) for m, _ in curve],
         "accuracy_std": [round(s, 4) for _, s in curve],
         "minority_accuracy": [round(m, 4) for m in minority],
+        "mean_accuracy": round(statistics.fmean(m for m, _ in curve[1:]), 4),  # area under the curve, rounds 1..B
         "labeled_minority": [statistics.fmean(run[r]["labeled_minority"] for run in runs) for r in rounds],
         "passes_per_round": round(statistics.fmean(r["select_forward"] + r["select_backward"] for r in selections)),
         "select_seconds_per_round": round(statistics.fmean(r["select_seconds"] for r in selections), 2),
@@ -238,7 +239,7 @@ def print_summary(imbalance: float, summary: dict) -> None:
         row.update({f"{labels}": f"{m:.3f}±{s:.3f}" for labels, m, s in zip(line["labeled"], line["accuracy"], line["accuracy_std"])})
         rows.append(row)
     print_table(rows, ["strategy", "seeds", *map(str, next(iter(strategies.values()))["labeled"])])
-    costs = ["passes_per_round", "select_seconds_per_round", "train_seconds_per_round"]
+    costs = ["mean_accuracy", "passes_per_round", "select_seconds_per_round", "train_seconds_per_round"]
     print_table([{"strategy": name, **{c: line[c] for c in costs}} for name, line in strategies.items()], ["strategy", *costs])
     for kind, comparison in summary["comparisons"].items():
         if comparison is None:

@@ -40,6 +40,7 @@ def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline(
     }
     assert strategies["random"]["accuracy"] == [0.1, 0.45, 0.55] and strategies["random"]["accuracy_std"][1] == pytest.approx(0.0707, abs=1e-4)
     assert strategies["pfk"]["passes_per_round"] == 2000 and strategies["pfk"]["seeds"] == 2
+    assert strategies["pfk"]["mean_accuracy"] == 0.75  # rounds 1..B: the model with labels
     comparison = experiment.compare_to_baseline(strategies, experiment.UNCERTAINTY)
     assert {k: comparison[k] for k in ("baseline", "target_accuracy", "baseline_labels")} == {"baseline": "variation-ratio", "target_accuracy": 0.7, "baseline_labels": 250}
     pfk, lines = comparison["lines"]["pfk"], comparison["lines"]
