@@ -158,15 +158,16 @@ def labels_to_reach(labeled: list[int], accuracy: list[float], target: float) ->
     return None
 
 
-def compare_to_baseline(strategies: dict[str, dict], candidates: tuple[str, ...], paper_passes_scale: float = 1.0) -> dict | None:
+def compare_to_baseline(strategies: dict[str, dict], candidates: tuple[str, ...], passes: int = PAPER_PASSES) -> dict | None:
     """The best of the ``candidates`` present (highest final mean accuracy) and, for every
     strategy, the labels it needs to reach that accuracy and its compute per round relative to the
-    baseline's. ``paper_passes_scale`` > 1 also gives the passes ratio against the baseline run at
-    the paper's cost (MC dropout at T = 128 instead of the measured T: passes are linear in T)."""
+    baseline's. When the baseline is MC dropout run with ``passes`` = T < 128, the passes ratio
+    against it at the paper's T = 128 is given too (its passes are linear in T)."""
     present = [name for name in strategies if name in candidates]
     if not present:
         return None
     best = max(present, key=lambda name: strategies[name]["accuracy"][-1])
+    paper_passes_scale = PAPER_PASSES / passes if best in MC_DROPOUT else 1.0
     baseline = strategies[best]
     target, baseline_labels = baseline["accuracy"][-1], baseline["labeled"][-1]
     lines = {}
@@ -208,8 +209,8 @@ def summarise(args: argparse.Namespace) -> dict:
             if runs:
                 strategies[name] = summarise_strategy(runs)
         comparisons = {
-            "uncertainty": compare_to_baseline(strategies, UNCERTAINTY),
-            "mc_dropout": compare_to_baseline(strategies, MC_DROPOUT, PAPER_PASSES / args.passes),
+            "uncertainty": compare_to_baseline(strategies, UNCERTAINTY, args.passes),
+            "mc_dropout": compare_to_baseline(strategies, MC_DROPOUT, args.passes),
         }
         summary = {"strategies": strategies, "comparisons": comparisons}
         if imbalance == TARGET["imbalance"]:

@@ -41,17 +41,19 @@ def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline(
     assert strategies["random"]["accuracy"] == [0.1, 0.45, 0.55] and strategies["random"]["accuracy_std"][1] == pytest.approx(0.0707, abs=1e-4)
     assert strategies["pfk"]["passes_per_round"] == 2000 and strategies["pfk"]["seeds"] == 2
     assert strategies["pfk"]["mean_accuracy"] == 0.75  # rounds 1..B: the model with labels
-    comparison = experiment.compare_to_baseline(strategies, experiment.UNCERTAINTY)
+    comparison = experiment.compare_to_baseline(strategies, experiment.UNCERTAINTY, passes=128)
     assert {k: comparison[k] for k in ("baseline", "target_accuracy", "baseline_labels")} == {"baseline": "variation-ratio", "target_accuracy": 0.7, "baseline_labels": 250}
     pfk, lines = comparison["lines"]["pfk"], comparison["lines"]
     assert pfk["labels_to_reach"] == 125 and pfk["label_savings"] == 0.5 and pfk["compute_ratio_passes"] == 0.125
     assert "compute_ratio_passes_paper" not in pfk
     assert lines["random"]["labels_to_reach"] is None and lines["entropy"]["label_savings"] is None
     assert experiment.check_target(comparison)["pfk"] == {"label_savings": 0.5, "compute_ratio_passes": 0.125, "met": False}  # 1/8 > 1/10
-    at_paper_cost = experiment.compare_to_baseline(strategies, experiment.MC_DROPOUT, paper_passes_scale=8.0)
+    at_paper_cost = experiment.compare_to_baseline(strategies, experiment.MC_DROPOUT, passes=16)
     assert at_paper_cost["lines"]["pfk"]["compute_ratio_passes_paper"] == 0.0156  # the baseline at T = 8 x 16
     assert experiment.check_target(at_paper_cost)["pfk"]["met"] is True
     assert experiment.compare_to_baseline({"pfk": strategies["pfk"]}, experiment.UNCERTAINTY) is None
+    without_mc_dropout = {name: strategies[name] for name in ("entropy", "pfk")}  # entropy has no T to scale
+    assert "compute_ratio_passes_paper" not in experiment.compare_to_baseline(without_mc_dropout, experiment.UNCERTAINTY, passes=16)["lines"]["pfk"]
 
 
 def test_quick_mode_defaults_and_output_places():
