@@ -26,10 +26,12 @@ def learning_curve(
 
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
-    for name, curve in results.items():
+    for index, name in enumerate(results):
+        curve = results[name]
         column = (lambda key: list(curve[key])) if isinstance(curve, Mapping) else (lambda key: [r[key] for r in curve])
         x, y = column("labeled"), column(metric)
-        (line,) = axes.plot(x, y, marker="o", markersize=3, label=name)
+        style = "-" if index < 10 else "--"  # the colour cycle repeats after 10 lines
+        (line,) = axes.plot(x, y, style, marker="o", markersize=3, label=name)
         if band is not None:
             width = column(band)
             axes.fill_between(x, [a - w for a, w in zip(y, width)], [a + w for a, w in zip(y, width)], color=line.get_color(), alpha=0.15)
