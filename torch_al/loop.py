@@ -14,7 +14,7 @@ from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed
 from torch_al.strategies import SelectionCost, Strategy
-from torch_al.validation import as_indices
+from torch_al.validation import as_indices, check_int
 
 logger = logging.getLogger("torch_al")
 
@@ -66,10 +66,8 @@ class ActiveLearningLoop:
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget must be an int >= 1, got {budget!r}")
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-            raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
+        check_int(budget, "budget", 1)
+        check_int(rounds, "rounds", 0)
         self.pool, self.strategy, self.model, self.train = pool, strategy, model, train
         self.budget, self.rounds, self.seed, self.progress = budget, rounds, seed, progress
         self.evaluate = evaluate or (lambda model: {})

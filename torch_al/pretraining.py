@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from torch_al.sampler import derived_seed
 from torch_al.strategies.base import model_device
+from torch_al.validation import check_int
 
 ROTATIONS = 4
 
@@ -66,9 +67,8 @@ def rotation_pretrain(
         raise ValueError(f"rotation pretraining needs a non-empty batch of square images Tensor[N, C, H, W], got {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"rotation pretraining needs floating-point images, got {images.dtype}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"rotation pretraining: {name} must be an int >= 1, got {value!r}")
+    check_int(epochs, "rotation pretraining: epochs", 1)
+    check_int(batch_size, "rotation pretraining: batch_size", 1)
     parent, name, head = last_linear(model)
     device = model_device(model)
     generator = torch.Generator().manual_seed(derived_seed(seed, "rotation"))

@@ -51,6 +51,13 @@ def as_labels(values, count: int) -> Tensor:
     return tensor
 
 
+def check_int(value, name: str, minimum: int) -> int:
+    """An int (not a bool) >= ``minimum``; ``name`` says what it is in the error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def check_budget(budget, available: int) -> int:
     """A budget is an int in [0, available]."""
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):

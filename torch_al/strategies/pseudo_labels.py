@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.descriptors import _inputs_of, compute_descriptors, standardise
 from torch_al.strategies.base import model_device
+from torch_al.validation import check_int
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]
 MONTE_CARLO_KINDS = ("trace_cov", "mutual_info")
@@ -79,8 +80,7 @@ def perturb(inputs: Tensor, copies: int, generator: torch.Generator, max_degrees
     """
     if not inputs.is_floating_point():
         raise ValueError(f"perturb: inputs must be floating, got {inputs.dtype}")
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise ValueError(f"perturb: copies must be an int >= 1, got {copies!r}")
+    check_int(copies, "perturb: copies", 1)
     if max_degrees < 0 or noise_std < 0:
         raise ValueError(f"perturb: max_degrees and noise_std must be >= 0, got {max_degrees!r} and {noise_std!r}")
     repeated = inputs.repeat_interleave(copies, dim=0)
@@ -213,8 +213,7 @@ def monte_carlo_pseudo_labels(
     Returns:
         :class:`PseudoLabels` with int64 labels Tensor[N] on the model's device.
     """
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"monte_carlo_pseudo_labels: samples must be an int >= 2, got {samples!r}")
+    check_int(samples, "monte_carlo_pseudo_labels: samples", 2)
     device = model_device(model)
     classes, forward, backward = 0, 0, 0
     labels = []
