@@ -10,14 +10,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
 from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
+from torch_al.validation import check_int
 
 Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
 ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
-# Estimators that search for the pool labels before the gradients are taken with them.
-LABEL_SEARCHES = ("validation_match", *MONTE_CARLO_KINDS)
 COMBINES = ("product", "fisher", "sum")
 Labels = Tensor | Literal["argmax"]
 
@@ -102,10 +102,8 @@ class DistributionMatching(Strategy):
             raise ValueError(f"{name}: estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if combine not in COMBINES:
             raise ValueError(f"{name}: combine must be one of {COMBINES}, got {combine!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"{name}: k must be an int >= 1, got {k!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-            raise ValueError(f"{name}: samples (K, perturbed copies per pool item) must be an int >= 2, got {samples!r}")
+        check_int(k, f"{name}: k", 1)
+        check_int(samples, f"{name}: samples (K, perturbed copies per pool item)", 2)
         self._validation = (inputs, labels.cpu())
         self.layers = None if layers is None else tuple(layers)
         self.estimator = estimator
@@ -143,23 +141,24 @@ class DistributionMatching(Strategy):
 
         candidates = pool.unlabeled_indices
         loader = inputs_loader(pool, candidates, self.batch_size)
-        if self.uses_gradients and self.estimator in LABEL_SEARCHES:
+        if self.uses_gradients and self.estimator == "validation_match":  # labels need the pool's features first
             pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False).features
-            labels = self._searched_labels(model, layers, loader, pool_z, validation.features, pool.round)
+            labels = validation_y.to(device)[self._nearest(pool_z, validation.features)]
             pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True).gradients
-        else:
-            labels = pool.dataset_labels(candidates) if self.estimator == "true" else "argmax"
-            described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients)
+        else:  # labels known before any pass over the pool: one pass gives features and gradients
+            described = self.describe(model, layers, loader, self._pool_labels(model, layers, loader, pool), features=True, gradients=self.uses_gradients)
             pool_z, pool_g = described.features, described.gradients
         positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine)
         return candidates[positions.cpu()], None
 
-    def _searched_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool_z: list[Tensor], validation_z: list[Tensor], round_: int) -> Tensor:
-        """Pool pseudo-labels, int64 Tensor[N̂] on the model's device: the true label of the nearest
-        validation row, or the Monte-Carlo estimator's class (perturbations drawn from (seed, round))."""
-        if self.estimator == "validation_match":
-            return self._validation[1].to(model_device(model))[self._nearest(pool_z, validation_z)]
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", round_))
+    def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool) -> Labels:
+        """The labels of the pool's gradients: the oracle's, the argmax, or the Monte-Carlo
+        estimator's class (perturbations drawn from (seed, round))."""
+        if self.estimator == "true":
+            return pool.dataset_labels(pool.unlabeled_indices)
+        if self.estimator not in MONTE_CARLO_KINDS or not self.uses_gradients:
+            return "argmax"
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", pool.round))
         estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator)
         self.charge(forward=estimated.forward, backward=estimated.backward)
         return estimated.labels

@@ -18,8 +18,7 @@ class PFK(DistributionMatching):
     standardised per sample and scale. One forward and one backward per described image:
     2(M̂ + N̂) passes per round (validation_match adds N̂ forwards for the label search, and
     finding the misclassified rows costs M forwards). The Monte-Carlo estimators (``trace_cov``,
-    ``mutual_info``) add N̂ forwards for the pool features plus K·D forward and K·D backward
-    images per pool item (K = ``samples`` perturbed copies, D classes), and one forward to read D.
+    ``mutual_info``) add K·D forward and K·D backward images per pool item (K = ``samples`` perturbed copies, D classes), and one forward to read D.
 
     Args: as :class:`DistributionMatching`; the paper's method is ``estimator="validation_match"``.
     """
