@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from torch_al.descriptors import _check_labels, _inputs_of, _num_samples
 from torch_al.nn.capture import LossFn, _sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
+from torch_al.validation import LogitsCheck
 
 
 @dataclass
@@ -41,6 +42,7 @@ def compute_attention(
     loss_fn: LossFn = _sum_cross_entropy,
     channel_dim: int = 1,
     progress: bool = True,
+    check: LogitsCheck | None = None,
 ) -> Attention:
     """Runs a dataset through :class:`~torch_al.nn.IntegratedGradients` and fills an (N, L)
     attention store; each batch after the first adds straight into its rows of the store.
@@ -55,6 +57,8 @@ def compute_attention(
         labels: "argmax" for pseudo-labels ŷ = argmax f(x), or Tensor[N] int64 labels in loader
             order.
         progress: show a progress bar.
+        check: validates each batch's raw outputs as logits (a strategy's :class:`LogitsCheck`,
+            which rejects tuples); default: take the first item of a tuple, check nothing.
     """
     total = _num_samples(loader)
     if total == 0:
@@ -73,7 +77,8 @@ def compute_attention(
             raise ValueError(f"the loader yielded more than the {total} samples it reports")
         given = None if isinstance(labels, str) else labels[start:end].to(device)
         rows_of_store = None if store is None else {name: store[start:end, span] for name, span in columns.items()}
-        attention, batch_labels = integrated_gradients(x, given, out=rows_of_store)
+        batch_check = None if check is None else check.subset(torch.arange(start, end))
+        attention, batch_labels = integrated_gradients(x, given, out=rows_of_store, check=batch_check)
         used_labels[start:end] = batch_labels
         if store is None:
             store, columns = _allocate_from_first_batch(attention, total)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy
+from torch_al.validation import LogitsCheck
 
 
 @dataclass
@@ -38,6 +39,13 @@ def _inputs_of(batch) -> Tensor:
     raise TypeError(f"batches must be a Tensor or an (inputs, ...) tuple, got {type(batch).__name__}")
 
 
+def _logits_of(outputs, check: LogitsCheck | None, start: int, rows: int) -> Tensor:
+    """The logits of loader rows ``start .. start + rows``: checked, or the first item of a tuple."""
+    if check is not None:
+        return check(outputs, start, rows)
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
 def _num_samples(loader: DataLoader) -> int:
     if loader.batch_size is None:
         raise ValueError("the loader must batch its samples (batch_size must not be None)")
@@ -55,6 +63,7 @@ def compute_descriptors(
     loss_fn: LossFn = _sum_cross_entropy,
     channel_dim: int = 1,
     progress: bool = True,
+    check: LogitsCheck | None = None,
 ) -> Descriptors:
     """Runs a dataset through the model and fills (N, L) feature and gradient stores.
 
@@ -73,6 +82,8 @@ def compute_descriptors(
         loss_fn: (logits, labels) -> summed loss; the sum makes each sample's gradient its own.
         channel_dim: channel dim of the layer outputs (1, or -1 for (B, T, C)).
         progress: show a progress bar.
+        check: validates each batch's raw outputs as logits (a strategy's :class:`LogitsCheck`,
+            which rejects tuples); default: take the first item of a tuple, check nothing.
     """
     total = _num_samples(loader)
     if total == 0:
@@ -97,8 +108,7 @@ def compute_descriptors(
                     hooks.write_into(stores, rows)
                 with torch.enable_grad():
                     x.requires_grad_(capture != "features")
-                    logits = model(x)
-                    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+                    logits = _logits_of(model(x), check, start, x.shape[0])
                     batch_labels = logits.argmax(1) if isinstance(labels, str) else labels[start : start + x.shape[0]].to(device)
                     if capture != "features":
                         _backward_to_layers(hooks, loss_fn(logits, batch_labels), x)

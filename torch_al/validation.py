@@ -2,6 +2,7 @@
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -67,6 +68,84 @@ def check_budget(budget, available: int) -> int:
     if budget > available:
         raise ValueError(f"budget {budget} is larger than the {available} unlabeled items left in the pool")
     return int(budget)
+
+
+def check_logits(name: str, logits: object, batch_size: int, global_indices: Tensor | None = None, *, min_classes: int = 2, item: str = "pool item") -> Tensor:
+    """A model's outputs for a batch of ``batch_size`` inputs, checked to be finite floating logits
+    Tensor[batch_size, C >= min_classes], and returned. ``name`` (the strategy) starts every
+    message; a non-finite row is named by ``global_indices[row]`` (CPU, one per row), or by the
+    row itself when None. Costs one host sync."""
+    logits = check_logits_shape(name, logits, batch_size, min_classes=min_classes)
+    check_finite(name, logits, global_indices, item=item)
+    return logits
+
+
+def check_logits_shape(name: str, logits: object, batch_size: int, *, min_classes: int = 2) -> Tensor:
+    """:func:`check_logits` without the finiteness check: metadata only, no host sync."""
+    expected = "logits of shape (N, C)"
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"{name}: the model must return {expected} as a Tensor; got a {type(logits).__name__}")
+    if logits.dim() != 2:
+        raise ValueError(f"{name}: the model must return {expected}; got shape {tuple(logits.shape)}")
+    if logits.shape[1] < min_classes:
+        # Every strategy here softmaxes or argmaxes over the classes: over a single logit (a
+        # binary model with one output, say) every score and pseudo-label would be the same.
+        raise ValueError(f"{name}: the model must return {expected} with C >= {min_classes} (one logit per class); got shape {tuple(logits.shape)}")
+    if logits.shape[0] != batch_size:
+        raise ValueError(f"{name}: the model must return {expected} with N = {batch_size}, the batch size; got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{name}: the model must return floating-point {expected}; got dtype {logits.dtype}")
+    return logits
+
+
+def check_finite(name: str, values: Tensor, global_indices: Tensor | None = None, *, what: str = "logits", item: str = "pool item") -> None:
+    """Raises a ValueError naming the first row of ``values`` (Tensor[B, ...]) that holds a NaN
+    or an inf, by ``global_indices[row]`` (or the row when None)."""
+    if bool(values.isfinite().all()):  # the one host sync; the search below runs only on failure
+        return
+    row = int((~values.isfinite().reshape(values.shape[0], -1).all(1)).nonzero()[0])
+    kind = "nan" if bool(values[row].isnan().any()) else "inf"
+    index = row if global_indices is None else int(global_indices[row])
+    raise ValueError(f"{name}: the model returned non-finite {what} ({kind}) for {item} {index}")
+
+
+@dataclass(frozen=True)
+class LogitsCheck:
+    """:func:`check_logits` bound to a strategy and a loader, for the functions that run the model
+    batch by batch (they know loader rows, not pool items).
+
+    Attributes:
+        name: the strategy's class name, first in every message.
+        indices: int64 Tensor[N] (CPU), the global index of each loader row, or None: the row itself.
+        item: what an index counts, e.g. ``"pool item"`` or ``"validation item"``.
+        min_classes: the least C the strategy works with.
+    """
+
+    name: str
+    indices: Tensor | None = None
+    item: str = "pool item"
+    min_classes: int = 2
+
+    def __call__(self, outputs: object, start: int, rows: int) -> Tensor:
+        """The logits of loader rows ``start .. start + rows``."""
+        return check_logits(self.name, outputs, rows, self._global(start, rows), min_classes=self.min_classes, item=self.item)
+
+    def shape(self, outputs: object, rows: int) -> Tensor:
+        """Type, shape and dtype of ``rows`` rows of logits, with no host sync (for models run
+        several times per batch, whose finiteness is checked once per batch with :meth:`finite`)."""
+        return check_logits_shape(self.name, outputs, rows, min_classes=self.min_classes)
+
+    def finite(self, values: Tensor, start: int, what: str = "logits") -> None:
+        """``values`` Tensor[B, ...] belong to loader rows ``start .. start + B``."""
+        check_finite(self.name, values, self._global(start, values.shape[0]), what=what, item=self.item)
+
+    def _global(self, start: int, rows: int) -> Tensor:
+        return torch.arange(start, start + rows) if self.indices is None else self.indices[start : start + rows]
+
+    def subset(self, positions: Tensor) -> "LogitsCheck":
+        """The check for a loader whose row i is this loader's row ``positions[i]`` (a batch, or
+        the copies of its items)."""
+        return replace(self, indices=positions if self.indices is None else self.indices[positions])
 
 
 def _update(digest, value) -> None:

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from torch_al.nn.capture import DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy, resolve_layers
 from torch_al.ops.ig_accumulate import ig_accumulate
+from torch_al.validation import LogitsCheck
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -35,6 +36,12 @@ class _PathGradientCapture(DescriptorCapture):
             dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
             self.accumulators[name] = grad.new_zeros(grad.shape[1:3], dtype=dtype)
         ig_accumulate(grad, self.steps, self.accumulators[name])
+
+
+def _logits_of(outputs, rows: int, check: LogitsCheck | None) -> Tensor:
+    if check is not None:
+        return check.shape(outputs, rows)
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
 class IntegratedGradients:
@@ -75,6 +82,9 @@ class IntegratedGradients:
     in the order the layers were given (float32, or float64 for float64 models), and the labels
     used. ``out`` (layer name → Tensor[B, C], e.g. column slices of an (N, L) store) makes the
     call add into those tensors instead. NaN/inf gradients at any step propagate to the result.
+    ``check`` (a :class:`~torch_al.validation.LogitsCheck` whose row i is row i of ``x``)
+    validates every chunk's raw outputs as logits and the un-scaled rows' logits as finite;
+    without it, a tuple's first item is taken as the logits.
     """
 
     def __init__(
@@ -96,7 +106,7 @@ class IntegratedGradients:
         self.channel_dim = channel_dim
 
     def __call__(
-        self, x: Tensor, labels: Tensor | None = None, out: Mapping[str, Tensor] | None = None
+        self, x: Tensor, labels: Tensor | None = None, out: Mapping[str, Tensor] | None = None, check: LogitsCheck | None = None
     ) -> tuple[dict[str, Tensor], Tensor]:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("IntegratedGradients needs autograd: call it outside torch.inference_mode()")
@@ -117,8 +127,11 @@ class IntegratedGradients:
                     alphas = (ks / self.steps).to(x.device, x.dtype).view(-1, *([1] * x.dim()))
                     # lerp is exact at both ends: k = K gives x itself, bit for bit.
                     path = torch.lerp(baseline, x.detach().unsqueeze(0), alphas).flatten(0, 1).requires_grad_()
-                    logits = self.model(path)
-                    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+                    logits = _logits_of(self.model(path), path.shape[0], check)
+                    if check is not None and highest == self.steps:
+                        # The k = K rows are x itself, the model's answer for the batch: one
+                        # host sync per batch, not per chunk. Path points are not checked.
+                        check.finite(logits[:batch], 0)
                     if labels is None:
                         labels = logits.detach()[:batch].argmax(1)  # the rows of k = K
                     hooks.chunk_shape = (ks.numel(), batch)

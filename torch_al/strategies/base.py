@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
-from torch_al.validation import check_budget
+from torch_al.validation import LogitsCheck, check_budget
 
 logger = logging.getLogger("torch_al")
 
@@ -111,14 +111,19 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, loader: DataLoader, progress: bool = True) -> Tensor:
+def predict_probabilities(model: nn.Module, loader: DataLoader, progress: bool = True, check: LogitsCheck | None = None) -> Tensor:
     """Softmax of the model's logits over a loader of input batches → float32 Tensor[N, C] on the
-    model's device. Eval mode (dropout off, batch-norm running statistics); the mode is restored."""
+    model's device. Eval mode (dropout off, batch-norm running statistics); the mode is restored.
+    ``check`` validates each batch's logits (default: named after this function, by loader row)."""
+    check = check if check is not None else LogitsCheck("predict_probabilities", item="loader row")
     device = model_device(model)
     was_training = model.training
     model.eval()
+    chunks, start = [], 0
     try:
-        chunks = [model(x.to(device)).float().softmax(1) for x in tqdm(loader, desc="scoring", disable=not progress)]
+        for x in tqdm(loader, desc="scoring", disable=not progress):
+            chunks.append(check(model(x.to(device)), start, x.shape[0]).float().softmax(1))
+            start += x.shape[0]
     finally:
         model.train(was_training)
     return torch.cat(chunks)
@@ -137,10 +142,10 @@ class ScoreStrategy(Strategy):
         self.batch_size = batch_size
         self.progress = progress
 
-    def scores(self, model: nn.Module, loader: DataLoader) -> Tensor:
-        """Tensor[N] scores of the loader's items; stochastic methods (MC dropout) override this
-        to score batch by batch."""
-        probabilities = predict_probabilities(model, loader, self.progress)
+    def scores(self, model: nn.Module, loader: DataLoader, check: LogitsCheck) -> Tensor:
+        """Tensor[N] scores of the loader's items, their logits validated by ``check``; stochastic
+        methods (MC dropout) override this to score batch by batch."""
+        probabilities = predict_probabilities(model, loader, self.progress, check)
         self.charge(forward=probabilities.shape[0])
         return self.score(probabilities)
 
@@ -152,7 +157,7 @@ class ScoreStrategy(Strategy):
         if model is None:
             raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
         candidates = pool.unlabeled_indices
-        scores = self.scores(model, inputs_loader(pool, candidates, self.batch_size))
+        scores = self.scores(model, inputs_loader(pool, candidates, self.batch_size), LogitsCheck(type(self).__name__, candidates))
         if scores.shape != candidates.shape or scores.isnan().any():
             raise ValueError(f"{type(self).__name__}: the model gave {tuple(scores.shape)} scores (NaN?) for {candidates.numel()} items")
         order = torch.sort(scores, descending=True, stable=True).indices[:budget]

@@ -5,6 +5,7 @@ from torch import Tensor, nn
 
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
+from torch_al.validation import LogitsCheck
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -15,9 +16,11 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def embed(model: nn.Module, loader, layer: str | None = None) -> Tensor:
+def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | None = None) -> Tensor:
     """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer`` (flattened),
-    or by default the input of the model's last ``nn.Linear`` (the last-layer embedding)."""
+    or by default the input of the model's last ``nn.Linear`` (the last-layer embedding). Each
+    batch's embeddings must be finite, one row per input; a bad row is named by its global index
+    ``indices[row]`` (None: the loader row). The model's outputs are not read."""
     captured: list[Tensor] = []
     if layer is None:
         handle = last_linear(model).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
@@ -26,16 +29,28 @@ def embed(model: nn.Module, loader, layer: str | None = None) -> Tensor:
         if module is None:
             raise ValueError(f"CoreSet: the model has no layer named {layer!r}")
         handle = module.register_forward_hook(lambda module, args, out: captured.append(out.flatten(1).float()))
+    check = LogitsCheck("CoreSet", indices)
     device = model_device(model)
     was_training = model.training
     model.eval()
+    start = 0
     try:
-        for x in loader:
+        for batch, x in enumerate(loader):
             model(x.to(device))
+            if len(captured) != batch + 1:
+                raise ValueError(f"CoreSet: the embedding layer must run once per forward; it ran {len(captured) - batch} times")
+            _check_embeddings(captured[-1], x.shape[0], start, check)
+            start += x.shape[0]
     finally:
         handle.remove()
         model.train(was_training)
     return torch.cat(captured)
+
+
+def _check_embeddings(embeddings: Tensor, batch_size: int, start: int, check: LogitsCheck) -> None:
+    if embeddings.shape[0] != batch_size:
+        raise ValueError(f"CoreSet: the embedding layer must give one row per input, N = {batch_size}; got shape {tuple(embeddings.shape)}")
+    check.finite(embeddings, start, what="embeddings")
 
 
 class CoreSet(Strategy):
@@ -63,7 +78,7 @@ class CoreSet(Strategy):
         if model is None:
             raise ValueError("CoreSet embeds the pool with a model; got model=None")
         everything = torch.arange(len(pool))
-        embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer)
+        embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything)
         self.charge(forward=len(pool))
         labeled = pool.labeled_mask.to(embeddings.device)
         first = None

@@ -14,7 +14,7 @@ from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
 from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
-from torch_al.validation import check_int
+from torch_al.validation import LogitsCheck, check_int
 
 Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
 ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
@@ -115,8 +115,11 @@ class DistributionMatching(Strategy):
         self.samples = samples
 
     @abstractmethod
-    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
-        """Normalised descriptors of the loader's items; records its passes with ``charge``."""
+    def describe(
+        self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool, check: LogitsCheck | None = None
+    ) -> Described:
+        """Normalised descriptors of the loader's items, their logits validated by ``check``;
+        records its passes with ``charge``."""
 
     def rank(self, model, pool, budget):
         from torch_al.ops.select_unique import select_unique
@@ -125,8 +128,9 @@ class DistributionMatching(Strategy):
             raise ValueError(f"{type(self).__name__} describes data with a model; got model=None")
         layers = self._layers(model)
         device = model_device(model)
+        name = type(self).__name__
         validation_x, validation_y = self._validation
-        validation = self.describe(model, layers, self._loader(validation_x), "argmax", features=True, gradients=False)
+        validation = self.describe(model, layers, self._loader(validation_x), "argmax", features=True, gradients=False, check=LogitsCheck(name, item="validation item"))
         missed = (validation.labels.cpu() != validation_y).nonzero().flatten()
         if missed.numel() == 0:
             missed = torch.arange(validation_y.numel())
@@ -134,24 +138,27 @@ class DistributionMatching(Strategy):
         query_g = None
         if self.uses_gradients:
             labels = "argmax" if self.estimator == "argmax" else validation_y[missed]
-            query_g = self.describe(model, layers, self._loader(validation_x[missed]), labels, features=False, gradients=True).gradients
+            missed_check = LogitsCheck(name, missed, "validation item")
+            query_g = self.describe(model, layers, self._loader(validation_x[missed]), labels, features=False, gradients=True, check=missed_check).gradients
         centers = self._centers(query_z + (query_g or []), budget, pool.round).to(device)
         query_z = [scale[centers] for scale in query_z]
         query_g = None if query_g is None else [scale[centers] for scale in query_g]
 
         candidates = pool.unlabeled_indices
         loader = inputs_loader(pool, candidates, self.batch_size)
+        check = LogitsCheck(name, candidates)
         if self.uses_gradients and self.estimator == "validation_match":  # labels need the pool's features first
-            pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False).features
+            pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False, check=check).features
             labels = validation_y.to(device)[self._nearest(pool_z, validation.features)]
-            pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True).gradients
+            pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True, check=check).gradients
         else:  # labels known before any pass over the pool: one pass gives features and gradients
-            described = self.describe(model, layers, loader, self._pool_labels(model, layers, loader, pool), features=True, gradients=self.uses_gradients)
+            labels = self._pool_labels(model, layers, loader, pool, check)
+            described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients, check=check)
             pool_z, pool_g = described.features, described.gradients
         positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine)
         return candidates[positions.cpu()], None
 
-    def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool) -> Labels:
+    def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool, check: LogitsCheck) -> Labels:
         """The labels of the pool's gradients: the oracle's, the argmax, or the Monte-Carlo
         estimator's class (perturbations drawn from (seed, round))."""
         if self.estimator == "true":
@@ -159,7 +166,7 @@ class DistributionMatching(Strategy):
         if self.estimator not in MONTE_CARLO_KINDS or not self.uses_gradients:
             return "argmax"
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", pool.round))
-        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator)
+        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator, check=check)
         self.charge(forward=estimated.forward, backward=estimated.backward)
         return estimated.labels
 

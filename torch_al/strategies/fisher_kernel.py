@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from torch_al.attention import compute_attention
 from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.strategies.distribution_matching import Described, DistributionMatching, Estimator, Labels
+from torch_al.validation import LogitsCheck
 
 
 class PFK(DistributionMatching):
@@ -23,9 +24,11 @@ class PFK(DistributionMatching):
     Args: as :class:`DistributionMatching`; the paper's method is ``estimator="validation_match"``.
     """
 
-    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
+    def describe(
+        self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool, check: LogitsCheck | None = None
+    ) -> Described:
         capture = "both" if features and gradients else "features" if features else "gradients"
-        described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress)
+        described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress, check=check)
         rows = described.labels.numel()
         self.charge(forward=rows, backward=rows if gradients else 0)
         z = standardise(described.features, described.columns) if features else None
@@ -82,14 +85,16 @@ class EBA(DistributionMatching):
         self.steps = steps
         self.chunk = chunk
 
-    def describe(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool) -> Described:
+    def describe(
+        self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool, check: LogitsCheck | None = None
+    ) -> Described:
         d = a = None
         if features:
-            described = compute_descriptors(model, loader, layers, "features", labels, progress=self.progress)
+            described = compute_descriptors(model, loader, layers, "features", labels, progress=self.progress, check=check)
             d, used = [F.normalize(described.features, dim=1)], described.labels
             self.charge(forward=used.numel())
         if gradients:
-            attention = compute_attention(model, loader, layers, self.steps, self.chunk, labels=labels, progress=self.progress)
+            attention = compute_attention(model, loader, layers, self.steps, self.chunk, labels=labels, progress=self.progress, check=check)
             a, used = [F.normalize(attention.attention, dim=1)], attention.labels
             self.charge(forward=self.steps * used.numel(), backward=self.steps * used.numel())
         return Described(d, a, used)

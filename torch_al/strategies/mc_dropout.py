@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.strategies.base import ScoreStrategy, model_device
+from torch_al.validation import LogitsCheck
 
 
 def _dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -37,7 +38,7 @@ class MonteCarloDropout(ScoreStrategy):
         self.chunk = chunk
 
     @torch.no_grad()
-    def scores(self, model: nn.Module, loader: DataLoader) -> Tensor:
+    def scores(self, model: nn.Module, loader: DataLoader, check: LogitsCheck) -> Tensor:
         dropouts = _dropout_modules(model)
         if not dropouts:
             raise ValueError(f"{type(self).__name__} needs dropout in the model: with none, all T passes are equal")
@@ -46,10 +47,13 @@ class MonteCarloDropout(ScoreStrategy):
         model.eval()
         for module in dropouts:
             module.train()
-        chunks = []
+        chunks, start = [], 0
         try:
             for x in tqdm(loader, desc="MC dropout", disable=not self.progress):
-                chunks.append(self.score(self._sample(model, x.to(device))))
+                logits = self._sample(model, x.to(device), check)
+                check.finite(logits, start)  # once per batch, not once per forward: one host sync
+                chunks.append(self.score(logits.float().softmax(-1)))
+                start += x.shape[0]
         finally:
             for module, training in modes:
                 module.training = training
@@ -57,13 +61,13 @@ class MonteCarloDropout(ScoreStrategy):
         self.charge(forward=self.passes * scores.shape[0])
         return scores
 
-    def _sample(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Tensor[B, T, C] probabilities of T stochastic passes over one batch."""
+    def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck) -> Tensor:
+        """Tensor[B, T, C] logits of T stochastic passes over one batch."""
         passes = []
         for start in range(0, self.passes, self.chunk):
             count = min(self.chunk, self.passes - start)
             repeated = x.unsqueeze(0).expand(count, *x.shape).flatten(0, 1)  # pass-major rows
-            passes.append(model(repeated).float().softmax(1).unflatten(0, (count, x.shape[0])))
+            passes.append(check.shape(model(repeated), repeated.shape[0]).unflatten(0, (count, x.shape[0])))
         return torch.cat(passes).transpose(0, 1)
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.descriptors import _inputs_of, compute_descriptors, standardise
 from torch_al.strategies.base import model_device
-from torch_al.validation import check_int
+from torch_al.validation import LogitsCheck, check_int
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]
 MONTE_CARLO_KINDS = ("trace_cov", "mutual_info")
@@ -163,18 +163,19 @@ def _logdet(matrices: Tensor) -> Tensor:
     return 2 * torch.linalg.cholesky(matrices).diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
 
-def _count_classes(model: nn.Module, inputs: Tensor) -> int:
+def _count_classes(model: nn.Module, inputs: Tensor, check: LogitsCheck | None) -> int:
     """D, the width of the model's logits, from one forward of ``inputs`` in eval mode (a lone
     sample would break training-mode batch-norm); the model's mode is restored."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            logits = model(inputs)
+            outputs = model(inputs)
     finally:
         model.train(was_training)
-    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-    return int(logits.shape[1])
+    if check is not None:  # its finiteness is checked with the batch's copies
+        return int(check.shape(outputs, inputs.shape[0]).shape[1])
+    return int((outputs[0] if isinstance(outputs, (tuple, list)) else outputs).shape[1])
 
 
 def monte_carlo_pseudo_labels(
@@ -187,6 +188,7 @@ def monte_carlo_pseudo_labels(
     jitter: float = 1e-3,
     max_degrees: float = 5.0,
     noise_std: float = 0.01,
+    check: LogitsCheck | None = None,
 ) -> PseudoLabels:
     """PFK's Monte-Carlo pseudo-labels: per input, argmax over d of :func:`monte_carlo_scores`
     (ties to the lower class).
@@ -209,22 +211,26 @@ def monte_carlo_pseudo_labels(
         generator: draws the perturbations (:func:`perturb`), batch after batch.
         kind: ``"trace_cov"`` or ``"mutual_info"``.
         jitter, max_degrees, noise_std: as in :func:`monte_carlo_scores` and :func:`perturb`.
+        check: validates the logits of every pass (a strategy's :class:`LogitsCheck` for the
+            loader; a perturbed copy's bad logits name its input); default: a tuple's first item.
 
     Returns:
         :class:`PseudoLabels` with int64 labels Tensor[N] on the model's device.
     """
     check_int(samples, "monte_carlo_pseudo_labels: samples", 2)
     device = model_device(model)
-    classes, forward, backward = 0, 0, 0
+    classes, forward, backward, start = 0, 0, 0, 0
     labels = []
     for batch in loader:
         inputs = _inputs_of(batch).to(device)
+        rows = inputs.shape[0]
         if not classes:
-            classes = _count_classes(model, inputs[:1])
+            classes = _count_classes(model, inputs[:1], check)
             forward += 1
         copies = perturb(inputs, samples, generator, max_degrees, noise_std)
-        z, g = _per_class_descriptors(model, layers, copies, classes, loader.batch_size or copies.shape[0])
-        rows = inputs.shape[0]
+        copies_check = None if check is None else check.subset(torch.arange(start, start + rows).repeat_interleave(samples))
+        z, g = _per_class_descriptors(model, layers, copies, classes, loader.batch_size or copies.shape[0], copies_check)
+        start += rows
         g = g.view(classes, rows, samples, -1).transpose(0, 1)
         labels.append(monte_carlo_scores(z.view(rows, samples, -1), g, kind, jitter).argmax(dim=1))
         forward += classes * copies.shape[0]
@@ -233,7 +239,9 @@ def monte_carlo_pseudo_labels(
     return PseudoLabels(labels, forward, backward)
 
 
-def _per_class_descriptors(model: nn.Module, layers: Sequence[str | nn.Module], copies: Tensor, classes: int, batch_size: int) -> tuple[Tensor, Tensor]:
+def _per_class_descriptors(
+    model: nn.Module, layers: Sequence[str | nn.Module], copies: Tensor, classes: int, batch_size: int, check: LogitsCheck | None
+) -> tuple[Tensor, Tensor]:
     """Standardised features Tensor[B, L] of the copies and their Fisher scores Tensor[D, B, L]
     for every class, one ``compute_descriptors`` run per class."""
     loader = DataLoader(TensorDataset(copies), batch_size=batch_size)
@@ -241,7 +249,8 @@ def _per_class_descriptors(model: nn.Module, layers: Sequence[str | nn.Module], 
     for label in range(classes):
         labels = torch.full((copies.shape[0],), label, dtype=torch.int64, device=copies.device)
         capture = "both" if features is None else "gradients"
-        described = compute_descriptors(model, loader, layers, capture, labels, progress=False)
+        # Every class runs the same forward (only the loss's label changes): check it once.
+        described = compute_descriptors(model, loader, layers, capture, labels, progress=False, check=check if features is None else None)
         if features is None:
             features = torch.cat(standardise(described.features, described.columns), dim=1)
         gradients.append(torch.cat(standardise(described.gradients, described.columns), dim=1))
