@@ -1,6 +1,7 @@
 """Experiment datasets and splits, the learning-curve plot, and the torch-al command."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,9 @@ from torch_al.cli import main
 from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
 from torch_al.experiment import RunConfig, run_experiment
 from torch_al.models import LeNet
-from torch_al.pool import ActivePool
-from torch_al.strategies import PFK
+from torch_al.persistence import save_state, to_json
+from torch_al.pool import STATE_KIND, ActivePool
+from torch_al.strategies import PFK, Random
 from torch_al.plots import learning_curve
 
 
@@ -91,6 +93,129 @@ def test_select_label_status_on_user_data(tmp_path, capsys):
     assert main(["status", "--state", state]) == 0
     status = capsys.readouterr().out
     assert "round 1: 5 labeled, 35 unlabeled" in status and "no pending query" in status
+
+
+def user_pool(tmp_path) -> tuple[str, str, list[str]]:
+    """Files for the CLI: 40 inputs of dimension 3, an exported linear model; (state, data, select argv)."""
+    torch.save(torch.randn(40, 3, generator=torch.Generator().manual_seed(0)), tmp_path / "inputs.pt")
+    batch = {"input": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(nn.Linear(3, 4), (torch.randn(2, 3),), dynamic_shapes=batch), tmp_path / "model.pt2")
+    state, data = str(tmp_path / "pool.pt"), str(tmp_path / "inputs.pt")
+    return state, data, ["select", "--state", state, "--data", data, "--model", str(tmp_path / "model.pt2")]
+
+
+def user_labels(tmp_path, state: str, data: str, answers: dict[int, int]) -> None:
+    (tmp_path / "answers.json").write_text(json.dumps({str(i): label for i, label in answers.items()}))
+    assert main(["label", "--state", state, "--data", data, "--labels", str(tmp_path / "answers.json")]) == 0
+
+
+def saved_pool(state: str, data: str) -> ActivePool:
+    return ActivePool(TensorDataset(torch.load(data)), target_key=None).load(state)
+
+
+def test_select_with_a_pending_query_says_it_reissues_it_and_ignores_another_request(tmp_path, capsys):
+    state, data, select = user_pool(tmp_path)
+    assert main(select + ["--strategy", "entropy", "--budget", "5"]) == 0
+    first = capsys.readouterr()
+    query = json.loads(first.out)["query"]
+    assert len(query) == 5 and first.err == ""  # a fresh selection: no notice
+    assert saved_pool(state, data).pending_strategy == "entropy"
+
+    assert main(select + ["--strategy", "random", "--budget", "3"]) == 0
+    again = capsys.readouterr()
+    assert again.out == first.out  # stdout: exactly the same JSON line, for scripts
+    assert "re-issuing the pending query for round 1: 5 items (0 already labeled), chosen by entropy with budget 5" in again.err
+    assert "your request (--strategy random --budget 3) was NOT applied" in again.err
+    assert f"`torch-al discard --state {state} --data {data}` drops it" in again.err
+
+    user_labels(tmp_path, state, data, {query[0]: 1, query[1]: 2})
+    capsys.readouterr()
+    assert main(select + ["--strategy", "entropy", "--budget", "4"]) == 0  # only the budget differs
+    partly = capsys.readouterr()
+    assert partly.out == first.out
+    assert "round 1: 5 items (2 already labeled), chosen by entropy with budget 5" in partly.err
+    assert "your request (--budget 4) was NOT applied" in partly.err
+    assert main(select + ["--strategy", "entropy", "--budget", "5"]) == 0  # the same request: re-issued, nothing refused
+    same = capsys.readouterr()
+    assert same.out == first.out and "re-issuing the pending query for round 1" in same.err and "NOT applied" not in same.err
+    assert "torch-al discard" in same.err
+
+
+def test_discard_then_select_chooses_with_the_new_request_and_keeps_every_label(tmp_path, capsys):
+    state, data, select = user_pool(tmp_path)
+    assert main(select + ["--strategy", "entropy", "--budget", "5"]) == 0
+    query = json.loads(capsys.readouterr().out)["query"]
+    user_labels(tmp_path, state, data, {query[0]: 1, query[3]: 0})  # part of the query answered
+    before = saved_pool(state, data).ledger
+    capsys.readouterr()
+
+    assert main(["discard", "--state", state, "--data", data]) == 0
+    out = capsys.readouterr().out
+    assert "discarded the pending query for round 1: 5 items (2 already labeled), chosen by entropy with budget 5" in out
+    assert "labels already given stay in the ledger" in out
+    pool = saved_pool(state, data)
+    assert pool.pending_query is None and pool.round == 0
+    assert all(torch.equal(a, b) for a, b in zip(pool.ledger, before))  # no label lost, no row added
+    assert pool.labeled_indices.tolist() == sorted([query[0], query[3]]) and pool.labels_of([query[0], query[3]]).tolist() == [1, 0]
+
+    assert main(select + ["--strategy", "random", "--budget", "3", "--seed", "7"]) == 0
+    fresh = capsys.readouterr()
+    assert fresh.err == ""  # a new selection: no re-issue notice
+    new_query = json.loads(fresh.out)
+    assert new_query["round"] == 1 and new_query["query"] == Random(seed=7).select(None, pool, 3).tolist()
+    assert not set(new_query["query"]) & {query[0], query[3]}
+    after = saved_pool(state, data)
+    assert after.pending_strategy == "random" and after.pending_query.tolist() == new_query["query"]
+    assert all(torch.equal(a, b) for a, b in zip(after.ledger, before))
+    assert main(["status", "--state", state]) == 0
+    assert "pending query for round 1: 3 items (0 already labeled), chosen by random" in capsys.readouterr().out
+
+
+def test_discard_without_a_pending_query_says_so_and_leaves_the_file(tmp_path, capsys):
+    state, data, select = user_pool(tmp_path)
+    assert main(select + ["--budget", "2"]) == 0
+    query = json.loads(capsys.readouterr().out)["query"]
+    user_labels(tmp_path, state, data, {query[0]: 0, query[1]: 3})  # round 1 complete
+    content, stamp = (tmp_path / "pool.pt").read_bytes(), os.stat(state).st_mtime_ns
+    capsys.readouterr()
+    assert main(["discard", "--state", state, "--data", data]) == 0
+    assert capsys.readouterr().out == f"no pending query in {state}: nothing to discard (file not modified)\n"
+    assert (tmp_path / "pool.pt").read_bytes() == content and os.stat(state).st_mtime_ns == stamp
+    assert main(["discard", "--state", str(tmp_path / "missing.pt"), "--data", data]) == 1  # the usual error path
+    assert "torch-al discard: error: no torch_al state file at" in capsys.readouterr().err
+
+
+def test_status_and_select_with_a_state_saved_before_the_strategy_was_recorded(tmp_path, capsys):
+    state, data, select = user_pool(tmp_path)
+    pool = ActivePool(TensorDataset(torch.load(data)), target_key=None)
+    meta = {"fingerprint": pool.fingerprint, "round": 0, "pending_round": 1, "has_scores": False}  # schema 1: no pending_strategy
+    old = {"schema_version": 1, "meta": to_json(meta), "pending_indices": torch.tensor([7, 2, 30]), "pending_scores": torch.empty(0, dtype=torch.float64),
+           "ledger_index": torch.tensor([2]), "ledger_label": torch.tensor([1]), "ledger_round": torch.tensor([1]),
+           "ledger_time": torch.tensor([1.7e9], dtype=torch.float64)}  # fmt: skip
+    save_state(state, old, STATE_KIND)
+    assert main(["status", "--state", state]) == 0
+    assert "pending query for round 1: 3 items (1 already labeled), chosen by a strategy that was not recorded" in capsys.readouterr().out
+    assert main(select + ["--strategy", "entropy", "--budget", "3"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == {"round": 1, "query": [7, 2, 30]}
+    assert "round 1: 3 items (1 already labeled), chosen by a strategy that was not recorded with budget 3" in printed.err
+    assert "your request (--strategy entropy) was NOT applied" in printed.err
+    assert main(["discard", "--state", state, "--data", data]) == 0
+    assert "discarded the pending query for round 1: 3 items (1 already labeled)" in capsys.readouterr().out
+    assert saved_pool(state, data).labeled_indices.tolist() == [2]
+
+
+def test_a_query_recorded_by_the_loop_or_lightning_matches_its_cli_strategy_name(tmp_path, capsys):
+    state, data, select = user_pool(tmp_path)
+    pool = ActivePool(TensorDataset(torch.load(data)), target_key=None)
+    pool.propose([4, 11], strategy="Entropy")  # the loop and the Lightning callback record class names
+    pool.save(state)
+    assert main(select + ["--strategy", "entropy", "--budget", "2"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["query"] == [4, 11]
+    assert "chosen by Entropy with budget 2" in printed.err and "NOT applied" not in printed.err
+    assert main(select + ["--strategy", "margin", "--budget", "2"]) == 0
+    assert "your request (--strategy margin) was NOT applied" in capsys.readouterr().err
 
 
 def test_select_with_a_matching_strategy_hooks_the_exported_model(tmp_path, capsys):

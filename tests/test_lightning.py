@@ -64,7 +64,8 @@ def test_without_an_oracle_the_query_stays_pending_and_is_reissued(tmp_path):
     callback = ActiveLearningCallback(pool, Entropy(progress=False), budget=5, state_path=tmp_path / "pool.pt")
     fit(pool, callback)
     query = pool.pending_query
-    assert query.numel() == 5 and pool.round == 0
+    assert query.numel() == 5 and pool.round == 0 and pool.pending_strategy == "Entropy"
     fit(pool, callback)  # another fit before the annotators answered: the same query
     assert torch.equal(pool.pending_query, query)
-    assert torch.equal(blob_pool().load(tmp_path / "pool.pt").pending_query, query)
+    saved = blob_pool().load(tmp_path / "pool.pt")
+    assert torch.equal(saved.pending_query, query) and saved.pending_strategy == "Entropy"

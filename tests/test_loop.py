@@ -103,6 +103,8 @@ def test_killed_during_labelling_reissues_the_saved_query(tmp_path):
     log = tmp_path / "oracle.log"
     run_killed(tmp_path / "run", "oracle", 2, log)
     asked_before_kill = [json.loads(line) for line in log.read_text().splitlines()]
+    saved = load_state(tmp_path / "run" / "state.pt", CHECKPOINT_KIND)
+    assert json.loads(saved["pool/meta"])["pending_strategy"] == "Random"  # the loop names the strategy of its query
     loop = make_loop(tmp_path / "run", strategy=Random(seed=None), oracle_log=log)  # unseeded: a new pick would differ
     loop.run()
     asked = [json.loads(line) for line in log.read_text().splitlines()]

@@ -1,6 +1,7 @@
 """ActivePool: the label ledger, the pending query, and the state file (round trip, corruption,
 wrong dataset, interrupted saves)."""
 
+import json
 import os
 
 import pytest
@@ -8,7 +9,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
-from torch_al.persistence import StateFileError
+from torch_al.persistence import StateFileError, save_state, to_json
+from torch_al.pool import STATE_KIND
+from torch_al.pool_state import SCHEMA_VERSION
 
 
 def make_pool(n=20, seed=0) -> ActivePool:
@@ -105,7 +108,7 @@ def test_state_round_trip_is_plain_data(tmp_path):
     path = tmp_path / "pool.pt"
     pool.save(path)
     raw = torch.load(path, weights_only=True)
-    assert raw["schema_version"] == 1 and raw["format"] == "torch_al.ActivePool"
+    assert raw["schema_version"] == SCHEMA_VERSION == 2 and raw["format"] == "torch_al.ActivePool"
     restored = make_pool().load(path)
     assert snapshot(restored) == snapshot(pool)
     assert restored.pending_scores.tolist() == [0.25, 0.5]
@@ -150,11 +153,98 @@ def test_newer_schema_and_inconsistent_states_are_refused():
     pool = make_pool()
     state = pool.state_dict()
     with pytest.raises(ValueError, match="newer torch_al"):
-        pool.load_state_dict({**state, "schema_version": 2})
+        pool.load_state_dict({**state, "schema_version": SCHEMA_VERSION + 1})
     with pytest.raises(ValueError, match=r"outside \[0, 20\)"):
         pool.load_state_dict({**state, "ledger_index": torch.tensor([20]), "ledger_label": torch.tensor([0]), "ledger_round": torch.tensor([0]), "ledger_time": torch.tensor([0.0], dtype=torch.float64)})
     with pytest.raises(ValueError, match="must be a 1-D torch.int64 tensor"):
         pool.load_state_dict({**state, "ledger_label": torch.tensor([0.0])})
+
+
+def test_the_pending_strategy_is_recorded_saved_and_cleared():
+    pool = make_pool()
+    pool.propose([9, 1, 4], strategy="entropy")
+    assert pool.pending_strategy == "entropy"
+    pool.propose([9, 1, 4], strategy="random")  # the same query again: a no-op, the first record stays
+    assert pool.pending_strategy == "entropy"
+    restored = make_pool()
+    restored.load_state_dict(pool.state_dict())
+    assert restored.pending_strategy == "entropy" and restored.pending_query.tolist() == [9, 1, 4]
+    assert json.loads(pool.state_dict()["meta"])["pending_strategy"] == "entropy"
+    pool.label([9, 1, 4], [0, 1, 0])  # the round completes: nothing pending, no strategy
+    assert pool.pending_strategy is None and json.loads(pool.state_dict()["meta"])["pending_strategy"] is None
+    pool.propose([2])  # no name given
+    assert pool.pending_strategy is None
+    with pytest.raises(TypeError, match="strategy must be a non-empty str"):
+        make_pool().propose([2], strategy=object())
+    with pytest.raises(TypeError, match="strategy must be a non-empty str"):
+        make_pool().propose([2], strategy="")
+
+
+def version_1_state(pool: ActivePool, ledger, round_: int, pending: list[int], pending_round: int) -> dict:
+    """A state laid out as schema version 1 wrote it: no pending_strategy in meta."""
+    index, label, rounds = (torch.tensor(column, dtype=torch.int64) for column in ledger)
+    meta = {"fingerprint": pool.fingerprint, "round": round_, "pending_round": pending_round, "has_scores": False}
+    return {
+        "schema_version": 1,
+        "meta": to_json(meta),
+        "ledger_index": index,
+        "ledger_label": label,
+        "ledger_round": rounds,
+        "ledger_time": torch.full((len(index),), 1.7e9, dtype=torch.float64),
+        "pending_indices": torch.tensor(pending, dtype=torch.int64),
+        "pending_scores": torch.empty(0, dtype=torch.float64),
+    }
+
+
+def test_a_version_1_state_loads_without_a_pending_strategy(tmp_path):
+    old = version_1_state(make_pool(), ([3, 8, 5], [1, 2, 0], [0, 0, 1]), 0, [5, 6, 7], 1)
+    save_state(tmp_path / "old.pt", old, STATE_KIND)  # checksummed and tagged as the old version saved it
+    pool = make_pool().load(tmp_path / "old.pt")
+    assert pool.pending_strategy is None and pool.pending_query.tolist() == [5, 6, 7] and pool.pending_scores is None
+    assert snapshot(pool) == ([3, 8, 5], [1, 2, 0], [0, 0, 1], 0, [5, 6, 7])
+    pool.label([6, 7], [3, 3])  # the old query completes as before
+    assert pool.round == 1 and pool.pending_query is None
+    pool.save(tmp_path / "old.pt")  # saved again: as version 2, with the field
+    raw = torch.load(tmp_path / "old.pt", weights_only=True)
+    assert raw["schema_version"] == 2 and json.loads(raw["meta"])["pending_strategy"] is None
+    idle = make_pool()
+    idle.load_state_dict(version_1_state(idle, ([3], [1], [0]), 0, [], -1))
+    assert idle.pending_query is None and idle.pending_strategy is None and idle.labeled_indices.tolist() == [3]
+
+
+def test_a_version_2_state_must_hold_a_consistent_pending_strategy():
+    pool = make_pool()
+    pool.propose([4], strategy="margin")
+    state = pool.state_dict()
+    meta = json.loads(state["meta"])
+    without = {key: value for key, value in meta.items() if key != "pending_strategy"}
+    with pytest.raises(ValueError, match="no 'pending_strategy' entry"):
+        make_pool().load_state_dict({**state, "meta": to_json(without)})
+    with pytest.raises(ValueError, match="pending_strategy must be a non-empty string or null, got 3"):
+        make_pool().load_state_dict({**state, "meta": to_json({**meta, "pending_strategy": 3})})
+    idle = make_pool().state_dict()
+    idle_meta = json.loads(idle["meta"])
+    with pytest.raises(ValueError, match="a pending strategy .'margin'. without a pending query"):
+        make_pool().load_state_dict({**idle, "meta": to_json({**idle_meta, "pending_strategy": "margin"})})
+
+
+def test_discarding_a_partly_labeled_query_keeps_its_labels_and_the_ledger(tmp_path):
+    pool = make_pool()
+    pool.label([0], [0])
+    pool.propose([9, 1, 4], strategy="entropy")
+    pool.label([1, 4], [1, 0])  # two of the three answered
+    before = pool.ledger
+    pool.discard_query()
+    assert pool.pending_query is None and pool.pending_strategy is None and pool.round == 0
+    assert all(torch.equal(a, b) for a, b in zip(pool.ledger, before))
+    assert pool.labeled_indices.tolist() == [0, 1, 4] and pool.labels_of([1, 4]).tolist() == [1, 0]
+    pool.save(tmp_path / "pool.pt")  # the rows of round 1 without a pending query still load
+    restored = make_pool().load(tmp_path / "pool.pt")
+    assert all(torch.equal(a, b) for a, b in zip(restored.ledger, before))
+    assert restored.round == 0 and restored.pending_query is None
+    restored.propose([9, 2], strategy="random")  # the next query is again for round 1
+    restored.label([9, 2], [1, 2])
+    assert restored.round == 1 and restored.ledger.round.tolist() == [0, 1, 1, 1, 1]
 
 
 def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):

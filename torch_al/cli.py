@@ -4,6 +4,7 @@
     torch-al select --state S --data D --model M --strategy entropy --budget 125
     torch-al label --state S --data D --labels answers.json
     torch-al status --state S
+    torch-al discard --state S --data D
 """
 
 import argparse
@@ -12,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import shlex
 import sys
 import types
 import typing
@@ -28,7 +30,8 @@ from torch_al.strategies import STRATEGIES, make_strategy
 
 @dataclass
 class SelectConfig:
-    """Select the next query for a pool of your own data (the query is saved before it is printed)."""
+    """Select the next query for a pool of your own data (the query is saved before it is printed).
+    While a query is pending it is re-issued as it was, with a notice on stderr: discard drops it."""
 
     state: str = field(metadata={"help": "pool state file (created when missing)"})
     data: str = field(metadata={"help": "torch.save'd Tensor[N, ...] of the pool's inputs"})
@@ -56,6 +59,14 @@ class LabelConfig:
     data: str = field(metadata={"help": "the pool's inputs (checked against the state's fingerprint)"})
     labels: str = field(metadata={"help": "JSON file mapping global index to integer label"})
     relabel: bool = field(default=False, metadata={"help": "allow changing existing labels"})
+
+
+@dataclass
+class DiscardConfig:
+    """Drop the pending query, so that the next select chooses anew (labels already given for it stay labeled)."""
+
+    state: str = field(metadata={"help": "pool state file"})
+    data: str = field(metadata={"help": "the pool's inputs (checked against the state's fingerprint)"})
 
 
 @dataclass
@@ -109,6 +120,20 @@ def _load_validation(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     return saved[0], saved[1]
 
 
+def _same_strategy(recorded: str | None, requested: str) -> bool:
+    """Whether the recorded strategy is the CLI name ``requested``: select records CLI names, the
+    loop and the Lightning callback record class names (``Entropy`` is ``entropy``)."""
+    return recorded is not None and recorded in (requested, getattr(STRATEGIES[requested], "__name__", None))
+
+
+def _pending_summary(pool: ActivePool) -> str:
+    """'round R: N items (K already labeled), chosen by S with budget N' for the pending query."""
+    query = pool.pending_query
+    labeled = int(pool.labeled_mask[query].sum())
+    strategy = pool.pending_strategy or "a strategy that was not recorded"  # None: e.g. a state saved by an older torch_al
+    return f"round {pool.round + 1}: {query.numel()} items ({labeled} already labeled), chosen by {strategy} with budget {query.numel()}"
+
+
 def command_run(config: RunConfig) -> None:
     results = run_experiment(config)
     names = list(results)
@@ -127,8 +152,20 @@ def command_select(config: SelectConfig) -> None:
         options = {"validation": _load_validation(config.validation), "layers": config.layers} if config.validation else {}
         strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
         indices, scores = strategy.select(_load_model(config.model), pool, config.budget, return_scores=True)
-        pool.propose(indices, scores)
+        pool.propose(indices, scores, strategy=config.strategy)
         pool.save(config.state)
+    else:  # re-issue it: stdout stays the JSON line, the notice goes to stderr
+        print(f"torch-al select: re-issuing the pending query for {_pending_summary(pool)}", file=sys.stderr)
+        differs = []
+        if not _same_strategy(pool.pending_strategy, config.strategy):
+            differs.append(f"--strategy {config.strategy}")
+        if config.budget != pool.pending_query.numel():
+            differs.append(f"--budget {config.budget}")
+        if differs:
+            request = " ".join(differs)
+            print(f"torch-al select: your request ({request}) was NOT applied: a pending query is re-issued until it is labeled or discarded", file=sys.stderr)
+        discard = f"torch-al discard --state {shlex.quote(config.state)} --data {shlex.quote(config.data)}"
+        print(f"torch-al select: `{discard}` drops it (labels already given stay); then select again", file=sys.stderr)
     print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist()}))
 
 
@@ -143,6 +180,17 @@ def command_label(config: LabelConfig) -> None:
     print(f"{len(answers)} labels recorded; {pool!r}")
 
 
+def command_discard(config: DiscardConfig) -> None:
+    pool = _pool_for(config.data).load(config.state)
+    if pool.pending_query is None:
+        print(f"no pending query in {config.state}: nothing to discard (file not modified)")
+        return
+    summary = _pending_summary(pool)
+    pool.discard_query()
+    pool.save(config.state)
+    print(f"discarded the pending query for {summary}; labels already given stay in the ledger; {pool!r}")
+
+
 def command_status(config: StatusConfig) -> None:
     state = load_state(config.state, STATE_KIND)
     meta = json.loads(state["meta"])
@@ -153,7 +201,13 @@ def command_status(config: StatusConfig) -> None:
     print(f"round {meta['round']}: {len(current)} labeled, {meta['fingerprint']['size'] - len(current)} unlabeled, {index.numel()} ledger rows")
     print(f"labels per class: {counts}")
     pending = state["pending_indices"]
-    print(f"pending query for round {meta['pending_round']}: {pending.numel()} items" if pending.numel() else "no pending query")
+    if pending.numel():
+        strategy = meta.get("pending_strategy")  # None: not recorded (schema version 1)
+        answered = sum(1 for i in pending.tolist() if i in current)
+        chosen = strategy or "a strategy that was not recorded"
+        print(f"pending query for round {meta['pending_round']}: {pending.numel()} items ({answered} already labeled), chosen by {chosen}")
+    else:
+        print("no pending query")
 
 
 COMMANDS = {
@@ -161,6 +215,7 @@ COMMANDS = {
     "select": (SelectConfig, command_select, "select (or re-issue) the next query for your own pool"),
     "label": (LabelConfig, command_label, "record annotations for a pool"),
     "status": (StatusConfig, command_status, "summarise a pool state file"),
+    "discard": (DiscardConfig, command_discard, "drop the pending query of a pool (labels already given stay)"),
 }
 
 

@@ -28,7 +28,8 @@ class ActiveLearningLoop:
     """Runs ``rounds`` rounds of active learning and resumes where a previous run stopped.
 
     One round: train the model on the labeled items, evaluate it, select ``budget`` items, save
-    the query, ask the oracle, record its labels. Each metrics record holds ``train_seconds`` and,
+    the query (with the strategy's class name, ``pool.pending_strategy``), ask the oracle, record
+    its labels. Each metrics record holds ``train_seconds`` and,
     when that model selected the next query, its cost: ``select_forward`` and ``select_backward``
     (images through a forward / backward pass) and ``select_seconds``. ``checkpoint_dir/state.pt`` (pool, model weights,
     metrics) is written atomically after training, after selection and after labelling, so a
@@ -133,7 +134,7 @@ class ActiveLearningLoop:
             indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
             logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
             self._record_cost(self.strategy.last_cost)
-            self.pool.propose(indices, scores)
+            self.pool.propose(indices, scores, strategy=type(self.strategy).__name__)
             self._checkpoint()  # the query is durable before anyone is asked to label it
         else:
             logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())

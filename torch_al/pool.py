@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torch_al.persistence import load_state, save_state, to_json
-from torch_al.pool_state import SCHEMA_VERSION, Ledger, parse_pool_state
+from torch_al.pool_state import SCHEMA_VERSION, Ledger, Pending, parse_pool_state
 from torch_al.validation import as_indices, as_labels, dataset_fingerprint
 
 logger = logging.getLogger("torch_al")
@@ -24,7 +24,8 @@ class ActivePool(Dataset):
     Every item keeps its dataset index as its **global index**: queries, labels and samplers use
     it, never a position that shifts as the pool shrinks. Labels live in an append-only ledger;
     the labeled and unlabeled views are derived from it. A query that was issued but not yet
-    labeled is kept (``pending_query``) and saved, so a restart re-issues the same batch.
+    labeled is kept (``pending_query``, with the name of the strategy that chose it,
+    ``pending_strategy``) and saved, so a restart re-issues the same batch.
 
     ``pool[i]`` is ``(inputs_i, label_i)`` with the ledger's label, so
     ``DataLoader(pool, sampler=ActiveSampler(pool))`` trains on paid-for labels only.
@@ -42,7 +43,7 @@ class ActivePool(Dataset):
         self.fingerprint = dataset_fingerprint(dataset)
         self._reset(Ledger(*(torch.empty(0, dtype=torch.int64),) * 3, torch.empty(0, dtype=torch.float64)), 0, None)
 
-    def _reset(self, ledger: Ledger, round_: int, pending: tuple[Tensor, Tensor | None, int] | None) -> None:
+    def _reset(self, ledger: Ledger, round_: int, pending: Pending | None) -> None:
         size = len(self.dataset)
         self._rows = [ledger.index.tolist(), ledger.label.tolist(), ledger.round.tolist(), ledger.time.tolist()]
         self._is_labeled = torch.zeros(size, dtype=torch.bool)
@@ -112,13 +113,27 @@ class ActivePool(Dataset):
     def pending_scores(self) -> Tensor | None:
         return None if self._pending is None or self._pending[1] is None else self._pending[1].clone()
 
+    @property
+    def pending_strategy(self) -> str | None:
+        """The name of the strategy that chose the pending query, as given to :meth:`propose`; None
+        when no query is pending, when none was given, or for a state saved before it was recorded."""
+        return None if self._pending is None else self._pending[3]
+
     # ---- changes -----------------------------------------------------------------------------
-    def propose(self, indices, scores: Tensor | None = None) -> None:
+    def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None) -> None:
         """Records a query for round ``round + 1`` before anyone sees it (save the pool next).
 
-        Proposing the pending query again is a no-op; proposing another one while it is pending is
-        an error (label it, or :meth:`discard_query`).
+        Proposing the pending query again is a no-op (its recorded strategy stays); proposing
+        another one while it is pending is an error (label it, or :meth:`discard_query`).
+
+        Args:
+            indices: the query's global indices, distinct and unlabeled, in the order issued.
+            scores: one score per index, or None.
+            strategy: the name of the strategy that chose the query (saved with it, read back as
+                :attr:`pending_strategy`), or None.
         """
+        if strategy is not None and (not isinstance(strategy, str) or not strategy):
+            raise TypeError(f"strategy must be a non-empty str (the strategy's name) or None, got {strategy!r}")
         indices = as_indices(indices, "query indices", len(self))
         if indices.numel() == 0:
             raise ValueError("a query needs at least one index")
@@ -136,11 +151,12 @@ class ActivePool(Dataset):
             scores = scores.detach().to("cpu", torch.float64)
             if scores.shape != indices.shape:
                 raise ValueError(f"scores must have shape {tuple(indices.shape)} (one per index), got {tuple(scores.shape)}")
-        self._pending = (indices, scores, self.round + 1)
-        logger.info("round %d: query of %d items issued", self.round + 1, indices.numel())
+        self._pending = (indices, scores, self.round + 1, strategy)
+        logger.info("round %d: query of %d items issued%s", self.round + 1, indices.numel(), f" by {strategy}" if strategy else "")
 
     def discard_query(self) -> None:
-        """Forgets the pending query (its labeled part stays labeled)."""
+        """Forgets the pending query (its labeled part stays labeled, the ledger is unchanged); the
+        pool stays at its round, so the next :meth:`propose` is again for round ``round + 1``."""
         self._pending = None
 
     def label(self, indices, labels, relabel: bool = False) -> None:
@@ -185,8 +201,14 @@ class ActivePool(Dataset):
     def state_dict(self) -> dict:
         """Plain data (int64/float64 tensors, ints, a JSON string): safe for ``weights_only`` loads."""
         ledger = self.ledger
-        pending, scores, pending_round = self._pending or (torch.empty(0, dtype=torch.int64), None, -1)
-        meta = {"fingerprint": self.fingerprint, "round": self.round, "pending_round": pending_round, "has_scores": scores is not None}
+        pending, scores, pending_round, strategy = self._pending or (torch.empty(0, dtype=torch.int64), None, -1, None)
+        meta = {
+            "fingerprint": self.fingerprint,
+            "round": self.round,
+            "pending_round": pending_round,
+            "has_scores": scores is not None,
+            "pending_strategy": strategy,
+        }
         return {
             "schema_version": SCHEMA_VERSION,
             "meta": to_json(meta),

@@ -1,4 +1,8 @@
-"""The ActivePool state format (schema version 1) and every check made before a state is used."""
+"""The ActivePool state format (schema version 2) and every check made before a state is used.
+
+Version 2 added ``pending_strategy`` to the ``meta`` entry (the name of the strategy that chose the
+pending query, or null); a version-1 state, which has no such field, loads with None.
+"""
 
 import json
 from typing import NamedTuple
@@ -6,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Ledger(NamedTuple):
@@ -38,8 +42,13 @@ def _meta(state: dict) -> dict:
         raise ValueError(f"pool state: unreadable 'meta' entry ({error})") from error
 
 
-def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, tuple[Tensor, Tensor | None, int] | None]:
+Pending = tuple[Tensor, Tensor | None, int, str | None]  # indices, scores, round, strategy name
+
+
+def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, Pending | None]:
     """Validates a state dict against the dataset's fingerprint → (ledger, round, pending query).
+
+    The pending query is ``(indices, scores or None, round, strategy name or None)``.
 
     Raises:
         ValueError: another dataset, a newer schema, or an inconsistent ledger or query.
@@ -61,7 +70,8 @@ def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, tuple
     if outside.numel():
         raise ValueError(f"pool state: ledger indices {outside[:5].tolist()} are outside [0, {size})")
     pending = _pending(state, meta, size, round_)
-    future = ledger.round[(ledger.round < 0) | (ledger.round > round_ + (pending is not None))]
+    # Rows of round + 1: labels of the pending query, or of a discarded one (they stay in the ledger).
+    future = ledger.round[(ledger.round < 0) | (ledger.round > round_ + 1)]
     if future.numel():
         raise ValueError(f"pool state: ledger rows of rounds {future[:5].tolist()} but the pool is at round {round_}")
     if pending is not None:
@@ -72,12 +82,26 @@ def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, tuple
     return ledger, round_, pending
 
 
-def _pending(state: dict, meta: dict, size: int, round_: int) -> tuple[Tensor, Tensor | None, int] | None:
+def _pending_strategy(state: dict, meta: dict) -> str | None:
+    if "pending_strategy" not in meta:
+        if state["schema_version"] >= 2:
+            raise ValueError("pool state: 'meta' has no 'pending_strategy' entry (schema version 2 writes one)")
+        return None  # version 1 did not record it
+    strategy = meta["pending_strategy"]
+    if strategy is not None and (not isinstance(strategy, str) or not strategy):
+        raise ValueError(f"pool state: pending_strategy must be a non-empty string or null, got {strategy!r}")
+    return strategy
+
+
+def _pending(state: dict, meta: dict, size: int, round_: int) -> Pending | None:
     indices = _tensor(state, "pending_indices", torch.int64)
     scores = _tensor(state, "pending_scores", torch.float64)
+    strategy = _pending_strategy(state, meta)
     if meta.get("pending_round", -1) == -1:
         if indices.numel():
             raise ValueError("pool state: pending indices without a pending round")
+        if strategy is not None:
+            raise ValueError(f"pool state: a pending strategy ({strategy!r}) without a pending query")
         return None
     if meta["pending_round"] != round_ + 1:
         raise ValueError(f"pool state: pending query for round {meta['pending_round']} but the pool is at round {round_}")
@@ -85,4 +109,4 @@ def _pending(state: dict, meta: dict, size: int, round_: int) -> tuple[Tensor, T
         raise ValueError(f"pool state: pending indices must be distinct and in [0, {size})")
     if meta.get("has_scores") and scores.shape != indices.shape:
         raise ValueError(f"pool state: {scores.numel()} pending scores for {indices.numel()} indices")
-    return indices, scores if meta.get("has_scores") else None, round_ + 1
+    return indices, scores if meta.get("has_scores") else None, round_ + 1, strategy

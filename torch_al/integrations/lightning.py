@@ -20,7 +20,8 @@ logger = logging.getLogger("torch_al")
 
 class ActiveLearningCallback(pl.Callback):
     """At the end of ``trainer.fit``: select ``budget`` items with ``strategy`` on the trained
-    module, record the query in the pool, and (with an oracle) label it.
+    module, record the query in the pool (with the strategy's class name, ``pool.pending_strategy``),
+    and (with an oracle) label it.
 
     The pool is the callback's state, so every Lightning checkpoint carries it and
     ``trainer.fit(ckpt_path=...)`` restores it. With ``state_path`` the pool is also saved there
@@ -44,7 +45,7 @@ class ActiveLearningCallback(pl.Callback):
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.pool.pending_query is None:
             indices, scores = self.strategy.select(pl_module, self.pool, self.budget, return_scores=True)
-            self.pool.propose(indices, scores)
+            self.pool.propose(indices, scores, strategy=type(self.strategy).__name__)
             self._save(trainer)
         if self.oracle is not None:
             query = self.pool.pending_query
