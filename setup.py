@@ -1,57 +1,64 @@
-"""Builds torch_al._C with torch.utils.cpp_extension.
+"""Builds the compiled part of torch_al, torch_al._C; the package metadata is in pyproject.toml.
 
-CUDA kernels are compiled when torch is a CUDA build and nvcc is found. Environment switches:
-  TORCH_AL_FORCE_CUDA=1   compile the CUDA kernels (fail if that is impossible)
+CUDA kernels are compiled when torch is a CUDA build and a CUDA toolkit with headers, of torch's
+CUDA major version, is found (build_support/cuda_toolkit.py decides; otherwise a CPU-only build
+with a warning saying why). Environment switches:
+  TORCH_AL_FORCE_CUDA=1   compile the CUDA kernels (fail, saying why, if that is impossible)
   TORCH_AL_FORCE_CPU=1    CPU-only build (wins over TORCH_AL_FORCE_CUDA)
+  CUDA_HOME               the CUDA toolkit to use
   TORCH_CUDA_ARCH_LIST    CUDA architectures (default "8.0;9.0")
 """
 
 import glob
 import os
+import sys
 
 import torch
-from setuptools import find_packages, setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)  # PEP 517 backends do not put the project folder on sys.path
+
+from build_support.cuda_toolkit import decide  # noqa: E402
+
+CUDA = decide(os.environ, torch.version.cuda)
+print(CUDA.message(), file=sys.stderr if CUDA.warn else sys.stdout)
+if CUDA.build_cuda:
+    # torch.utils.cpp_extension reads CUDA_HOME once, when it is first imported.
+    os.environ["CUDA_HOME"] = CUDA.cuda_home
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "0") == "1"
+class BuildInOneFolder(BuildExtension):
+    """Compiles into build/objects whichever way the build was started (pip install, -e, pip
+    wheel, setup.py build_ext --inplace): ninja then recompiles only what changed since any of
+    them, where pip's editable builds would otherwise start from an empty temporary folder."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.build_temp = os.path.join(ROOT, "build", "objects")
 
 
-def _build_cuda() -> bool:
-    if _flag("TORCH_AL_FORCE_CPU"):
-        return False
-    available = torch.version.cuda is not None and CUDA_HOME is not None
-    if _flag("TORCH_AL_FORCE_CUDA") and not available:
-        raise RuntimeError(
-            "TORCH_AL_FORCE_CUDA=1 but CUDA cannot be built: "
-            f"torch.version.cuda={torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
-        )
-    return available
-
-
-def _sources(pattern: str) -> list[str]:
-    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+def _files(*patterns: str) -> list[str]:
+    return sorted(os.path.relpath(p, ROOT) for pattern in patterns for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
 def extension():
-    with_cuda = _build_cuda()
-    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp") + _sources("csrc/autograd/*.cpp")
-    sources += _sources("csrc/python/*.cpp")
+    sources = _files("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/autograd/*.cpp", "csrc/python/*.cpp")
     compile_args = {"cxx": ["-O3", "-DTORCH_AL_BUILD_LIBRARY"]}
     macros = []
-    if with_cuda:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        sources += _sources("csrc/cuda/*.cu")
+    if CUDA.build_cuda:
+        sources += _files("csrc/cuda/*.cu")
         compile_args["nvcc"] = ["-O3", "-DTORCH_AL_BUILD_LIBRARY"]
         macros.append(("WITH_CUDA", None))
-    print(f"torch_al: building with CUDA={with_cuda} (torch {torch.__version__}, CUDA_HOME={CUDA_HOME})")
-    kind = CUDAExtension if with_cuda else CppExtension
+    kind = CUDAExtension if CUDA.build_cuda else CppExtension
     return kind(
         "torch_al._C",
         sources,
+        # Without the headers here, setuptools would call an extension up to date after a header change.
+        depends=_files("csrc/*.h", "csrc/cuda/*.cuh"),
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
         extra_compile_args=compile_args,
@@ -59,16 +66,15 @@ def extension():
     )
 
 
+def _torch_requirement() -> str:
+    """The library links against this torch's C++ ABI, which changes between minor releases."""
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
+
+
 setup(
-    name="torch_al",
-    version="0.1.0",
-    description="Deep active learning for PyTorch: fused ops for Fisher-kernel and explanation-based selection",
-    packages=find_packages(include=["torch_al", "torch_al.*"]),
-    package_data={"torch_al": ["py.typed"]},
-    python_requires=">=3.11",
-    install_requires=["torch>=2.9", "numpy", "tqdm"],
-    entry_points={"console_scripts": ["torch-al = torch_al.cli:main"]},
+    install_requires=[_torch_requirement(), "numpy", "tqdm"],
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildInOneFolder.with_options(use_ninja=True)},
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )
