@@ -16,6 +16,7 @@ from torch_al.ops import (
 )
 from torch_al.loop import ActiveLearningLoop
 from torch_al.pool import ActivePool
+from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.sampler import ActiveSampler, DistributedActiveSampler, unlabeled_loader
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "ActivePool",
     "ActiveSampler",
     "DistributedActiveSampler",
+    "PseudoLabelSet",
+    "PseudoLabeledPool",
     "KCenterGreedy",
     "cuda_version",
     "has_ops",

@@ -22,6 +22,7 @@ from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
 from torch_al.persistence import atomic_write_bytes
 from torch_al.pool import ActivePool
+from torch_al.pseudo_labeled_pool import PseudoLabeledPool
 from torch_al.sampler import ActiveSampler, derived_seed
 from torch_al.strategies import STRATEGIES, make_strategy
 
@@ -60,6 +61,8 @@ class RunConfig:
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba (default: the model's, LeNet act1 act2 act3 = L 80)"})
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
+    delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
+    decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
@@ -82,6 +85,7 @@ class RunConfig:
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
             (min(self.pretrain_epochs, self.passes, self.steps, self.k) >= 1, "pretrain_epochs, passes, steps and k must be >= 1"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
         ]
         for ok, message in checks:
@@ -128,9 +132,10 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
 
 
 def make_trainer(config: RunConfig):
-    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds."""
+    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds.
+    On whatever the loop gives: the pool, or for CEAL the pool plus its pseudo-labels."""
 
-    def train(model: nn.Module, pool: ActivePool, round_: int) -> None:
+    def train(model: nn.Module, pool: ActivePool | PseudoLabeledPool, round_: int) -> None:
         if pool.labeled_indices.numel() == 0:
             return  # round 0 of the papers: the initial (random or pretrained) model selects
         sampler = ActiveSampler(pool, seed=config.seed)
@@ -182,7 +187,8 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
             model.load_state_dict(pretrained)
         pool = ActivePool(splits.pool)
-        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation}
+        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation,
+                   "delta0": config.delta0, "decay": config.decay}  # fmt: skip
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config), config.budget, config.rounds,
@@ -212,7 +218,9 @@ def write_results(config: RunConfig, results: dict[str, list[dict]]) -> None:
     atomic_write_bytes(os.path.join(config.out, "metrics.json"), json.dumps({"config": asdict(config), "results": results}, indent=1).encode())
     rows = [{"strategy": name, **record} for name, records in results.items() for record in records]
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["strategy"])
+    # Every key of every row, in first-seen order: strategies add their own (CEAL: pseudo_labeled).
+    fieldnames = list(dict.fromkeys(key for row in rows for key in row)) or ["strategy"]
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(os.path.join(config.out, "metrics.csv"), text.getvalue().encode())

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
+from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.sampler import derived_seed
 from torch_al.strategies import SelectionCost, Strategy
 from torch_al.validation import as_indices, check_int
@@ -19,7 +20,7 @@ from torch_al.validation import as_indices, check_int
 logger = logging.getLogger("torch_al")
 
 CHECKPOINT_KIND = "torch_al.ActiveLearningLoop"
-TrainFn = Callable[[nn.Module, ActivePool, int], None]
+TrainFn = Callable[[nn.Module, ActivePool | PseudoLabeledPool, int], None]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 Oracle = Callable[[Tensor], Tensor | Sequence[int]]
 
@@ -37,12 +38,20 @@ class ActiveLearningLoop:
     as it was. Before training and before selecting, torch's global RNG is seeded from
     (seed, round), so a resumed run repeats what an uninterrupted one would have done.
 
+    A strategy that pseudo-labels (CEAL, ``strategy.last_pseudo_labels``) has the next training
+    run on the ledger's labels plus its pseudo-labels: ``train`` then gets a
+    :class:`PseudoLabeledPool` in place of the pool, once, and the record of the selecting model
+    holds ``pseudo_labeled`` (how many) and ``pseudo_threshold``. Between that selection and that
+    training they are ``loop.pseudo_labels``, saved in the checkpoint beside the pool, never in its
+    ledger, so a resumed run trains on the same ones.
+
     Args:
         pool: the :class:`ActivePool` (may already hold labels).
         strategy: any :class:`Strategy`.
         model: the task model; trained in place, round after round (fine-tuned, as in the papers).
         train: ``train(model, pool, round)`` trains on ``pool.labeled_indices`` (use an
-            :class:`ActiveSampler`).
+            :class:`ActiveSampler`); ``pool`` is the :class:`ActivePool`, or a
+            :class:`PseudoLabeledPool` over it when the strategy pseudo-labels.
         budget: items selected per round (>= 1).
         rounds: selection rounds; the model is evaluated ``rounds + 1`` times.
         evaluate: ``evaluate(model) -> {"accuracy": ..., ...}``, recorded per round.
@@ -76,6 +85,7 @@ class ActiveLearningLoop:
         self.initial = initial
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.metrics: list[dict] = []
+        self.pseudo_labels: PseudoLabelSet | None = None  # from the last selection, for the next training only
 
     @property
     def state_path(self) -> str | None:
@@ -120,8 +130,10 @@ class ActiveLearningLoop:
     def _train_and_evaluate(self, round_: int) -> None:
         torch.manual_seed(derived_seed(self.seed, "train", round_))
         start = time.perf_counter()
-        self.train(self.model, self.pool, round_)
+        training = self.pool if self.pseudo_labels is None else PseudoLabeledPool(self.pool, self.pseudo_labels)
+        self.train(self.model, training, round_)
         seconds = time.perf_counter() - start
+        self.pseudo_labels = None  # used once: the next selection makes new ones
         labeled = self.pool.labeled_indices
         record = {"round": round_, "labeled": int(labeled.numel()), **self.evaluate(self.model), "train_seconds": round(seconds, 3)}
         self.metrics.append(record)
@@ -134,6 +146,9 @@ class ActiveLearningLoop:
             indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
             logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
             self._record_cost(self.strategy.last_cost)
+            self.pseudo_labels = self.strategy.last_pseudo_labels
+            if self.pseudo_labels is not None:
+                self.metrics[-1].update(pseudo_labeled=len(self.pseudo_labels), pseudo_threshold=self.pseudo_labels.threshold)
             self.pool.propose(indices, scores, strategy=type(self.strategy).__name__)
             self._checkpoint()  # the query is durable before anyone is asked to label it
         else:
@@ -155,6 +170,9 @@ class ActiveLearningLoop:
         state.update({f"model/{key}": value for key, value in self.model.state_dict().items()})
         state["metrics"] = to_json(self.metrics)
         state["loop"] = to_json(self._identity())
+        if self.pseudo_labels is not None:  # beside the pool's state, never in its ledger
+            pseudo = self.pseudo_labels
+            state.update({"pseudo/indices": pseudo.indices, "pseudo/labels": pseudo.labels, "pseudo/threshold": pseudo.threshold})
         save_state(self.state_path, state, CHECKPOINT_KIND)
         atomic_write_bytes(os.path.join(self.checkpoint_dir, "metrics.json"), json.dumps(self.metrics, indent=1).encode())
 
@@ -175,4 +193,7 @@ class ActiveLearningLoop:
         if len(metrics) not in (self.pool.round, self.pool.round + 1):
             raise ValueError(f"{self.state_path}: {len(metrics)} evaluations recorded for a pool at round {self.pool.round}")
         self.metrics = metrics
+        self.pseudo_labels = None
+        if "pseudo/indices" in state:  # saved by a selection whose pseudo-labels the next training needs
+            self.pseudo_labels = PseudoLabelSet(state["pseudo/indices"], state["pseudo/labels"], float(state["pseudo/threshold"]))
         logger.info("resumed from %s at round %d (%d labeled)", self.state_path, self.pool.round, self.pool.labeled_indices.numel())

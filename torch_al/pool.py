@@ -83,6 +83,10 @@ class ActivePool(Dataset):
         """bool Tensor[N] (a copy)."""
         return self._is_labeled.clone()
 
+    def is_labeled(self, index: int) -> bool:
+        """Whether the ledger holds a label for one item (no copy: for datasets that serve training)."""
+        return bool(self._is_labeled[index])
+
     def labels_of(self, indices) -> Tensor:
         """The ledger's current labels of labeled items, int64 Tensor[K]."""
         indices = as_indices(indices, "indices", len(self))

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torch_al.pool import ActivePool
+from torch_al.pseudo_labeled_pool import PseudoLabeledPool
 
 
 def derived_seed(*parts: int | str) -> int:
@@ -28,12 +29,13 @@ class ActiveSampler(Sampler[int]):
     ``DataLoader(dataset, sampler=...)`` when the dataset's own labels are the truth (simulations).
 
     Args:
-        pool: the :class:`ActivePool`.
+        pool: the :class:`ActivePool`, or a :class:`~torch_al.PseudoLabeledPool` to train on the
+            ledger's labels plus pseudo-labels (it reads only ``labeled_indices`` and ``round``).
         shuffle: shuffle each pass; otherwise ascending global index order.
         seed: the base seed; the same seed gives the same order on every run and machine.
     """
 
-    def __init__(self, pool: ActivePool, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, pool: ActivePool | PseudoLabeledPool, shuffle: bool = True, seed: int = 0) -> None:
         self.pool = pool
         self.shuffle = shuffle
         self.seed = seed
@@ -78,7 +80,7 @@ class DistributedActiveSampler(ActiveSampler):
 
     def __init__(
         self,
-        pool: ActivePool,
+        pool: ActivePool | PseudoLabeledPool,
         num_replicas: int | None = None,
         rank: int | None = None,
         shuffle: bool = True,

@@ -4,7 +4,9 @@ import inspect
 from collections.abc import Callable
 from functools import partial
 
+from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
+from torch_al.strategies.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.coreset import CoreSet
 from torch_al.strategies.distribution_matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.fisher_kernel import EBA, PCC, PFK
@@ -19,6 +21,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "entropy": Entropy,
     "margin": Margin,
     "least-confidence": LeastConfidence,
+    "ceal": CEAL,
     "coreset": CoreSet,
     "max-entropy": MaxEntropy,
     "bald": BALD,
@@ -48,6 +51,7 @@ def make_strategy(name: str, **options) -> Strategy:
 
 __all__ = [
     "BALD",
+    "CEAL",
     "EBA",
     "PCC",
     "PFK",
@@ -59,11 +63,13 @@ __all__ = [
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",
+    "PseudoLabelSet",
     "Random",
     "ScoreStrategy",
     "SelectionCost",
     "Strategy",
     "VariationRatio",
+    "ceal_pseudo_labels",
     "make_strategy",
     "predict_probabilities",
 ]

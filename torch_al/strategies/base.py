@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
+from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.sampler import inputs_loader
 from torch_al.validation import LogitsCheck, check_budget
 
@@ -37,10 +38,13 @@ class SelectionCost:
 class Strategy(ABC):
     """Chooses which unlabeled items of a pool to label next.
 
-    After each :meth:`select`, ``last_cost`` holds its :class:`SelectionCost`.
+    After each :meth:`select`, ``last_cost`` holds its :class:`SelectionCost`, and
+    ``last_pseudo_labels`` the :class:`PseudoLabelSet` it proposes for the next round's training
+    (CEAL), or None (every other strategy, and a budget of 0).
     """
 
     last_cost: SelectionCost | None = None
+    last_pseudo_labels: PseudoLabelSet | None = None
 
     @overload
     def select(self, model: nn.Module | None, pool: ActivePool, budget: int, *, return_scores: Literal[False] = False) -> Tensor: ...
@@ -68,6 +72,7 @@ class Strategy(ABC):
         """
         budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
         self.last_cost = SelectionCost()
+        self.last_pseudo_labels = None  # never a previous round's: a strategy that makes them sets them in rank
         start = time.perf_counter()
         if budget == 0:
             indices, scores = torch.empty(0, dtype=torch.int64), None
@@ -101,7 +106,7 @@ class Strategy(ABC):
             raise RuntimeError(f"{name} returned indices that are out of range or already labeled")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "last_cost")
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
         return f"{type(self).__name__}({fields})"
 
 
