@@ -1,6 +1,8 @@
 """MC-dropout uncertainty (Gal et al., ICML 2017): BALD, variation ratio and max entropy from T
 stochastic forward passes with dropout on."""
 
+import logging
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -9,33 +11,96 @@ from tqdm.auto import tqdm
 from torch_al.strategies.base import ScoreStrategy, model_device
 from torch_al.validation import LogitsCheck
 
+logger = logging.getLogger("torch_al")
+
+_CHUNK = 32  # passes per forward when ``chunk`` is None and every pass runs the whole model
+_EXPANDED_ELEMENTS = 2**23  # prefix-once with ``chunk=None``: elements of the expanded tensor at the first dropout
+_PROBE_ROWS = 2  # the probe's images ...
+_PROBE_PASSES = 2  # ... and passes (2·2 rows: a 2-row tensor cannot meet a 4-row one without an error)
+
 
 def _dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [module for module in model.modules() if isinstance(module, nn.modules.dropout._DropoutNd)]
 
 
+def _replicate(x: Tensor, count: int) -> Tensor:
+    return x.unsqueeze(0).expand(count, *x.shape).flatten(0, 1)  # pass-major rows: pass t is rows t·B … t·B + B − 1
+
+
+class _Expand:
+    """Forward pre-hook on the first dropout module: at its first call in a forward it replaces
+    the B-row input by ``count`` pass-major copies (count·B rows), so the deterministic prefix ran
+    on B rows and everything from the dropout on runs on count·B rows."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.rows, self.count, self.pending, self.width = 0, 1, False, 0
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
+        if not self.pending:
+            return None  # a module reused later in the forward gets the already expanded rows
+        self.pending = False
+        x = args[0]
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[0] != self.rows:
+            raise RuntimeError(f"the first dropout's input is not one row per image ({self.rows} images, input {getattr(x, 'shape', type(x))})")
+        self.width = x[0].numel()
+        return (_replicate(x, self.count), *args[1:])
+
+
 class MonteCarloDropout(ScoreStrategy):
     """Scores from T stochastic passes p_t = softmax f(x; dropout mask t), t = 1..T.
 
-    Each batch is loaded once and repeated T times along the batch dim, ``chunk`` passes per
-    forward, so the T passes share one data load and every row draws its own dropout mask. Only
-    the dropout modules run in training mode: batch-norm keeps its running statistics, as at test
-    time. The model's modes are restored afterwards. Masks come from torch's global RNG (the
+    Each batch is loaded once. Every layer before the first dropout module (in forward-execution
+    order) is deterministic, so by default (``prefix_once``) that prefix runs once per forward on
+    the B images, and a forward pre-hook on the first dropout repeats its input ``chunk`` times
+    along the batch dim (pass-major rows, as full replication lays them out): only the part of the
+    network from the first dropout on runs chunk·B rows, and every row draws its own masks. For
+    LeNet the prefix (conv1, conv2) is ~96% of the multiply-adds.
+
+    That is only valid when nothing after the dropout joins the repeated rows with a tensor
+    computed before it (a residual join across the dropout, a skip connection, a captured
+    tensor), and when the dropout's input has one row per image. Each :meth:`scores` call
+    therefore first runs a probe: the first 2 images with 2 passes, once by full replication and
+    once prefix-once, from the same RNG state (the masks then coincide: both paths draw them for
+    tensors of the same shape, 4 × features at the first dropout, and nothing before it draws
+    random numbers). Prefix-once is used only if the probe finds a dropout module that runs, the
+    prefix-once forward raises nothing and its output equals full replication's (same shape,
+    ``allclose``); otherwise every pass runs the whole model (full replication, as before), and
+    the reason is logged once per strategy and model class (logger ``torch_al``). The probe runs
+    in a forked RNG, so it does not shift the masks of the scoring passes.
+
+    Only the dropout modules run in training mode: batch-norm keeps its running statistics, as at
+    test time. The model's modes are restored afterwards. Masks come from torch's global RNG (the
     loop seeds it per round). Scores are computed per batch, so memory is O(B·T·C), not O(N·T·C).
+
+    Cost (``last_cost.forward``): images sent through the model's stochastic part, i.e. from the
+    first dropout module on: T·N̂ for the scoring passes, plus the probe's 2 paths × 2 passes ×
+    min(2, B) images, at most 8 (0 with ``prefix_once=False`` or T = 1, which run no probe). Under full replication each of these passes runs
+    the whole model (the paper's T·N̂ forwards); prefix-once runs the deterministic prefix on
+    ⌈T/chunk⌉·N̂ images on top, which is not counted separately.
 
     Args:
         passes: T, the number of stochastic passes; the paper uses 128.
-        chunk: passes per forward (the model sees chunk·B rows); clipped to T.
+        chunk: passes per forward (from the first dropout on, the model sees chunk·B rows);
+            clipped to T. None (default): 32 under full replication; prefix-once takes as many
+            passes (at least 32, at most T) as keep the repeated tensor at the first dropout
+            within 2^23 elements (LeNet, B = 256: 32 passes; chunks from 4 to 128 measured in
+            benchmarks/bench_mc_dropout.py), so for T <= 32 the prefix runs once per batch.
         batch_size: items per data load.
         progress: show a progress bar.
+        prefix_once: run the prefix before the first dropout once per forward when the probe
+            allows it; False always repeats the whole model (full replication).
     """
 
-    def __init__(self, passes: int = 128, chunk: int = 32, batch_size: int = 256, progress: bool = True) -> None:
+    def __init__(self, passes: int = 128, chunk: int | None = None, batch_size: int = 256, progress: bool = True, prefix_once: bool = True) -> None:
         super().__init__(batch_size, progress)
-        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1 or not isinstance(chunk, int) or chunk < 1:
+        bad_chunk = chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1)
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1 or bad_chunk:
             raise ValueError(f"{type(self).__name__}: passes and chunk must be ints >= 1, got {passes!r}, {chunk!r}")
         self.passes = passes
         self.chunk = chunk
+        self.prefix_once = bool(prefix_once)
+        self._logged: set = set()
 
     @torch.no_grad()
     def scores(self, model: nn.Module, loader: DataLoader, check: LogitsCheck) -> Tensor:
@@ -47,28 +112,105 @@ class MonteCarloDropout(ScoreStrategy):
         model.eval()
         for module in dropouts:
             module.train()
-        chunks, start = [], 0
+        chunks, start, expand, probed = [], 0, None, not self.prefix_once
         try:
             for x in tqdm(loader, desc="MC dropout", disable=not self.progress):
-                logits = self._sample(model, x.to(device), check)
+                x = x.to(device)
+                if not probed:
+                    probed = True
+                    expand = self._probe(model, dropouts, x, device)
+                logits = self._sample(model, x, check, expand)
                 check.finite(logits, start)  # once per batch, not once per forward: one host sync
                 chunks.append(self.score(logits.float().softmax(-1)))
                 start += x.shape[0]
         finally:
+            if expand is not None:
+                expand.handle.remove()
             for module, training in modes:
                 module.training = training
         scores = torch.cat(chunks)
         self.charge(forward=self.passes * scores.shape[0])
         return scores
 
-    def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck) -> Tensor:
-        """Tensor[B, T, C] logits of T stochastic passes over one batch."""
+    def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck, expand: _Expand | None = None) -> Tensor:
+        """Tensor[B, T, C] logits of T stochastic passes over one batch; with ``expand``, the
+        prefix before the first dropout runs once per forward."""
+        batch = x.shape[0]
+        if expand is None:
+            chunk = self.chunk or _CHUNK
+        else:
+            chunk = self.chunk or max(_CHUNK, _EXPANDED_ELEMENTS // max(1, batch * expand.width))
+        chunk = min(chunk, self.passes)
         passes = []
-        for start in range(0, self.passes, self.chunk):
-            count = min(self.chunk, self.passes - start)
-            repeated = x.unsqueeze(0).expand(count, *x.shape).flatten(0, 1)  # pass-major rows
-            passes.append(check.shape(model(repeated), repeated.shape[0]).unflatten(0, (count, x.shape[0])))
+        for start in range(0, self.passes, chunk):
+            count = min(chunk, self.passes - start)
+            if expand is None:
+                logits = model(_replicate(x, count))
+            else:
+                expand.rows, expand.count, expand.pending = batch, count, True
+                logits = model(x)
+                if expand.pending:
+                    expand.pending = False
+                    raise RuntimeError(f"{type(self).__name__}: the first dropout module did not run in this forward (it did in the probe)")
+            passes.append(check.shape(logits, count * batch).unflatten(0, (count, batch)))
         return torch.cat(passes).transpose(0, 1)
+
+    def _fall_back(self, model: nn.Module, reason: str) -> None:
+        key = (type(model).__qualname__, reason.split(":")[0])
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.warning("%s: every pass runs the whole %s (full replication): %s", type(self).__name__, type(model).__name__, reason)
+
+    def _probe(self, model: nn.Module, dropouts: list[nn.Module], x: Tensor, device: torch.device) -> _Expand | None:
+        """The hook that runs the prefix once, or None (full replication) when the probe finds
+        that prefix-once does not give full replication's outputs; see the class docstring."""
+        if self.passes == 1:
+            return None  # one pass: nothing to repeat
+        rows, count = min(_PROBE_ROWS, x.shape[0]), _PROBE_PASSES
+        probe = x[:rows]
+        self.charge(forward=2 * rows * count)
+        order: list[nn.Module] = []
+        handles = [m.register_forward_pre_hook(lambda m, args: order.append(m) if not order else None) for m in dropouts]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            state = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+            try:
+                reference = model(_replicate(probe, count))
+            except Exception as error:  # the scoring passes raise it again, with the usual checks
+                logger.debug("%s: the full-replication probe failed: %r", type(self).__name__, error)
+                return None
+            finally:
+                for handle in handles:
+                    handle.remove()
+            if not isinstance(reference, Tensor) or reference.dim() == 0 or reference.shape[0] != rows * count or not bool(reference.isfinite().all()):
+                return None  # a bad output: the scoring passes raise the usual error for it
+            if not order:
+                self._fall_back(model, "no dropout module ran in a forward")
+                return None
+            torch.set_rng_state(state[0])
+            if state[1] is not None:
+                torch.cuda.set_rng_state(state[1], device)
+            expand = _Expand(order[0])
+            expand.rows, expand.count, expand.pending = rows, count, True
+            try:
+                output = model(probe)
+                same = (
+                    not expand.pending and isinstance(output, Tensor) and isinstance(reference, Tensor)
+                    and output.shape == reference.shape and output.dtype == reference.dtype
+                )
+                if same:
+                    tolerance = 1e-2 if output.dtype in (torch.float16, torch.bfloat16) else 1e-4
+                    scale = float(reference.detach().abs().float().amax()) if reference.numel() else 0.0
+                    same = torch.allclose(output.float(), reference.float(), rtol=tolerance, atol=tolerance * max(1.0, scale))
+            except Exception as error:
+                expand.handle.remove()
+                self._fall_back(model, f"the layers after its first dropout ({type(order[0]).__name__}) cannot take repeated rows alone: {type(error).__name__}: {error}")
+                return None
+            if not same:
+                expand.handle.remove()
+                self._fall_back(model, f"with the prefix before its first dropout ({type(order[0]).__name__}) run once, its outputs differ from full replication (a join across the dropout?)")
+                return None
+        expand.pending = False
+        return expand
 
 
 def _entropy(probabilities: Tensor) -> Tensor:
