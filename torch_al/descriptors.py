@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy
-from torch_al.validation import LogitsCheck
+from torch_al.validation import LogitsCheck, first_output
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _logits_of(outputs, check: LogitsCheck | None, start: int, rows: int) -> Ten
     """The logits of loader rows ``start .. start + rows``: checked, or the first item of a tuple."""
     if check is not None:
         return check(outputs, start, rows)
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    return first_output(outputs)
 
 
 def _num_samples(loader: DataLoader) -> int:

@@ -70,6 +70,12 @@ def check_budget(budget, available: int) -> int:
     return int(budget)
 
 
+def first_output(outputs) -> Tensor:
+    """The logits of a model called outside a strategy (no :class:`LogitsCheck`): the first item
+    of a tuple or list, else the outputs as they are."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
 def check_logits(name: str, logits: object, batch_size: int, global_indices: Tensor | None = None, *, min_classes: int = 2, item: str = "pool item") -> Tensor:
     """A model's outputs for a batch of ``batch_size`` inputs, checked to be finite floating logits
     Tensor[batch_size, C >= min_classes], and returned. ``name`` (the strategy) starts every

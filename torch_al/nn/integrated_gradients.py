@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from torch_al.nn.capture import DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy, resolve_layers
 from torch_al.ops.ig_accumulate import ig_accumulate
-from torch_al.validation import LogitsCheck
+from torch_al.validation import LogitsCheck, first_output
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -41,7 +41,7 @@ class _PathGradientCapture(DescriptorCapture):
 def _logits_of(outputs, rows: int, check: LogitsCheck | None) -> Tensor:
     if check is not None:
         return check.shape(outputs, rows)
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    return first_output(outputs)
 
 
 class IntegratedGradients:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.descriptors import _inputs_of, compute_descriptors, standardise
 from torch_al.strategies.base import model_device
-from torch_al.validation import LogitsCheck, check_int
+from torch_al.validation import LogitsCheck, check_int, first_output
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]
 MONTE_CARLO_KINDS = ("trace_cov", "mutual_info")
@@ -175,7 +175,7 @@ def _count_classes(model: nn.Module, inputs: Tensor, check: LogitsCheck | None) 
         model.train(was_training)
     if check is not None:  # its finiteness is checked with the batch's copies
         return int(check.shape(outputs, inputs.shape[0]).shape[1])
-    return int((outputs[0] if isinstance(outputs, (tuple, list)) else outputs).shape[1])
+    return int(first_output(outputs).shape[1])
 
 
 def monte_carlo_pseudo_labels(
