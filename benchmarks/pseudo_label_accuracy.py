@@ -25,7 +25,7 @@ from common import print_table, write_results  # noqa: E402
 from torch_al.experiment import MINORITY, RunConfig, load_splits, make_model, make_trainer  # noqa: E402
 from torch_al.pool import ActivePool  # noqa: E402
 from torch_al.strategies import PFK, predict_probabilities  # noqa: E402
-from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels  # noqa: E402
+from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels  # noqa: E402
 
 
 def trained_model(config: RunConfig, labels: int):

@@ -11,8 +11,8 @@ from torch_al import ActivePool
 from torch_al.datasets import imbalance, make_blobs
 from torch_al.sampler import derived_seed
 from torch_al.strategies import EBA, PCC, PFK, Random, make_strategy
-from torch_al.strategies.distribution_matching import first_center
-from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
+from torch_al.strategies.distribution_matching.matching import first_center
+from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.torch_al, "pfk_topk"), reason="needs the compiled ops")
 LAYERS = ("1", "3")  # the two hidden ReLUs of mlp()

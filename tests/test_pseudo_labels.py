@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_al import ActivePool
 from torch_al.datasets import make_blobs
 from torch_al.strategies import PFK, make_strategy
-from torch_al.strategies.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels, monte_carlo_scores, perturb, rotate
+from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels, monte_carlo_scores, perturb, rotate
 
 needs_ops = pytest.mark.skipif(not hasattr(torch.ops.torch_al, "pfk_topk"), reason="needs the compiled ops")
 

@@ -6,13 +6,13 @@ from functools import partial
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
-from torch_al.strategies.ceal import CEAL, ceal_pseudo_labels
-from torch_al.strategies.coreset import CoreSet
-from torch_al.strategies.distribution_matching import COMBINES, ESTIMATORS, DistributionMatching
-from torch_al.strategies.fisher_kernel import EBA, PCC, PFK
-from torch_al.strategies.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
+from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
+from torch_al.strategies.diversity.coreset import CoreSet
+from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
+from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
+from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.random_sampling import Random
-from torch_al.strategies.uncertainty import Entropy, LeastConfidence, Margin
+from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
 
 _ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true", "trace_cov": "trace", "mutual_info": "mi"}
 

@@ -1,0 +1,1 @@
+"""Committees of independently trained members: ensembles and query by committee (ensembles.py)."""
