@@ -24,7 +24,7 @@ from torch_al.persistence import atomic_write_bytes
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool
 from torch_al.sampler import ActiveSampler, derived_seed
-from torch_al.strategies import STRATEGIES, make_strategy
+from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy
 
 logger = logging.getLogger("torch_al")
 
@@ -37,6 +37,12 @@ PRETRAINED = "+rotation"
 def base_strategy(name: str) -> str:
     """``"pfk+rotation"`` → ``"pfk"``: the suffix only changes the initial model."""
     return name.removesuffix(PRETRAINED)
+
+
+def is_ensemble(name: str) -> bool:
+    """Whether the strategy scores a committee of ``members`` models (``ensemble-*``, ``qbc-*``)."""
+    factory = STRATEGIES.get(base_strategy(name))
+    return isinstance(factory, type) and issubclass(factory, Ensemble)
 
 
 @dataclass
@@ -58,6 +64,7 @@ class RunConfig:
     model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
     pretrain_epochs: int = field(default=8, metadata={"help": f"rotation pretraining epochs on the pool for NAME{PRETRAINED} strategies"})
     passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy)"})
+    members: int = field(default=5, metadata={"help": "E: independently trained models of the ensemble strategies (ensemble-*, qbc-vote-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba (default: the model's, LeNet act1 act2 act3 = L 80)"})
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
@@ -84,6 +91,8 @@ class RunConfig:
             (self.initial >= 0, f"initial must be >= 0, got {self.initial}"),
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
             (min(self.pretrain_epochs, self.passes, self.steps, self.k) >= 1, "pretrain_epochs, passes, steps and k must be >= 1"),
+            (not isinstance(self.members, bool) and isinstance(self.members, int) and self.members >= 2, f"members must be an int >= 2 (E models of an ensemble), got {self.members!r}"),
+            (not any(is_ensemble(s) and s.endswith(PRETRAINED) for s in self.strategy), f"ensemble strategies start from E random initialisations; {PRETRAINED} is not supported for them, got {self.strategy}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
@@ -131,14 +140,17 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
     return mlp
 
 
-def make_trainer(config: RunConfig):
+def make_trainer(config: RunConfig, member_order: bool = False):
     """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds.
-    On whatever the loop gives: the pool, or for CEAL the pool plus its pseudo-labels."""
+    On whatever the loop gives: the pool, or for CEAL the pool plus its pseudo-labels. With
+    ``member_order`` (committees) each call shuffles with a seed drawn from torch's global RNG,
+    which the loop seeds per (round, member): every member sees its own mini-batch order, as in
+    Beluch et al.; otherwise every round shuffles from ``config.seed``."""
 
     def train(model: nn.Module, pool: ActivePool | PseudoLabeledPool, round_: int) -> None:
         if pool.labeled_indices.numel() == 0:
             return  # round 0 of the papers: the initial (random or pretrained) model selects
-        sampler = ActiveSampler(pool, seed=config.seed)
+        sampler = ActiveSampler(pool, seed=int(torch.randint(2**62, ())) if member_order else config.seed)
         loader = DataLoader(pool, sampler=sampler, batch_size=config.batch_size)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.5)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=15, gamma=0.1)
@@ -173,15 +185,21 @@ def make_evaluator(config: RunConfig, test: tuple[Tensor, Tensor], pool: ActiveP
 
 
 def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
-    """Runs every strategy of the config on the same splits and initial model; writes
+    """Runs every strategy of the config on the same splits and initial model (for the ensemble
+    strategies, a :class:`Committee` of ``config.members`` independently initialised models, whose
+    test accuracy is that of their mean-probability prediction); writes
     ``metrics.json``, ``metrics.csv`` and ``learning_curve.png`` to ``config.out``. Each strategy
     checkpoints into ``out/<strategy>/``, so running the same command again resumes."""
     splits = load_splits(config)
     results: dict[str, list[dict]] = {}
     pretrained = None
     for name in config.strategy:
-        torch.manual_seed(derived_seed(config.seed, "model"))
-        model = make_model(config, splits.pool.tensors[0][0]).to(config.device)
+        sample = splits.pool.tensors[0][0]
+        if is_ensemble(name):  # E members, member e initialised from (derived_seed(seed, "model"), "member", e)
+            model = Committee.build(lambda: make_model(config, sample), config.members, seed=derived_seed(config.seed, "model")).to(config.device)
+        else:
+            torch.manual_seed(derived_seed(config.seed, "model"))
+            model = make_model(config, sample).to(config.device)
         checkpoint_dir = os.path.join(config.out, name)
         if name.endswith(PRETRAINED) and not os.path.exists(os.path.join(checkpoint_dir, "state.pt")):
             pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
@@ -191,7 +209,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
                    "delta0": config.delta0, "decay": config.decay}  # fmt: skip
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
-            pool, strategy, model, make_trainer(config), config.budget, config.rounds,
+            pool, strategy, model, make_trainer(config, member_order=is_ensemble(name)), config.budget, config.rounds,
             evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip

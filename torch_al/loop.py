@@ -14,7 +14,7 @@ from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.sampler import derived_seed
-from torch_al.strategies import SelectionCost, Strategy
+from torch_al.strategies import Committee, SelectionCost, Strategy
 from torch_al.validation import as_indices, check_int
 
 logger = logging.getLogger("torch_al")
@@ -38,6 +38,13 @@ class ActiveLearningLoop:
     as it was. Before training and before selecting, torch's global RNG is seeded from
     (seed, round), so a resumed run repeats what an uninterrupted one would have done.
 
+    A :class:`~torch_al.strategies.Committee` model (the ensemble strategies) is trained member
+    by member: ``train(member, pool, round)`` for e = 0 .. E − 1, each after seeding torch's
+    global RNG from (seed, round, member e), so every member draws its own dropout masks (and its
+    own data order, if ``train`` draws it from that RNG); ``evaluate`` gets the committee (its
+    forward is the members' mean prediction), the checkpoint holds every member's weights, and
+    ``train_seconds`` covers all E trainings.
+
     A strategy that pseudo-labels (CEAL, ``strategy.last_pseudo_labels``) has the next training
     run on the ledger's labels plus its pseudo-labels: ``train`` then gets a
     :class:`PseudoLabeledPool` in place of the pool, once, and the record of the selecting model
@@ -48,7 +55,8 @@ class ActiveLearningLoop:
     Args:
         pool: the :class:`ActivePool` (may already hold labels).
         strategy: any :class:`Strategy`.
-        model: the task model; trained in place, round after round (fine-tuned, as in the papers).
+        model: the task model, or a :class:`~torch_al.strategies.Committee` of them; trained in
+            place, round after round (fine-tuned, as in the papers).
         train: ``train(model, pool, round)`` trains on ``pool.labeled_indices`` (use an
             :class:`ActiveSampler`); ``pool`` is the :class:`ActivePool`, or a
             :class:`PseudoLabeledPool` over it when the strategy pseudo-labels.
@@ -128,10 +136,15 @@ class ActiveLearningLoop:
         self._checkpoint()
 
     def _train_and_evaluate(self, round_: int) -> None:
-        torch.manual_seed(derived_seed(self.seed, "train", round_))
         start = time.perf_counter()
         training = self.pool if self.pseudo_labels is None else PseudoLabeledPool(self.pool, self.pseudo_labels)
-        self.train(self.model, training, round_)
+        if isinstance(self.model, Committee):
+            for member, model in enumerate(self.model.members):
+                torch.manual_seed(derived_seed(self.seed, "train", round_, "member", member))
+                self.train(model, training, round_)
+        else:
+            torch.manual_seed(derived_seed(self.seed, "train", round_))
+            self.train(self.model, training, round_)
         seconds = time.perf_counter() - start
         self.pseudo_labels = None  # used once: the next selection makes new ones
         labeled = self.pool.labeled_indices
@@ -178,7 +191,10 @@ class ActiveLearningLoop:
 
     def _identity(self) -> dict:
         """What must not change between a run and its resumption (rounds may grow)."""
-        return {"strategy": type(self.strategy).__name__, "budget": self.budget, "seed": self.seed}
+        identity = {"strategy": type(self.strategy).__name__, "budget": self.budget, "seed": self.seed}
+        if isinstance(self.model, Committee):
+            identity["members"] = len(self.model.members)
+        return identity
 
     def _restore(self) -> None:
         state = load_state(self.state_path, CHECKPOINT_KIND)

@@ -8,7 +8,7 @@ import logging
 import os
 
 from torch_al.pool import ActivePool
-from torch_al.strategies import Strategy
+from torch_al.strategies import Ensemble, Strategy
 
 try:
     import pytorch_lightning as pl
@@ -31,13 +31,21 @@ class ActiveLearningCallback(pl.Callback):
 
     Args:
         pool: the :class:`ActivePool` the training dataloader samples from.
-        strategy: any :class:`Strategy`; it is given the LightningModule as the model.
+        strategy: any :class:`Strategy` that scores one model; it is given the LightningModule
+            as the model. The ensemble strategies (:class:`~torch_al.strategies.Ensemble`) need
+            E separately trained members, which one ``fit`` does not make: they are refused here
+            (use :class:`~torch_al.ActiveLearningLoop` with a :class:`~torch_al.strategies.Committee`).
         budget: items per round.
         oracle: ``oracle(indices) -> labels``; None leaves the query pending for annotators.
         state_path: a pool state file to keep up to date, or None.
     """
 
     def __init__(self, pool: ActivePool, strategy: Strategy, budget: int, oracle=None, state_path: str | os.PathLike | None = None) -> None:
+        if isinstance(strategy, Ensemble):
+            raise ValueError(
+                f"ActiveLearningCallback: strategy {type(strategy).__name__} scores a Committee of E separately trained models, "
+                "and the callback has one LightningModule per fit; use ActiveLearningLoop with a torch_al.strategies.Committee"
+            )
         self.pool, self.strategy, self.budget = pool, strategy, budget
         self.oracle = oracle
         self.state_path = state_path

@@ -10,6 +10,7 @@ from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
+from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
@@ -26,6 +27,10 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "variation-ratio": VariationRatio,
+    "ensemble-entropy": EnsembleEntropy,
+    "ensemble-bald": EnsembleBALD,
+    "ensemble-variation-ratio": EnsembleVariationRatio,
+    "qbc-vote-entropy": VoteEntropy,
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -56,8 +61,13 @@ __all__ = [
     "PCC",
     "PFK",
     "STRATEGIES",
+    "Committee",
     "CoreSet",
     "DistributionMatching",
+    "Ensemble",
+    "EnsembleBALD",
+    "EnsembleEntropy",
+    "EnsembleVariationRatio",
     "Entropy",
     "LeastConfidence",
     "Margin",
@@ -69,6 +79,7 @@ __all__ = [
     "SelectionCost",
     "Strategy",
     "VariationRatio",
+    "VoteEntropy",
     "ceal_pseudo_labels",
     "make_strategy",
     "predict_probabilities",

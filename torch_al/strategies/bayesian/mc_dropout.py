@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.strategies import sample_scores
 from torch_al.strategies.base import ScoreStrategy, model_device
 from torch_al.validation import LogitsCheck
 
@@ -213,27 +214,22 @@ class MonteCarloDropout(ScoreStrategy):
         return expand
 
 
-def _entropy(probabilities: Tensor) -> Tensor:
-    return torch.special.entr(probabilities).sum(-1)
-
-
 class MaxEntropy(MonteCarloDropout):
     """Entropy of the mean prediction, H[p̄] with p̄ = mean_t p_t."""
 
     def score(self, probabilities: Tensor) -> Tensor:  # [N, T, C] -> [N]
-        return _entropy(probabilities.mean(1))
+        return sample_scores.mean_entropy(probabilities)
 
 
 class BALD(MonteCarloDropout):
     """Mutual information between prediction and weights: H[p̄] − mean_t H[p_t]."""
 
     def score(self, probabilities: Tensor) -> Tensor:
-        return _entropy(probabilities.mean(1)) - _entropy(probabilities).mean(1)
+        return sample_scores.bald(probabilities)
 
 
 class VariationRatio(MonteCarloDropout):
     """1 − (number of passes predicting the modal class) / T."""
 
     def score(self, probabilities: Tensor) -> Tensor:
-        votes = nn.functional.one_hot(probabilities.argmax(-1), probabilities.shape[-1]).sum(1)  # [N, C]
-        return 1 - votes.max(1).values.to(probabilities.dtype) / probabilities.shape[1]
+        return sample_scores.variation_ratio(probabilities)

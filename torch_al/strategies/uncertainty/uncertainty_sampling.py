@@ -1,8 +1,8 @@
 """Uncertainty sampling from one deterministic forward pass: entropy, margin, least confidence."""
 
-import torch
 from torch import Tensor
 
+from torch_al.strategies import sample_scores
 from torch_al.strategies.base import ScoreStrategy
 
 
@@ -10,7 +10,7 @@ class Entropy(ScoreStrategy):
     """Highest predictive entropy −Σ_c p log p (Shannon, 0 log 0 = 0)."""
 
     def score(self, probabilities: Tensor) -> Tensor:  # [N, C] -> [N]
-        return torch.special.entr(probabilities).sum(1)
+        return sample_scores.entropy(probabilities)
 
 
 class Margin(ScoreStrategy):
