@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActivePool
 from torch_al.attention import compute_attention
-from torch_al.strategies import STRATEGIES, make_strategy, predict_probabilities
+from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy, predict_probabilities
 from torch_al.validation import LogitsCheck, check_logits
 
 HAS_OPS = hasattr(torch.ops.torch_al, "pfk_topk") and hasattr(torch.ops.torch_al, "kcenter_greedy")
@@ -70,26 +70,40 @@ def build(name: str, validation):
     return make_strategy(name, validation=validation, layers=LAYERS, batch_size=8, passes=4, chunk=2, steps=2, samples=2, progress=False)
 
 
+def is_ensemble(name: str) -> bool:
+    return isinstance(build(name, problem()[1]), Ensemble)
+
+
 def class_name(name: str) -> str:
-    return type(build(name, problem()[1])).__name__
+    """Who the message names: the strategy, and for the ensembles the member (the first one here)."""
+    return type(build(name, problem()[1])).__name__ + (" member 0" if is_ensemble(name) else "")
+
+
+def model_for(name: str, output: str) -> nn.Module:
+    """A Net, or for the ensemble strategies a committee of two (both misbehave alike)."""
+    return Committee([Net(output), Net(output)]) if is_ensemble(name) else Net(output)
+
+
+def returned(model: nn.Module) -> tuple[int, ...] | None:
+    return model.members[0].returned if isinstance(model, Committee) else model.returned
 
 
 @pytest.mark.parametrize("name", strategy_params(READS_LOGITS))
 def test_flat_outputs_name_the_shape(name):
     pool, validation = problem()
-    model = Net("flat")
+    model = model_for(name, "flat")
     with pytest.raises(ValueError) as error:
         build(name, validation).select(model, pool, 3)
-    expected = f"{class_name(name)}: the model must return logits of shape (N, C); got shape {model.returned}"
+    expected = f"{class_name(name)}: the model must return logits of shape (N, C); got shape {returned(model)}"
     assert str(error.value) == expected
-    assert len(model.returned) == 1
+    assert len(returned(model)) == 1
 
 
 @pytest.mark.parametrize("name", strategy_params(READS_LOGITS))
 def test_tuple_outputs_name_the_type(name):
     pool, validation = problem()
     with pytest.raises(ValueError) as error:
-        build(name, validation).select(Net("tuple"), pool, 3)
+        build(name, validation).select(model_for(name, "tuple"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model must return logits of shape (N, C) as a Tensor; got a tuple"
 
 
@@ -100,7 +114,7 @@ def test_nan_names_the_global_index_of_the_first_bad_item(name):
     assert position != MARKED  # the message must name the pool's index, not the position
     what = "embeddings" if name == "coreset" else "logits"
     with pytest.raises(ValueError) as error:
-        build(name, validation).select(Net("nan"), pool, 3)
+        build(name, validation).select(model_for(name, "nan"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model returned non-finite {what} (nan) for pool item {MARKED}"
 
 
@@ -168,5 +182,5 @@ def test_check_logits_passes_good_logits_through_and_searches_only_on_failure():
 @pytest.mark.parametrize("name", strategy_params([name for name in STRATEGIES if name != "random"]))
 def test_valid_outputs_still_select(name):
     pool, validation = problem()
-    picked = build(name, validation).select(Net("logits"), pool, 5)
+    picked = build(name, validation).select(model_for(name, "logits"), pool, 5)
     assert picked.numel() == 5 == len(set(picked.tolist())) and not pool.labeled_mask[picked].any()
