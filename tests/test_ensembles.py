@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
-from torch_al.cli import main
+from torch_al.cli import SelectConfig, main
 from torch_al.experiment import RunConfig
 from torch_al.loop import CHECKPOINT_KIND
 from torch_al.persistence import load_state
@@ -165,6 +165,8 @@ def test_bad_input_names_the_argument():
         RunConfig(strategy=("ensemble-bald+rotation",))
     with pytest.raises(SystemExit):
         main(["run", "--strategy", "qbc-vote-entropy", "--members", "1"])
+    with pytest.raises(ValueError, match="strategy ensemble-bald scores a committee .* select takes one --model"):
+        SelectConfig(state="s.pt", data="d.pt", model="m.pt2", strategy="ensemble-bald")
     pool = ActivePool(TensorDataset(torch.randn(6, 2), torch.zeros(6, dtype=torch.int64)))
     for name in NAMES:
         with pytest.raises(TypeError, match=f"{STRATEGIES[name].__name__}: model must be a torch_al.strategies.Committee .*got Linear"):

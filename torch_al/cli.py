@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import TensorDataset
 
-from torch_al.experiment import RunConfig, run_experiment
+from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import STRATEGIES, make_strategy
@@ -47,6 +47,8 @@ class SelectConfig:
             raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}, got {self.strategy!r}")
         if self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if is_ensemble(self.strategy):
+            raise ValueError(f"strategy {self.strategy} scores a committee of E separately trained models and select takes one --model: use torch-al run --members E, or ActiveLearningLoop with a Committee")
         if "validation" in inspect.signature(STRATEGIES[self.strategy]).parameters and not (self.validation and self.layers):
             raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
 
