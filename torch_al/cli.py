@@ -48,7 +48,10 @@ class SelectConfig:
         if self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
         if is_ensemble(self.strategy):
-            raise ValueError(f"strategy {self.strategy} scores a committee of E separately trained models and select takes one --model: use torch-al run --members E, or ActiveLearningLoop with a Committee")
+            raise ValueError(
+                f"strategy {self.strategy} scores a committee of E separately trained models and select takes one --model: "
+                "use torch-al run --members E, or ActiveLearningLoop with a Committee"
+            )
         if "validation" in inspect.signature(STRATEGIES[self.strategy]).parameters and not (self.validation and self.layers):
             raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
 
