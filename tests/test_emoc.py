@@ -40,9 +40,9 @@ def reference_scores(model: nn.Module, candidates: torch.Tensor, sample: torch.T
     return torch.stack(scores)
 
 
-def mlp(batch_norm: bool = False, log_softmax: bool = False) -> nn.Sequential:
+def mlp(batch_norm: bool = False, log_softmax: bool = False, inplace: bool = False) -> nn.Sequential:
     torch.manual_seed(1)
-    layers = [nn.Linear(5, 7), *([nn.BatchNorm1d(7)] if batch_norm else []), nn.ReLU(), nn.Linear(7, 4)]
+    layers = [nn.Linear(5, 7), *([nn.BatchNorm1d(7)] if batch_norm else []), nn.ReLU(inplace=inplace), nn.Linear(7, 4)]
     return nn.Sequential(*layers, *([nn.LogSoftmax(1)] if log_softmax else []))
 
 
@@ -95,8 +95,13 @@ def test_batch_norm_runs_in_eval_mode_and_the_model_is_left_as_it_was():
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
-def test_a_frozen_model_scores_the_same():
-    model, pool = mlp().double(), make_pool()
+def test_an_in_place_op_after_a_chosen_layer_does_not_change_its_gradient():
+    check_against_reference(mlp(inplace=True).double(), make_pool(), ["0", "2"], "expected")
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_frozen_model_scores_the_same(inplace):
+    model, pool = mlp(inplace=inplace).double(), make_pool()
     expected = EMOC(linear_layers=["0", "2"], label="expected", progress=False).select(model, pool, 5, return_scores=True)
     model.requires_grad_(False)
     frozen = EMOC(linear_layers=["0", "2"], label="expected", progress=False).select(model, pool, 5, return_scores=True)

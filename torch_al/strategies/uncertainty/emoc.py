@@ -47,31 +47,32 @@ def linear_layers_of(model: nn.Module, names: Sequence[str] | None) -> dict[str,
 @dataclass
 class _Forward:
     """One batch through the model: the logits f Tensor[B, C], and per chosen layer its input
-    rows h Tensor[B, H] (detached) and its output u Tensor[B, O] (in the graph)."""
+    rows h Tensor[B, H] (detached), its output u Tensor[B, O] (in the graph) and whether the
+    model returned u itself as f, so that J = I and no backward pass is needed."""
 
     logits: Tensor
     inputs: list[Tensor]
     outputs: list[Tensor]
-
-    def output_is_logits(self) -> list[bool]:
-        """Per layer, whether u is f itself, so that J = I and no backward pass is needed."""
-        return [output is self.logits for output in self.outputs]
+    identity: list[bool]
 
 
 class _Capture:
-    """Forward hooks that record every chosen layer's input and output, once per forward."""
+    """Forward hooks that record every chosen layer's input and output, once per forward. The
+    model continues with a copy of the output: an in-place op after the layer (``ReLU(inplace=True)``)
+    would otherwise change u itself, and the gradients would be taken at the wrong tensor."""
 
     def __init__(self, layers: dict[str, nn.Linear]) -> None:
         self.names = list(layers)
         self.biases = [module.bias is not None for module in layers.values()]
-        self.seen: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in layers}
+        self.seen: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {name: [] for name in layers}
         self.handles = [module.register_forward_hook(partial(self._record, name)) for name, module in layers.items()]
 
     def _record(self, name: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         if not output.requires_grad:
             output.requires_grad_()  # a frozen model: the gradient at this output is still needed
-        self.seen[name].append((args[0].detach(), output))
-        return output
+        passed_on = output.clone()
+        self.seen[name].append((args[0].detach(), output, passed_on))
+        return passed_on
 
     def run(self, model: nn.Module, x: Tensor, check: LogitsCheck, start: int) -> _Forward:
         for seen in self.seen.values():
@@ -82,25 +83,25 @@ class _Capture:
                 raise ValueError(f"EMOC: linear_layers layer {name!r} must run once per forward; it ran {len(seen)} times")
             if seen[0][0].shape[:1] != x.shape[:1] or seen[0][0].dim() != 2:
                 raise ValueError(f"EMOC: linear_layers layer {name!r} must see inputs of shape (B, features) with B = {x.shape[0]}, one row per item; got shape {tuple(seen[0][0].shape)}")
-        return _Forward(logits, [seen[0][0] for seen in self.seen.values()], [seen[0][1] for seen in self.seen.values()])
+        (inputs, outputs, passed_on) = zip(*(seen[0] for seen in self.seen.values()))
+        return _Forward(logits, list(inputs), list(outputs), [tensor is logits for tensor in passed_on])
 
     def pullback(self, forward: _Forward, cotangents: Tensor) -> tuple[list[Tensor], bool]:
         """vᵀ ∂f/∂u_ℓ for each cotangent v (Tensor[K, B, C]), row by row: Tensor[B, K, O_ℓ] per
         layer, and whether any backward pass ran. The rows stay apart because an eval-mode
         forward treats the items independently. A layer whose output is the logits gets v itself."""
-        identity = forward.output_is_logits()
-        results: list[Tensor | None] = [cotangents.transpose(0, 1) if same else None for same in identity]
-        hidden = [layer for layer, same in enumerate(identity) if not same]
+        results: list[Tensor | None] = [cotangents.transpose(0, 1) if same else None for same in forward.identity]
+        hidden = [layer for layer, same in enumerate(forward.identity) if not same]
         if not hidden:
             return results, False
         if forward.logits.grad_fn is None:
             self._unused(hidden[0])
         last = cotangents.shape[0] - 1
-        rows = [torch.autograd.grad(forward.logits, [forward.outputs[i] for i in hidden], v, retain_graph=k < last, allow_unused=True) for k, v in enumerate(cotangents)]
+        per_cotangent = [torch.autograd.grad(forward.logits, [forward.outputs[i] for i in hidden], v, retain_graph=k < last, allow_unused=True) for k, v in enumerate(cotangents)]
         for position, layer in enumerate(hidden):
-            if rows[0][position] is None:
+            if per_cotangent[0][position] is None:
                 self._unused(layer)
-            results[layer] = torch.stack([grads[position] for grads in rows], 1)
+            results[layer] = torch.stack([grads[position] for grads in per_cotangent], 1)
         return results, True
 
     def _unused(self, layer: int) -> None:
@@ -109,6 +110,7 @@ class _Capture:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
+        self.seen = {name: [] for name in self.names}  # the last batch's graph
 
 
 @dataclass
@@ -131,7 +133,7 @@ class _PoolSample:
         for rows in torch.arange(size, device=total.device).split(step):
             change = 0
             for h, jacobian, bias, h_new, delta in zip(self.inputs, self.jacobians, self.biases, inputs, deltas):
-                gram = h_new @ h[rows].T + bias  # [B, s]
+                gram = h_new @ h[rows].T + float(bias)  # [B, s]
                 along = delta.unsqueeze(2) if jacobian is None else torch.einsum("nyo,sco->nysc", delta, jacobian[rows])
                 change = change + along * gram[:, None, :, None]  # [B, Y, s, C]
             total += change.abs().flatten(2).sum(2)
@@ -226,7 +228,7 @@ class EMOC(Strategy):
             basis = torch.eye(classes, dtype=forward.logits.dtype, device=device)[:, None, :].expand(classes, x.shape[0], classes)
             pulled, backward = capture.pullback(forward, basis)  # row c of J_ℓ from the c-th basis vector
             self.charge(forward=x.shape[0], backward=classes * x.shape[0] if backward else 0)
-            for layer, same in enumerate(forward.output_is_logits()):
+            for layer, same in enumerate(forward.identity):
                 inputs[layer].append(forward.inputs[layer])
                 jacobians[layer].append(None if same else pulled[layer].detach())
             start += x.shape[0]
