@@ -4,13 +4,14 @@
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jacrev
+from torch.func import functional_call, grad, jacrev, vmap
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.models import LeNet
 from torch_al.strategies import EMOC, make_strategy
+from torch_al.strategies.uncertainty import emoc
 
 LABELED = [0, 3, 7]
 
@@ -21,23 +22,22 @@ def flat(tensors: dict[str, torch.Tensor], leading: int) -> torch.Tensor:
 
 def reference_scores(model: nn.Module, candidates: torch.Tensor, sample: torch.Tensor, layers: list[str], label: str) -> torch.Tensor:
     """Per item x' of ``candidates``: Σ_y' w(y') mean_s Σ_c |(∇_θ f(x_s) ∇_θ CE(f(x'), y'))_c| over
-    the items x_s of ``sample``, θ the layers' parameters, one item and one label at a time (w = 1
-    at the argmax, or p(y'|x'))."""
+    the items x_s of ``sample``, θ the layers' parameters, with the Jacobians and gradients formed
+    explicitly, one row per item and per (item, label) (w = 1 at the argmax, or p(y'|x'))."""
     model = model.double().eval()
     theta = {f"{layer}.{name}": p.detach() for layer in layers for name, p in model.get_submodule(layer).named_parameters()}
     outputs = lambda params, item: functional_call(model, params, (item[None],))[0]  # noqa: E731
     loss = lambda params, item, y: F.cross_entropy(outputs(params, item)[None], y[None])  # noqa: E731
-    jacobians = torch.stack([flat(jacrev(outputs)(theta, s), 1) for s in sample.double()])  # [S, C, |θ|]
-    scores = []
-    for item in candidates.double():
-        p = outputs(theta, item).softmax(0).detach()
-        weights = {int(p.argmax()): 1.0} if label == "map" else dict(enumerate(p.tolist()))
-        score = 0.0
-        for y, weight in weights.items():
-            gradient = flat(grad(loss)(theta, item, torch.tensor(y)), 0)  # [|θ|]
-            score += weight * (jacobians @ gradient).abs().sum(1).mean()
-        scores.append(score)
-    return torch.stack(scores)
+    jacobians = flat(vmap(jacrev(outputs), in_dims=(None, 0))(theta, sample.double()), 2)  # [S, C, |θ|]
+    p = vmap(outputs, in_dims=(None, 0))(theta, candidates.double()).softmax(1).detach()  # [N, C]
+    classes = p.shape[1]
+    if label == "map":
+        items, labels, weights = torch.arange(len(p)), p.argmax(1), torch.ones(len(p), dtype=p.dtype)
+    else:
+        items, labels, weights = torch.arange(len(p)).repeat_interleave(classes), torch.arange(classes).repeat(len(p)), p.flatten()
+    gradients = flat(vmap(grad(loss), in_dims=(None, 0, 0))(theta, candidates.double()[items], labels), 1)  # [Q, |θ|]
+    changes = torch.einsum("scp,qp->qsc", jacobians, gradients).abs().sum(2).mean(1)  # [Q]
+    return torch.zeros(len(p), dtype=p.dtype).index_add(0, items, weights * changes)
 
 
 def mlp(batch_norm: bool = False, log_softmax: bool = False, inplace: bool = False) -> nn.Sequential:
@@ -81,6 +81,15 @@ def test_an_output_that_is_not_the_last_layer_itself_goes_through_autograd(label
     model = mlp(log_softmax=True).double()  # f = log-probabilities: J of the last layer is not I
     strategy = check_against_reference(model, make_pool(), ["2"], label, sample_size=40, batch_size=16)
     assert strategy.last_cost.backward == 4 * 40 + (1 if label == "map" else 4) * 37
+
+
+def test_blocks_of_sample_rows_give_the_same_scores(monkeypatch):
+    model, pool = mlp().double(), make_pool()
+    whole = EMOC(linear_layers=["0", "2"], label="expected", sample_size=30, progress=False).select(model, pool, 37, return_scores=True)
+    monkeypatch.setattr(emoc, "_CHANGE_ELEMENTS", 1)  # one sample row per block
+    blocks = EMOC(linear_layers=["0", "2"], label="expected", sample_size=30, progress=False).select(model, pool, 37, return_scores=True)
+    assert blocks[0].tolist() == whole[0].tolist()
+    torch.testing.assert_close(blocks[1], whole[1], rtol=1e-12, atol=0)
 
 
 def test_batch_norm_runs_in_eval_mode_and_the_model_is_left_as_it_was():
@@ -227,3 +236,14 @@ def assert_unchanged(pool: ActivePool, state: dict) -> None:
 def test_bad_options(options, error, message):
     with pytest.raises(error, match=message):
         EMOC(**options)
+
+
+def test_the_loop_runs_emoc_and_repeats_itself(tmp_path):
+    from al_scenario import BUDGET, INITIAL, make_loop
+
+    ledgers = []
+    for run in range(2):
+        loop = make_loop(tmp_path / str(run), strategy=EMOC(linear_layers=["0", "2"], sample_size=50, seed=1, progress=False), rounds=2)
+        loop.run()
+        ledgers.append(loop.pool.ledger.index.tolist())
+    assert ledgers[0] == ledgers[1] and len(ledgers[0]) == INITIAL + 2 * BUDGET

@@ -152,11 +152,12 @@ class EMOC(Strategy):
     The model runs in eval mode (dropout off, batch-norm on running statistics, so each item's
     gradients are its own); its mode is restored and no parameter's ``.grad`` is touched.
 
-    Cost per round, in images: S + N̂ forwards (S the sample size, N̂ the unlabeled items). Layers
-    whose output is the logits themselves (the default last layer) need no backward pass; if any
-    chosen layer is hidden, C·S backwards for the sample's Jacobians plus N̂ (``"map"``) or C·N̂
-    (``"expected"``) for the candidates' output gradients, each from the logits down to the
-    chosen layers only. Memory: S·(Σ_ℓ H_ℓ + C·Σ_hidden O_ℓ) numbers for the sample.
+    Cost per round, in images: S + N̂ forwards (S the sample size, N̂ the unlabeled items, C the
+    classes). Layers whose output is the logits themselves (the default last layer) need no
+    backward pass; if any chosen layer is hidden, C·S backwards for the sample's Jacobians plus N̂
+    (``"map"``) or C·N̂ (``"expected"``) for the candidates' output gradients, each from the
+    logits down to the chosen layers only. Memory: S·(Σ_ℓ H_ℓ + C·Σ_hidden O_ℓ) numbers for the
+    sample.
 
     Args:
         label: ``"map"`` or ``"expected"``.
