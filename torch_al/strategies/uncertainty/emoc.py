@@ -34,7 +34,7 @@ def linear_layers_of(model: nn.Module, names: Sequence[str] | None) -> dict[str,
     if names is None:
         linears = [name for name, module in modules.items() if isinstance(module, nn.Linear)]
         if not linears:
-            raise ValueError("EMOC: the model has no nn.Linear; name the layers with linear_layers=...")
+            raise ValueError("EMOC: the model has no nn.Linear module (an exported or TorchScript model keeps none: pass the eager model); name the layers with linear_layers=...")
         names = linears[-1:]
     for name in names:
         if name not in modules:
