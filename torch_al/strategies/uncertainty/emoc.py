@@ -231,7 +231,7 @@ class EMOC(Strategy):
             self.charge(forward=x.shape[0], backward=classes * x.shape[0] if backward else 0)
             for layer, same in enumerate(forward.identity):
                 inputs[layer].append(forward.inputs[layer])
-                jacobians[layer].append(None if same else pulled[layer].detach())
+                jacobians[layer].append(None if same else pulled[layer])
             start += x.shape[0]
         jacobians = [None if any(batch is None for batch in batches) else torch.cat(batches) for batches in jacobians]
         return _PoolSample([torch.cat(batches) for batches in inputs], jacobians, capture.biases, classes)
@@ -252,6 +252,6 @@ class EMOC(Strategy):
             deltas, backward = capture.pullback(forward, cotangents)
             self.charge(forward=x.shape[0], backward=cotangents.shape[0] * x.shape[0] if backward else 0)
             changes = sample.summed_changes(forward.inputs, deltas) / sample.inputs[0].shape[0]
-            chunks.append((changes * weights).sum(1).detach().cpu())
+            chunks.append((changes * weights).sum(1).cpu())
             start += x.shape[0]
         return torch.cat(chunks)
