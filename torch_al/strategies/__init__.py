@@ -7,6 +7,7 @@ from functools import partial
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
+from torch_al.strategies.uncertainty.emoc import EMOC
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
@@ -23,6 +24,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "margin": Margin,
     "least-confidence": LeastConfidence,
     "ceal": CEAL,
+    "emoc": EMOC,
     "coreset": CoreSet,
     "max-entropy": MaxEntropy,
     "bald": BALD,
@@ -58,6 +60,7 @@ __all__ = [
     "BALD",
     "CEAL",
     "EBA",
+    "EMOC",
     "PCC",
     "PFK",
     "STRATEGIES",
