@@ -15,8 +15,10 @@ strategy of a seed sees the same pool, validation set and initial model; its che
 interrupted grid resume.
 
 Reported per imbalance: accuracy per round (mean ± std over seeds), the labels each strategy needs
-to reach the final accuracy of the best uncertainty baseline, and compute per round (images through
-forward + backward passes, and seconds).
+to reach the final accuracy of the best uncertainty baseline and of the best non-matching line (every
+method outside PCC / PFK / EBA; from random weights, and apart, from the rotation-pretrained model:
+the ``+rotation`` lines), and compute per round (images through forward + backward passes, and
+seconds).
 """
 
 import argparse
@@ -32,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import RESULTS_DIR, machine_info, print_table  # noqa: E402
 
-from torch_al.experiment import RunConfig, run_experiment  # noqa: E402
+from torch_al.experiment import PRETRAINED, RunConfig, base_strategy, run_experiment  # noqa: E402
 from torch_al.persistence import atomic_write_bytes  # noqa: E402
 from torch_al.plots import learning_curve  # noqa: E402
 
@@ -40,12 +42,17 @@ from torch_al.plots import learning_curve  # noqa: E402
 STRATEGIES = (
     "random", "entropy", "pfk", "variation-ratio", "pfk+rotation", "pfk-product-true", "pfk-L20", "bald", "pcc", "coreset",
     "pfk-product-argmax", "pfk-fisher-match", "pfk-fisher-argmax", "pfk-sum-match", "pfk-sum-argmax", "eba",
+    "ceal", "suggestive", "badge", "emoc", "batchbald",
+    "ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy",
+    # The PFK paper's own setting: every method starts from the rotation-pretrained model.
+    "random+rotation", "entropy+rotation", "variation-ratio+rotation", "badge+rotation",
 )  # fmt: skip
 QUICK_STRATEGIES = ("random", "entropy", "pfk")
 # Lines that are a strategy run with other options: name → (strategy, RunConfig options).
 VARIANTS = {"pfk-L20": ("pfk", {"layers": ("act2",)})}  # the paper's L = 20: conv2 alone
 UNCERTAINTY = ("entropy", "margin", "least-confidence", "max-entropy", "bald", "variation-ratio")
 MC_DROPOUT = ("max-entropy", "bald", "variation-ratio")  # the paper's uncertainty baselines
+MATCHING = ("pcc", "pfk", "eba")  # the distribution-matching family, against everything else
 PAPER_PASSES = 128  # the paper's T
 TARGET = {"imbalance": 100.0, "label_savings": 0.40, "compute_ratio": 0.10}
 
@@ -185,6 +192,15 @@ def compare_to_baseline(strategies: dict[str, dict], candidates: tuple[str, ...]
     return {"baseline": best, "target_accuracy": target, "baseline_labels": baseline_labels, "lines": lines}
 
 
+def non_matching(strategies: dict[str, dict], pretrained: bool) -> tuple[str, ...]:
+    """The lines outside the distribution-matching family, from random weights or, with
+    ``pretrained``, from the rotation-pretrained model (the PFK paper's setting)."""
+    return tuple(
+        name for name in strategies
+        if not base_strategy(name).startswith(MATCHING) and name not in VARIANTS and name.endswith(PRETRAINED) == pretrained
+    )  # fmt: skip
+
+
 def check_target(comparison: dict | None) -> dict:
     """The paper's headline, for every PFK line of a comparison: at least 40% fewer labels than
     the baseline at no more than 1/10 of its passes per round (at the paper's cost where given)."""
@@ -211,6 +227,8 @@ def summarise(args: argparse.Namespace) -> dict:
         comparisons = {
             "uncertainty": compare_to_baseline(strategies, UNCERTAINTY, args.passes),
             "mc_dropout": compare_to_baseline(strategies, MC_DROPOUT, args.passes),
+            "non_matching": compare_to_baseline(strategies, non_matching(strategies, pretrained=False), args.passes),
+            "pretrained_non_matching": compare_to_baseline(strategies, non_matching(strategies, pretrained=True), args.passes),
         }
         summary = {"strategies": strategies, "comparisons": comparisons}
         if imbalance == TARGET["imbalance"]:

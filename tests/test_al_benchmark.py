@@ -56,6 +56,13 @@ def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline(
     assert "compute_ratio_passes_paper" not in experiment.compare_to_baseline(without_mc_dropout, experiment.UNCERTAINTY, passes=16)["lines"]["pfk"]
 
 
+def test_non_matching_baselines_are_split_by_setting():
+    names = ["random", "badge", "pfk", "pfk-sum-match", "pcc", "eba", "pfk-L20", "badge+rotation", "pfk+rotation", "ensemble-bald"]
+    strategies = dict.fromkeys(names, {})
+    assert experiment.non_matching(strategies, pretrained=False) == ("random", "badge", "ensemble-bald")
+    assert experiment.non_matching(strategies, pretrained=True) == ("badge+rotation",)
+
+
 def test_quick_mode_defaults_and_output_places():
     quick = experiment.parse_args(["--quick"])
     assert (quick.imbalance, quick.seeds, quick.rounds, quick.strategies) == ([100.0], [0], 5, ["random", "entropy", "pfk"])
