@@ -10,6 +10,7 @@ from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
+from torch_al.strategies.bayesian.batchbald import BatchBALD, batchbald_select
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "coreset": CoreSet,
     "max-entropy": MaxEntropy,
     "bald": BALD,
+    "batchbald": BatchBALD,
     "variation-ratio": VariationRatio,
     "pcc": PCC,
     "eba": EBA,
@@ -51,6 +53,7 @@ def make_strategy(name: str, **options) -> Strategy:
 
 __all__ = [
     "BALD",
+    "BatchBALD",
     "CEAL",
     "EBA",
     "PCC",
@@ -69,6 +72,7 @@ __all__ = [
     "SelectionCost",
     "Strategy",
     "VariationRatio",
+    "batchbald_select",
     "ceal_pseudo_labels",
     "make_strategy",
     "predict_probabilities",
