@@ -84,8 +84,7 @@ def _sample(picked: list[Tensor], samples: int, generator: torch.Generator | Non
     estimator unbiased."""
     passes = picked[0].shape[0]
     posterior = torch.cat([torch.arange(passes).repeat(samples // passes), torch.randperm(passes, generator=generator)[: samples % passes]])
-    ones = picked[0].new_ones(passes, samples)
-    configurations = _Configurations(ones, ones[0] * 0, posterior)
+    configurations = _Configurations(picked[0].new_ones(passes, samples), picked[0].new_zeros(samples), posterior)
     for item in picked:
         configurations = configurations.extend_sampled(item, generator)
     return configurations
