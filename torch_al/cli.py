@@ -38,7 +38,7 @@ class SelectConfig:
     model: str = field(metadata={"help": "the task model: a torch.export .pt2 file (dynamic batch dim), or TorchScript"})
     strategy: str = field(default="entropy", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     budget: int = field(default=125, metadata={"help": "items to select"})
-    seed: int = field(default=0, metadata={"help": "seed of random / core-set picks"})
+    seed: int = field(default=0, metadata={"help": "seed of random / core-set picks and of BatchBALD's sampled configurations"})
     validation: str | None = field(default=None, metadata={"help": "torch.save'd (inputs Tensor[M, ...], labels int64 Tensor[M]), for pcc/pfk/eba"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers (module names of the model), for pcc/pfk/eba"})
 

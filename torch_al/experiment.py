@@ -63,7 +63,7 @@ class RunConfig:
     lr: float = field(default=0.05, metadata={"help": "SGD learning rate (momentum 0.5)"})
     model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
     pretrain_epochs: int = field(default=8, metadata={"help": f"rotation pretraining epochs on the pool for NAME{PRETRAINED} strategies"})
-    passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy)"})
+    passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy, batchbald)"})
     members: int = field(default=5, metadata={"help": "E: independently trained models of the ensemble strategies (ensemble-*, qbc-vote-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba (default: the model's, LeNet act1 act2 act3 = L 80)"})

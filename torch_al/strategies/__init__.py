@@ -12,6 +12,7 @@ from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
 from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
+from torch_al.strategies.bayesian.batchbald import BatchBALD, batchbald_select
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
@@ -28,6 +29,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "coreset": CoreSet,
     "max-entropy": MaxEntropy,
     "bald": BALD,
+    "batchbald": BatchBALD,
     "variation-ratio": VariationRatio,
     "ensemble-entropy": EnsembleEntropy,
     "ensemble-bald": EnsembleBALD,
@@ -58,6 +60,7 @@ def make_strategy(name: str, **options) -> Strategy:
 
 __all__ = [
     "BALD",
+    "BatchBALD",
     "CEAL",
     "EBA",
     "EMOC",
@@ -83,6 +86,7 @@ __all__ = [
     "Strategy",
     "VariationRatio",
     "VoteEntropy",
+    "batchbald_select",
     "ceal_pseudo_labels",
     "make_strategy",
     "predict_probabilities",

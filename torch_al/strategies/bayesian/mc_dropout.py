@@ -2,6 +2,7 @@
 stochastic forward passes with dropout on."""
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -103,8 +104,13 @@ class MonteCarloDropout(ScoreStrategy):
         self.prefix_once = bool(prefix_once)
         self._logged: set = set()
 
-    @torch.no_grad()
     def scores(self, model: nn.Module, loader: DataLoader, check: LogitsCheck) -> Tensor:
+        return self.per_batch(model, loader, check, self.score)
+
+    @torch.no_grad()
+    def per_batch(self, model: nn.Module, loader: DataLoader, check: LogitsCheck, reduce: Callable[[Tensor], Tensor]) -> Tensor:
+        """``reduce`` of each batch's float32 Tensor[B, T, C] probabilities from the T passes,
+        concatenated along the first dim; charges the passes to ``last_cost``."""
         dropouts = _dropout_modules(model)
         if not dropouts:
             raise ValueError(f"{type(self).__name__} needs dropout in the model: with none, all T passes are equal")
@@ -122,16 +128,16 @@ class MonteCarloDropout(ScoreStrategy):
                     expand = self._probe(model, dropouts, x, device)
                 logits = self._sample(model, x, check, expand)
                 check.finite(logits, start)  # once per batch, not once per forward: one host sync
-                chunks.append(self.score(logits.float().softmax(-1)))
+                chunks.append(reduce(logits.float().softmax(-1)))
                 start += x.shape[0]
         finally:
             if expand is not None:
                 expand.handle.remove()
             for module, training in modes:
                 module.training = training
-        scores = torch.cat(chunks)
-        self.charge(forward=self.passes * scores.shape[0])
-        return scores
+        reduced = torch.cat(chunks)
+        self.charge(forward=self.passes * reduced.shape[0])
+        return reduced
 
     def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck, expand: _Expand | None = None) -> Tensor:
         """Tensor[B, T, C] logits of T stochastic passes over one batch; with ``expand``, the

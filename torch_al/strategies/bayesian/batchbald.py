@@ -1,0 +1,222 @@
+"""BatchBALD (Kirsch, van Amersfoort & Gal, NeurIPS 2019): a batch chosen greedily to maximise the
+mutual information between its labels and the weights, over T MC-dropout samples."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.special import entr
+
+from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.bayesian.mc_dropout import BALD
+from torch_al.validation import LogitsCheck, check_int
+
+_CHUNK_ELEMENTS = 2**18  # float64 elements of one candidate chunk's [rows·C, configurations] tensor: 2 MiB stay in cache between the product and the log
+
+
+def _entropy_terms(conditional: Tensor) -> Tensor:
+    """−r log r elementwise, 0 at r = 0; in place on ``conditional``, twice as fast as ``entr``."""
+    logs = conditional.clamp_min(torch.finfo(conditional.dtype).tiny).log_()
+    return logs.mul_(conditional).neg_()
+
+
+@dataclass
+class _Configurations:
+    """Label configurations ŷ_k of the items picked so far (the paper's [T, configurations]
+    matrix P[t, k] = Π_i p_t(ŷ_k,i)), stored per configuration as ratios P[t, k] / p(ŷ_k), with
+    p(ŷ_k) = mean_t P[t, k] kept as a log: the product of a hundred probabilities underflows,
+    the ratios (mean 1 over t) do not.
+
+    Attributes:
+        ratios: float64 Tensor[T, K].
+        log_joint: float64 Tensor[K], log p(ŷ_k).
+        posterior: None while the K configurations are all those of nonzero probability (exact);
+            for sampled configurations, int64 Tensor[K] (CPU): the posterior sample t each was drawn from.
+    """
+
+    ratios: Tensor
+    log_joint: Tensor
+    posterior: Tensor | None = None
+
+    def joint_entropies(self, by_class: Tensor) -> Tensor:
+        """H(ŷ_1..ŷ_{n−1}, y) for each candidate, from its probabilities laid out as a contiguous
+        Tensor[N, C, T] → Tensor[N].
+
+        With r_k(y) = p(y | ŷ_k) = mean_t ratios[t, k] p_t(y), the chain rule gives
+        H = Σ_k p(ŷ_k)(−log p(ŷ_k) + H(r_k)) exactly, and, for configurations drawn from the
+        joint (the paper's importance-sampled estimator), the same sum with weights 1/K.
+        """
+        if self.posterior is None:
+            weights = self.log_joint.exp()
+            offset = -(weights * self.log_joint).sum()
+        else:
+            weights = torch.full_like(self.log_joint, 1 / self.log_joint.numel())
+            offset = -self.log_joint.mean()
+        classes, passes = by_class.shape[1:]
+        ratios = self.ratios / passes
+        rows = max(1, _CHUNK_ELEMENTS // (classes * ratios.shape[1]))
+        entropies = [_entropy_terms(chunk.flatten(0, 1) @ ratios) @ weights for chunk in by_class.split(rows)]  # [rows·C, K] → [rows·C]
+        return torch.cat(entropies).view(-1, classes).sum(1) + offset
+
+    def extend_exact(self, item: Tensor) -> "_Configurations":
+        """Every configuration followed by every class of the picked item (Tensor[T, C]);
+        configurations of probability 0 are dropped."""
+        ratios = (self.ratios.unsqueeze(2) * item.unsqueeze(1)).flatten(1)  # [T, K·C], k-major
+        conditional = ratios.mean(0)
+        keep = conditional > 0
+        ratios, conditional = ratios[:, keep], conditional[keep]
+        log_joint = self.log_joint.repeat_interleave(item.shape[1])[keep] + conditional.log()
+        return _Configurations(ratios / conditional, log_joint)
+
+    def extend_sampled(self, item: Tensor, generator: torch.Generator | None) -> "_Configurations":
+        """Each sampled configuration k followed by a label drawn from p_t(y) of the picked item
+        (Tensor[T, C]), t = posterior[k]: the extended configurations are again draws from the joint."""
+        labels = torch.multinomial(item[self.posterior].cpu(), 1, generator=generator).squeeze(1).to(item.device)
+        ratios = self.ratios * item[:, labels]  # [T, K]
+        conditional = ratios.mean(0).clamp_min(torch.finfo(ratios.dtype).tiny)
+        return _Configurations(ratios / conditional, self.log_joint + conditional.log(), self.posterior)
+
+
+def _sample(picked: list[Tensor], samples: int, generator: torch.Generator | None) -> _Configurations:
+    """``samples`` configurations of the picked items (each Tensor[T, C]) drawn from their joint:
+    a posterior sample t, then every label from p_t. The t are stratified (samples // T each) and
+    the remainder drawn without replacement, so each configuration's t is uniform and the
+    estimator unbiased."""
+    passes = picked[0].shape[0]
+    posterior = torch.cat([torch.arange(passes).repeat(samples // passes), torch.randperm(passes, generator=generator)[: samples % passes]])
+    configurations = _Configurations(picked[0].new_ones(passes, samples), picked[0].new_zeros(samples), posterior)
+    for item in picked:
+        configurations = configurations.extend_sampled(item, generator)
+    return configurations
+
+
+def batchbald_select(
+    probabilities: Tensor,
+    budget: int,
+    max_configurations: int = 1024,
+    samples: int = 1024,
+    shortlist: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Greedy BatchBALD over fixed MC-dropout probabilities.
+
+    Step n picks the unpicked item x maximising
+    a({x_1..x_{n−1}, x}) = H(y_1..y_{n−1}, y_x) − Σ_{i<n} E_θ H(y_i|θ) − E_θ H(y_x|θ), expectations
+    over the T samples. The joint entropy is exact (float64) while the configurations of the
+    picked items' labels with nonzero probability, times C, number at most ``max_configurations``;
+    beyond, it is estimated from ``samples`` configurations drawn from the joint (the paper's
+    importance-sampled estimator), extended by one drawn label per pick. Ties go to the lower index.
+
+    Args:
+        probabilities: Tensor[N, T, C], p_t(y | x_i) of pass t (any float dtype; rows sum to 1).
+        budget: how many items, 0 <= budget <= N.
+        max_configurations: the most configurations the exact joint entropy enumerates.
+        samples: M, the sampled configurations beyond that.
+        shortlist: restrict the greedy to the items with the ``shortlist`` highest BALD scores
+            (>= budget); None: all N.
+        generator: draws the sampled configurations (CPU); None: torch's global generator.
+
+    Returns:
+        (int64 Tensor[budget] indices in pick order, float64 Tensor[budget] scores: score n is
+        a({x_1..x_n}), the mutual information of the batch so far; score 1 is BALD's).
+    """
+    _check_inputs(probabilities, budget, max_configurations, samples, shortlist)
+    probabilities = probabilities.double()
+    items, passes, classes = probabilities.shape
+    conditional = entr(probabilities).sum(-1).mean(1)  # [N] E_θ H(y|θ)
+    candidates = torch.arange(items, device=probabilities.device)
+    if shortlist is not None and shortlist < items:
+        bald = entr(probabilities.mean(1)).sum(-1) - conditional
+        candidates = torch.sort(bald, descending=True, stable=True).indices[:shortlist].sort().values  # ascending: ties stay with the lower index
+        probabilities, conditional = probabilities[candidates], conditional[candidates]
+    by_class = probabilities.transpose(1, 2).contiguous()
+    configurations = _Configurations(probabilities.new_ones(passes, 1), probabilities.new_zeros(1))
+    picked: list[int] = []
+    scores = []
+    for step in range(budget):
+        if step:
+            item = probabilities[picked[-1]]
+            if configurations.posterior is not None:
+                configurations = configurations.extend_sampled(item, generator)
+            elif configurations.ratios.shape[1] * classes <= max_configurations:
+                configurations = configurations.extend_exact(item)
+            else:
+                configurations = _sample([probabilities[i] for i in picked], samples, generator)
+        gains = configurations.joint_entropies(by_class) - conditional - conditional[picked].sum()
+        gains[picked] = -torch.inf
+        best = int(gains.argmax())  # the first maximum: ties go to the lower index
+        picked.append(best)
+        scores.append(gains[best])
+    if not picked:
+        return torch.empty(0, dtype=torch.int64, device=candidates.device), probabilities.new_empty(0)
+    return candidates[torch.tensor(picked, device=candidates.device)], torch.stack(scores)
+
+
+def _check_inputs(probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None) -> None:
+    if not isinstance(probabilities, Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
+        got = f"shape {tuple(probabilities.shape)}, dtype {probabilities.dtype}" if isinstance(probabilities, Tensor) else type(probabilities).__name__
+        raise ValueError(f"batchbald_select: probabilities must be a floating Tensor[N, T, C], got {got}")
+    items, passes, classes = probabilities.shape
+    if passes < 2 or classes < 2:
+        raise ValueError(f"batchbald_select: probabilities need T >= 2 passes and C >= 2 classes, got shape {tuple(probabilities.shape)}")
+    if not bool(probabilities.isfinite().all()) or bool((probabilities < 0).any()):
+        raise ValueError("batchbald_select: probabilities must be finite and non-negative (NaN, inf or a negative value found)")
+    check_int(budget, "batchbald_select: budget", 0)
+    if budget > items:
+        raise ValueError(f"batchbald_select: budget {budget} is larger than the {items} items")
+    check_int(max_configurations, "batchbald_select: max_configurations", 1)
+    check_int(samples, "batchbald_select: samples", 1)
+    if shortlist is not None and check_int(shortlist, "batchbald_select: shortlist", 1) < budget:
+        raise ValueError(f"batchbald_select: shortlist {shortlist} is smaller than the budget {budget}")
+
+
+class BatchBALD(BALD):
+    """BatchBALD over T MC-dropout passes: the batch is built greedily, each pick maximising the
+    mutual information between the labels of the batch so far and the weights
+    (:func:`batchbald_select`); the passes are :class:`MonteCarloDropout`'s (one data load per
+    batch, the prefix before the first dropout once per forward). Budget 1 is BALD's pick.
+
+    Cost (``last_cost.forward``): T·N̂ images through the stochastic part, as BALD (plus the
+    probe's at most 8). The greedy then costs O(budget · N̂ · T · C · K) float64 multiply-adds and
+    O(budget · N̂ · C · K) logarithms, K = the configurations (<= max(max_configurations, samples)).
+
+    Args:
+        passes: T >= 2 (one pass has no disagreement to measure).
+        max_configurations: the most label configurations the exact joint entropy enumerates.
+        samples: M, the configurations drawn beyond that, from (seed, round).
+        shortlist: run the greedy over the ``shortlist`` unlabeled items of highest BALD score
+            only (>= budget); None (default): over all of them.
+        chunk, batch_size, progress, prefix_once: as :class:`MonteCarloDropout`.
+        seed: base seed of the sampled configurations.
+    """
+
+    def __init__(
+        self,
+        passes: int = 128,
+        max_configurations: int = 1024,
+        samples: int = 1024,
+        shortlist: int | None = None,
+        chunk: int | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+        progress: bool = True,
+        prefix_once: bool = True,
+    ) -> None:
+        check_int(passes, "BatchBALD: passes", 2)
+        super().__init__(passes, chunk, batch_size, progress, prefix_once)
+        self.max_configurations = check_int(max_configurations, "BatchBALD: max_configurations", 1)
+        self.samples = check_int(samples, "BatchBALD: samples", 1)
+        self.shortlist = shortlist if shortlist is None else check_int(shortlist, "BatchBALD: shortlist", 1)
+        self.seed = seed
+
+    def rank(self, model, pool, budget):
+        if model is None:
+            raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
+        if self.shortlist is not None and self.shortlist < budget:
+            raise ValueError(f"{type(self).__name__}: shortlist {self.shortlist} is smaller than the budget {budget}")
+        candidates = pool.unlabeled_indices
+        loader = inputs_loader(pool, candidates, self.batch_size)
+        probabilities = self.per_batch(model, loader, LogitsCheck(type(self).__name__, candidates), lambda batch: batch)
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "batchbald", pool.round))
+        picks, scores = batchbald_select(probabilities, budget, self.max_configurations, self.samples, self.shortlist, generator)
+        return candidates[picks.cpu()], scores.cpu()
