@@ -37,8 +37,12 @@ std::pair<at::Tensor, at::Tensor> count_and_first(const at::Tensor& flagged) {
   return {flagged.sum(at::kLong), first};
 }
 
-at::Tensor nonfinite_rows(const at::Tensor& x) {
-  return at::isfinite(x).logical_not().any(1);
+void check_finite_factor(const char* name, const at::Tensor& factor) {
+  const auto [rows, first] = count_and_first(at::isfinite(factor).logical_not().any(1));
+  const int64_t count = rows.item<int64_t>();
+  TORCH_CHECK(
+      count == 0, kOp, ": ", name, " must be finite, got ", count, " row(s) with NaN or inf; the first is row ",
+      first.item<int64_t>());
 }
 
 // min over the centers of |e_i - e_c|^2, for every row i, by matrix products over tiles.
@@ -130,25 +134,26 @@ KMeansPPFactoredPlan plan_kmeanspp_factored(
   }
   covered = covered.slice(0, 0, n);
 
-  const auto [bad_a, first_bad_a] = count_and_first(nonfinite_rows(a));
-  const auto [bad_b, first_bad_b] = count_and_first(nonfinite_rows(b));
+  // A NaN or inf in a row makes its squared norm non-finite, so the norms alone clear the common
+  // case; the factors are searched only to name the culprit.
   const auto [bad_norms, first_bad_norm] = count_and_first(at::isfinite(squared_norms).logical_not());
   const auto [bad_draws, first_bad_draw] =
       count_and_first(uniforms.ge(0).logical_and(uniforms.lt(1)).logical_not());
-  const auto stats = at::stack({bad_a, first_bad_a, bad_b, first_bad_b, bad_norms, first_bad_norm, bad_draws,
-                                first_bad_draw, out_of_range, covered.sum(at::kLong)})
-                         .cpu();
+  const auto stats =
+      at::stack({bad_norms, first_bad_norm, bad_draws, first_bad_draw, out_of_range, covered.sum(at::kLong)}).cpu();
   const auto s = stats.accessor<int64_t, 1>();
-  TORCH_CHECK(s[0] == 0, kOp, ": a must be finite, got ", s[0], " row(s) with NaN or inf; the first is row ", s[1]);
-  TORCH_CHECK(s[2] == 0, kOp, ": b must be finite, got ", s[2], " row(s) with NaN or inf; the first is row ", s[3]);
+  if (s[0] > 0) {
+    check_finite_factor("a", a);
+    check_finite_factor("b", b);
+  }
   TORCH_CHECK(
-      s[4] == 0, kOp, ": |a_i|^2 |b_i|^2 overflows float64 in ", s[4], " row(s); the first is row ", s[5]);
+      s[0] == 0, kOp, ": |a_i|^2 |b_i|^2 overflows float64 in ", s[0], " row(s); the first is row ", s[1]);
   TORCH_CHECK(
-      s[6] == 0, kOp, ": uniforms must lie in [0, 1), got ", s[6], " draw(s) outside; the first is uniforms[", s[7],
+      s[2] == 0, kOp, ": uniforms must lie in [0, 1), got ", s[2], " draw(s) outside; the first is uniforms[", s[3],
       "]");
   TORCH_CHECK(
-      s[8] == 0, kOp, ": initial indices must lie in [0, N) with N=", n, ", got ", s[8], " out of range");
-  const int64_t num_initial = s[9];
+      s[4] == 0, kOp, ": initial indices must lie in [0, N) with N=", n, ", got ", s[4], " out of range");
+  const int64_t num_initial = s[5];
   TORCH_CHECK(
       picks <= n - num_initial,
       kOp, ": ", picks, " picks (one per uniform) are more than the ", n - num_initial,

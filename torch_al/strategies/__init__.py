@@ -7,6 +7,7 @@ from functools import partial
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
+from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
@@ -23,6 +24,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "least-confidence": LeastConfidence,
     "ceal": CEAL,
     "coreset": CoreSet,
+    "badge": BADGE,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "variation-ratio": VariationRatio,
@@ -50,6 +52,7 @@ def make_strategy(name: str, **options) -> Strategy:
 
 
 __all__ = [
+    "BADGE",
     "BALD",
     "CEAL",
     "EBA",
