@@ -11,6 +11,10 @@ Columns (one thread; times for the whole selection of P picks, embeddings formed
   dense32       the same in float32 (what BADGE's released code stores): half dense64's bytes, but
                 float32 distances move some draws across a row boundary, after which the picks
                 differ from the exact ones (the column `agree` counts the leading picks that match)
+  stream        the memory traffic alone, for scale: one float32 matrix-vector product per pick over b
+                (the bytes ours reads) and over E (the bytes dense32 reads), interleaved in one
+                process; E/b is the most any method that reads the factors once per pick can gain
+                over dense32 on this machine at this moment
 The dense baselines run DENSE_PICKS picks (their time per pick is constant: each pick is one pass
 over E) and are extrapolated to P; ours runs all P. Peak extra memory: the growth of the peak
 resident set over the inputs, each variant in a fresh process.
@@ -21,7 +25,7 @@ import time
 
 import torch
 
-from common import peak_rss_mib, print_table, reset_peak_rss, run_isolated, write_results
+from common import peak_rss_mib, print_table, reset_peak_rss, run_isolated, time_interleaved, write_results
 
 N, C, D, P = 50_000, 10, 512, 1000
 DENSE_PICKS = 50
@@ -79,11 +83,21 @@ def measure(variant: str, n: int, c: int, d: int, picks: int) -> dict:
     return {"picks": result, "seconds": seconds, "extra_mib": peak_rss_mib() - baseline}
 
 
+def stream(n: int, c: int, d: int, picks: int) -> dict:
+    """Seconds per pick of one matrix-vector product over b and over E (float32), interleaved."""
+    torch.set_num_threads(1)
+    a, b, _ = factors(n, c, d)
+    e = torch.einsum("nc,nd->ncd", a, b).reshape(n, -1)
+    times = time_interleaved({"b": lambda: [b @ b[i] for i in range(picks)], "E": lambda: [e @ e[i] for i in range(picks)]})
+    return {name: seconds / picks for name, seconds in times.items()}
+
+
 def main(quick: bool) -> str:
     n, picks, dense_picks = (5_000, 200, 50) if quick else (N, P, DENSE_PICKS)
     runs = {"ours": run_isolated("bench_kmeanspp_factored", "measure", variant="ours", n=n, c=C, d=D, picks=picks)}
     for variant in ("dense64", "dense32"):
         runs[variant] = run_isolated("bench_kmeanspp_factored", "measure", variant=variant, n=n, c=C, d=D, picks=dense_picks)
+    streams = run_isolated("bench_kmeanspp_factored", "stream", n=n, c=C, d=D, picks=5)
     ours = runs["ours"]
     assert ours["picks"][:dense_picks] == runs["dense64"]["picks"], "ours and the exact dense D² sampling disagree"
     rows = []
@@ -99,7 +113,12 @@ def main(quick: bool) -> str:
         row["memory/ours"] = row["extra_mib"] / max(rows[0]["extra_mib"], 1.0)
     columns = ["method", "N", "C", "D", "picks_run", "seconds", "seconds_for_P", "extra_mib", "agree", "time/ours", "memory/ours"]
     print_table(rows, columns)
-    return write_results("kmeanspp_factored", rows, quick=quick, P=picks, dense_picks=dense_picks, threads=1)
+    stream_ratio = streams["E"] / streams["b"]
+    print(f"stream: {streams['b'] * 1e3:.3g} ms per pick over b, {streams['E'] * 1e3:.3g} ms over E: E/b = {stream_ratio:.3g}")
+    return write_results(
+        "kmeanspp_factored", rows, quick=quick, P=picks, dense_picks=dense_picks, threads=1,
+        stream_b_s_per_pick=streams["b"], stream_e_s_per_pick=streams["E"], stream_e_over_b=stream_ratio,
+    )
 
 
 if __name__ == "__main__":
