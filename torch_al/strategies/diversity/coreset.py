@@ -52,9 +52,9 @@ def _capture(model: nn.Module, loader, layer: str | None, indices: Tensor | None
             outputs = model(x.to(device))
             if len(captured) != batch + 1:
                 raise ValueError(f"{name}: the embedding layer must run once per forward; it ran {len(captured) - batch} times")
-            _check_embeddings(captured[-1], x.shape[0], start, check)
-            if with_logits:
+            if with_logits:  # the model's own output first: a NaN there usually explains one in the embeddings
                 logits.append(check(outputs, start, x.shape[0]))
+            _check_embeddings(captured[-1], x.shape[0], start, check)
             start += x.shape[0]
     finally:
         handle.remove()
