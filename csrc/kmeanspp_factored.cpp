@@ -18,6 +18,8 @@
 #include <limits>
 #include <utility>
 
+#include "flagged_rows.h"
+
 namespace torch_al::ops {
 
 namespace {
@@ -27,15 +29,6 @@ constexpr const char* kOp = "kmeanspp_factored";
 // Elements of one float64 (rows x centers) tile of the initial-center distances: 32 MiB.
 constexpr int64_t kTileElements = int64_t{1} << 22;
 constexpr int64_t kCentersPerTile = 2048;
-
-// (count of rows flagged, first flagged row or N) of a bool [N] tensor, as two int64 scalars.
-std::pair<at::Tensor, at::Tensor> count_and_first(const at::Tensor& flagged) {
-  const int64_t n = flagged.size(0);
-  const auto rows = at::arange(n, flagged.options().dtype(at::kLong));
-  const auto sentinel = at::full({1}, n, rows.options());
-  const auto first = at::cat({at::where(flagged, rows, n), sentinel}).min();
-  return {flagged.sum(at::kLong), first};
-}
 
 void check_finite_factor(const char* name, const at::Tensor& factor) {
   const auto [rows, first] = count_and_first(at::isfinite(factor).logical_not().any(1));
