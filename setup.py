@@ -58,7 +58,7 @@ def extension():
         "torch_al._C",
         sources,
         # Without the headers here, setuptools would call an extension up to date after a header change.
-        depends=_files("csrc/*.h", "csrc/cuda/*.cuh"),
+        depends=_files("csrc/*.h", "csrc/cpu/*.h", "csrc/cuda/*.cuh"),
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
         extra_compile_args=compile_args,

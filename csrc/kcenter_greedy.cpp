@@ -16,6 +16,8 @@
 
 #include <algorithm>
 
+#include "flagged_rows.h"
+
 namespace torch_al::ops {
 
 namespace {
@@ -24,15 +26,6 @@ constexpr const char* kOp = "kcenter_greedy";
 
 // Elements of one (points x centers) block of the initial-set matrix product: 64 MiB in float32.
 constexpr int64_t kBlockElements = int64_t{1} << 24;
-
-// (count of rows flagged, first flagged row or N) of a bool [N] tensor, as two int64 scalars.
-std::pair<at::Tensor, at::Tensor> count_and_first(const at::Tensor& flagged) {
-  const int64_t n = flagged.size(0);
-  const auto rows = at::arange(n, flagged.options().dtype(at::kLong));
-  const auto sentinel = at::full({1}, n, rows.options());
-  const auto first = at::cat({at::where(flagged, rows, n), sentinel}).min();
-  return {flagged.sum(at::kLong), first};
-}
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
 #include "ig_accumulate.h"
 #include "kcenter_greedy.h"
+#include "kmeanspp_factored.h"
 #include "library.h"
 #include "pfk_column_topk.h"
 #include "pfk_topk.h"

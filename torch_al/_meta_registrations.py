@@ -193,3 +193,38 @@ if has_ops():
             torch._check(exclude.shape[0] == n, lambda: f"{op}: exclude has {exclude.shape[0]} entries but x has N={n}")
         distance_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         return x.new_empty((k,), dtype=torch.int64), x.new_empty((n,), dtype=distance_dtype)
+
+    @torch.library.register_fake("torch_al::kmeanspp_factored")
+    def _kmeanspp_factored_fake(
+        a: torch.Tensor, b: torch.Tensor, uniforms: torch.Tensor, initial: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        op = "kmeanspp_factored"
+        torch._check(a.dim() == 2, lambda: f"{op}: a must be 2-D (N, C), got shape {list(a.shape)}")
+        torch._check(b.dim() == 2, lambda: f"{op}: b must be 2-D (N, D), got shape {list(b.shape)}")
+        torch._check(
+            a.shape[0] == b.shape[0],
+            lambda: f"{op}: a and b must have the same number of rows N, got a of shape {list(a.shape)} "
+            f"and b of shape {list(b.shape)}",
+        )
+        torch._check(a.dtype in (torch.float32, torch.float64), lambda: f"{op}: a must be float32 or float64, got {a.dtype}")
+        torch._check(b.dtype == a.dtype, lambda: f"{op}: b dtype {b.dtype} must equal a dtype {a.dtype}")
+        torch._check(b.device == a.device, lambda: f"{op}: b is on {b.device} but a is on {a.device}")
+        torch._check(
+            uniforms.dim() == 1 and uniforms.dtype == torch.float64,
+            lambda: f"{op}: uniforms must be a 1-D float64 tensor (one draw per pick), "
+            f"got shape {list(uniforms.shape)} dtype {uniforms.dtype}",
+        )
+        torch._check(uniforms.device == a.device, lambda: f"{op}: uniforms is on {uniforms.device} but a is on {a.device}")
+        if initial is not None:
+            torch._check(initial.device == a.device, lambda: f"{op}: initial is on {initial.device} but a is on {a.device}")
+            torch._check(
+                initial.dim() == 1 and initial.dtype in (torch.bool, torch.int64, torch.int32),
+                lambda: f"{op}: initial must be a 1-D bool mask of N entries or a 1-D int32/int64 index list, "
+                f"got shape {list(initial.shape)} dtype {initial.dtype}",
+            )
+            torch._check(
+                initial.dtype != torch.bool or initial.shape[0] == a.shape[0],
+                lambda: f"{op}: initial mask has {initial.shape[0]} entries but a has N={a.shape[0]}",
+            )
+        picks = uniforms.shape[0]
+        return a.new_empty((picks,), dtype=torch.int64), a.new_empty((picks,), dtype=torch.float64)

@@ -11,31 +11,11 @@
 #include "../kcenter_greedy.h"
 #include "../kcenter_greedy_entry.h"
 #include "../kcenter_greedy_math.h"
+#include "lane_sum.h"
 
 namespace torch_al::ops {
 
 namespace {
-
-// Sum over d < D of term(d) in the lane order of kcenter_greedy_math.h: kLanes accumulators that
-// each take every kLanes-th dim, so the inner loop over full chunks vectorises.
-template <typename acc_t, typename Term>
-acc_t lane_sum(int64_t dims, const Term& term) {
-  acc_t lanes[kKCenterLanes] = {};
-  int64_t begin = 0;
-  for (; begin + kKCenterLanes <= dims; begin += kKCenterLanes) {
-    for (int j = 0; j < kKCenterLanes; ++j) {
-      lanes[j] = add_rn(lanes[j], term(begin + j));
-    }
-  }
-  for (int j = 0; begin + j < dims; ++j) {
-    lanes[j] = add_rn(lanes[j], term(begin + j));
-  }
-  return combine_lanes(lanes);
-}
-
-int64_t grain_for(int64_t dims) {
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, dims));
-}
 
 // The per-dtype kernels kcenter_greedy_with runs (see kcenter_greedy_entry.h).
 template <typename scalar_t>

@@ -20,6 +20,7 @@
 #include "../kcenter_greedy.h"
 #include "../kcenter_greedy_entry.h"
 #include "../kcenter_greedy_math.h"
+#include "warp_lane_sum.cuh"
 
 namespace torch_al::ops {
 
@@ -30,19 +31,6 @@ static_assert(kWarp == kKCenterLanes, "a warp's lanes are the summation lanes of
 constexpr int kWarpsPerBlock = 8;
 constexpr int kBlockThreads = kWarp * kWarpsPerBlock;
 constexpr int kPickThreads = 256;
-
-// Sum over d < D of term(d) in the lane order of kcenter_greedy_math.h; the result is in lane 0.
-template <typename acc_t, typename Term>
-__device__ acc_t warp_lane_sum(int64_t dims, int lane, const Term& term) {
-  acc_t partial = 0;
-  for (int64_t d = lane; d < dims; d += kWarp) {
-    partial = add_rn(partial, term(d));
-  }
-  for (int half = kWarp / 2; half > 0; half /= 2) {
-    partial = add_rn(partial, __shfl_down_sync(0xffffffffu, partial, half));
-  }
-  return partial;
-}
 
 // Rows handled by warp `warp` of block `block`: a grid-stride loop, in increasing row order.
 __device__ int64_t first_row() {

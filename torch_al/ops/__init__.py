@@ -2,6 +2,7 @@
 
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
+from torch_al.ops.kmeanspp_factored import kmeanspp_factored
 from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
 from torch_al.ops.pool_features import pool_features, pool_features_into
@@ -11,6 +12,7 @@ __all__ = [
     "KCenterGreedy",
     "ig_accumulate",
     "kcenter_greedy",
+    "kmeanspp_factored",
     "pfk_column_topk",
     "pfk_topk",
     "pool_features",

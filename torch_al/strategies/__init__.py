@@ -8,6 +8,7 @@ from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
+from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
@@ -27,6 +28,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ceal": CEAL,
     "emoc": EMOC,
     "coreset": CoreSet,
+    "badge": BADGE,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "batchbald": BatchBALD,
@@ -59,6 +61,7 @@ def make_strategy(name: str, **options) -> Strategy:
 
 
 __all__ = [
+    "BADGE",
     "BALD",
     "BatchBALD",
     "CEAL",
