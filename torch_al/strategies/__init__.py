@@ -8,6 +8,7 @@ from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.diversity.coreset import CoreSet
+from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
@@ -23,6 +24,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "least-confidence": LeastConfidence,
     "ceal": CEAL,
     "coreset": CoreSet,
+    "suggestive": SuggestiveAnnotation,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "variation-ratio": VariationRatio,
@@ -68,6 +70,7 @@ __all__ = [
     "ScoreStrategy",
     "SelectionCost",
     "Strategy",
+    "SuggestiveAnnotation",
     "VariationRatio",
     "ceal_pseudo_labels",
     "make_strategy",

@@ -1,5 +1,7 @@
 """Core-set selection (Sener & Savarese, ICLR 2018): k-center greedy on the model's embeddings."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -8,38 +10,50 @@ from torch_al.strategies.base import Strategy, model_device
 from torch_al.validation import LogitsCheck
 
 
-def last_linear(model: nn.Module) -> nn.Linear:
+def last_linear(model: nn.Module, name: str = "CoreSet") -> nn.Linear:
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     if not linears:
-        raise ValueError("CoreSet: the model has no nn.Linear; name the embedding layer with layer=...")
+        raise ValueError(f"{name}: the model has no nn.Linear; name the embedding layer with layer=...")
     return linears[-1]
 
 
 @torch.no_grad()
-def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | None = None) -> Tensor:
+def embed(
+    model: nn.Module,
+    loader,
+    layer: str | None = None,
+    indices: Tensor | None = None,
+    *,
+    name: str = "CoreSet",
+    outputs: Callable[[object, int, int], None] | None = None,
+) -> Tensor:
     """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer`` (flattened),
     or by default the input of the model's last ``nn.Linear`` (the last-layer embedding). Each
     batch's embeddings must be finite, one row per input; a bad row is named by its global index
-    ``indices[row]`` (None: the loader row). The model's outputs are not read."""
+    ``indices[row]`` (None: the loader row), in an error that starts with ``name`` (the strategy).
+    The model's outputs go to ``outputs(outputs, start, rows)`` for loader rows ``start ..
+    start + rows`` when given (so one forward pass serves a strategy that needs both), else nowhere."""
     captured: list[Tensor] = []
     if layer is None:
-        handle = last_linear(model).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
+        handle = last_linear(model, name).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
     else:
         module = dict(model.named_modules()).get(layer)
         if module is None:
-            raise ValueError(f"CoreSet: the model has no layer named {layer!r}")
+            raise ValueError(f"{name}: the model has no layer named {layer!r}")
         handle = module.register_forward_hook(lambda module, args, out: captured.append(out.flatten(1).float()))
-    check = LogitsCheck("CoreSet", indices)
+    check = LogitsCheck(name, indices)
     device = model_device(model)
     was_training = model.training
     model.eval()
     start = 0
     try:
         for batch, x in enumerate(loader):
-            model(x.to(device))
+            result = model(x.to(device))
             if len(captured) != batch + 1:
-                raise ValueError(f"CoreSet: the embedding layer must run once per forward; it ran {len(captured) - batch} times")
+                raise ValueError(f"{name}: the embedding layer must run once per forward; it ran {len(captured) - batch} times")
             _check_embeddings(captured[-1], x.shape[0], start, check)
+            if outputs is not None:
+                outputs(result, start, x.shape[0])
             start += x.shape[0]
     finally:
         handle.remove()
@@ -49,7 +63,7 @@ def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | 
 
 def _check_embeddings(embeddings: Tensor, batch_size: int, start: int, check: LogitsCheck) -> None:
     if embeddings.shape[0] != batch_size:
-        raise ValueError(f"CoreSet: the embedding layer must give one row per input, N = {batch_size}; got shape {tuple(embeddings.shape)}")
+        raise ValueError(f"{check.name}: the embedding layer must give one row per input, N = {batch_size}; got shape {tuple(embeddings.shape)}")
     check.finite(embeddings, start, what="embeddings")
 
 
