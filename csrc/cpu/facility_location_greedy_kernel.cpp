@@ -41,7 +41,7 @@ __attribute__((always_inline)) inline void tile_similarities_body(
 }
 
 // The same sums, compiled twice: with AVX2 and FMA instructions (vectorised), and for any x86-64
-// (fma through glibc). Both round each step once, so they agree bit for bit.
+// (fma through glibc) for any CPU. Both round each step once, so they agree bit for bit.
 #if defined(__x86_64__)
 template <int kRows, typename scalar_t>
 __attribute__((target("avx2,fma"))) void tile_similarities_avx2(

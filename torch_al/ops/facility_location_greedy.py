@@ -22,13 +22,16 @@ def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -
     Runs the lazy greedy (Minoux): stale gains are upper bounds in a heap ordered by (gain
     descending, index ascending) and are re-evaluated only when they reach the top, a few at once;
     the picks are exactly those of the plain greedy, because every similarity is recomputed with
-    the same bits (a dot product in increasing d, no FMA) and a gain can then only shrink. Gains
+    the same bits (fused multiply-adds in increasing d) and a gain can then only shrink. Gains
     are streamed over tiles of 256 universe points, so memory is O((K + N) * D) and the K x N
     similarity is never formed. The first round evaluates all K candidates (K * N * D
-    multiply-adds); each pick then costs one cover pass over the universe and usually one
-    re-evaluation round. CPU and CUDA give the same picks and gains bit for bit; on CUDA the heap
-    lives on the host and each re-evaluation round costs one host sync (usually one per pick,
-    plus one per 1024 candidates for the first round and one for the finiteness checks).
+    multiply-adds); each pick then costs one cover pass over the universe plus the rounds that
+    re-evaluate the stale bounds above the best current gain, N * D multiply-adds per candidate:
+    few where a pick changes few gains, up to most of the candidates for the first picks when
+    every similarity is positive (see benchmarks/bench_facility_location_greedy.py). CPU and CUDA
+    give the same picks and gains bit for bit; on CUDA the heap lives on the host and each
+    re-evaluation round costs one host sync (plus one per 1024 candidates for the first round and
+    one for the finiteness checks).
 
     Args:
         candidates (Tensor[K, D]): the rows that may be picked; float32 or float64, finite.
