@@ -19,11 +19,12 @@ def test_library_loads_and_registers_the_ops():
         "select_unique_ranked",
         "ig_accumulate",
         "kcenter_greedy",
+        "facility_location_greedy",
     ):
         assert hasattr(torch.ops.torch_al, name)
 
 
-OPS_WITH_CUDA_KERNELS = ("pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate", "kcenter_greedy")
+OPS_WITH_CUDA_KERNELS = ("pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate", "kcenter_greedy", "facility_location_greedy")
 
 
 @pytest.mark.skipif(
