@@ -1,6 +1,7 @@
 #pragma once
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
+#include "facility_location_greedy.h"
 #include "ig_accumulate.h"
 #include "kcenter_greedy.h"
 #include "kmeanspp_factored.h"

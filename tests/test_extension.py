@@ -20,11 +20,15 @@ def test_library_loads_and_registers_the_ops():
         "ig_accumulate",
         "kcenter_greedy",
         "kmeanspp_factored",
+        "facility_location_greedy",
     ):
         assert hasattr(torch.ops.torch_al, name)
 
 
-OPS_WITH_CUDA_KERNELS = ("pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate", "kcenter_greedy", "kmeanspp_factored")
+OPS_WITH_CUDA_KERNELS = (
+    "pool_features", "pool_features_into", "pfk_topk", "pfk_column_topk", "ig_accumulate", "kcenter_greedy", "kmeanspp_factored",
+    "facility_location_greedy",
+)  # fmt: skip
 
 
 @pytest.mark.skipif(

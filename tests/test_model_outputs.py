@@ -12,7 +12,7 @@ from torch_al.attention import compute_attention
 from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy, predict_probabilities
 from torch_al.validation import LogitsCheck, check_logits
 
-HAS_OPS = hasattr(torch.ops.torch_al, "pfk_topk") and hasattr(torch.ops.torch_al, "kcenter_greedy")
+HAS_OPS = all(hasattr(torch.ops.torch_al, op) for op in ("pfk_topk", "kcenter_greedy", "facility_location_greedy"))
 LAYERS = ("body.1", "body.4")  # the two hidden ReLUs of Net
 MARKER = 1e4  # an input whose first feature is MARKER gets NaN logits
 MARKED = 37  # its global index; items 0..9 are labeled, so its position among the unlabeled is 27
@@ -20,7 +20,7 @@ READS_LOGITS = [name for name in STRATEGIES if name not in ("random", "coreset")
 
 
 def strategy_params(names):
-    needs_ops = lambda name: name == "coreset" or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
+    needs_ops = lambda name: name in ("coreset", "suggestive") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
     return [pytest.param(name, marks=pytest.mark.skipif(needs_ops(name) and not HAS_OPS, reason="needs the compiled ops")) for name in names]
 
 
@@ -112,7 +112,7 @@ def test_nan_names_the_global_index_of_the_first_bad_item(name):
     pool, validation = problem(marked=(MARKED,))
     position = int((pool.unlabeled_indices == MARKED).nonzero())
     assert position != MARKED  # the message must name the pool's index, not the position
-    what = "embeddings" if name == "coreset" else "logits"
+    what = "embeddings" if name in ("coreset", "suggestive") else "logits"  # embeddings are checked first
     with pytest.raises(ValueError) as error:
         build(name, validation).select(model_for(name, "nan"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model returned non-finite {what} (nan) for pool item {MARKED}"

@@ -4,7 +4,9 @@ from torch_al import _meta_registrations  # noqa: F401  (fake kernels for torch.
 from torch_al._version import __version__
 from torch_al.extension import cuda_version, has_ops
 from torch_al.ops import (
+    FacilityLocationGreedy,
     KCenterGreedy,
+    facility_location_greedy,
     ig_accumulate,
     kcenter_greedy,
     kmeanspp_factored,
@@ -28,8 +30,10 @@ __all__ = [
     "DistributedActiveSampler",
     "PseudoLabelSet",
     "PseudoLabeledPool",
+    "FacilityLocationGreedy",
     "KCenterGreedy",
     "cuda_version",
+    "facility_location_greedy",
     "has_ops",
     "ig_accumulate",
     "kcenter_greedy",

@@ -228,3 +228,34 @@ if has_ops():
             )
         picks = uniforms.shape[0]
         return a.new_empty((picks,), dtype=torch.int64), a.new_empty((picks,), dtype=torch.float64)
+    @torch.library.register_fake("torch_al::facility_location_greedy")
+    def _facility_location_greedy_fake(
+        candidates: torch.Tensor, universe: torch.Tensor, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        op = "facility_location_greedy"
+        torch._check(
+            candidates.dim() == 2, lambda: f"{op}: candidates must be 2-D (K, D), got shape {list(candidates.shape)}"
+        )
+        torch._check(universe.dim() == 2, lambda: f"{op}: universe must be 2-D (N, D), got shape {list(universe.shape)}")
+        torch._check(
+            candidates.dtype in (torch.float32, torch.float64),
+            lambda: f"{op}: candidates must be float32 or float64, got {candidates.dtype}",
+        )
+        torch._check(
+            universe.dtype == candidates.dtype,
+            lambda: f"{op}: universe must have the dtype of candidates, {candidates.dtype}, got {universe.dtype}",
+        )
+        torch._check(
+            universe.device == candidates.device,
+            lambda: f"{op}: universe is on {universe.device} but candidates are on {candidates.device}",
+        )
+        torch._check(
+            universe.shape[1] == candidates.shape[1],
+            lambda: f"{op}: universe must have D={candidates.shape[1]} columns like candidates "
+            f"{list(candidates.shape)}, got shape {list(universe.shape)}",
+        )
+        k = candidates.shape[0]
+        torch._check(
+            0 <= count <= k, lambda: f"{op}: count must lie in [0, K] with K={k} candidates, got {count}"
+        )
+        return candidates.new_empty((count,), dtype=torch.int64), candidates.new_empty((count,))

@@ -1,5 +1,6 @@
 """Typed Python front of the torch.ops.torch_al.* ops."""
 
+from torch_al.ops.facility_location_greedy import FacilityLocationGreedy, facility_location_greedy
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
 from torch_al.ops.kmeanspp_factored import kmeanspp_factored
@@ -9,7 +10,9 @@ from torch_al.ops.pool_features import pool_features, pool_features_into
 from torch_al.ops.select_unique import select_unique, select_unique_ranked
 
 __all__ = [
+    "FacilityLocationGreedy",
     "KCenterGreedy",
+    "facility_location_greedy",
     "ig_accumulate",
     "kcenter_greedy",
     "kmeanspp_factored",

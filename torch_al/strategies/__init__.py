@@ -6,16 +6,17 @@ from functools import partial
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
-from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
-from torch_al.strategies.uncertainty.emoc import EMOC
-from torch_al.strategies.diversity.badge import BADGE
-from torch_al.strategies.diversity.coreset import CoreSet
-from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
-from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
-from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
 from torch_al.strategies.bayesian.batchbald import BatchBALD, batchbald_select
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
+from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
+from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
+from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
+from torch_al.strategies.diversity.badge import BADGE
+from torch_al.strategies.diversity.coreset import CoreSet
+from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.random_sampling import Random
+from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
+from torch_al.strategies.uncertainty.emoc import EMOC
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
 
 _ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true", "trace_cov": "trace", "mutual_info": "mi"}
@@ -29,6 +30,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "emoc": EMOC,
     "coreset": CoreSet,
     "badge": BADGE,
+    "suggestive": SuggestiveAnnotation,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "batchbald": BatchBALD,
@@ -87,6 +89,7 @@ __all__ = [
     "ScoreStrategy",
     "SelectionCost",
     "Strategy",
+    "SuggestiveAnnotation",
     "VariationRatio",
     "VoteEntropy",
     "batchbald_select",

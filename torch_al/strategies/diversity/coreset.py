@@ -24,10 +24,10 @@ def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | 
     return _capture(model, loader, layer, indices, "CoreSet", with_logits=False)[0]
 
 
-def embed_with_logits(model: nn.Module, loader, indices: Tensor | None, name: str) -> tuple[Tensor, Tensor]:
-    """:func:`embed` at the last ``nn.Linear``'s input, plus the model's logits Tensor[N, C] from
-    the same forward passes, checked by a :class:`LogitsCheck` named ``name``."""
-    embeddings, logits = _capture(model, loader, None, indices, name, with_logits=True)
+def embed_with_logits(model: nn.Module, loader, indices: Tensor | None, name: str, layer: str | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`embed`, plus the model's logits Tensor[N, C] from the same forward passes, checked
+    by a :class:`LogitsCheck` named ``name`` (the strategy)."""
+    embeddings, logits = _capture(model, loader, layer, indices, name, with_logits=True)
     return embeddings, logits
 
 

@@ -1,0 +1,236 @@
+"""torch_al::facility_location_greedy against a dense float64 plain greedy over the materialised similarity."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import torch_al
+from common_utils import cpu_and_cuda, run_in_fresh_process
+
+
+def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int):
+    """Plain greedy: every candidate's gain recomputed from the K x N similarity at every pick."""
+    similarity = (candidates.double().cpu() @ universe.double().cpu().T).clamp(min=0)  # [K, N]
+    cover = torch.zeros(universe.shape[0], dtype=torch.float64)
+    taken = torch.zeros(candidates.shape[0], dtype=torch.bool)
+    picks, gains = [], []
+    for _ in range(count):
+        gain = (similarity - cover).clamp(min=0).sum(1)
+        gain[taken] = -1
+        pick = int(gain.argmax())  # the first maximum: ties to the lower index
+        picks.append(pick)
+        gains.append(float(gain[pick]))
+        taken[pick] = True
+        cover = torch.maximum(cover, similarity[pick])
+    return torch.tensor(picks, dtype=torch.long), torch.tensor(gains, dtype=torch.float64)
+
+
+def objective(candidates: torch.Tensor, universe: torch.Tensor, picks: torch.Tensor) -> float:
+    if picks.numel() == 0:
+        return 0.0
+    return float((candidates[picks].double() @ universe.double().T).clamp(min=0).amax(0).sum())
+
+
+def assert_matches_reference(candidates, universe, count, atol=1e-9):
+    picks, gains = torch_al.facility_location_greedy(candidates, universe, count)
+    expected_picks, expected_gains = reference_facility_location(candidates, universe, count)
+    assert picks.dtype == torch.int64 and picks.device == candidates.device
+    assert gains.dtype == candidates.dtype and gains.shape == (count,)
+    assert picks.cpu().tolist() == expected_picks.tolist()
+    assert_close(gains.double().cpu(), expected_gains, atol=atol, rtol=1e-5)
+    return picks, gains
+
+
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_reference_on_random_data(device, dtype):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        k = int(torch.randint(1, 60, (), generator=generator))
+        n = int(torch.randint(1, 700, (), generator=generator))  # up to three tiles, the last one partial
+        d = int(torch.randint(1, 40, (), generator=generator))
+        count = int(torch.randint(0, k + 1, (), generator=generator))
+        candidates = normalised(torch.randn(k, d, generator=generator, dtype=torch.float64))
+        universe = normalised(torch.randn(n, d, generator=generator, dtype=torch.float64))
+        assert_matches_reference(candidates.to(device, dtype), universe.to(device, dtype), count, atol=1e-4)
+
+
+def test_gains_sum_to_the_objective_and_never_increase():
+    candidates, universe = normalised(torch.randn(40, 8)), normalised(torch.randn(300, 8))
+    picks, gains = torch_al.facility_location_greedy(candidates.double(), universe.double(), 40)
+    assert (gains[1:] <= gains[:-1]).all()
+    assert_close(float(gains.sum()), objective(candidates, universe, picks))
+
+
+def test_candidates_drawn_from_the_universe():
+    universe = normalised(torch.randn(500, 16, dtype=torch.float64))
+    candidates = universe[torch.randperm(500)[:120]]
+    assert_matches_reference(candidates, universe, 30)
+
+
+def integer_points(generator: torch.Generator, rows: int, dims: int) -> torch.Tensor:
+    """Small integers: every similarity and gain is exact in float32, so ties are exact ties."""
+    return torch.randint(-2, 3, (rows, dims), generator=generator).float()
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_duplicate_candidates_and_exact_ties_go_to_the_lower_index(device):
+    generator = torch.Generator().manual_seed(3)
+    base = integer_points(generator, 6, 5)
+    candidates = base.repeat(3, 1)  # rows i, i + 6, i + 12 coincide
+    universe = integer_points(generator, 50, 5)
+    picks, gains = assert_matches_reference(candidates.to(device), universe.to(device), 18)
+    assert picks[:6].max() < 6  # the first copy of each row before any other
+    # Once a row's copy is picked its duplicates gain nothing; zero gains go in index order.
+    zero = (gains == 0).nonzero().flatten().tolist()
+    assert picks[zero].tolist() == sorted(picks[zero].tolist())
+
+
+def test_count_equal_to_k_picks_every_candidate_once():
+    candidates, universe = torch.randn(25, 4, dtype=torch.float64), torch.randn(90, 4, dtype=torch.float64)
+    picks, _ = assert_matches_reference(candidates, universe, 25)
+    assert sorted(picks.tolist()) == list(range(25))
+
+
+def test_single_universe_point():
+    candidates = torch.tensor([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0], [0.8, 0.6]], dtype=torch.float64)
+    universe = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    picks, gains = assert_matches_reference(candidates, universe, 4)
+    assert picks.tolist() == [0, 1, 2, 3] and gains.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_zero_rows_are_similar_to_nothing():
+    candidates = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    universe = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    picks, gains = assert_matches_reference(candidates, universe, 4)
+    assert picks.tolist() == [3, 1, 0, 2] and gains.tolist() == [2.0, 1.0, 0.0, 0.0]
+
+
+def test_negative_similarities_count_as_zero():
+    candidates = torch.tensor([[-1.0], [1.0]])
+    universe = torch.tensor([[1.0], [2.0], [-5.0]])
+    picks, gains = torch_al.facility_location_greedy(candidates, universe, 2)
+    # Candidate 0 gains 5 on the last point only, candidate 1 gains 1 + 2: their negative similarities add nothing.
+    assert picks.tolist() == [0, 1] and gains.tolist() == [5.0, 3.0]
+
+
+def test_empty_inputs():
+    picks, gains = torch_al.facility_location_greedy(torch.randn(5, 3), torch.randn(0, 3), 3)
+    assert picks.tolist() == [0, 1, 2] and gains.tolist() == [0.0, 0.0, 0.0]
+    picks, gains = torch_al.facility_location_greedy(torch.randn(0, 3), torch.randn(4, 3), 0)
+    assert picks.shape == (0,) and gains.shape == (0,)
+    picks, _ = torch_al.facility_location_greedy(torch.randn(3, 0), torch.randn(4, 0), 2)
+    assert picks.tolist() == [0, 1]
+
+
+def test_strided_inputs_match_contiguous():
+    candidates, universe = torch.randn(30, 6), torch.randn(400, 6)
+    expected = torch_al.facility_location_greedy(candidates, universe, 10)
+    for c, u in ((candidates.t().contiguous().t(), universe[:, None, :].expand(400, 2, 6)[:, 0]),):
+        result = torch_al.facility_location_greedy(c, u, 10)
+        assert torch.equal(result[0], expected[0]) and torch.equal(result[1], expected[1])
+
+
+def _nan_at(shape, row):
+    x = torch.randn(*shape)
+    x[row, 0] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda: (torch.randn(5), torch.randn(4, 5), 1), r"candidates must be 2-D \(K, D\), got shape \[5\]"),
+        (lambda: (torch.randn(4, 5), torch.randn(2, 4, 5), 1), r"universe must be 2-D \(N, D\), got shape \[2, 4, 5\]"),
+        (lambda: (torch.ones(4, 2, dtype=torch.int64), torch.ones(3, 2, dtype=torch.int64), 1), "candidates must be float32 or float64, got Long"),
+        (lambda: (torch.randn(4, 2).half(), torch.randn(3, 2).half(), 1), "candidates must be float32 or float64, got Half"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2).double(), 1), "universe must have the dtype of candidates, Float, got Double"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 5), 1), r"universe must have D=2 columns like candidates \[4, 2\], got shape \[3, 5\]"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 5), r"count must lie in \[0, K\] with K=4 candidates, got 5"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), -1), r"count must lie in \[0, K\] with K=4 candidates, got -1"),
+        (lambda: (_nan_at((6, 2), 4), torch.randn(3, 2), 1), "candidates must be finite, got 1 row.* the first is row 4"),
+        (lambda: (torch.randn(6, 2), torch.randn(3, 2).index_fill_(0, torch.tensor([1, 2]), float("inf")), 1), "universe must be finite, got 2 row.* the first is row 1"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(make_args, message):
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.torch_al.facility_location_greedy(*make_args())
+
+
+def test_inputs_on_different_devices_are_rejected():
+    with pytest.raises(RuntimeError, match="universe is on meta but candidates are on cpu"):
+        torch.ops.torch_al.facility_location_greedy(torch.randn(4, 2), torch.randn(3, 2, device="meta"), 1)
+
+
+def test_module_binds_the_count():
+    candidates, universe = torch.randn(20, 4), torch.randn(60, 4)
+    selector = torch_al.FacilityLocationGreedy(5)
+    assert torch.equal(selector(candidates, universe)[0], torch_al.facility_location_greedy(candidates, universe, 5)[0])
+    with pytest.raises(ValueError, match="count must be an int >= 0, got -1"):
+        torch_al.FacilityLocationGreedy(-1)
+
+
+def test_opcheck():
+    samples = [
+        (torch.randn(20, 5), torch.randn(300, 5), 6),
+        (torch.randn(20, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64), 20),
+        (torch.randn(4, 3), torch.randn(0, 3), 2),
+        (torch.randn(0, 3), torch.randn(5, 3), 0),
+    ]
+    for args in samples:
+        torch.library.opcheck(torch.ops.torch_al.facility_location_greedy.default, args)
+
+
+def test_compile_fullgraph():
+    def select(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        unit = torch.nn.functional.normalize(features, dim=1)
+        picks, gains = torch_al.facility_location_greedy(unit[:10], unit, 4)
+        return picks, gains.sum()
+
+    features = torch.randn(50, 8)
+    result = torch.compile(select, fullgraph=True, backend="aot_eager")(features)
+    expected = select(features)
+    assert torch.equal(result[0], expected[0])
+    assert_close(result[1], expected[1])
+
+
+def test_export():
+    candidates, universe = torch.randn(12, 3), torch.randn(40, 3)
+    exported = torch.export.export(torch_al.FacilityLocationGreedy(4), (candidates, universe))
+    assert torch.equal(exported.module()(candidates, universe)[0], torch_al.facility_location_greedy(candidates, universe, 4)[0])
+
+
+def test_torchscript_roundtrip_in_fresh_process(tmp_path):
+    path = tmp_path / "facility_location.pt"
+    torch.jit.script(torch_al.FacilityLocationGreedy(3)).save(str(path))
+    output = run_in_fresh_process(
+        f"""
+        import torch, torch_al
+        module = torch.jit.load({str(path)!r})
+        x = torch.arange(24.0).reshape(12, 2).sin()
+        print(module(x, x)[0].tolist())
+        """
+    )
+    x = torch.arange(24.0).reshape(12, 2).sin()
+    assert output.strip() == str(torch_al.facility_location_greedy(x, x, 3)[0].tolist())
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_and_cuda_agree_bit_for_bit(dtype):
+    candidates = normalised(torch.randn(700, 48)).to(dtype)
+    universe = normalised(torch.randn(3000, 48)).to(dtype)
+    cpu = torch_al.facility_location_greedy(candidates, universe, 150)
+    cuda = torch_al.facility_location_greedy(candidates.cuda(), universe.cuda(), 150)
+    assert torch.equal(cpu[0], cuda[0].cpu())
+    assert torch.equal(cpu[1], cuda[1].cpu())
+
+
+@pytest.mark.needs_cuda
+def test_inputs_on_cpu_and_cuda_are_rejected():
+    with pytest.raises(RuntimeError, match="universe is on cpu but candidates are on cuda:0"):
+        torch.ops.torch_al.facility_location_greedy(torch.randn(4, 2, device="cuda"), torch.randn(3, 2), 1)

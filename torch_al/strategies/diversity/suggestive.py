@@ -1,0 +1,65 @@
+"""Suggestive annotation: Yang, Zhang, Chen, Zhang & Chen, "Suggestive Annotation: A Deep Active
+Learning Framework for Biomedical Image Segmentation", MICCAI 2017. The K most uncertain unlabeled
+items, then the P of them that best represent the whole unlabeled pool (greedy facility location
+on the cosine similarity of the model's descriptors)."""
+
+import torch
+
+from torch_al.sampler import inputs_loader
+from torch_al.strategies.base import Strategy
+from torch_al.strategies.diversity.coreset import embed_with_logits
+from torch_al.strategies.uncertainty.ceal import CRITERIA
+from torch_al.validation import check_int
+
+CANDIDATES_PER_PICK = 4  # the default K = 4P
+
+
+class SuggestiveAnnotation(Strategy):
+    """Uncertainty, then representativeness, from one forward pass over the unlabeled pool.
+
+    1. The K most uncertain unlabeled items by ``criterion`` (ties to the lower global index);
+       K = ``candidates``, by default 4P, clipped to the number of unlabeled items.
+    2. Of those, P chosen greedily to maximise F(S) = Σ_{u ∈ unlabeled} max(0, max_{a ∈ S} cos(a, u))
+       over the model's descriptors (the ``facility_location_greedy`` op, on the model's device):
+       each pick adds the most still-unrepresented similarity mass. An all-zero descriptor is
+       similar to nothing (it normalises to zero).
+
+    Descriptors are the output of ``layer`` (flattened), by default the input of the model's last
+    ``nn.Linear``, as in :class:`CoreSet`. Scores are the picks' marginal gains, in pick order.
+
+    Args:
+        candidates: K, an int >= 1 (None: 4 × budget); a budget larger than K is an error.
+        criterion: ``"entropy"``, ``"margin"`` or ``"least_confidence"``.
+        layer: descriptor layer name; default the input of the last ``nn.Linear``.
+        batch_size: forward batch size.
+    """
+
+    def __init__(self, candidates: int | None = None, criterion: str = "entropy", layer: str | None = None, batch_size: int = 256) -> None:
+        if candidates is not None:
+            check_int(candidates, "SuggestiveAnnotation: candidates", 1)
+        if criterion not in CRITERIA:
+            raise ValueError(f"SuggestiveAnnotation: criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
+        self.candidates = candidates
+        self.criterion = criterion
+        self.layer = layer
+        self.batch_size = check_int(batch_size, "SuggestiveAnnotation: batch_size", 1)
+        self._uncertainty = CRITERIA[criterion](progress=False)  # only its score(): one formula per criterion
+
+    def rank(self, model, pool, budget):
+        from torch_al.ops.facility_location_greedy import facility_location_greedy
+
+        if model is None:
+            raise ValueError("SuggestiveAnnotation scores and embeds with a model; got model=None")
+        unlabeled = pool.unlabeled_indices
+        if self.candidates is not None and budget > self.candidates:
+            raise ValueError(f"SuggestiveAnnotation: budget {budget} is larger than candidates={self.candidates} (K must be >= the budget)")
+        count = min(self.candidates or CANDIDATES_PER_PICK * budget, unlabeled.numel())
+
+        loader = inputs_loader(pool, unlabeled, self.batch_size)
+        descriptors, logits = embed_with_logits(model, loader, unlabeled, type(self).__name__, self.layer)
+        self.charge(forward=unlabeled.numel())
+        uncertainty = self._uncertainty.score(logits.float().softmax(1))
+        shortlist = torch.sort(uncertainty, descending=True, stable=True).indices[:count]
+        unit = torch.nn.functional.normalize(descriptors, dim=1)  # a zero row stays zero
+        picks, gains = facility_location_greedy(unit[shortlist], unit, budget)
+        return unlabeled[shortlist[picks].cpu()], gains.cpu()
