@@ -20,7 +20,7 @@ READS_LOGITS = [name for name in STRATEGIES if name not in ("random", "coreset")
 
 
 def strategy_params(names):
-    needs_ops = lambda name: name in ("coreset", "suggestive") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
+    needs_ops = lambda name: name in ("coreset", "suggestive", "badge") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
     return [pytest.param(name, marks=pytest.mark.skipif(needs_ops(name) and not HAS_OPS, reason="needs the compiled ops")) for name in names]
 
 
@@ -112,7 +112,7 @@ def test_nan_names_the_global_index_of_the_first_bad_item(name):
     pool, validation = problem(marked=(MARKED,))
     position = int((pool.unlabeled_indices == MARKED).nonzero())
     assert position != MARKED  # the message must name the pool's index, not the position
-    what = "embeddings" if name in ("coreset", "suggestive") else "logits"  # embeddings are checked first
+    what = "embeddings" if name == "coreset" else "logits"  # the strategies that read both check the logits first
     with pytest.raises(ValueError) as error:
         build(name, validation).select(model_for(name, "nan"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model returned non-finite {what} (nan) for pool item {MARKED}"

@@ -79,7 +79,7 @@ def test_nan_outputs_name_the_pool_item():
     poisoned = pool.dataset.tensors[0].clone()
     poisoned[7] = float("nan")
     pool = ActivePool(TensorDataset(poisoned, torch.zeros(20, dtype=torch.int64)))
-    with pytest.raises(ValueError, match="SuggestiveAnnotation: the model returned non-finite embeddings \\(nan\\) for pool item 7"):
+    with pytest.raises(ValueError, match="SuggestiveAnnotation: the model returned non-finite logits \\(nan\\) for pool item 7"):
         SuggestiveAnnotation().select(small_model(), pool, 3)
 
 
