@@ -2,9 +2,9 @@
 
 Data: unit vectors, candidates = K rows of the universe: "relu", clustered non-negative features
 (ReLU outputs around 50 random centres, L2-normalised, as Suggestive annotation passes them; every
-cosine is positive, so each pick lowers every candidate's gain and the lazy greedy re-evaluates
-many of them: its hard case), and "gaussian", isotropic unit vectors (cosines around 0). One thread
-everywhere. Each variant runs in its own process, so its peak memory is its own.
+cosine is positive, so each pick lowers every candidate's gain), and "gaussian", isotropic unit
+vectors (cosines around 0: the first picks raise the cover of about half the universe, the most
+costly case for the incremental gains). One thread everywhere. Each variant runs in its own process, so its peak memory is its own.
 
 Rows:
   dense     the plain greedy over the materialised K x N similarity, as a user would write it in
@@ -40,7 +40,7 @@ APRICOT_PICKS = 200
 
 def make_data(n: int, d: int, k: int, data: str = "relu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit rows: "relu" clustered non-negative features (every cosine > 0: each pick lowers every
-    gain, the lazy greedy's hard case), or "gaussian" isotropic ones (cosines around 0)."""
+    gain), or "gaussian" isotropic ones (cosines around 0)."""
     generator = torch.Generator().manual_seed(seed)
     if data == "relu":
         centres = torch.randn(50, d, generator=generator)

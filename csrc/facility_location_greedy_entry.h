@@ -1,88 +1,143 @@
 #pragma once
 
 // The facility_location_greedy entry every backend registers: validate, guard the device, tile the
-// universe, then run the lazy greedy on the host over the backend's gain and cover kernels. A
-// backend supplies `Backend<scalar_t>` with
-//   static constexpr int64_t kReevaluationBatch;                // stale bounds refreshed per round
+// universe, then run the greedy on the host over the backend's kernels. A backend supplies
+// `Backend<scalar_t>` with
+//   static constexpr int64_t kReevaluationBatch;                // fresh gains computed per round
 //   Backend(const at::Tensor& candidates, const at::Tensor& tiles);   // [K, D], tile_universe()
-//   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out);  // exact, current cover
-//   void cover(int64_t pick);                                    // the pick joins the set
-
+//   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out);  // fresh, current cover
+//   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out);
+//       // out[i] = the terms of rows[i]'s gain at cover 0 summed in float64; returns the points summed
+//   int64_t cover(int64_t pick, const std::vector<int64_t>& rows, std::vector<double>& drops);
+//       // the pick joins the set; drops[i] = the coverage_drop()s of rows[i] over the points whose
+//       // cover rose, summed in float64; returns how many points rose
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
+#include <iterator>
+#include <limits>
 #include <numeric>
 #include <queue>
 #include <tuple>
 #include <vector>
 
 #include "facility_location_greedy.h"
+#include "facility_location_greedy_math.h"
 
 namespace torch_al::ops {
 
-// Candidates whose gain on the empty set is computed per call of gains(): bounds the host and
-// device buffers of partial sums to this many rows.
+// Candidates whose mass on the empty set is computed per call of masses(): bounds the device
+// buffers to this many rows.
 constexpr int64_t kFacilityInitialChunk = 1024;
 
-// A candidate's gain as last evaluated, after `round` picks. Gains only shrink as picks are added
-// (submodularity, kept exactly by the arithmetic of facility_location_greedy_math.h), so an older
-// value is an upper bound of the current gain.
-template <typename scalar_t>
+// A candidate's gain bound, or its fresh gain when `round` is the current round.
 struct FacilityBound {
-  scalar_t gain;
+  double gain;
   int64_t index;
   int64_t round;
 };
 
 // Heap order: larger gain first, then the lower index, which is the plain greedy's tie rule.
-template <typename scalar_t>
 struct FacilityBoundAfter {
-  bool operator()(const FacilityBound<scalar_t>& a, const FacilityBound<scalar_t>& b) const {
+  bool operator()(const FacilityBound& a, const FacilityBound& b) const {
     return a.gain < b.gain || (a.gain == b.gain && a.index > b.index);
   }
 };
 
-// The lazy greedy: the top of the heap is picked once its bound is current (or 0, which no
-// gain can go below); until then up to kReevaluationBatch stale bounds from the top are
-// refreshed at once. Picks are exactly those of the plain greedy, ties included.
-template <typename scalar_t, typename Kernels>
-void lazy_greedy(Kernels& kernels, int64_t num_candidates, int64_t count, int64_t* picks, scalar_t* gains) {
-  using Bound = FacilityBound<scalar_t>;
-  std::priority_queue<Bound, std::vector<Bound>, FacilityBoundAfter<scalar_t>> heap;
-  std::vector<int64_t> rows;
-  std::vector<scalar_t> values;
-  auto evaluate = [&](int64_t round) {
-    kernels.gains(rows, values);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      heap.push({values[i], rows[i], round});
+// An upper bound of a candidate's fresh gain G (the sum of facility_location_greedy_math.h in
+// scalar_t) from its mass M, the float64 running sum of the same terms (their exact sum T).
+//  * |G - T| <= gamma(m) * T: each term passes through at most m = kFacilityTile / kFacilityLanes
+//    lane additions, the lane tree's log2(kFacilityLanes) and one per tile, each rounding once by
+//    at most u = epsilon / 2 of scalar_t (terms are >= 0), gamma(m) = m u / (1 - m u).
+//  * |M - T| <= 1.02 * M0 * ops * u64: M took `ops` float64 roundings (at most 3 per point
+//    summed over, one per update: the drop, its addition, the addition of a partial sum), each of
+//    a value at most the candidate's initial mass M0 (terms and drops are >= 0, so no partial sum
+//    exceeds it, in any order of addition).
+// The product is formed with three more float64 roundings, covered by the last factor.
+template <typename scalar_t>
+class FreshGainBound {
+ public:
+  explicit FreshGainBound(int64_t num_tiles) {
+    int64_t additions = kFacilityTile / kFacilityLanes + num_tiles;
+    for (int lanes = kFacilityLanes; lanes > 1; lanes /= 2) {
+      ++additions;
     }
-  };
-  for (int64_t begin = 0; begin < num_candidates; begin += kFacilityInitialChunk) {
-    rows.resize(std::min(kFacilityInitialChunk, num_candidates - begin));
-    std::iota(rows.begin(), rows.end(), begin);
-    evaluate(0);
+    const double unit = std::numeric_limits<scalar_t>::epsilon() / 2;
+    growth_ = (1 + additions * unit / (1 - additions * unit)) * (1 + 4 * kUnit64);
   }
-  auto current = [](const Bound& bound, int64_t round) { return bound.round == round || bound.gain == 0; };
-  for (int64_t round = 0; round < count;) {
-    if (current(heap.top(), round)) {
-      picks[round] = heap.top().index;
-      gains[round] = heap.top().gain;
-      heap.pop();
-      if (++round < count) {
-        kernels.cover(picks[round - 1]);
+
+  double operator()(double mass, double initial_mass, int64_t operations) const {
+    return (std::max(mass, 0.0) + 1.02 * initial_mass * static_cast<double>(operations) * kUnit64) * growth_;
+  }
+
+ private:
+  static constexpr double kUnit64 = std::numeric_limits<double>::epsilon() / 2;
+  double growth_;
+};
+
+// The greedy with incremental gains. Each candidate's mass (its terms summed in float64) is kept
+// current: a pick changes only the terms of the points whose cover rises, so the masses are
+// updated over those points alone (K x |changed| similarities, many for the first picks, few
+// later). A round then takes the largest FreshGainBound, computes fresh gains from the top (a
+// batch at a time) until a fresh gain is at least every remaining bound, and picks it: the plain
+// greedy's pick over the fresh gains, ties to the lower index, whatever the rounding of the masses.
+// A zero bound is a zero gain, which no gain can go below: it needs no fresh sum, and a candidate
+// whose fresh gain was 0 needs no more mass updates.
+template <typename scalar_t, typename Kernels>
+void incremental_greedy(
+    Kernels& kernels, int64_t num_candidates, int64_t num_tiles, int64_t count, int64_t* picks, scalar_t* gains) {
+  const FreshGainBound<scalar_t> bound(num_tiles);
+  std::vector<int64_t> active(num_candidates);
+  std::iota(active.begin(), active.end(), 0);
+  std::vector<double> initial_mass(num_candidates);
+  std::vector<int64_t> rows;
+  std::vector<double> sums;
+  int64_t operations = 1;
+  for (int64_t begin = 0; begin < num_candidates; begin += kFacilityInitialChunk) {
+    rows.assign(active.begin() + begin, active.begin() + std::min(num_candidates, begin + kFacilityInitialChunk));
+    operations = 1 + 3 * kernels.masses(rows, sums);
+    std::copy(sums.begin(), sums.end(), initial_mass.begin() + begin);
+  }
+  std::vector<double> mass = initial_mass;
+  // The last fresh gain, also an upper bound: once 0, no rounding slack can revive the candidate.
+  std::vector<double> fresh(num_candidates, std::numeric_limits<double>::infinity());
+  std::vector<scalar_t> values;
+  auto current = [](const FacilityBound& entry, int64_t round) { return entry.round == round || entry.gain == 0; };
+  for (int64_t round = 0; round < count; ++round) {
+    std::vector<FacilityBound> entries;
+    entries.reserve(active.size());
+    for (const int64_t c : active) {
+      entries.push_back({std::min(fresh[c], bound(mass[c], initial_mass[c], operations)), c, -1});
+    }
+    std::priority_queue<FacilityBound, std::vector<FacilityBound>, FacilityBoundAfter> heap(
+        FacilityBoundAfter{}, std::move(entries));
+    while (!current(heap.top(), round)) {
+      rows.clear();
+      while (!heap.empty() && static_cast<int64_t>(rows.size()) < Kernels::kReevaluationBatch &&
+             !current(heap.top(), round)) {
+        rows.push_back(heap.top().index);
+        heap.pop();
       }
-      continue;
+      kernels.gains(rows, values);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        fresh[rows[i]] = static_cast<double>(values[i]);
+        heap.push({fresh[rows[i]], rows[i], round});
+      }
     }
-    rows.clear();
-    while (!heap.empty() && static_cast<int64_t>(rows.size()) < Kernels::kReevaluationBatch &&
-           !current(heap.top(), round)) {
-      rows.push_back(heap.top().index);
-      heap.pop();
+    picks[round] = heap.top().index;
+    gains[round] = static_cast<scalar_t>(heap.top().gain);
+    active.erase(std::find(active.begin(), active.end(), picks[round]));
+    if (round + 1 < count) {
+      rows.clear();
+      std::copy_if(active.begin(), active.end(), std::back_inserter(rows), [&](int64_t c) { return fresh[c] > 0; });
+      operations += 1 + 3 * kernels.cover(picks[round], rows, sums);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        mass[rows[i]] -= sums[i];
+      }
     }
-    evaluate(round);
   }
 }
 
@@ -101,7 +156,8 @@ std::tuple<at::Tensor, at::Tensor> facility_location_greedy_with(
     Backend<scalar_t> kernels(candidates.contiguous(), tile_universe(universe));
     std::vector<int64_t> host_picks(count);
     std::vector<scalar_t> host_gains(count);
-    lazy_greedy(kernels, candidates.size(0), count, host_picks.data(), host_gains.data());
+    const int64_t num_tiles = (universe.size(0) + kFacilityTile - 1) / kFacilityTile;
+    incremental_greedy(kernels, candidates.size(0), num_tiles, count, host_picks.data(), host_gains.data());
     picks.copy_(at::from_blob(host_picks.data(), {count}, at::kLong));
     gains.copy_(at::from_blob(host_gains.data(), {count}, candidates.scalar_type()));
   });

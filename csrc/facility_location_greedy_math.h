@@ -12,8 +12,9 @@
 //   partial  = kFacilityLanes lanes, lane l adding term(l), term(l + 32), ... in order, then the
 //              halving tree of kcenter_greedy_math.h over the lanes  (one CUDA warp)
 // and the gain of a is the sum of its tiles' partials in tile order. Every value of s(a, u)
-// therefore has the same bits however candidates are batched, so a gain can only shrink as cover
-// grows (rounding is monotone): the lazy greedy's stale bounds stay upper bounds, exactly.
+// therefore has the same bits however candidates are batched, and the incremental updates
+// (coverage_drop) see exactly the terms a fresh gain adds: only the float64 additions of the
+// drops and the fresh sum's own rounding separate them, both bounded in FreshGainBound.
 // Padding rows have s = 0 and cover 0, so they add +0 to a lane: no change.
 
 #include <c10/macros/Macros.h>
@@ -68,6 +69,14 @@ C10_HOST_DEVICE inline acc_t coverage_gain(acc_t similarity, acc_t cover) {
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t raise_cover(acc_t cover, acc_t similarity) {
   return similarity > cover ? similarity : cover;
+}
+
+// How much a point's term in a candidate's gain drops when the point's cover rises from `before`
+// to `after`, in float64 for both dtypes: the incremental gains are sums of these drops. The two
+// terms are exactly those the fresh sum adds, so the drops track the exact sum of its terms.
+template <typename scalar_t>
+C10_HOST_DEVICE inline double coverage_drop(scalar_t similarity, scalar_t before, scalar_t after) {
+  return static_cast<double>(coverage_gain(similarity, before)) - static_cast<double>(coverage_gain(similarity, after));
 }
 
 // A candidate's gain from its tiles' partial sums, added in tile order (host code on both backends).

@@ -19,19 +19,24 @@ def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -
     lower candidate index. The floor at 0 makes F(empty set) = 0 and F monotone submodular; a row
     of zeros (what normalising a zero descriptor gives) is similar to nothing and covers nothing.
 
-    Runs the lazy greedy (Minoux): stale gains are upper bounds in a heap ordered by (gain
-    descending, index ascending) and are re-evaluated only when they reach the top, a few at once;
-    the picks are exactly those of the plain greedy, because every similarity is recomputed with
-    the same bits (fused multiply-adds in increasing d) and a gain can then only shrink. Gains
-    are streamed over tiles of 256 universe points, so memory is O((K + N) * D) and the K x N
-    similarity is never formed. The first round evaluates all K candidates (K * N * D
-    multiply-adds); each pick then costs one cover pass over the universe plus the rounds that
-    re-evaluate the stale bounds above the best current gain, N * D multiply-adds per candidate:
-    few where a pick changes few gains, up to most of the candidates for the first picks when
-    every similarity is positive (see benchmarks/bench_facility_location_greedy.py). CPU and CUDA
-    give the same picks and gains bit for bit; on CUDA the heap lives on the host and each
-    re-evaluation round costs one host sync (plus one per 1024 candidates for the first round and
-    one for the finiteness checks).
+    Keeps every candidate's gain up to date incrementally: a pick changes only the terms of the
+    universe points whose cover it raises, so each candidate's float64 running sum of its terms
+    (its "mass") is updated over those points alone, K x |raised points| similarities per pick
+    (about half the universe for the first pick, a sliver for later ones) instead of K x N. Picks
+    use the masses only as upper bounds (the rounding of both the float64 updates and of the
+    fixed-order sum a fresh gain takes is bounded rigorously): each pick's gain is a fresh sum over
+    the whole universe, taken for the few candidates whose bound reaches the best fresh gain, so
+    the picks and gains are exactly those of the plain greedy over the fresh gains, ties to the
+    lower candidate index, bit for bit those of the earlier lazy greedy, whatever the data. A fresh
+    gain is a fixed-order sum of terms max(0, s(a, u) - cover[u]) with s a chain of fused
+    multiply-adds in increasing d (tiles of 256 points, 32 lanes, tiles in order); the plain greedy
+    in any other summation order may pick differently only where its own top two gains lie within
+    that rounding of each other. Memory is O((K + N) * D): the K x N similarity is never formed.
+    Cost: K * N * D multiply-adds for the initial masses, then per pick a cover pass over the
+    universe (N * D), K * |raised points| * D for the masses and N * D per fresh gain (about four
+    per pick). CPU and CUDA give the same picks and gains bit for bit; on CUDA the greedy runs on
+    the host and each pick costs two host syncs (plus one per fresh-gain batch, one per 1024
+    candidates for the initial masses and one for the finiteness checks).
 
     Args:
         candidates (Tensor[K, D]): the rows that may be picked; float32 or float64, finite.
