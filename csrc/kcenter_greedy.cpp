@@ -10,13 +10,13 @@
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
 
 #include "flagged_rows.h"
+#include "initial_rows.h"
 
 namespace torch_al::ops {
 
@@ -45,19 +45,7 @@ bool check_kcenter_greedy_inputs(
       metric == "euclidean" || metric == "cosine",
       kOp, ": metric must be 'euclidean' or 'cosine', got '", metric, "'");
   const int64_t n = x.size(0);
-  if (initial.has_value()) {
-    const auto& init = *initial;
-    TORCH_CHECK(
-        init.device() == x.device(), kOp, ": initial is on ", init.device(), " but x is on ", x.device());
-    const auto dtype = init.scalar_type();
-    TORCH_CHECK(
-        init.dim() == 1 && (dtype == at::kBool || dtype == at::kLong || dtype == at::kInt),
-        kOp, ": initial must be a 1-D bool mask of N entries or a 1-D int32/int64 index list, got shape ",
-        init.sizes(), " dtype ", dtype);
-    TORCH_CHECK(
-        dtype != at::kBool || init.size(0) == n,
-        kOp, ": initial mask has ", init.size(0), " entries but x has N=", n);
-  }
+  check_initial_rows(kOp, initial, x, "x");
   if (exclude.has_value()) {
     const auto& ex = *exclude;
     TORCH_CHECK(
@@ -82,22 +70,9 @@ KCenterGreedyPlan plan_kcenter_greedy(
   TORCH_CHECK(
       !first.has_value() || (first_pick >= 0 && first_pick < n),
       kOp, ": first must lie in [0, N) with N=", n, ", got ", first_pick);
-  const auto bool_options = x.options().dtype(at::kBool);
   const auto long_options = x.options().dtype(at::kLong);
 
-  // Normalise `initial` to a mask. Out-of-range indices land in a spare slot N and are reported
-  // below, so the check and the scatter share the one host sync.
-  auto covered = at::zeros({n + 1}, bool_options);
-  auto out_of_range = at::zeros({}, long_options);
-  if (initial.has_value() && initial->scalar_type() == at::kBool) {
-    covered.slice(0, 0, n).copy_(*initial);
-  } else if (initial.has_value()) {
-    const auto indices = initial->to(at::kLong);
-    const auto bad = indices.lt(0).logical_or(indices.ge(n));
-    out_of_range = bad.sum(at::kLong);
-    covered.index_fill_(0, at::where(bad, n, indices), true);
-  }
-  covered = covered.slice(0, 0, n);
+  const auto [covered, out_of_range] = initial_rows_mask(initial, n, x.options());
   auto selectable = covered.logical_not();
   if (exclude.has_value()) {
     selectable.logical_and_(exclude->logical_not());

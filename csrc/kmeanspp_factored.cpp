@@ -10,8 +10,6 @@
 #include <ATen/ops/mm.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/where.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include <utility>
 
 #include "flagged_rows.h"
+#include "initial_rows.h"
 
 namespace torch_al::ops {
 
@@ -88,19 +87,7 @@ void check_kmeanspp_factored_inputs(
       uniforms.scalar_type());
   TORCH_CHECK(
       uniforms.device() == a.device(), kOp, ": uniforms is on ", uniforms.device(), " but a is on ", a.device());
-  if (initial.has_value()) {
-    const auto& init = *initial;
-    TORCH_CHECK(
-        init.device() == a.device(), kOp, ": initial is on ", init.device(), " but a is on ", a.device());
-    const auto dtype = init.scalar_type();
-    TORCH_CHECK(
-        init.dim() == 1 && (dtype == at::kBool || dtype == at::kLong || dtype == at::kInt),
-        kOp, ": initial must be a 1-D bool mask of N entries or a 1-D int32/int64 index list, got shape ",
-        init.sizes(), " dtype ", dtype);
-    TORCH_CHECK(
-        dtype != at::kBool || init.size(0) == a.size(0),
-        kOp, ": initial mask has ", init.size(0), " entries but a has N=", a.size(0));
-  }
+  check_initial_rows(kOp, initial, a, "a");
 }
 
 KMeansPPFactoredPlan plan_kmeanspp_factored(
@@ -111,21 +98,8 @@ KMeansPPFactoredPlan plan_kmeanspp_factored(
     const at::Tensor& squared_norms) {
   const int64_t n = a.size(0);
   const int64_t picks = uniforms.size(0);
-  const auto long_options = a.options().dtype(at::kLong);
 
-  // Out-of-range initial indices land in a spare slot N and are counted, so the check and the
-  // scatter share the one host sync.
-  auto covered = at::zeros({n + 1}, a.options().dtype(at::kBool));
-  auto out_of_range = at::zeros({}, long_options);
-  if (initial.has_value() && initial->scalar_type() == at::kBool) {
-    covered.slice(0, 0, n).copy_(*initial);
-  } else if (initial.has_value()) {
-    const auto indices = initial->to(at::kLong);
-    const auto bad = indices.lt(0).logical_or(indices.ge(n));
-    out_of_range = bad.sum(at::kLong);
-    covered.index_fill_(0, at::where(bad, n, indices), true);
-  }
-  covered = covered.slice(0, 0, n);
+  const auto [covered, out_of_range] = initial_rows_mask(initial, n, a.options());
 
   // A NaN or inf in a row makes its squared norm non-finite, so the norms alone clear the common
   // case; the factors are searched only to name the culprit.

@@ -127,16 +127,6 @@ __global__ void pick_kernel(
   }
 }
 
-// Enough blocks to fill every SM at full occupancy; more would only lengthen the second stage.
-int64_t grid_for(int64_t n) {
-  int device = 0;
-  int sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t resident = static_cast<int64_t>(sms) * (2048 / kBlockThreads);
-  return std::max<int64_t>(1, std::min<int64_t>((n + kWarpsPerBlock - 1) / kWarpsPerBlock, resident));
-}
-
 // The per-dtype kernels kcenter_greedy_with runs (see kcenter_greedy_entry.h).
 template <typename scalar_t>
 struct CudaKCenterGreedy {
@@ -145,7 +135,7 @@ struct CudaKCenterGreedy {
     at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
     if (x.size(0) > 0) {
       row_inverse_norms_kernel<scalar_t, acc_t>
-          <<<grid_for(x.size(0)), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          <<<warp_per_row_grid(x.size(0), kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
               x.const_data_ptr<scalar_t>(), x.size(0), x.size(1), out.mutable_data_ptr<acc_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
@@ -164,7 +154,7 @@ struct CudaKCenterGreedy {
     using Candidate = KCenterCandidate<acc_t>;
     const int64_t n = x.size(0);
     const int64_t k = indices.size(0);
-    const int64_t blocks = grid_for(n);
+    const int64_t blocks = warp_per_row_grid(n, kWarpsPerBlock);
     at::Tensor block_best_storage =
         at::empty({blocks * static_cast<int64_t>(sizeof(Candidate))}, x.options().dtype(at::kByte));
     auto* block_best = reinterpret_cast<Candidate*>(block_best_storage.mutable_data_ptr());

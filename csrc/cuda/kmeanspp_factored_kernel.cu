@@ -161,16 +161,6 @@ __global__ void draw_kernel(
   min_sq[chosen] = 0;
 }
 
-// Enough blocks to fill every SM at full occupancy; more would only lengthen the draw's walk.
-int64_t grid_for(int64_t n) {
-  int device = 0;
-  int sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t resident = static_cast<int64_t>(sms) * (2048 / kBlockThreads);
-  return std::max<int64_t>(1, std::min<int64_t>((n + kWarpsPerBlock - 1) / kWarpsPerBlock, resident));
-}
-
 // The per-dtype kernels kmeanspp_factored_with runs (see kmeanspp_factored_entry.h).
 template <typename scalar_t>
 struct CudaKMeansPPFactored {
@@ -178,7 +168,7 @@ struct CudaKMeansPPFactored {
     const int64_t n = a.size(0);
     at::Tensor out = at::empty({n}, a.options().dtype(at::kDouble));
     if (n > 0) {
-      squared_norms_kernel<scalar_t><<<grid_for(n), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      squared_norms_kernel<scalar_t><<<warp_per_row_grid(n, kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
           a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, a.size(1), b.size(1),
           out.mutable_data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -196,7 +186,7 @@ struct CudaKMeansPPFactored {
       at::Tensor& pick_sq,
       int64_t first_draw) {
     const int64_t n = a.size(0);
-    const int64_t blocks = grid_for(n);
+    const int64_t blocks = warp_per_row_grid(n, kWarpsPerBlock);
     const int64_t rows_per_block = (n + blocks - 1) / blocks;
     at::Tensor block_storage =
         at::empty({blocks * static_cast<int64_t>(sizeof(BlockWeights))}, a.options().dtype(at::kByte));

@@ -1,8 +1,13 @@
 #pragma once
 
 // The CUDA side of the lane order of kcenter_greedy_math.h: one warp per sum, lane j taking dims
-// j, j + 32, ..., then the shuffle-down halving tree.
+// j, j + 32, ..., then the shuffle-down halving tree; and the grid of the kernels that give each
+// row such a warp.
 
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "../kcenter_greedy_math.h"
@@ -21,6 +26,17 @@ __device__ acc_t warp_lane_sum(int64_t dims, int lane, const Term& term) {
     partial = add_rn(partial, __shfl_down_sync(0xffffffffu, partial, half));
   }
   return partial;
+}
+
+// Blocks for one warp per row over n rows, capped at enough to fill every SM at full occupancy:
+// more would only lengthen the callers' second stage (a merge or the draw's walk over blocks).
+inline int64_t warp_per_row_grid(int64_t n, int warps_per_block) {
+  int device = 0;
+  int sms = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t resident = static_cast<int64_t>(sms) * (2048 / (kKCenterLanes * warps_per_block));
+  return std::max<int64_t>(1, std::min<int64_t>((n + warps_per_block - 1) / warps_per_block, resident));
 }
 
 }  // namespace torch_al::ops
