@@ -55,3 +55,35 @@ def outcome(loop: ActiveLearningLoop, metrics: list[dict]):
         ledger.round.tolist(),
         [{k: v for k, v in record.items() if not k.endswith("_seconds")} for record in metrics],
     )
+
+
+class Stop(Exception):
+    """The crash :func:`run_until_stopped` makes."""
+
+
+def run_until_stopped(loop: ActiveLearningLoop, stage: str, stops_training=lambda model, round_: round_ == 2) -> None:
+    """Runs ``loop`` until it is killed: at round 2's oracle call (``stage="oracle"``: round 2's
+    query saved, its labels not given) or as ``stops_training(model, round_)`` says, before that
+    training call (``stage="train"``: round 2 labeled and saved by default)."""
+    oracle, train = loop.oracle, loop.train
+
+    def stopping_oracle(indices):
+        if loop.pool.round == 1:
+            raise Stop
+        return oracle(indices)
+
+    def stopping_train(model, pool, round_):
+        if stops_training(model, round_):
+            raise Stop
+        train(model, pool, round_)
+
+    if stage == "oracle":
+        loop.oracle = stopping_oracle
+    else:
+        loop.train = stopping_train
+    try:
+        loop.run()
+    except Stop:
+        return
+    raise AssertionError(f"the run was not stopped at its {stage} step")
+

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from al_scenario import BUDGET, INITIAL, ROUNDS, make_loop, outcome
+from al_scenario import BUDGET, INITIAL, ROUNDS, make_loop, outcome, run_until_stopped
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -196,10 +196,6 @@ def test_the_loop_trains_on_the_pseudo_labels(tmp_path):
     assert "pseudo/indices" not in load_state(tmp_path / "state.pt", CHECKPOINT_KIND)
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     loop = make_loop(tmp_path_factory.mktemp("ceal"), strategy=ceal())
@@ -209,24 +205,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("stage", ["oracle", "train"])
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, uninterrupted, stage):
     loop = make_loop(tmp_path, strategy=ceal())
-    oracle, train = loop.oracle, loop.train
-
-    def stopping_oracle(indices):  # round 2's query and pseudo-labels saved, its labels not given
-        if loop.pool.round == 1:
-            raise Stop
-        return oracle(indices)
-
-    def stopping_train(model, pool, round_):  # round 2 labeled and saved, its training (on the pseudo-labels) not done
-        if round_ == 2:
-            raise Stop
-        train(model, pool, round_)
-
-    if stage == "oracle":
-        loop.oracle = stopping_oracle
-    else:
-        loop.train = stopping_train
-    with pytest.raises(Stop):
-        loop.run()
+    run_until_stopped(loop, stage)  # the pseudo-labels of round 2 are saved either way
     saved = load_state(tmp_path / "state.pt", CHECKPOINT_KIND)
     pseudo = saved["pseudo/indices"]
     assert pseudo.numel() > 0 and not torch.isin(pseudo, saved["pool/ledger_index"]).any()  # beside the ledger, not in it

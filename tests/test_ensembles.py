@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from al_scenario import make_loop, outcome
+from al_scenario import make_loop, outcome, run_until_stopped
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -257,31 +257,10 @@ def test_an_ensemble_run_is_reproducible_and_checkpoints_every_member(tmp_path, 
     assert json.loads(saved["loop"])["members"] == MEMBERS
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("stage", ["oracle", "train"])
 def test_a_resumed_ensemble_run_equals_an_uninterrupted_one(tmp_path, uninterrupted, stage):
     loop = ensemble_loop(tmp_path)
-    oracle, train = loop.oracle, loop.train
-
-    def stopping_oracle(indices):  # round 2's query saved, its labels not given
-        if loop.pool.round == 1:
-            raise Stop
-        return oracle(indices)
-
-    def stopping_train(model, pool, round_):  # killed while training member 1 of round 2
-        if round_ == 2 and model is loop.model.members[1]:
-            raise Stop
-        train(model, pool, round_)
-
-    if stage == "oracle":
-        loop.oracle = stopping_oracle
-    else:
-        loop.train = stopping_train
-    with pytest.raises(Stop):
-        loop.run()
+    run_until_stopped(loop, stage, lambda model, round_: round_ == 2 and model is loop.model.members[1])  # mid-ensemble
     resumed = ensemble_loop(tmp_path)
     assert outcome(resumed, resumed.run()) == uninterrupted[0]
     assert all(torch.equal(value, uninterrupted[1][key]) for key, value in resumed.model.state_dict().items())
