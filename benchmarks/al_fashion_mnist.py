@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", help="where the JSON and PNGs go (default benchmarks/results; quick: the work folder)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--summarise", action="store_true", help="only summarise the runs already in the work folder")
+    parser.add_argument("--carry", help="an earlier results JSON: its lines with no finished run in the work folder are kept, marked with its time")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args(argv)
     defaults = {"imbalance": [100.0] if args.quick else [1.0, 10.0, 100.0], "seeds": [0] if args.quick else [0, 1, 2],
@@ -215,7 +216,20 @@ def check_target(comparison: dict | None) -> dict:
     return outcome
 
 
+def carried_lines(path: str | None) -> dict[str, dict[str, dict]]:
+    """imbalance → strategy → summary of an earlier report, each marked ``carried_from`` its time."""
+    if path is None:
+        return {}
+    with open(path) as f:
+        earlier = json.load(f)
+    return {
+        imbalance: {name: {**line, "carried_from": line.get("carried_from", earlier["time"])} for name, line in summary["strategies"].items()}
+        for imbalance, summary in earlier["imbalance"].items()
+    }
+
+
 def summarise(args: argparse.Namespace) -> dict:
+    carried = carried_lines(args.carry)
     report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps")},
               "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "imbalance": {}}  # fmt: skip
     for imbalance in args.imbalance:
@@ -224,6 +238,8 @@ def summarise(args: argparse.Namespace) -> dict:
             runs = finished_runs(args, imbalance, name)
             if runs:
                 strategies[name] = summarise_strategy(runs)
+            elif name in carried.get(f"{imbalance:g}", {}):
+                strategies[name] = carried[f"{imbalance:g}"][name]
         comparisons = {
             "uncertainty": compare_to_baseline(strategies, UNCERTAINTY, args.passes),
             "mc_dropout": compare_to_baseline(strategies, MC_DROPOUT, args.passes),
@@ -254,7 +270,7 @@ def print_summary(imbalance: float, summary: dict) -> None:
         return
     rows = []
     for name, line in strategies.items():
-        row = {"strategy": name, "seeds": line["seeds"]}
+        row = {"strategy": name, "seeds": f"{line['seeds']} (of {line['carried_from'][:10]})" if "carried_from" in line else line["seeds"]}
         row.update({f"{labels}": f"{m:.3f}±{s:.3f}" for labels, m, s in zip(line["labeled"], line["accuracy"], line["accuracy_std"])})
         rows.append(row)
     print_table(rows, ["strategy", "seeds", *map(str, next(iter(strategies.values()))["labeled"])])

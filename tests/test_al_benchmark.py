@@ -83,3 +83,23 @@ def test_variant_lines_are_read_from_their_own_run_folders(tmp_path):
     assert experiment.metrics_path(args, 100.0, 0, "pfk-L20") == str(tmp_path / "r100" / "seed0" / "pfk-L20" / "pfk" / "metrics.json")
     assert len(experiment.finished_runs(args, 100.0, "pfk")) == 1  # an interrupted seed is not averaged in
     assert len(experiment.finished_runs(args, 100.0, "pfk-L20")) == 2
+
+
+def test_carried_lines_fill_in_only_what_the_work_folder_lacks(tmp_path):
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = experiment.parse_args(["--work", str(work), "--results", str(results), "--rounds", "2", "--seeds", "0",
+                                  "--imbalance", "100", "--strategies", "random", "pfk", "bald", "--summarise"])  # fmt: skip
+    os.makedirs(results)
+    path = experiment.metrics_path(args, 100.0, 0, "pfk")
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump(records([0.1, 0.5, 0.6], 10), f)
+    earlier_lines = {name: experiment.summarise_strategy([records([0.1, 0.3, accuracy], 5)]) for name, accuracy in [("pfk", 0.9), ("bald", 0.55)]}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"time": "2026-11-25T20:09:07", "imbalance": {"100": {"strategies": earlier_lines}}}))
+    args.carry = str(earlier)
+    strategies = experiment.summarise(args)["imbalance"]["100"]["strategies"]
+    assert list(strategies) == ["pfk", "bald"]  # random: neither run nor carried
+    assert strategies["pfk"]["accuracy"][-1] == 0.6 and "carried_from" not in strategies["pfk"]  # the new run wins
+    assert strategies["bald"] == {**earlier_lines["bald"], "carried_from": "2026-11-25T20:09:07"}
+    assert json.loads((results / "al_fashion_mnist.json").read_text())["imbalance"]["100"]["strategies"]["bald"]["carried_from"] == "2026-11-25T20:09:07"
