@@ -3,7 +3,6 @@
 import json
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -11,7 +10,7 @@ from torch_al import ActiveLearningLoop, ActivePool, ActiveSampler
 from torch_al.datasets import make_blobs
 from torch_al.strategies import Entropy
 
-ROUNDS, BUDGET, INITIAL = 4, 10, 10
+ROUNDS, BUDGET, INITIAL, EPOCHS = 4, 10, 10, 3
 
 
 def make_loop(checkpoint_dir, strategy=None, oracle_log=None, rounds=ROUNDS, train_hook=None) -> ActiveLearningLoop:
@@ -20,14 +19,16 @@ def make_loop(checkpoint_dir, strategy=None, oracle_log=None, rounds=ROUNDS, tra
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
 
-    def train(model, pool, round_):
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    strategy = strategy or Entropy(progress=False)
+
+    def train(model, pool, round_):  # through the strategy's objective: cross entropy but for learning loss
+        optimizer = torch.optim.SGD([*model.parameters(), *strategy.extra_parameters(model, x[:1])], lr=0.1)
         sampler = ActiveSampler(pool, seed=0)
-        for epoch in range(3):
+        for epoch in range(EPOCHS):
             sampler.set_epoch(epoch)
             for xb, yb in DataLoader(pool, sampler=sampler, batch_size=8):
                 optimizer.zero_grad()
-                F.cross_entropy(model(xb), yb).backward()
+                strategy.training_loss(model, xb, yb, epoch, EPOCHS).backward()
                 optimizer.step()
             if train_hook:
                 train_hook(round_, epoch)
@@ -42,7 +43,6 @@ def make_loop(checkpoint_dir, strategy=None, oracle_log=None, rounds=ROUNDS, tra
                 f.write(json.dumps(indices.tolist()) + "\n")
         return y[indices]
 
-    strategy = strategy or Entropy(progress=False)
     return ActiveLearningLoop(pool, strategy, model, train, BUDGET, rounds, evaluate, oracle, INITIAL, checkpoint_dir, progress=False)
 
 

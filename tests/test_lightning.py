@@ -2,32 +2,34 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActivePool, ActiveSampler
 from torch_al.datasets import make_blobs
-from torch_al.strategies import Entropy
+from torch_al.strategies import Entropy, LearningLoss
 
 pl = pytest.importorskip("pytorch_lightning")
 from torch_al.integrations.lightning import ActiveLearningCallback  # noqa: E402
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self) -> None:
+    """Trains through the strategy's objective: the cross entropy, or learning loss's joint one."""
+
+    def __init__(self, strategy) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.strategy = strategy
 
     def forward(self, x):
         return self.net(x)
 
     def training_step(self, batch, batch_index):
         x, y = batch
-        return F.cross_entropy(self(x), y)
+        return self.strategy.training_loss(self, x, y, self.current_epoch, self.trainer.max_epochs)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        return torch.optim.SGD([*self.parameters(), *self.strategy.extra_parameters(self, torch.zeros(1, 4))], lr=0.1)
 
 
 def fit(pool, callback, **trainer_options):
@@ -35,7 +37,7 @@ def fit(pool, callback, **trainer_options):
         max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, callbacks=[callback], **trainer_options,
     )  # fmt: skip
-    trainer.fit(Classifier(), DataLoader(pool, sampler=ActiveSampler(pool), batch_size=8))
+    trainer.fit(Classifier(callback.strategy), DataLoader(pool, sampler=ActiveSampler(pool), batch_size=8))
     return trainer
 
 
@@ -69,3 +71,18 @@ def test_without_an_oracle_the_query_stays_pending_and_is_reissued(tmp_path):
     assert torch.equal(pool.pending_query, query)
     saved = blob_pool().load(tmp_path / "pool.pt")
     assert torch.equal(saved.pending_query, query) and saved.pending_strategy == "Entropy"
+
+
+def test_a_learning_strategy_trains_in_the_module_and_its_state_travels_with_the_pool():
+    pool = blob_pool()
+    callback = ActiveLearningCallback(pool, LearningLoss(layers=["net.1"], width=8, progress=False), budget=6, oracle=lambda i: torch.zeros(len(i), dtype=torch.int64))
+    fit(pool, callback)
+    assert callback.strategy.trained_batches == 2 * 3 and pool.labeled_indices.numel() == 26  # 20 labeled / batch 8: 3 batches per epoch
+    state = callback.state_dict()
+    restored = ActiveLearningCallback(blob_pool(), LearningLoss(layers=["net.1"], width=8, progress=False), budget=6)
+    restored.load_state_dict(state)
+    probe = torch.randn(5, 4)
+    model = Classifier(restored.strategy).eval()
+    callback.strategy.module.eval(), restored.strategy.module.eval()
+    torch.testing.assert_close(restored.strategy.predicted_losses(model, probe), callback.strategy.predicted_losses(model, probe))
+    assert torch.equal(restored.pool.labeled_indices, pool.labeled_indices)

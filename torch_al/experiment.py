@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -24,7 +23,7 @@ from torch_al.persistence import atomic_write_bytes
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool
 from torch_al.sampler import ActiveSampler, derived_seed
-from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy
+from torch_al.strategies import STRATEGIES, Committee, Ensemble, Strategy, make_strategy
 
 logger = logging.getLogger("torch_al")
 
@@ -66,7 +65,7 @@ class RunConfig:
     passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy, batchbald)"})
     members: int = field(default=5, metadata={"help": "E: independently trained models of the ensemble strategies (ensemble-*, qbc-vote-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
-    layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba (default: the model's, LeNet act1 act2 act3 = L 80)"})
+    layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba, feature layers of learning-loss (default: the model's, LeNet act1 act2 act3 = L 80)"})
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
     delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
     decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
@@ -141,8 +140,10 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
     return mlp
 
 
-def make_trainer(config: RunConfig, member_order: bool = False):
-    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds.
+def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = False):
+    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds,
+    minimising ``strategy.training_loss`` (cross entropy, or for learning loss the joint objective,
+    with the module's parameters in the same optimiser).
     On whatever the loop gives: the pool, or for CEAL the pool plus its pseudo-labels. With
     ``member_order`` (committees) each call shuffles with a seed drawn from torch's global RNG,
     which the loop seeds per (round, member): every member sees its own mini-batch order, as in
@@ -153,14 +154,15 @@ def make_trainer(config: RunConfig, member_order: bool = False):
             return  # round 0 of the papers: the initial (random or pretrained) model selects
         sampler = ActiveSampler(pool, seed=int(torch.randint(2**62, ())) if member_order else config.seed)
         loader = DataLoader(pool, sampler=sampler, batch_size=config.batch_size)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.5)
+        extra = strategy.extra_parameters(model, pool[int(pool.labeled_indices[0])][0].unsqueeze(0))
+        optimizer = torch.optim.SGD([*model.parameters(), *extra], lr=config.lr, momentum=0.5)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=15, gamma=0.1)
         model.train()
         for epoch in tqdm(range(config.epochs), desc=f"train round {round_}", leave=False, disable=not config.progress):
             sampler.set_epoch(epoch)
             for x, y in loader:
                 optimizer.zero_grad()
-                F.cross_entropy(model(x.to(config.device)), y.to(config.device)).backward()
+                strategy.training_loss(model, x.to(config.device), y.to(config.device), epoch, config.epochs).backward()
                 optimizer.step()
             schedule.step()
 
@@ -210,7 +212,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
                    "delta0": config.delta0, "decay": config.decay}  # fmt: skip
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
-            pool, strategy, model, make_trainer(config, member_order=is_ensemble(name)), config.budget, config.rounds,
+            pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,
             evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip

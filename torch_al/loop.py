@@ -45,6 +45,10 @@ class ActiveLearningLoop:
     forward is the members' mean prediction), the checkpoint holds every member's weights, and
     ``train_seconds`` covers all E trainings.
 
+    A strategy that learns beside the model (:class:`~torch_al.strategies.LearningLoss`) has its
+    ``state_dict()`` checkpointed with the model's weights and restored on resume; ``train``
+    should minimise ``strategy.training_loss`` over the model's and ``strategy.extra_parameters``.
+
     A strategy that pseudo-labels (CEAL, ``strategy.last_pseudo_labels``) has the next training
     run on the ledger's labels plus its pseudo-labels: ``train`` then gets a
     :class:`PseudoLabeledPool` in place of the pool, once, and the record of the selecting model
@@ -181,6 +185,7 @@ class ActiveLearningLoop:
             return
         state = {f"pool/{key}": value for key, value in self.pool.state_dict().items()}
         state.update({f"model/{key}": value for key, value in self.model.state_dict().items()})
+        state.update({f"strategy/{key}": value for key, value in self.strategy.state_dict().items()})
         state["metrics"] = to_json(self.metrics)
         state["loop"] = to_json(self._identity())
         if self.pseudo_labels is not None:  # beside the pool's state, never in its ledger
@@ -206,6 +211,7 @@ class ActiveLearningLoop:
         model_state = {key[6:]: value for key, value in state.items() if key.startswith("model/")}
         self.pool.load_state_dict(pool_state)
         self.model.load_state_dict(model_state)
+        self.strategy.load_state_dict({key[9:]: value for key, value in state.items() if key.startswith("strategy/")})
         if len(metrics) not in (self.pool.round, self.pool.round + 1):
             raise ValueError(f"{self.state_path}: {len(metrics)} evaluations recorded for a pool at round {self.pool.round}")
         self.metrics = metrics

@@ -23,7 +23,7 @@ class ActiveLearningCallback(pl.Callback):
     module, record the query in the pool (with the strategy's class name, ``pool.pending_strategy``),
     and (with an oracle) label it.
 
-    The pool is the callback's state, so every Lightning checkpoint carries it and
+    The pool (and a learning strategy's state) is the callback's state, so every Lightning checkpoint carries it and
     ``trainer.fit(ckpt_path=...)`` restores it. With ``state_path`` the pool is also saved there
     (atomically, by global rank 0) once the query is recorded, before the oracle is asked, and
     again after labelling. A saved query that is still pending is re-issued, not recomputed. Under
@@ -35,6 +35,11 @@ class ActiveLearningCallback(pl.Callback):
             as the model. The ensemble strategies (:class:`~torch_al.strategies.Ensemble`) need
             E separately trained members, which one ``fit`` does not make: they are refused here
             (use :class:`~torch_al.ActiveLearningLoop` with a :class:`~torch_al.strategies.Committee`).
+            A strategy that learns beside the model (:class:`~torch_al.strategies.LearningLoss`)
+            trains only if the LightningModule's ``training_step`` returns
+            ``strategy.training_loss(self, x, y, self.current_epoch, self.trainer.max_epochs)`` and
+            ``configure_optimizers`` adds ``strategy.extra_parameters(self, example_batch)``; its
+            state travels in the callback's state with the pool's.
         budget: items per round.
         oracle: ``oracle(indices) -> labels``; None leaves the query pending for annotators.
         state_path: a pool state file to keep up to date, or None.
@@ -67,7 +72,8 @@ class ActiveLearningCallback(pl.Callback):
             self.pool.save(self.state_path)
 
     def state_dict(self) -> dict:
-        return self.pool.state_dict()
+        return {**self.pool.state_dict(), **{f"strategy/{key}": value for key, value in self.strategy.state_dict().items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.pool.load_state_dict(state_dict)
+        self.pool.load_state_dict({key: value for key, value in state_dict.items() if not key.startswith("strategy/")})
+        self.strategy.load_state_dict({key[9:]: value for key, value in state_dict.items() if key.startswith("strategy/")})

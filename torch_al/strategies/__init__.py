@@ -11,6 +11,7 @@ from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarlo
 from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
 from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMATORS, DistributionMatching
+from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
@@ -31,6 +32,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "coreset": CoreSet,
     "badge": BADGE,
     "suggestive": SuggestiveAnnotation,
+    "learning-loss": LearningLoss,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "batchbald": BatchBALD,
@@ -80,7 +82,9 @@ __all__ = [
     "EnsembleEntropy",
     "EnsembleVariationRatio",
     "Entropy",
+    "LearningLoss",
     "LeastConfidence",
+    "LossPredictionModule",
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",
@@ -95,5 +99,6 @@ __all__ = [
     "batchbald_select",
     "ceal_pseudo_labels",
     "make_strategy",
+    "pairwise_ranking_loss",
     "predict_probabilities",
 ]

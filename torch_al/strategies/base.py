@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, overload
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -88,6 +89,26 @@ class Strategy(ABC):
     def rank(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
         """Implementations: ``budget`` (>= 1) distinct unlabeled global indices, most informative
         first, and their scores (or None). They record their passes with :meth:`charge`."""
+
+    def training_loss(self, model: nn.Module, inputs: Tensor, targets: Tensor, epoch: int, epochs: int) -> Tensor:
+        """The loss one training batch minimises, at ``epoch`` of a round's ``epochs``: the mean
+        cross entropy, unless the strategy learns something beside the model (:class:`LearningLoss`).
+        A training loop that calls this and optimises :meth:`extra_parameters` too trains for
+        every strategy."""
+        return F.cross_entropy(model(inputs), targets)
+
+    def extra_parameters(self, model: nn.Module, inputs: Tensor) -> list[nn.Parameter]:
+        """Parameters to optimise beside the model's (none, unless the strategy learns); ``inputs``:
+        one batch, for a strategy that sizes its own network from the model's layers."""
+        return []
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """What the strategy learned across rounds (none, unless it learns); the loop checkpoints it."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)[:5]}")
 
     def charge(self, forward: int = 0, backward: int = 0) -> None:
         """Adds passes (in images) to ``last_cost``."""
