@@ -1,8 +1,10 @@
 """Input checks shared by the pool, the strategies and the loop, and the dataset fingerprint."""
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from numbers import Real
 
 import numpy as np
 import torch
@@ -57,6 +59,16 @@ def check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_real(value, name: str, nonnegative: bool = True) -> float:
+    """A finite real number (an int or float, not a bool), >= 0 if ``nonnegative``, as a float;
+    ``name`` says what it is in the error."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a float, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or nonnegative and value < 0:
+        raise ValueError(f"{name} must be a finite float{' >= 0' if nonnegative else ''}, got {value!r}")
+    return float(value)
 
 
 def check_budget(budget, available: int) -> int:

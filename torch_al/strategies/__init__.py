@@ -14,6 +14,7 @@ from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMAT
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
@@ -39,6 +40,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ensemble-bald": EnsembleBALD,
     "ensemble-variation-ratio": EnsembleVariationRatio,
     "qbc-vote-entropy": VoteEntropy,
+    "vaal": VAAL,
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -90,6 +92,7 @@ __all__ = [
     "SelectionCost",
     "Strategy",
     "SuggestiveAnnotation",
+    "VAAL",
     "VariationRatio",
     "VoteEntropy",
     "batchbald_select",

@@ -3,15 +3,13 @@ Classification", IEEE TCSVT 2017. The P most uncertain unlabeled items go to the
 confident rest (entropy below a threshold that decays over the rounds) get their predicted class
 as pseudo-labels for the next round's training only."""
 
-import math
-from numbers import Real
-
 import torch
 from torch import Tensor
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, predict_probabilities
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
+from torch_al.validation import check_real
 
 CRITERIA = {"entropy": Entropy, "margin": Margin, "least_confidence": LeastConfidence}
 _SCORES = {name: strategy(progress=False) for name, strategy in CRITERIA.items()}  # only their score(): one formula each
@@ -36,20 +34,11 @@ def ceal_pseudo_labels(probabilities: Tensor, candidates: Tensor, query: Tensor,
         raise ValueError(f"ceal_pseudo_labels: probabilities must be a floating Tensor[N, C], got {probabilities!r}")
     if not isinstance(candidates, Tensor) or candidates.shape != probabilities.shape[:1]:
         raise ValueError(f"ceal_pseudo_labels: candidates must be a Tensor[{probabilities.shape[0]}] (one per row), got {candidates!r}")
-    threshold = _check_real(threshold, "threshold", nonnegative=False)
+    threshold = check_real(threshold, "threshold", nonnegative=False)
     candidates, query = candidates.to("cpu", torch.int64), torch.as_tensor(query).to("cpu", torch.int64)
     confident = (_SCORES["entropy"].score(probabilities) < threshold).cpu()
     keep = confident & ~torch.isin(candidates, query)
     return PseudoLabelSet(candidates[keep], probabilities.argmax(1).cpu()[keep], threshold)
-
-
-def _check_real(value, name: str, nonnegative: bool = True) -> float:
-    """A finite real number (an int or float, not a bool), >= 0 if ``nonnegative``, as a float."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a float, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value) or nonnegative and value < 0:
-        raise ValueError(f"{name} must be a finite float{' >= 0' if nonnegative else ''}, got {value!r}")
-    return float(value)
 
 
 class CEAL(ScoreStrategy):
@@ -76,8 +65,8 @@ class CEAL(ScoreStrategy):
         if not isinstance(criterion, str) or criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {tuple(CRITERIA)}, got {criterion!r}")
         self.criterion = criterion
-        self.delta0 = _check_real(delta0, "delta0")
-        self.decay = _check_real(decay, "decay")
+        self.delta0 = check_real(delta0, "delta0")
+        self.decay = check_real(decay, "decay")
         self._probabilities: Tensor | None = None
 
     def threshold(self, round_: int) -> float:
