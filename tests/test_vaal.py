@@ -6,9 +6,11 @@ import json
 
 import pytest
 import torch
+from al_scenario import outcome, run_until_stopped
+from torch import nn
 from torch.utils.data import TensorDataset
 
-from torch_al import ActivePool
+from torch_al import ActiveLearningLoop, ActivePool
 from torch_al.experiment import RunConfig, run_experiment
 from torch_al.sampler import derived_seed
 from torch_al.strategies import VAAL, make_strategy
@@ -137,6 +139,21 @@ def test_the_same_seed_and_round_repeat_the_query_and_another_seed_changes_it():
     assert next_round.last_cost.forward == 3 * 40 * 32 + 240 == next_round.last_cost.backward + 240
 
 
+@pytest.mark.parametrize("stage", ["oracle", "train"])
+def test_a_killed_and_resumed_run_repeats_the_uninterrupted_one(tmp_path, stage):
+    def make_loop(checkpoint_dir):
+        pool = ActivePool(two_kind_pool()[0].dataset)
+        strategy = VAAL(iterations=5, batch_size=8, seed=1, progress=False)
+        untrained = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))  # VAAL does not read it
+        return ActiveLearningLoop(pool, strategy, untrained, lambda model, pool, round_: None, 10, 3, initial=10, checkpoint_dir=checkpoint_dir, progress=False)
+
+    uninterrupted = make_loop(tmp_path / "whole")
+    expected = outcome(uninterrupted, uninterrupted.run())
+    run_until_stopped(make_loop(tmp_path / "killed"), stage)  # round 2's query saved unlabeled, or round 2 labeled and untrained
+    resumed = make_loop(tmp_path / "killed")
+    assert outcome(resumed, resumed.run()) == expected
+
+
 def test_with_zero_labels_the_query_is_uniform_from_seed_and_round_and_nothing_trains():
     pool, _ = two_kind_pool()
     pool = ActivePool(pool.dataset)
@@ -203,3 +220,13 @@ def test_make_strategy_and_a_two_round_fashion_mnist_run(tmp_path):
     assert records[0]["select_forward"] == 0  # round 1: nothing labeled, a uniform draw
     assert records[1]["select_forward"] == 3 * 3 * 2 * 64 + 290 and records[1]["select_backward"] == 3 * 3 * 2 * 64
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["vaal_iterations"] == 3
+
+
+@pytest.mark.needs_cuda
+def test_it_trains_on_the_task_models_device():
+    pool, is_b = two_kind_pool()
+    model = nn.Linear(2, 2).cuda()  # only its device is read
+    strategy = VAAL(**FAST)
+    query = strategy.select(model, pool, 30)
+    assert next(strategy.last_vae.parameters()).is_cuda and next(strategy.last_discriminator.parameters()).is_cuda
+    assert torch.equal(query, VAAL(**FAST).select(model, pool, 30)) and is_b[query].float().mean() > 0.8

@@ -171,7 +171,7 @@ class VAAL(Strategy):
             discriminator_optimizer.zero_grad()
             discriminator_loss(vae, discriminator, labeled_images, unlabeled_images).backward()
             discriminator_optimizer.step()
-        images = self.iterations * (VAE_STEPS + 1) * (labeled_images.shape[0] + unlabeled_images.shape[0])
+        images = self.iterations * (VAE_STEPS + 1) * 2 * self.batch_size
         self.charge(forward=images, backward=images)
 
     def _batches(self, pool: ActivePool, indices: Tensor, count: int, generator: torch.Generator, image_shape, device) -> Iterator[Tensor]:
