@@ -62,7 +62,8 @@ def check_int(value, name: str, minimum: int) -> int:
 
 
 def check_real(value, name: str, nonnegative: bool = True) -> float:
-    """A finite real number (an int or float, not a bool), >= 0 if ``nonnegative``, as a float."""
+    """A finite real number (an int or float, not a bool), >= 0 if ``nonnegative``, as a float;
+    ``name`` says what it is in the error."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a float, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or nonnegative and value < 0:

@@ -15,6 +15,7 @@ from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredicti
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
@@ -41,6 +42,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ensemble-bald": EnsembleBALD,
     "ensemble-variation-ratio": EnsembleVariationRatio,
     "qbc-vote-entropy": VoteEntropy,
+    "vaal": VAAL,
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -94,6 +96,7 @@ __all__ = [
     "SelectionCost",
     "Strategy",
     "SuggestiveAnnotation",
+    "VAAL",
     "VariationRatio",
     "VoteEntropy",
     "batchbald_select",

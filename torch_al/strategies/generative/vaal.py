@@ -1,0 +1,216 @@
+"""VAAL: Sinha, Ebrahimi & Darrell, "Variational Adversarial Active Learning", ICCV 2019.
+
+A β-VAE learns a latent space of labeled ∪ unlabeled images while a discriminator on its latent
+means learns to tell labeled from unlabeled items; the VAE is also trained to fool it. The query is
+the unlabeled items the discriminator is surest are unlabeled: what the labeled set does not cover.
+"""
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from torch_al.pool import ActivePool
+from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.base import Strategy, model_device
+from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, check_image_shape
+from torch_al.validation import check_int, check_real
+
+VAE_STEPS = 2  # VAE updates per discriminator update, as in the authors' released code
+
+
+class VAELoss(NamedTuple):
+    """The terms of the VAE's objective on a labeled and an unlabeled batch (0-d Tensors):
+    ``reconstruction`` and ``kl`` each sum the labeled batch's mean over its items and the
+    unlabeled batch's; ``adversarial`` is −mean log D(μ_L) − mean log D(μ_U);
+    ``total = reconstruction + β·kl + λ·adversarial``."""
+
+    reconstruction: Tensor
+    kl: Tensor
+    adversarial: Tensor
+    total: Tensor
+
+
+def vae_loss(
+    vae: ConvVAE,
+    discriminator: LatentDiscriminator,
+    labeled: Tensor,
+    unlabeled: Tensor,
+    beta: float = 1.0,
+    adversary_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> VAELoss:
+    """VAAL's VAE objective (the paper's L_trd + λ·L_adv) on images Tensor[B_L, C, H, W] and
+    Tensor[B_U, C, H, W]. Per item: reconstruction ‖x̂ − x‖² summed over pixels (x̂ decoded from
+    z = μ + σ·ε, ε drawn from ``generator``), KL(N(μ, σ²) ‖ N(0, I)) =
+    ½ Σ_d (μ_d² + σ_d² − 1 − log σ_d²); the adversarial term asks the discriminator to call both
+    batches labeled."""
+    images = torch.cat([labeled, unlabeled])
+    reconstruction, mean, log_variance = vae(images, generator)
+    squared_error = (reconstruction - images).pow(2).flatten(1).sum(1)
+    kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).sum(1)
+    logits = discriminator(mean)
+    split = labeled.shape[0]
+    reconstruction_term = squared_error[:split].mean() + squared_error[split:].mean()
+    kl_term = kl[:split].mean() + kl[split:].mean()
+    adversarial = _labeled_loss(logits[:split], True) + _labeled_loss(logits[split:], True)
+    return VAELoss(reconstruction_term, kl_term, adversarial, reconstruction_term + beta * kl_term + adversary_weight * adversarial)
+
+
+def discriminator_loss(vae: ConvVAE, discriminator: LatentDiscriminator, labeled: Tensor, unlabeled: Tensor) -> Tensor:
+    """−mean log D(μ_L) − mean log(1 − D(μ_U)): labeled → 1, unlabeled → 0, on the latent means
+    (no gradient reaches the VAE)."""
+    with torch.no_grad():
+        labeled_mean, _ = vae.encode(labeled)
+        unlabeled_mean, _ = vae.encode(unlabeled)
+    return _labeled_loss(discriminator(labeled_mean), True) + _labeled_loss(discriminator(unlabeled_mean), False)
+
+
+def _labeled_loss(logits: Tensor, labeled: bool) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(labeled)))
+
+
+class VAAL(Strategy):
+    """Variational adversarial active learning on image pools (items Tensor[C, H, W], H and W
+    multiples of 4).
+
+    At each selection a fresh :class:`ConvVAE` and :class:`LatentDiscriminator` are trained from
+    scratch for ``iterations`` iterations. Each iteration takes two VAE steps (Adam) on
+    :func:`vae_loss`, each on a fresh labeled and a fresh unlabeled batch, then one discriminator
+    step (Adam) on :func:`discriminator_loss` with the second pair of batches. The query is the
+    ``budget`` unlabeled items with the lowest discriminator logit on their latent mean, i.e. the
+    lowest P(labeled | μ(x)); ties to the lower global index. Scores: minus that logit, the
+    log-odds that the item is unlabeled (P(unlabeled | μ) itself rounds to 1 for many items).
+
+    Every random draw (initial weights, batches, the VAE's noise) comes from (seed, round), so a
+    resumed run repeats the selection; torch's global RNG is left as it was. The task model is not
+    used, only its device (CPU when None). With nothing labeled the discriminator has no labeled
+    class: the query is then uniform at random from (seed, round), as the paper's random initial
+    labeled set, and nothing is trained. The networks of the last selection are ``last_vae`` and
+    ``last_discriminator``.
+
+    Cost per round, in images: 3·iterations·2·batch_size forwards through the encoder (the VAE
+    steps also decode) plus N̂ to score, and as many backwards (a discriminator step's backward
+    goes through the discriminator alone); nothing with zero labeled items.
+
+    Args:
+        iterations: discriminator steps (each after two VAE steps).
+        batch_size: labeled and unlabeled items per training batch (each), and items per scoring batch.
+        latent_dim: size of the latent z.
+        beta: β, the weight of the KL term.
+        adversary_weight: λ, the weight of the VAE's adversarial term.
+        lr: Adam learning rate of both networks.
+        seed: base seed.
+        progress: show a progress bar while training.
+    """
+
+    last_vae: ConvVAE | None = None
+    last_discriminator: LatentDiscriminator | None = None
+
+    def __init__(
+        self,
+        iterations: int = 200,
+        batch_size: int = 64,
+        latent_dim: int = 32,
+        beta: float = 1.0,
+        adversary_weight: float = 1.0,
+        lr: float = 5e-4,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.iterations = check_int(iterations, "VAAL: iterations", 1)
+        self.batch_size = check_int(batch_size, "VAAL: batch_size", 1)
+        self.latent_dim = check_int(latent_dim, "VAAL: latent_dim", 1)
+        self.beta = check_real(beta, "VAAL: beta")
+        self.adversary_weight = check_real(adversary_weight, "VAAL: adversary_weight")
+        self.lr = check_real(lr, "VAAL: lr")
+        if self.lr == 0:
+            raise ValueError("VAAL: lr must be > 0, got 0")
+        self.seed = seed
+        self.progress = progress
+
+    def rank(self, model, pool, budget):
+        self.last_vae = self.last_discriminator = None
+        candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
+        image_shape = self._image_shape(pool, int(candidates[0]))
+        if labeled.numel() == 0:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "vaal", pool.round))
+            return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
+        device = model_device(model) if model is not None else torch.device("cpu")
+        # Forked: the initial weights come from a seeded CPU RNG, and each DataLoader draws a
+        # seed of its own from it; the caller's RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(derived_seed(self.seed, "vaal init", pool.round))
+            vae = ConvVAE(image_shape, self.latent_dim).to(device)
+            discriminator = LatentDiscriminator(self.latent_dim).to(device)
+            self._train(vae, discriminator, pool, labeled, candidates, image_shape, device)
+            logits = self._logits(vae, discriminator, pool, candidates, image_shape, device)
+        self.last_vae, self.last_discriminator = vae, discriminator
+        order = torch.sort(logits, stable=True).indices[:budget]
+        return candidates[order], -logits[order]
+
+    def _train(self, vae, discriminator, pool, labeled, unlabeled, image_shape, device) -> None:
+        vae_optimizer = torch.optim.Adam(vae.parameters(), lr=self.lr)
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=self.lr)
+        order = torch.Generator().manual_seed(derived_seed(self.seed, "vaal batches", pool.round))
+        noise = torch.Generator(device).manual_seed(derived_seed(self.seed, "vaal noise", pool.round))
+        steps = self.iterations * VAE_STEPS
+        pairs = zip(self._batches(pool, labeled, steps, order, image_shape, device), self._batches(pool, unlabeled, steps, order, image_shape, device))
+        vae.train()
+        discriminator.train()
+        for _ in tqdm(range(self.iterations), desc="vaal", disable=not self.progress):
+            for _ in range(VAE_STEPS):
+                labeled_images, unlabeled_images = next(pairs)
+                vae_optimizer.zero_grad()
+                vae_loss(vae, discriminator, labeled_images, unlabeled_images, self.beta, self.adversary_weight, noise).total.backward()
+                vae_optimizer.step()
+            discriminator_optimizer.zero_grad()
+            discriminator_loss(vae, discriminator, labeled_images, unlabeled_images).backward()
+            discriminator_optimizer.step()
+        images = self.iterations * (VAE_STEPS + 1) * 2 * self.batch_size
+        self.charge(forward=images, backward=images)
+
+    def _batches(self, pool: ActivePool, indices: Tensor, count: int, generator: torch.Generator, image_shape, device) -> Iterator[Tensor]:
+        """``count`` batches of ``batch_size`` images of ``indices``: random permutations of them
+        back to back (a batch repeats items only when there are fewer than ``batch_size``)."""
+        needed = count * self.batch_size
+        passes = [indices[torch.randperm(indices.numel(), generator=generator)] for _ in range(math.ceil(needed / indices.numel()))]
+        stream = torch.cat(passes)[:needed]
+        for rows, x in zip(stream.split(self.batch_size), inputs_loader(pool, stream, self.batch_size)):
+            yield self._checked(x, rows, image_shape).to(device)
+
+    @torch.no_grad()
+    def _logits(self, vae, discriminator, pool, candidates, image_shape, device) -> Tensor:
+        """The discriminator's logit of every candidate's latent mean, Tensor[N̂] on the CPU."""
+        vae.eval()
+        discriminator.eval()
+        chunks = []
+        for rows, x in zip(candidates.split(self.batch_size), inputs_loader(pool, candidates, self.batch_size)):
+            chunks.append(discriminator(vae.encode(self._checked(x, rows, image_shape).to(device))[0]).float().cpu())
+        self.charge(forward=candidates.numel())
+        logits = torch.cat(chunks)
+        if not bool(logits.isfinite().all()):
+            raise ValueError(f"VAAL: training diverged: the discriminator gave non-finite scores (lr={self.lr}, beta={self.beta}, adversary_weight={self.adversary_weight})")
+        return logits
+
+    def _image_shape(self, pool: ActivePool, index: int) -> tuple[int, int, int]:
+        x = pool.inputs_of(pool.dataset[index])
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            what = f"a {x.dtype} tensor" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+            raise ValueError(f"VAAL: every pool input must be a floating-point image Tensor[C, H, W]; item {index} is {what}")
+        return check_image_shape("VAAL", x.shape)
+
+    @staticmethod
+    def _checked(x: Tensor, rows: Tensor, image_shape: tuple[int, int, int]) -> Tensor:
+        """A batch of pool inputs, checked to be finite floating images of ``image_shape``."""
+        if not x.is_floating_point() or tuple(x.shape[1:]) != image_shape:
+            raise ValueError(f"VAAL: every pool input must be a floating-point image of the first's shape {image_shape}; "
+                             f"a batch holding items {rows[:3].tolist()}... has shape {tuple(x.shape[1:])} per item, dtype {x.dtype}")  # fmt: skip
+        if not bool(x.isfinite().all()):
+            row = int((~x.isfinite().flatten(1).all(1)).nonzero()[0])
+            raise ValueError(f"VAAL: pool item {int(rows[row])} has non-finite input values")
+        return x
