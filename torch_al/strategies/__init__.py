@@ -14,6 +14,7 @@ from torch_al.strategies.distribution_matching.matching import COMBINES, ESTIMAT
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
@@ -31,6 +32,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "coreset": CoreSet,
     "badge": BADGE,
     "suggestive": SuggestiveAnnotation,
+    "dal": DiscriminativeAL,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "batchbald": BatchBALD,
@@ -74,6 +76,7 @@ __all__ = [
     "STRATEGIES",
     "Committee",
     "CoreSet",
+    "DiscriminativeAL",
     "DistributionMatching",
     "Ensemble",
     "EnsembleBALD",

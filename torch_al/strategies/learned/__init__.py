@@ -1,0 +1,1 @@
+"""Methods that train a model of their own to choose: discriminative active learning (discriminative.py)."""
