@@ -43,7 +43,7 @@ STRATEGIES = (
     "random", "entropy", "pfk", "variation-ratio", "pfk+rotation", "pfk-product-true", "pfk-L20", "bald", "pcc", "coreset",
     "pfk-product-argmax", "pfk-fisher-match", "pfk-fisher-argmax", "pfk-sum-match", "pfk-sum-argmax", "eba",
     "ceal", "suggestive", "badge", "emoc", "batchbald",
-    "ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy",
+    "ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy", "dal",
     # The PFK paper's own setting: every method starts from the rotation-pretrained model.
     "random+rotation", "entropy+rotation", "variation-ratio+rotation", "badge+rotation",
 )  # fmt: skip
