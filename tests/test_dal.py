@@ -185,6 +185,20 @@ def test_bad_input_is_named_and_nothing_is_recorded():
             DiscriminativeAL(**options)
     with pytest.raises(ValueError, match="sub_queries must be an int >= 1, got 0"):
         RunConfig(strategy=("dal",), sub_queries=0)
+    with pytest.raises(ValueError, match="is_unlabeled must hold both classes, got 0 labeled and 4 unlabeled rows"):
+        train_discriminator(torch.randn(4, 2), torch.ones(4, dtype=torch.bool), torch.Generator(), hidden=2, steps=1, batch_size=4, lr=0.1, stop_accuracy=1.0)
+
+
+@pytest.mark.needs_cuda
+def test_runs_on_the_model_device():
+    x, y = make_blobs(600, num_classes=6, dim=8, spread=0.5, seed=3)
+    pool = ActivePool(TensorDataset(x, y))
+    covered = torch.nonzero(y < 3).squeeze(1)[:30]
+    pool.label(covered, y[covered])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 6)).cuda()
+    picks, scores = DiscriminativeAL(sub_queries=3, hidden=32, steps=40, seed=0).select(model, pool, 30, return_scores=True)
+    assert picks.device.type == "cpu" and scores.device.type == "cpu"
+    assert (y[picks] >= 3).float().mean() >= 0.9
 
 
 def test_a_named_layer_is_the_representation(trainings):

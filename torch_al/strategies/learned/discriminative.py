@@ -72,28 +72,39 @@ def train_discriminator(
     the task is close to fitting a random labelling, and the early stop is what keeps the
     classifier from memorising it.
     """
+    counts = torch.bincount(is_unlabeled.long(), minlength=2)
+    if not bool(counts.all()):
+        raise ValueError(f"train_discriminator: is_unlabeled must hold both classes, got {counts[0]} labeled and {counts[1]} unlabeled rows")
     model = discriminator(features.shape[1], hidden, generator).to(features.device)
     targets = is_unlabeled.to(features.device, features.dtype)
-    counts = torch.stack([(1 - targets).sum(), targets.sum()])
-    class_weight = targets.numel() / counts
+    class_weight = targets.numel() / counts.to(targets)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = 0
     while step < steps:
-        correct = torch.zeros(2, device=features.device)
-        for batch in torch.randperm(targets.numel(), generator=generator).to(features.device).split(batch_size):
-            logits = model(features[batch]).squeeze(1)
-            weights = class_weight[targets[batch].long()]
-            loss = (weights * nn.functional.binary_cross_entropy_with_logits(logits, targets[batch], reduction="none")).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            correct += torch.bincount(targets[batch].long(), weights=((logits > 0) == targets[batch].bool()).float(), minlength=2)
-            step += 1
-            if step == steps:
-                break
-        if bool((correct / counts).mean() >= stop_accuracy):
+        order = torch.randperm(targets.numel(), generator=generator)[: (steps - step) * batch_size]  # the last pass may stop short
+        batches = order.to(features.device).split(batch_size)
+        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches)
+        step += len(batches)
+        if accuracy >= stop_accuracy:
             break
     return model.eval()
+
+
+def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches) -> float:
+    """One Adam step per batch of row indices; the pass's class-balanced accuracy, from each
+    batch's predictions before its step (NaN when a class was absent from the pass)."""
+    correct = torch.zeros(2, device=features.device)
+    seen = torch.zeros(2, device=features.device)
+    for batch in batches:
+        labels = targets[batch]
+        logits = model(features[batch]).squeeze(1)
+        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        correct += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
+        seen += torch.bincount(labels.long(), minlength=2)
+    return float((correct / seen).mean())
 
 
 @torch.no_grad()
