@@ -150,7 +150,7 @@ def test_state_round_trips_and_other_strategies_keep_none():
     probe = torch.randn(9, 2)
     strategy.module.eval(), restored.module.eval()
     torch.testing.assert_close(restored.predicted_losses(model, probe), strategy.predicted_losses(model, probe))
-    assert restored.trained_batches == strategy.trained_batches == 2
+    assert restored.trained_batches == strategy.trained_batches == 1  # 64 items, one batch of 64
     assert Entropy().state_dict() == {}
     with pytest.raises(ValueError, match="Entropy keeps no state"):
         Entropy().load_state_dict(strategy.state_dict())
@@ -198,3 +198,15 @@ def test_bad_arguments_and_layers_are_named():
         LearningLoss(layers=["nope"]).extra_parameters(model, x)
     with pytest.raises(ValueError, match="give layers=.*Linear has no descriptor_layers"):
         LearningLoss().extra_parameters(nn.Linear(2, 2), x)
+
+
+def test_a_non_finite_prediction_names_the_pool_item():
+    x = torch.randn(40, 2)
+    pool = ActivePool(TensorDataset(x, (x[:, 0] > 0).long()))
+    pool.label(torch.arange(10), (x[:10, 0] > 0).long())
+    model, strategy = small_model(), LearningLoss(progress=False)
+    train_jointly(model, strategy, x[:10], (x[:10, 0] > 0).long(), epochs=1)
+    x[23, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"predicted losses are not finite for pool items \[23\]"):
+        strategy.select(model, pool, 5)
+    assert pool.pending_query is None

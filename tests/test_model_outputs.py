@@ -19,7 +19,8 @@ MARKED = 37  # its global index; items 0..9 are labeled, so its position among t
 MODEL_FREE = ("random", "vaal")  # they never call the task model (VAAL trains networks of its own)
 TRAINED_WITH_THE_MODEL = ("learning-loss",)  # selects only after training its module (tests/test_learning_loss.py)
 READS_MODEL = [name for name in STRATEGIES if name not in MODEL_FREE + TRAINED_WITH_THE_MODEL]
-READS_LOGITS = [name for name in READS_MODEL if name != "coreset"]  # CoreSet reads embeddings only
+READS_EMBEDDINGS_ONLY = ("coreset", "dal")
+READS_LOGITS = [name for name in READS_MODEL if name not in READS_EMBEDDINGS_ONLY]
 
 
 def strategy_params(names):
@@ -115,7 +116,7 @@ def test_nan_names_the_global_index_of_the_first_bad_item(name):
     pool, validation = problem(marked=(MARKED,))
     position = int((pool.unlabeled_indices == MARKED).nonzero())
     assert position != MARKED  # the message must name the pool's index, not the position
-    what = "embeddings" if name == "coreset" else "logits"  # the strategies that read both check the logits first
+    what = "embeddings" if name in READS_EMBEDDINGS_ONLY else "logits"  # the strategies that read both check the logits first
     with pytest.raises(ValueError) as error:
         build(name, validation).select(model_for(name, "nan"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model returned non-finite {what} (nan) for pool item {MARKED}"

@@ -70,6 +70,7 @@ class RunConfig:
     delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
     decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
     vaal_iterations: int = field(default=200, metadata={"help": "vaal: training iterations of its VAE and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
+    sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
@@ -98,6 +99,7 @@ class RunConfig:
             (type(self.vaal_iterations) is int and self.vaal_iterations >= 1, f"vaal_iterations must be an int >= 1, got {self.vaal_iterations!r}"),
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
+            (type(self.sub_queries) is int and self.sub_queries >= 1, f"sub_queries must be an int >= 1, got {self.sub_queries!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -211,7 +213,8 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             model.load_state_dict(pretrained)
         pool = ActivePool(splits.pool)
         options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation,
-                   "delta0": config.delta0, "decay": config.decay, "iterations": config.vaal_iterations}  # fmt: skip
+                   "delta0": config.delta0, "decay": config.decay, "iterations": config.vaal_iterations,
+                   "sub_queries": config.sub_queries}  # fmt: skip
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,

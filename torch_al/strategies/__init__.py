@@ -16,6 +16,7 @@ from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.generative.vaal import VAAL
+from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
@@ -34,6 +35,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "badge": BADGE,
     "suggestive": SuggestiveAnnotation,
     "learning-loss": LearningLoss,
+    "dal": DiscriminativeAL,
     "max-entropy": MaxEntropy,
     "bald": BALD,
     "batchbald": BatchBALD,
@@ -78,6 +80,7 @@ __all__ = [
     "STRATEGIES",
     "Committee",
     "CoreSet",
+    "DiscriminativeAL",
     "DistributionMatching",
     "Ensemble",
     "EnsembleBALD",

@@ -1,1 +1,1 @@
-"""Methods that train a network of their own beside the task model: learning loss (learning_loss.py)."""
+"""Methods that train a network of their own to choose: learning loss (learning_loss.py), discriminative active learning (discriminative.py)."""

@@ -1,0 +1,205 @@
+"""Discriminative active learning: Gissin & Shalev-Shwartz, "Discriminative Active Learning",
+arXiv:1907.06347, 2019. A binary classifier on the task model's representation ψ(x) tells labeled
+from unlabeled items; the items it is surest are unlabeled are the ones least like what is labeled.
+The batch is chosen in sub-queries, the classifier retrained between them with the items chosen
+so far counted as labeled, which spreads the batch over the regions the labeled set misses."""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.base import Strategy
+from torch_al.strategies.diversity.coreset import embed
+from torch_al.validation import check_int
+
+HIDDEN_LAYERS = 3  # the paper's discriminator: three hidden ReLU layers
+
+
+def split_budget(budget: int, sub_queries: int) -> list[int]:
+    """Sizes of the sub-queries: ``min(sub_queries, budget)`` of them (none is empty), as even as
+    possible, the first ``budget % count`` one larger; they add up to ``budget``."""
+    count = min(sub_queries, budget)
+    size, extra = divmod(budget, count)
+    return [size + 1] * extra + [size] * (count - extra)
+
+
+def discriminator(dim: int, hidden: int, generator: torch.Generator) -> nn.Sequential:
+    """An MLP ``dim → hidden → hidden → hidden → 1`` (ReLU) whose output is the logit of
+    P(unlabeled | ψ). Initialised like ``nn.Linear`` (U(±1/√fan_in)) from ``generator`` alone, so
+    the global RNG is neither read nor advanced. On the CPU."""
+    widths = [dim] + [hidden] * HIDDEN_LAYERS
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(fan_in, fan_out, device="meta"), nn.ReLU()]
+    layers.append(nn.Linear(hidden, 1, device="meta"))
+    model = nn.Sequential(*layers).to_empty(device="cpu")
+    with torch.no_grad():
+        for linear in model[::2]:
+            bound = 1 / math.sqrt(linear.in_features)
+            linear.weight.uniform_(-bound, bound, generator=generator)
+            linear.bias.uniform_(-bound, bound, generator=generator)
+    return model
+
+
+def train_discriminator(
+    features: Tensor,
+    is_unlabeled: Tensor,
+    generator: torch.Generator,
+    *,
+    hidden: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    stop_accuracy: float,
+) -> nn.Sequential:
+    """A fresh :func:`discriminator` trained to tell ``is_unlabeled`` rows from the others.
+
+    Args:
+        features: float Tensor[N, D], ψ of every item (labeled and unlabeled).
+        is_unlabeled: bool Tensor[N], the training targets; both classes must be present.
+        generator: CPU generator of the initialisation and the minibatch order.
+        hidden: width of the hidden layers.
+        steps: at most this many Adam steps on minibatches of ``batch_size`` rows, in shuffled
+            passes over all N rows.
+        lr: Adam's learning rate.
+        stop_accuracy: stop at the end of a pass whose class-balanced accuracy (the mean of the
+            two classes' accuracies, from the predictions made while training) reaches this.
+
+    Each class carries half of the loss's weight (row weight N / N_class, as in the authors'
+    code), so the few labeled rows are not drowned out by the unlabeled ones. No regularisation:
+    the task is close to fitting a random labelling, and the early stop is what keeps the
+    classifier from memorising it.
+    """
+    counts = torch.bincount(is_unlabeled.long(), minlength=2)
+    if not bool(counts.all()):
+        raise ValueError(f"train_discriminator: is_unlabeled must hold both classes, got {counts[0]} labeled and {counts[1]} unlabeled rows")
+    model = discriminator(features.shape[1], hidden, generator).to(features.device)
+    targets = is_unlabeled.to(features.device, features.dtype)
+    class_weight = targets.numel() / counts.to(targets)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step = 0
+    while step < steps:
+        order = torch.randperm(targets.numel(), generator=generator)[: (steps - step) * batch_size]  # the last pass may stop short
+        batches = order.to(features.device).split(batch_size)
+        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches)
+        step += len(batches)
+        if accuracy >= stop_accuracy:
+            break
+    return model.eval()
+
+
+def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches) -> float:
+    """One Adam step per batch of row indices; the pass's class-balanced accuracy, from each
+    batch's predictions before its step (NaN when a class was absent from the pass)."""
+    correct = torch.zeros(2, device=features.device)
+    seen = torch.zeros(2, device=features.device)
+    for batch in batches:
+        labels = targets[batch]
+        logits = model(features[batch]).squeeze(1)
+        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        correct += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
+        seen += torch.bincount(labels.long(), minlength=2)
+    return float((correct / seen).mean())
+
+
+@torch.no_grad()
+def unlabeled_probability(model: nn.Module, features: Tensor) -> Tensor:
+    """P(unlabeled | ψ) = sigmoid of the discriminator's logit, float Tensor[N]."""
+    return torch.sigmoid(model(features).squeeze(1))
+
+
+class DiscriminativeAL(Strategy):
+    """Sub-queries of the items a labeled-vs-unlabeled classifier is surest are unlabeled.
+
+    ψ(x) is computed once per selection for the whole pool (the task model does not change
+    between sub-queries). The budget P is split into n = min(``sub_queries``, P) sub-queries of
+    sizes ⌈P/n⌉ or ⌊P/n⌋, the larger ones first (:func:`split_budget`). For each, a fresh
+    discriminator (:func:`train_discriminator`) learns labeled vs unlabeled, the items chosen by
+    the earlier sub-queries counting as labeled, and the sub-query takes the unlabeled items of
+    highest P(unlabeled | ψ), ties to the lower global index. With nothing labeled yet there is
+    nothing to discriminate: the first sub-query is then drawn uniformly at random.
+
+    Every random draw (the classifier's initialisation, the minibatch order, the first draw with
+    nothing labeled) comes from a generator seeded by (seed, round, sub-query), so a selection
+    repeats exactly. Scores: each pick's P(unlabeled | ψ) in its sub-query (1 for the random
+    first sub-query: every item is unlabeled). Cost: N̂ + labeled forward passes of the task
+    model; the discriminators' training is no pass of the task model and counts in the seconds.
+
+    Args:
+        sub_queries: n, an int >= 1 (the paper's 10 on MNIST).
+        layer: the representation's layer name (its output, flattened); default the input of the
+            model's last ``nn.Linear``, the penultimate layer.
+        hidden: width of the discriminator's three hidden layers (the paper: 500; see
+            docs/methods.md for why 128).
+        discriminator_steps: at most this many Adam steps per discriminator.
+        train_batch_size: the discriminator's minibatch size (the authors' 1024: large, so that
+            most minibatches hold some labeled rows).
+        lr: Adam's learning rate.
+        stop_accuracy: stop training once the class-balanced training accuracy reaches this (the
+            authors' 0.98), in (0, 1].
+        batch_size: the task model's forward batch size.
+        seed: base seed of the draws.
+    """
+
+    def __init__(
+        self,
+        sub_queries: int = 10,
+        layer: str | None = None,
+        hidden: int = 128,
+        discriminator_steps: int = 50,
+        train_batch_size: int = 1024,
+        lr: float = 1e-3,
+        stop_accuracy: float = 0.98,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        if layer is not None and not isinstance(layer, str):
+            raise TypeError(f"DiscriminativeAL: layer must be a module name (str) or None, got {layer!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"DiscriminativeAL: lr must be a number > 0, got {lr!r}")
+        if isinstance(stop_accuracy, bool) or not isinstance(stop_accuracy, (int, float)) or not 0 < stop_accuracy <= 1:
+            raise ValueError(f"DiscriminativeAL: stop_accuracy must be in (0, 1], got {stop_accuracy!r}")
+        self.sub_queries = check_int(sub_queries, "DiscriminativeAL: sub_queries", 1)
+        self.layer = layer
+        self.hidden = check_int(hidden, "DiscriminativeAL: hidden", 1)
+        self.discriminator_steps = check_int(discriminator_steps, "DiscriminativeAL: discriminator_steps", 1)
+        self.train_batch_size = check_int(train_batch_size, "DiscriminativeAL: train_batch_size", 1)
+        self.lr = float(lr)
+        self.stop_accuracy = float(stop_accuracy)
+        self.batch_size = check_int(batch_size, "DiscriminativeAL: batch_size", 1)
+        self.seed = seed
+
+    def rank(self, model, pool, budget):
+        if model is None:
+            raise ValueError("DiscriminativeAL embeds the pool with a model; got model=None")
+        everything = torch.arange(len(pool))
+        features = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything, name=type(self).__name__)
+        self.charge(forward=len(pool))
+        is_unlabeled = ~pool.labeled_mask.to(features.device)
+        picks, scores = [], []
+        for sub_query, size in enumerate(split_budget(budget, self.sub_queries)):
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "dal", pool.round, sub_query))
+            chosen, probability = self._sub_query(features, is_unlabeled, size, generator)
+            is_unlabeled[chosen] = False
+            picks.append(chosen)
+            scores.append(probability)
+        return torch.cat(picks).cpu(), torch.cat(scores).float().cpu()
+
+    def _sub_query(self, features: Tensor, is_unlabeled: Tensor, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``size`` rows of ``features`` among ``is_unlabeled`` and their P(unlabeled | ψ)."""
+        candidates = is_unlabeled.nonzero().squeeze(1)
+        if bool(is_unlabeled.all()):
+            drawn = torch.randperm(candidates.numel(), generator=generator)[:size].to(candidates.device)
+            return candidates[drawn], torch.ones(size, device=features.device)  # P(unlabeled) = 1: everything is
+        classifier = train_discriminator(
+            features, is_unlabeled, generator, hidden=self.hidden, steps=self.discriminator_steps,
+            batch_size=self.train_batch_size, lr=self.lr, stop_accuracy=self.stop_accuracy,
+        )  # fmt: skip
+        probability = unlabeled_probability(classifier, features[candidates])
+        order = torch.sort(probability, descending=True, stable=True).indices[:size]
+        return candidates[order], probability[order]
