@@ -1,5 +1,5 @@
-"""Small networks of the generative strategies (VAAL, and the later ones that reuse them): a
-convolutional β-VAE for images and an MLP discriminator on its latent space."""
+"""Small networks of the generative strategies (VAAL, BGADL): a convolutional β-VAE for images,
+the per-item terms of its objective, and an MLP discriminator on its latent space."""
 
 from collections.abc import Sequence
 
@@ -72,6 +72,17 @@ class ConvVAE(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + noise * (0.5 * log_variance).exp()
         return self.decode(z), mean, log_variance
+
+
+def elbo_terms(vae: ConvVAE, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The per-item terms of a VAE's objective on images Tensor[B, C, H, W]: the reconstruction
+    error ‖x̂ − x‖² summed over pixels (x̂ decoded from z = μ + σ·ε, ε drawn from ``generator``),
+    KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² − 1 − log σ_d²), each Tensor[B], and the latent
+    means μ, Tensor[B, latent_dim]."""
+    reconstruction, mean, log_variance = vae(images, generator)
+    squared_error = (reconstruction - images).pow(2).flatten(1).sum(1)
+    kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).sum(1)
+    return squared_error, kl, mean
 
 
 class LatentDiscriminator(nn.Module):

@@ -5,8 +5,6 @@ means learns to tell labeled from unlabeled items; the VAE is also trained to fo
 the unlabeled items the discriminator is surest are unlabeled: what the labeled set does not cover.
 """
 
-import math
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -14,10 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
-from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, check_image_shape
+from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
+from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, elbo_terms
 from torch_al.validation import check_int, check_real
 
 VAE_STEPS = 2  # VAE updates per discriminator update, as in the authors' released code
@@ -50,9 +48,7 @@ def vae_loss(
     ½ Σ_d (μ_d² + σ_d² − 1 − log σ_d²); the adversarial term asks the discriminator to call both
     batches labeled."""
     images = torch.cat([labeled, unlabeled])
-    reconstruction, mean, log_variance = vae(images, generator)
-    squared_error = (reconstruction - images).pow(2).flatten(1).sum(1)
-    kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).sum(1)
+    squared_error, kl, mean = elbo_terms(vae, images, generator)
     logits = discriminator(mean)
     split = labeled.shape[0]
     reconstruction_term = squared_error[:split].mean() + squared_error[split:].mean()
@@ -136,7 +132,7 @@ class VAAL(Strategy):
     def rank(self, model, pool, budget):
         self.last_vae = self.last_discriminator = None
         candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
-        image_shape = self._image_shape(pool, int(candidates[0]))
+        image_shape = pool_image_shape("VAAL", pool, int(candidates[0]))
         if labeled.numel() == 0:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "vaal", pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
@@ -159,7 +155,7 @@ class VAAL(Strategy):
         order = torch.Generator().manual_seed(derived_seed(self.seed, "vaal batches", pool.round))
         noise = torch.Generator(device).manual_seed(derived_seed(self.seed, "vaal noise", pool.round))
         steps = self.iterations * VAE_STEPS
-        pairs = zip(self._batches(pool, labeled, steps, order, image_shape, device), self._batches(pool, unlabeled, steps, order, image_shape, device))
+        pairs = zip(*(image_batches("VAAL", pool, indices, steps, self.batch_size, order, image_shape, device) for indices in (labeled, unlabeled)))
         vae.train()
         discriminator.train()
         for _ in tqdm(range(self.iterations), desc="vaal", disable=not self.progress):
@@ -174,15 +170,6 @@ class VAAL(Strategy):
         images = self.iterations * (VAE_STEPS + 1) * 2 * self.batch_size
         self.charge(forward=images, backward=images)
 
-    def _batches(self, pool: ActivePool, indices: Tensor, count: int, generator: torch.Generator, image_shape, device) -> Iterator[Tensor]:
-        """``count`` batches of ``batch_size`` images of ``indices``: random permutations of them
-        back to back (a batch repeats items only when there are fewer than ``batch_size``)."""
-        needed = count * self.batch_size
-        passes = [indices[torch.randperm(indices.numel(), generator=generator)] for _ in range(math.ceil(needed / indices.numel()))]
-        stream = torch.cat(passes)[:needed]
-        for rows, x in zip(stream.split(self.batch_size), inputs_loader(pool, stream, self.batch_size)):
-            yield self._checked(x, rows, image_shape).to(device)
-
     @torch.no_grad()
     def _logits(self, vae, discriminator, pool, candidates, image_shape, device) -> Tensor:
         """The discriminator's logit of every candidate's latent mean, Tensor[N̂] on the CPU."""
@@ -190,27 +177,9 @@ class VAAL(Strategy):
         discriminator.eval()
         chunks = []
         for rows, x in zip(candidates.split(self.batch_size), inputs_loader(pool, candidates, self.batch_size)):
-            chunks.append(discriminator(vae.encode(self._checked(x, rows, image_shape).to(device))[0]).float().cpu())
+            chunks.append(discriminator(vae.encode(checked_images("VAAL", x, rows, image_shape).to(device))[0]).float().cpu())
         self.charge(forward=candidates.numel())
         logits = torch.cat(chunks)
         if not bool(logits.isfinite().all()):
             raise ValueError(f"VAAL: training diverged: the discriminator gave non-finite scores (lr={self.lr}, beta={self.beta}, adversary_weight={self.adversary_weight})")
         return logits
-
-    def _image_shape(self, pool: ActivePool, index: int) -> tuple[int, int, int]:
-        x = pool.inputs_of(pool.dataset[index])
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            what = f"a {x.dtype} tensor" if isinstance(x, Tensor) else f"a {type(x).__name__}"
-            raise ValueError(f"VAAL: every pool input must be a floating-point image Tensor[C, H, W]; item {index} is {what}")
-        return check_image_shape("VAAL", x.shape)
-
-    @staticmethod
-    def _checked(x: Tensor, rows: Tensor, image_shape: tuple[int, int, int]) -> Tensor:
-        """A batch of pool inputs, checked to be finite floating images of ``image_shape``."""
-        if not x.is_floating_point() or tuple(x.shape[1:]) != image_shape:
-            raise ValueError(f"VAAL: every pool input must be a floating-point image of the first's shape {image_shape}; "
-                             f"a batch holding items {rows[:3].tolist()}... has shape {tuple(x.shape[1:])} per item, dtype {x.dtype}")  # fmt: skip
-        if not bool(x.isfinite().all()):
-            row = int((~x.isfinite().flatten(1).all(1)).nonzero()[0])
-            raise ValueError(f"VAAL: pool item {int(rows[row])} has non-finite input values")
-        return x
