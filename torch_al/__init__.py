@@ -19,6 +19,7 @@ from torch_al.ops import (
 )
 from torch_al.loop import ActiveLearningLoop
 from torch_al.pool import ActivePool
+from torch_al.generated_items_pool import GeneratedItemsPool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.sampler import ActiveSampler, DistributedActiveSampler, unlabeled_loader
 
@@ -28,6 +29,7 @@ __all__ = [
     "ActivePool",
     "ActiveSampler",
     "DistributedActiveSampler",
+    "GeneratedItemsPool",
     "PseudoLabelSet",
     "PseudoLabeledPool",
     "FacilityLocationGreedy",

@@ -21,7 +21,7 @@ from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
 from torch_al.persistence import atomic_write_bytes
 from torch_al.pool import ActivePool
-from torch_al.pseudo_labeled_pool import PseudoLabeledPool
+from torch_al.generated_items_pool import TrainingSet
 from torch_al.sampler import ActiveSampler, derived_seed
 from torch_al.strategies import STRATEGIES, Committee, Ensemble, Strategy, make_strategy
 
@@ -70,6 +70,7 @@ class RunConfig:
     delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
     decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
     vaal_iterations: int = field(default=200, metadata={"help": "vaal: training iterations of its VAE and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
+    generator_iterations: int = field(default=300, metadata={"help": "bgadl: training steps of its VAE per selection (64 images each)"})
     sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
@@ -100,6 +101,7 @@ class RunConfig:
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
             (type(self.sub_queries) is int and self.sub_queries >= 1, f"sub_queries must be an int >= 1, got {self.sub_queries!r}"),
+            (type(self.generator_iterations) is int and self.generator_iterations >= 1, f"generator_iterations must be an int >= 1, got {self.generator_iterations!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -148,12 +150,13 @@ def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = Fal
     """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds,
     minimising ``strategy.training_loss`` (cross entropy, or for learning loss the joint objective,
     with the module's parameters in the same optimiser).
-    On whatever the loop gives: the pool, or for CEAL the pool plus its pseudo-labels. With
+    On whatever the loop gives: the pool, for CEAL the pool plus its pseudo-labels, for BGADL the
+    pool plus its generated items (``strategy.training_set``). With
     ``member_order`` (committees) each call shuffles with a seed drawn from torch's global RNG,
     which the loop seeds per (round, member): every member sees its own mini-batch order, as in
     Beluch et al.; otherwise every round shuffles from ``config.seed``."""
 
-    def train(model: nn.Module, pool: ActivePool | PseudoLabeledPool, round_: int) -> None:
+    def train(model: nn.Module, pool: TrainingSet, round_: int) -> None:
         if pool.labeled_indices.numel() == 0:
             return  # round 0 of the papers: the initial (random or pretrained) model selects
         sampler = ActiveSampler(pool, seed=int(torch.randint(2**62, ())) if member_order else config.seed)
@@ -214,7 +217,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
         pool = ActivePool(splits.pool)
         options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation,
                    "delta0": config.delta0, "decay": config.decay, "iterations": config.vaal_iterations,
-                   "sub_queries": config.sub_queries}  # fmt: skip
+                   "sub_queries": config.sub_queries, "generator_iterations": config.generator_iterations}  # fmt: skip
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,

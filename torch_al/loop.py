@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.generated_items_pool import TrainingSet
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
@@ -20,7 +21,7 @@ from torch_al.validation import as_indices, check_int
 logger = logging.getLogger("torch_al")
 
 CHECKPOINT_KIND = "torch_al.ActiveLearningLoop"
-TrainFn = Callable[[nn.Module, ActivePool | PseudoLabeledPool, int], None]
+TrainFn = Callable[[nn.Module, TrainingSet, int], None]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 Oracle = Callable[[Tensor], Tensor | Sequence[int]]
 
@@ -56,6 +57,11 @@ class ActiveLearningLoop:
     training they are ``loop.pseudo_labels``, saved in the checkpoint beside the pool, never in its
     ledger, so a resumed run trains on the same ones.
 
+    Whatever ``train`` would get, it gets ``strategy.training_set(that)``: the same, unless the
+    strategy adds items of its own (BGADL: a :class:`~torch_al.GeneratedItemsPool` that adds its
+    generated images, kept in its ``state_dict()``, so a resumed run trains on the same set);
+    then the record holds ``training_items``, the number of items trained on.
+
     Args:
         pool: the :class:`ActivePool` (may already hold labels).
         strategy: any :class:`Strategy`.
@@ -63,7 +69,8 @@ class ActiveLearningLoop:
             place, round after round (fine-tuned, as in the papers).
         train: ``train(model, pool, round)`` trains on ``pool.labeled_indices`` (use an
             :class:`ActiveSampler`); ``pool`` is the :class:`ActivePool`, or a
-            :class:`PseudoLabeledPool` over it when the strategy pseudo-labels.
+            :class:`PseudoLabeledPool` over it when the strategy pseudo-labels, or what the
+            strategy's ``training_set`` makes of these.
         budget: items selected per round (>= 1).
         rounds: selection rounds; the model is evaluated ``rounds + 1`` times.
         evaluate: ``evaluate(model) -> {"accuracy": ..., ...}``, recorded per round.
@@ -141,7 +148,8 @@ class ActiveLearningLoop:
 
     def _train_and_evaluate(self, round_: int) -> None:
         start = time.perf_counter()
-        training = self.pool if self.pseudo_labels is None else PseudoLabeledPool(self.pool, self.pseudo_labels)
+        labels = self.pool if self.pseudo_labels is None else PseudoLabeledPool(self.pool, self.pseudo_labels)
+        training = self.strategy.training_set(labels)
         if isinstance(self.model, Committee):
             for member, model in enumerate(self.model.members):
                 torch.manual_seed(derived_seed(self.seed, "train", round_, "member", member))
@@ -153,6 +161,8 @@ class ActiveLearningLoop:
         self.pseudo_labels = None  # used once: the next selection makes new ones
         labeled = self.pool.labeled_indices
         record = {"round": round_, "labeled": int(labeled.numel()), **self.evaluate(self.model), "train_seconds": round(seconds, 3)}
+        if training is not labels:
+            record["training_items"] = int(training.labeled_indices.numel())
         self.metrics.append(record)
         logger.info("round %d: %s", round_, {k: v for k, v in record.items() if k != "round"})
         self._checkpoint()

@@ -9,8 +9,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
-from torch_al.pseudo_labeled_pool import PseudoLabeledPool
 
 
 def derived_seed(*parts: int | str) -> int:
@@ -30,12 +30,13 @@ class ActiveSampler(Sampler[int]):
 
     Args:
         pool: the :class:`ActivePool`, or a :class:`~torch_al.PseudoLabeledPool` to train on the
-            ledger's labels plus pseudo-labels (it reads only ``labeled_indices`` and ``round``).
+            ledger's labels plus pseudo-labels, or a :class:`~torch_al.GeneratedItemsPool` to add
+            generated items (it reads only ``labeled_indices`` and ``round``).
         shuffle: shuffle each pass; otherwise ascending global index order.
         seed: the base seed; the same seed gives the same order on every run and machine.
     """
 
-    def __init__(self, pool: ActivePool | PseudoLabeledPool, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, pool: TrainingSet, shuffle: bool = True, seed: int = 0) -> None:
         self.pool = pool
         self.shuffle = shuffle
         self.seed = seed
@@ -80,7 +81,7 @@ class DistributedActiveSampler(ActiveSampler):
 
     def __init__(
         self,
-        pool: ActivePool | PseudoLabeledPool,
+        pool: TrainingSet,
         num_replicas: int | None = None,
         rank: int | None = None,
         shuffle: bool = True,

@@ -15,6 +15,7 @@ from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredicti
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+from torch_al.strategies.generative.bgadl import BGADL
 from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.random_sampling import Random
@@ -45,6 +46,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ensemble-variation-ratio": EnsembleVariationRatio,
     "qbc-vote-entropy": VoteEntropy,
     "vaal": VAAL,
+    "bgadl": BGADL,
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -71,6 +73,7 @@ def make_strategy(name: str, **options) -> Strategy:
 __all__ = [
     "BADGE",
     "BALD",
+    "BGADL",
     "BatchBALD",
     "CEAL",
     "EBA",

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.sampler import inputs_loader
@@ -96,6 +97,14 @@ class Strategy(ABC):
         A training loop that calls this and optimises :meth:`extra_parameters` too trains for
         every strategy."""
         return F.cross_entropy(model(inputs), targets)
+
+    def training_set(self, pool: TrainingSet) -> TrainingSet:
+        """What the next training reads, given what it would read otherwise (the pool, or the
+        pool with CEAL's pseudo-labels): that, unless the strategy adds training items of its
+        own (:class:`BGADL`'s generated ones, through a :class:`~torch_al.GeneratedItemsPool`).
+        Pool-like: ``labeled_indices``, ``round``, ``len`` and ``view[i] -> (inputs, label)``.
+        :class:`~torch_al.ActiveLearningLoop` and ``torch-al run`` train on it."""
+        return pool
 
     def extra_parameters(self, model: nn.Module, inputs: Tensor) -> list[nn.Parameter]:
         """Parameters to optimise beside the model's (none, unless the strategy learns); ``inputs``:
