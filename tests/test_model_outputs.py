@@ -18,7 +18,8 @@ MARKER = 1e4  # an input whose first feature is MARKER gets NaN logits
 MARKED = 37  # its global index; items 0..9 are labeled, so its position among the unlabeled is 27
 MODEL_FREE = ("random", "vaal")  # they never call the task model (VAAL trains networks of its own)
 TRAINED_WITH_THE_MODEL = ("learning-loss",)  # selects only after training its module (tests/test_learning_loss.py)
-READS_MODEL = [name for name in STRATEGIES if name not in MODEL_FREE + TRAINED_WITH_THE_MODEL]
+IMAGES_ONLY = ("bgadl",)  # rejects these flat inputs first; its scoring is BALD's, checked here as "bald" (tests/test_bgadl.py)
+READS_MODEL = [name for name in STRATEGIES if name not in MODEL_FREE + TRAINED_WITH_THE_MODEL + IMAGES_ONLY]
 READS_EMBEDDINGS_ONLY = ("coreset", "dal")
 READS_LOGITS = [name for name in READS_MODEL if name not in READS_EMBEDDINGS_ONLY]
 
