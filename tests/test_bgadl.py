@@ -251,3 +251,29 @@ def test_make_strategy_and_a_one_round_fashion_mnist_run(tmp_path):
     records = run_experiment(config)["bgadl"]
     assert [record["labeled"] for record in records] == [0, 10]
     assert records[1]["training_items"] == 20 and "training_items" not in records[0]
+
+
+def test_a_source_queried_again_has_its_image_replaced():
+    pool = ActivePool(striped_dataset())
+    pool.label([0, 70], [0, 1])
+    strategy = BGADL(**FAST)
+    torch.manual_seed(1)
+    first = strategy.select(dropout_model(), pool, 6)
+    pool.propose(first)
+    pool.discard_query()  # dropped unlabeled: the same round selects anew
+    torch.manual_seed(1)
+    second = strategy.select(dropout_model(), pool, 6)
+    sources = strategy.state_dict()["generated_sources"]
+    assert torch.equal(first, second) and torch.equal(sources, second)
+    assert strategy.training_set(pool).labeled_indices.tolist() == [0, 70]  # no source is labeled yet
+
+
+@pytest.mark.needs_cuda
+def test_it_trains_and_generates_on_the_task_models_device():
+    pool = ActivePool(striped_dataset())
+    pool.label([0, 70], [0, 1])
+    model = dropout_model().cuda()
+    strategy = BGADL(**FAST)
+    query = strategy.select(model, pool, 10)
+    assert next(strategy.last_generator.parameters()).is_cuda and strategy.state_dict()["generated_inputs"].device.type == "cpu"
+    assert query.device.type == "cpu" and strategy.state_dict()["generated_inputs"].isfinite().all()
