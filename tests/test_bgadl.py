@@ -162,12 +162,14 @@ def test_through_the_loop_the_training_set_grows_by_2p_and_the_ledger_by_p(tmp_p
     assert [trained_on[r][0] for r in range(ROUNDS + 1)] == [INITIAL + 2 * BUDGET * r for r in range(ROUNDS + 1)]
     assert [record["labeled"] for record in records] == [INITIAL + BUDGET * r for r in range(ROUNDS + 1)]
     assert [record.get("training_items") for record in records] == [None] + [INITIAL + 2 * BUDGET * r for r in range(1, ROUNDS + 1)]
-    ledger = loop.pool.ledger
+    ledger, pool_state = loop.pool.ledger, loop.pool.state_dict()
     assert ledger.index.numel() == INITIAL + BUDGET * ROUNDS and int(ledger.index.max()) < 120
-    assert all(not key.startswith("generated") for key in loop.pool.state_dict())
+    assert set(pool_state) == set(ActivePool(striped_dataset()).state_dict())  # nothing added to the pool's state
+    assert torch.equal(pool_state["ledger_index"], ledger.index)
     sources = loop.strategy.state_dict()["generated_sources"]
     assert sorted(sources.tolist()) == sorted(ledger.index[ledger.round > 0].tolist())  # one image per bought label
     state = load_state(tmp_path / "state.pt", CHECKPOINT_KIND)
+    assert torch.equal(state["pool/ledger_index"], ledger.index)
     assert torch.equal(state["strategy/generated_sources"], sources)
     assert torch.equal(state["strategy/generated_inputs"], loop.strategy.state_dict()["generated_inputs"])
 
