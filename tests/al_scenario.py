@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActiveLearningLoop, ActivePool, ActiveSampler
 from torch_al.datasets import make_blobs
-from torch_al.strategies import Entropy
+from torch_al.strategies import Entropy, LearningLoss
 
 ROUNDS, BUDGET, INITIAL, EPOCHS = 4, 10, 10, 3
 
@@ -44,6 +44,11 @@ def make_loop(checkpoint_dir, strategy=None, oracle_log=None, rounds=ROUNDS, tra
         return y[indices]
 
     return ActiveLearningLoop(pool, strategy, model, train, BUDGET, rounds, evaluate, oracle, INITIAL, checkpoint_dir, progress=False)
+
+
+def learning_loss() -> LearningLoss:
+    """A strategy that learns beside the model: its module must survive every interruption."""
+    return LearningLoss(layers=["1"], width=16, progress=False)
 
 
 def outcome(loop: ActiveLearningLoop, metrics: list[dict]):

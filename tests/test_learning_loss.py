@@ -4,7 +4,7 @@ its stopped gradient, the selection rule, the checkpointed state and a resumed l
 import pytest
 import torch
 import torch.nn.functional as F
-from al_scenario import make_loop, outcome, run_until_stopped
+from al_scenario import learning_loss, make_loop, outcome, run_until_stopped
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -160,10 +160,6 @@ def test_state_round_trips_and_other_strategies_keep_none():
 def uninterrupted(tmp_path_factory):
     loop = make_loop(tmp_path_factory.mktemp("learning_loss"), strategy=learning_loss())
     return outcome(loop, loop.run())
-
-
-def learning_loss():
-    return LearningLoss(layers=["1"], width=16, progress=False)
 
 
 @pytest.mark.parametrize("stage", ["oracle", "train"])

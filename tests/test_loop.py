@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from al_scenario import BUDGET, INITIAL, ROUNDS, make_loop, outcome
+from al_scenario import BUDGET, INITIAL, ROUNDS, learning_loss, make_loop, outcome
 from common_utils import REPO_ROOT
 
 from torch_al.loop import CHECKPOINT_KIND
@@ -23,11 +23,11 @@ TESTS = os.path.join(REPO_ROOT, "tests")
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from al_scenario import make_loop
+    from al_scenario import learning_loss, make_loop
     from torch_al.strategies import Random
-    folder, mode, at, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    folder, mode, at, log, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-    hook, strategy = None, None
+    hook = None
     if mode == "fsync":  # the n-th fsync: a temp file written but not yet renamed into place
         real, calls = os.fsync, []
         def fsync(fd):
@@ -38,7 +38,8 @@ CHILD = textwrap.dedent(
         os.fsync = fsync
     elif mode == "train":
         hook = lambda round_, epoch: die() if (round_, epoch) == (at, 1) else None
-    loop = make_loop(folder, strategy=Random(seed=None) if mode == "oracle" else None, oracle_log=log, train_hook=hook)
+    strategy = Random(seed=None) if mode == "oracle" else learning_loss() if name == "learning-loss" else None
+    loop = make_loop(folder, strategy=strategy, oracle_log=log, train_hook=hook)
     if mode == "oracle":
         oracle = loop.oracle
         def dying_oracle(indices):
@@ -52,9 +53,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_killed(folder, mode: str, at: int, log) -> None:
+def run_killed(folder, mode: str, at: int, log, strategy: str = "entropy") -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO_ROOT, TESTS])}
-    result = subprocess.run([sys.executable, "-c", CHILD, str(folder), mode, str(at), str(log)], env=env, cwd=TESTS, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", CHILD, str(folder), mode, str(at), str(log), strategy]
+    result = subprocess.run(command, env=env, cwd=TESTS, capture_output=True, text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr
 
 
@@ -97,6 +99,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
         assert any(name.startswith(".state.pt.") for name in os.listdir(tmp_path / "run"))
     loop = make_loop(tmp_path / "run")
     assert outcome(loop, loop.run()) == uninterrupted
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_learning_loss(tmp_path_factory):
+    loop = make_loop(tmp_path_factory.mktemp("learning_loss"), strategy=learning_loss())
+    return outcome(loop, loop.run())
+
+
+@pytest.mark.parametrize("mode, at", [("fsync", 9), ("train", 2)], ids=["save-of-a-query", "training"])
+def test_a_killed_run_of_a_learning_strategy_resumes_with_its_module(tmp_path, uninterrupted_learning_loss, mode, at):
+    run_killed(tmp_path / "run", mode, at, tmp_path / "oracle.log", strategy="learning-loss")
+    assert any(key.startswith("strategy/module.") for key in load_state(tmp_path / "run" / "state.pt", CHECKPOINT_KIND))
+    loop = make_loop(tmp_path / "run", strategy=learning_loss())
+    assert outcome(loop, loop.run()) == uninterrupted_learning_loss
 
 
 def test_killed_during_labelling_reissues_the_saved_query(tmp_path):
