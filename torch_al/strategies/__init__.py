@@ -15,6 +15,7 @@ from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredicti
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.random_sampling import Random
@@ -45,6 +46,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "ensemble-variation-ratio": EnsembleVariationRatio,
     "qbc-vote-entropy": VoteEntropy,
     "vaal": VAAL,
+    "m2-vaal": M2VAAL,
+    "m2-anchor-distance": partial(M2VAAL, rule="anchor-distance"),
+    "m2-confidence-distance": partial(M2VAAL, rule="confidence-distance"),
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -90,6 +94,7 @@ __all__ = [
     "LearningLoss",
     "LeastConfidence",
     "LossPredictionModule",
+    "M2VAAL",
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",

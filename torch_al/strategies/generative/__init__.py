@@ -1,2 +1,3 @@
 """Generative methods: a generative model of the pool's images drives the selection. VAAL
-(vaal.py); the networks they share (networks.py)."""
+(vaal.py), M2-VAAL and its latent-distance rules (m2_vaal.py); the networks they share
+(networks.py)."""

@@ -142,8 +142,11 @@ class M2VAE(nn.Module):
         """The latent code [μ(x, y'), y'] with y' = q(y | x), Tensor[B, latent_dim + classes]: the
         space M2-VAAL's discriminator and distance rules work in (the probabilities are its last
         ``classes`` columns)."""
-        probabilities = self.classify(x).softmax(1)
-        return torch.cat([self.posterior(self.encoder(x), probabilities)[0], probabilities], 1)
+        return self.code(self.encoder(x), self.classify(x).softmax(1))
+
+    def code(self, features: Tensor, probabilities: Tensor) -> Tensor:
+        """:meth:`latent` from encoder features Tensor[B, F] and q(y | x) Tensor[B, classes]."""
+        return torch.cat([self.posterior(features, probabilities)[0], probabilities], 1)
 
 
 class LatentDiscriminator(nn.Module):

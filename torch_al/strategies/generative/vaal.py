@@ -174,7 +174,7 @@ class VAAL(Strategy):
         logits = self._outputs(lambda x: discriminator(vae.encode(x)[0]), [vae, discriminator], pool, candidates, image_shape, device)
         return surest_unlabeled(candidates, logits, budget)
 
-    def _generator_loss(self, vae, discriminator, labeled_rows, labeled_images, unlabeled_images, noise) -> Tensor:
+    def _generator_loss(self, vae, discriminator, pool, labeled_rows, labeled_images, unlabeled_images, noise) -> Tensor:
         return vae_loss(vae, discriminator, labeled_images, unlabeled_images, self.beta, self.adversary_weight, noise).total
 
     def _discriminator_loss(self, vae, discriminator, labeled_images, unlabeled_images) -> Tensor:
@@ -200,7 +200,7 @@ class VAAL(Strategy):
             for _ in range(VAE_STEPS):
                 (labeled_rows, labeled_images), (_, unlabeled_images) = next(pairs)
                 vae_optimizer.zero_grad()
-                self._generator_loss(vae, discriminator, labeled_rows, labeled_images, unlabeled_images, noise).backward()
+                self._generator_loss(vae, discriminator, pool, labeled_rows, labeled_images, unlabeled_images, noise).backward()
                 vae_optimizer.step()
             if discriminator_optimizer is not None:
                 discriminator_optimizer.zero_grad()
