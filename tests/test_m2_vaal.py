@@ -314,3 +314,14 @@ def test_make_strategy_names_and_a_two_round_fashion_mnist_run(tmp_path):
     assert records[0]["select_forward"] == 0  # round 1: nothing labeled, a uniform draw
     assert records[1]["select_forward"] - records[1]["select_backward"] == 290 + 10  # unlabeled + labeled scored
     assert records[1]["select_backward"] % (2 * 2 * 64) == 0 and records[1]["select_backward"] >= 2 * 2 * 3 * 64
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("name", NAMES)
+def test_it_trains_on_the_task_models_device(name):
+    pool, is_b = labeled_both_kinds()
+    model = torch.nn.Linear(2, 2).cuda()  # only its device is read
+    strategy = make_strategy(name, **FAST)
+    query = strategy.select(model, pool, 30)
+    assert next(strategy.last_vae.parameters()).is_cuda
+    assert torch.equal(query, make_strategy(name, **FAST).select(model, pool, 30)) and is_b[query].float().mean() >= 0.5
