@@ -89,6 +89,21 @@ def m2_discriminator_loss(model: M2VAE, discriminator: LatentDiscriminator, labe
     return separation_loss(discriminator(labeled_codes), discriminator(unlabeled_codes))
 
 
+def class_distance_sums(codes: Tensor, predictions: Tensor, anchor_codes: Tensor, anchor_classes: Tensor) -> tuple[Tensor, Tensor]:
+    """For each row of ``codes`` Tensor[N, D], the sum of its Euclidean distances to the
+    ``anchor_codes`` Tensor[M, D] whose class (``anchor_classes`` Tensor[M]) is its prediction
+    (``predictions`` Tensor[N]), and how many there are: float64 Tensor[N] each. In row chunks,
+    so that no N × M matrix is formed."""
+    codes, anchor_codes = codes.double(), anchor_codes.double()
+    sums, counts = [], []
+    for chunk, rows in zip(codes.split(4096), predictions.split(4096)):
+        same_class = (rows.view(-1, 1) == anchor_classes.view(1, -1)).double()
+        distances = torch.cdist(chunk, anchor_codes, compute_mode="donot_use_mm_for_euclid_dist") if anchor_codes.shape[0] else same_class
+        sums.append((distances * same_class).sum(1))
+        counts.append(same_class.sum(1))
+    return torch.cat(sums), torch.cat(counts)
+
+
 def anchor_distance_select(codes: Tensor, predictions: Tensor, anchor_codes: Tensor, anchor_classes: Tensor, budget: int) -> tuple[Tensor, Tensor]:
     """The slides' Algorithm 1 on latent codes: ``budget`` rows of ``codes`` Tensor[N, D] and
     their scores (float64 Tensor[budget]), in the order picked.
@@ -99,11 +114,8 @@ def anchor_distance_select(codes: Tensor, predictions: Tensor, anchor_codes: Ten
     ``anchor_classes`` Tensor[M], and the rows it has picked so far), ties to the lower row. A
     class with no anchor yet scores all its rows 0, so it picks its lowest row first.
     """
-    codes, anchor_codes = codes.double(), anchor_codes.double()
-    sums = torch.cat([
-        (torch.cdist(chunk, anchor_codes, compute_mode="donot_use_mm_for_euclid_dist") * (rows.view(-1, 1) == anchor_classes.view(1, -1))).sum(1)
-        for chunk, rows in zip(codes.split(4096), predictions.split(4096))
-    ]) if anchor_codes.shape[0] else codes.new_zeros(codes.shape[0])  # fmt: skip
+    codes = codes.double()
+    sums, _ = class_distance_sums(codes, predictions, anchor_codes, anchor_classes)
     available = torch.ones(codes.shape[0], dtype=torch.bool, device=codes.device)
     picks, scores = [], []
     while len(picks) < budget:
@@ -127,14 +139,10 @@ def confidence_distance_scores(codes: Tensor, probabilities: Tensor, anchor_code
     ``anchor_codes`` Tensor[M, D] of class ``anchor_classes`` Tensor[M]); d̃ = d̄ divided by its
     largest value among the rows predicted as the same class (0 where that is 0), and 1 for a
     class without anchors (nothing known of it)."""
-    codes, anchor_codes, probabilities = codes.double(), anchor_codes.double(), probabilities.double()
-    confidence, predictions = probabilities.max(1)
-    classes = probabilities.shape[1]
-    same_class = (predictions.view(-1, 1) == anchor_classes.view(1, -1)).double()
-    distances = torch.cdist(codes, anchor_codes, compute_mode="donot_use_mm_for_euclid_dist") * same_class
-    counts = same_class.sum(1)
-    mean_distance = distances.sum(1) / counts.clamp_min(1)
-    largest = torch.zeros(classes, dtype=torch.float64, device=codes.device).scatter_reduce(0, predictions, mean_distance, "amax")
+    confidence, predictions = probabilities.double().max(1)
+    sums, counts = class_distance_sums(codes, predictions, anchor_codes, anchor_classes)
+    mean_distance = sums / counts.clamp_min(1)
+    largest = mean_distance.new_zeros(probabilities.shape[1]).scatter_reduce(0, predictions, mean_distance, "amax")
     normalised = torch.where(counts > 0, mean_distance / largest[predictions].clamp_min(torch.finfo(torch.float64).tiny), 1.0)
     return (1 - confidence) * normalised
 
