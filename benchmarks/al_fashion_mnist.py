@@ -44,7 +44,7 @@ STRATEGIES = (
     "pfk-product-argmax", "pfk-fisher-match", "pfk-fisher-argmax", "pfk-sum-match", "pfk-sum-argmax", "eba",
     "ceal", "suggestive", "badge", "emoc", "batchbald",
     "ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy",
-    "learning-loss", "dal", "vaal", "bgadl",
+    "learning-loss", "dal", "vaal", "m2-vaal", "m2-anchor-distance", "m2-confidence-distance", "bgadl",
     # The PFK paper's own setting: every method starts from the rotation-pretrained model.
     "random+rotation", "entropy+rotation", "variation-ratio+rotation", "badge+rotation",
 )  # fmt: skip

@@ -26,3 +26,12 @@ def _restore_rng_state():
     torch.manual_seed(0)
     yield
     torch.set_rng_state(state)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny networks only add thread contention on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

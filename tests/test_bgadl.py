@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 import torch
+from striped_images import striped_images
 from al_scenario import outcome, run_until_stopped
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -19,25 +20,7 @@ from torch_al.strategies import BALD, BGADL, make_strategy
 
 FAST = dict(passes=8, generator_iterations=5, generator_batch_size=16, latent_dim=4, progress=False)
 BUDGET, ROUNDS, INITIAL = 5, 3, 6
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The networks here are tiny: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def striped_images(count: int, vertical: bool, seed: int, size: int = 8) -> torch.Tensor:
-    """Tensor[count, 1, size, size]: stripes along one axis of random phase and brightness, plus noise."""
-    generator = torch.Generator().manual_seed(seed)
-    phase = torch.randint(0, 2, (count, 1, 1), generator=generator)
-    stripes = ((torch.arange(size).view(1, size, 1) + phase) % 2).float().expand(count, size, size)
-    stripes = stripes.transpose(1, 2) if vertical else stripes
-    brightness = 0.5 + 0.5 * torch.rand(count, 1, 1, generator=generator)
-    return (stripes * brightness + 0.1 * torch.randn(count, size, size, generator=generator)).unsqueeze(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: threads only add contention
 
 
 def striped_dataset() -> TensorDataset:

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from al_scenario import outcome, run_until_stopped
+from striped_images import striped_images, two_kind_pool
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -18,35 +19,7 @@ from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator
 from torch_al.strategies.generative.vaal import discriminator_loss, vae_loss
 
 FAST = dict(iterations=40, batch_size=16, progress=False)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The networks here are tiny: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def striped_images(count: int, vertical: bool, seed: int, size: int = 8) -> torch.Tensor:
-    """Tensor[count, 1, size, size]: stripes along one axis (kind A: horizontal, kind B: vertical)
-    of random phase and brightness, plus pixel noise."""
-    generator = torch.Generator().manual_seed(seed)
-    phase = torch.randint(0, 2, (count, 1, 1), generator=generator)
-    stripes = ((torch.arange(size).view(1, size, 1) + phase) % 2).float().expand(count, size, size)
-    stripes = stripes.transpose(1, 2) if vertical else stripes
-    brightness = 0.5 + 0.5 * torch.rand(count, 1, 1, generator=generator)
-    return (stripes * brightness + 0.1 * torch.randn(count, size, size, generator=generator)).unsqueeze(1)
-
-
-def two_kind_pool(seed: int = 0) -> tuple[ActivePool, torch.Tensor]:
-    """200 items of kind A then 100 of kind B; 40 of kind A labeled. Returns (pool, is_b)."""
-    images = torch.cat([striped_images(200, False, seed), striped_images(100, True, seed + 1)])
-    is_b = torch.arange(300) >= 200
-    pool = ActivePool(TensorDataset(images, is_b.long()))
-    pool.label(list(range(0, 200, 5)), [0] * 40)
-    return pool, is_b
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: threads only add contention
 
 
 def roc_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:

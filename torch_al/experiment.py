@@ -69,7 +69,7 @@ class RunConfig:
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
     delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
     decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
-    vaal_iterations: int = field(default=200, metadata={"help": "vaal: training iterations of its VAE and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
+    vaal_iterations: int = field(default=200, metadata={"help": "vaal, m2-*: training iterations of their VAE (M2) and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
     generator_iterations: int = field(default=300, metadata={"help": "bgadl: training steps of its VAE per selection (64 images each)"})
     sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})

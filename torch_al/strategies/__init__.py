@@ -16,6 +16,7 @@ from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.generative.bgadl import BGADL
+from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.random_sampling import Random
@@ -47,6 +48,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "qbc-vote-entropy": VoteEntropy,
     "vaal": VAAL,
     "bgadl": BGADL,
+    "m2-vaal": M2VAAL,
+    "m2-anchor-distance": partial(M2VAAL, rule="anchor-distance"),
+    "m2-confidence-distance": partial(M2VAAL, rule="confidence-distance"),
     "pcc": PCC,
     "eba": EBA,
     "pfk": PFK,
@@ -93,6 +97,7 @@ __all__ = [
     "LearningLoss",
     "LeastConfidence",
     "LossPredictionModule",
+    "M2VAAL",
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",

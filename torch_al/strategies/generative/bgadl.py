@@ -109,7 +109,7 @@ class BGADL(BALD):
         everything = torch.arange(len(pool))
         batches = image_batches("BGADL", pool, everything, self.generator_iterations, self.generator_batch_size, order, image_shape, device)
         vae.train()
-        for images in tqdm(batches, total=self.generator_iterations, desc="bgadl generator", disable=not self.progress):
+        for _, images in tqdm(batches, total=self.generator_iterations, desc="bgadl generator", disable=not self.progress):
             optimizer.zero_grad()
             squared_error, kl, _ = elbo_terms(vae, images, noise)
             (squared_error + self.beta * kl).mean().backward()

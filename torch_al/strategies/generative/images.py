@@ -1,4 +1,4 @@
-"""Reading a pool's items as images for the generative strategies (VAAL, BGADL): the shape
+"""Reading a pool's items as images for the generative strategies (VAAL, M2-VAAL, BGADL): the shape
 check before any training, batch checks, and seeded batch streams."""
 
 import math
@@ -44,12 +44,13 @@ def image_batches(
     generator: torch.Generator,
     image_shape: tuple[int, int, int],
     device: torch.device,
-) -> Iterator[Tensor]:
-    """``count`` checked batches Tensor[batch_size, C, H, W] of the images of ``indices`` on
-    ``device``: random permutations of them (from ``generator``) back to back, so a batch repeats
-    items only when there are fewer than ``batch_size``."""
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``count`` batches (global indices Tensor[batch_size], checked images Tensor[batch_size, C,
+    H, W] on ``device``) of the items of ``indices``: random permutations of them (from
+    ``generator``) back to back, so a batch repeats items only when there are fewer than
+    ``batch_size``."""
     needed = count * batch_size
     passes = [indices[torch.randperm(indices.numel(), generator=generator)] for _ in range(math.ceil(needed / indices.numel()))]
     stream = torch.cat(passes)[:needed]
     for rows, x in zip(stream.split(batch_size), inputs_loader(pool, stream, batch_size)):
-        yield checked_images(name, x, rows, image_shape).to(device)
+        yield rows, checked_images(name, x, rows, image_shape).to(device)

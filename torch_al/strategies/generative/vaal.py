@@ -47,13 +47,12 @@ def vae_loss(
     z = μ + σ·ε, ε drawn from ``generator``), KL(N(μ, σ²) ‖ N(0, I)) =
     ½ Σ_d (μ_d² + σ_d² − 1 − log σ_d²); the adversarial term asks the discriminator to call both
     batches labeled."""
-    images = torch.cat([labeled, unlabeled])
-    squared_error, kl, mean = elbo_terms(vae, images, generator)
+    squared_error, kl, mean = elbo_terms(vae, torch.cat([labeled, unlabeled]), generator)
     logits = discriminator(mean)
     split = labeled.shape[0]
     reconstruction_term = squared_error[:split].mean() + squared_error[split:].mean()
     kl_term = kl[:split].mean() + kl[split:].mean()
-    adversarial = _labeled_loss(logits[:split], True) + _labeled_loss(logits[split:], True)
+    adversarial = fooling_loss(logits[:split], logits[split:])
     return VAELoss(reconstruction_term, kl_term, adversarial, reconstruction_term + beta * kl_term + adversary_weight * adversarial)
 
 
@@ -63,7 +62,18 @@ def discriminator_loss(vae: ConvVAE, discriminator: LatentDiscriminator, labeled
     with torch.no_grad():
         labeled_mean, _ = vae.encode(labeled)
         unlabeled_mean, _ = vae.encode(unlabeled)
-    return _labeled_loss(discriminator(labeled_mean), True) + _labeled_loss(discriminator(unlabeled_mean), False)
+    return separation_loss(discriminator(labeled_mean), discriminator(unlabeled_mean))
+
+
+def fooling_loss(labeled_logits: Tensor, unlabeled_logits: Tensor) -> Tensor:
+    """The generator's adversarial term from discriminator logits: −mean log D(L) − mean log D(U)
+    (both batches called labeled)."""
+    return _labeled_loss(labeled_logits, True) + _labeled_loss(unlabeled_logits, True)
+
+
+def separation_loss(labeled_logits: Tensor, unlabeled_logits: Tensor) -> Tensor:
+    """The discriminator's loss from its logits: −mean log D(L) − mean log(1 − D(U))."""
+    return _labeled_loss(labeled_logits, True) + _labeled_loss(unlabeled_logits, False)
 
 
 def _labeled_loss(logits: Tensor, labeled: bool) -> Tensor:
@@ -106,6 +116,7 @@ class VAAL(Strategy):
 
     last_vae: ConvVAE | None = None
     last_discriminator: LatentDiscriminator | None = None
+    seed_name = "vaal"  # the purpose its (seed, purpose, round) streams are named after
 
     def __init__(
         self,
@@ -118,68 +129,98 @@ class VAAL(Strategy):
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        self.iterations = check_int(iterations, "VAAL: iterations", 1)
-        self.batch_size = check_int(batch_size, "VAAL: batch_size", 1)
-        self.latent_dim = check_int(latent_dim, "VAAL: latent_dim", 1)
-        self.beta = check_real(beta, "VAAL: beta")
-        self.adversary_weight = check_real(adversary_weight, "VAAL: adversary_weight")
-        self.lr = check_real(lr, "VAAL: lr")
+        name = type(self).__name__
+        self.iterations = check_int(iterations, f"{name}: iterations", 1)
+        self.batch_size = check_int(batch_size, f"{name}: batch_size", 1)
+        self.latent_dim = check_int(latent_dim, f"{name}: latent_dim", 1)
+        self.beta = check_real(beta, f"{name}: beta")
+        self.adversary_weight = check_real(adversary_weight, f"{name}: adversary_weight")
+        self.lr = check_real(lr, f"{name}: lr")
         if self.lr == 0:
-            raise ValueError("VAAL: lr must be > 0, got 0")
+            raise ValueError(f"{name}: lr must be > 0, got 0")
         self.seed = seed
         self.progress = progress
 
     def rank(self, model, pool, budget):
         self.last_vae = self.last_discriminator = None
         candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
-        image_shape = pool_image_shape("VAAL", pool, int(candidates[0]))
+        image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
         if labeled.numel() == 0:
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, "vaal", pool.round))
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, self.seed_name, pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
         device = model_device(model) if model is not None else torch.device("cpu")
         # Forked: the initial weights come from a seeded CPU RNG, and each DataLoader draws a
         # seed of its own from it; the caller's RNG is left as it was.
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(derived_seed(self.seed, "vaal init", pool.round))
-            vae = ConvVAE(image_shape, self.latent_dim).to(device)
-            discriminator = LatentDiscriminator(self.latent_dim).to(device)
-            self._train(vae, discriminator, pool, labeled, candidates, image_shape, device)
-            logits = self._logits(vae, discriminator, pool, candidates, image_shape, device)
+            torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
+            return self._trained_query(pool, labeled, candidates, budget, image_shape, device)
+
+    def _trained_query(self, pool, labeled, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
+        """Builds and trains the networks, then ranks ``candidates`` (the global RNG is seeded)."""
+        vae = ConvVAE(image_shape, self.latent_dim).to(device)
+        discriminator = LatentDiscriminator(self.latent_dim).to(device)
+        self._train(vae, discriminator, pool, labeled, candidates, image_shape, device)
         self.last_vae, self.last_discriminator = vae, discriminator
-        order = torch.sort(logits, stable=True).indices[:budget]
-        return candidates[order], -logits[order]
+        logits = self._outputs(lambda x: discriminator(vae.encode(x)[0]), [vae, discriminator], pool, candidates, image_shape, device)
+        return surest_unlabeled(candidates, logits, budget)
+
+    def _generator_loss(self, vae, discriminator, pool, labeled_rows, labeled_images, unlabeled_images, noise) -> Tensor:
+        return vae_loss(vae, discriminator, labeled_images, unlabeled_images, self.beta, self.adversary_weight, noise).total
+
+    def _discriminator_loss(self, vae, discriminator, labeled_images, unlabeled_images) -> Tensor:
+        return discriminator_loss(vae, discriminator, labeled_images, unlabeled_images)
+
+    def _generator_step_images(self, vae) -> int:
+        """Images one generator step sends forward (and back) through the generative network."""
+        return 2 * self.batch_size
 
     def _train(self, vae, discriminator, pool, labeled, unlabeled, image_shape, device) -> None:
+        """``iterations`` × (two generator steps, then one discriminator step unless
+        ``discriminator`` is None), each on a fresh labeled and a fresh unlabeled batch."""
         vae_optimizer = torch.optim.Adam(vae.parameters(), lr=self.lr)
-        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=self.lr)
-        order = torch.Generator().manual_seed(derived_seed(self.seed, "vaal batches", pool.round))
-        noise = torch.Generator(device).manual_seed(derived_seed(self.seed, "vaal noise", pool.round))
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=self.lr) if discriminator is not None else None
+        order = torch.Generator().manual_seed(derived_seed(self.seed, f"{self.seed_name} batches", pool.round))
+        noise = torch.Generator(device).manual_seed(derived_seed(self.seed, f"{self.seed_name} noise", pool.round))
         steps = self.iterations * VAE_STEPS
-        pairs = zip(*(image_batches("VAAL", pool, indices, steps, self.batch_size, order, image_shape, device) for indices in (labeled, unlabeled)))
-        vae.train()
-        discriminator.train()
-        for _ in tqdm(range(self.iterations), desc="vaal", disable=not self.progress):
+        pairs = zip(*(image_batches(type(self).__name__, pool, indices, steps, self.batch_size, order, image_shape, device) for indices in (labeled, unlabeled)))
+        for network in (vae, discriminator):
+            if network is not None:
+                network.train()
+        for _ in tqdm(range(self.iterations), desc=self.seed_name, disable=not self.progress):
             for _ in range(VAE_STEPS):
-                labeled_images, unlabeled_images = next(pairs)
+                (labeled_rows, labeled_images), (_, unlabeled_images) = next(pairs)
                 vae_optimizer.zero_grad()
-                vae_loss(vae, discriminator, labeled_images, unlabeled_images, self.beta, self.adversary_weight, noise).total.backward()
+                self._generator_loss(vae, discriminator, pool, labeled_rows, labeled_images, unlabeled_images, noise).backward()
                 vae_optimizer.step()
-            discriminator_optimizer.zero_grad()
-            discriminator_loss(vae, discriminator, labeled_images, unlabeled_images).backward()
-            discriminator_optimizer.step()
-        images = self.iterations * (VAE_STEPS + 1) * 2 * self.batch_size
+            if discriminator_optimizer is not None:
+                discriminator_optimizer.zero_grad()
+                self._discriminator_loss(vae, discriminator, labeled_images, unlabeled_images).backward()
+                discriminator_optimizer.step()
+        images = self.iterations * (VAE_STEPS * self._generator_step_images(vae) + (2 * self.batch_size if discriminator is not None else 0))
         self.charge(forward=images, backward=images)
 
     @torch.no_grad()
-    def _logits(self, vae, discriminator, pool, candidates, image_shape, device) -> Tensor:
-        """The discriminator's logit of every candidate's latent mean, Tensor[N̂] on the CPU."""
-        vae.eval()
-        discriminator.eval()
+    def _outputs(self, function, networks, pool, indices, image_shape, device) -> Tensor:
+        """``function`` of every item of ``indices`` in batches, the ``networks`` in eval mode,
+        concatenated on the CPU in float32; charges one forward per item."""
+        for network in networks:
+            network.eval()
         chunks = []
-        for rows, x in zip(candidates.split(self.batch_size), inputs_loader(pool, candidates, self.batch_size)):
-            chunks.append(discriminator(vae.encode(checked_images("VAAL", x, rows, image_shape).to(device))[0]).float().cpu())
-        self.charge(forward=candidates.numel())
-        logits = torch.cat(chunks)
-        if not bool(logits.isfinite().all()):
-            raise ValueError(f"VAAL: training diverged: the discriminator gave non-finite scores (lr={self.lr}, beta={self.beta}, adversary_weight={self.adversary_weight})")
-        return logits
+        for rows, x in zip(indices.split(self.batch_size), inputs_loader(pool, indices, self.batch_size)):
+            chunks.append(function(checked_images(type(self).__name__, x, rows, image_shape).to(device)).float().cpu())
+        self.charge(forward=indices.numel())
+        outputs = torch.cat(chunks)
+        if not bool(outputs.isfinite().all()):
+            raise ValueError(self._diverged())
+        return outputs
+
+    def _diverged(self) -> str:
+        return (f"{type(self).__name__}: training diverged: the networks gave non-finite scores "
+                f"(lr={self.lr}, beta={self.beta}, adversary_weight={self.adversary_weight})")  # fmt: skip
+
+
+def surest_unlabeled(candidates: Tensor, logits: Tensor, budget: int) -> tuple[Tensor, Tensor]:
+    """The ``budget`` candidates with the lowest discriminator logit (lowest P(labeled)), ties to
+    the lower index (stable sort), and their scores, minus the logit."""
+    order = torch.sort(logits, stable=True).indices[:budget]
+    return candidates[order], -logits[order]
