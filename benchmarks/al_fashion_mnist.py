@@ -176,7 +176,7 @@ def compare_to_baseline(strategies: dict[str, dict], candidates: tuple[str, ...]
     if not present:
         return None
     best = max(present, key=lambda name: strategies[name]["accuracy"][-1])
-    paper_passes_scale = PAPER_PASSES / passes if best in MC_DROPOUT else 1.0
+    paper_passes_scale = PAPER_PASSES / passes if base_strategy(best) in MC_DROPOUT else 1.0  # pretrained lines too
     baseline = strategies[best]
     target, baseline_labels = baseline["accuracy"][-1], baseline["labeled"][-1]
     lines = {}

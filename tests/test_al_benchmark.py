@@ -103,3 +103,13 @@ def test_carried_lines_fill_in_only_what_the_work_folder_lacks(tmp_path):
     assert strategies["pfk"]["accuracy"][-1] == 0.6 and "carried_from" not in strategies["pfk"]  # the new run wins
     assert strategies["bald"] == {**earlier_lines["bald"], "carried_from": "2026-11-25T20:09:07"}
     assert json.loads((results / "al_fashion_mnist.json").read_text())["imbalance"]["100"]["strategies"]["bald"]["carried_from"] == "2026-11-25T20:09:07"
+
+
+def test_a_pretrained_mc_dropout_baseline_is_also_scaled_to_the_papers_passes():
+    strategies = {
+        "variation-ratio+rotation": experiment.summarise_strategy([records([0.1, 0.5, 0.7], 16000)]),
+        "pfk+rotation": experiment.summarise_strategy([records([0.1, 0.7, 0.8], 1000, 1000)]),
+    }
+    comparison = experiment.compare_to_baseline(strategies, experiment.non_matching(strategies, pretrained=True), passes=16)
+    assert comparison["baseline"] == "variation-ratio+rotation"
+    assert comparison["lines"]["pfk+rotation"]["compute_ratio_passes_paper"] == 0.0156  # 2000 / (16000 · 128/16)
