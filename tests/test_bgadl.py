@@ -170,24 +170,6 @@ def test_a_killed_and_resumed_run_trains_on_the_same_sets_and_ends_equal(tmp_pat
     assert torch.equal(resumed.strategy.state_dict()["generated_inputs"], uninterrupted.strategy.state_dict()["generated_inputs"])
 
 
-@pytest.mark.parametrize(
-    "inputs, message",
-    [
-        (torch.randn(30, 64), r"BGADL: every pool input must be an image Tensor\[C, H, W\] .*got an input of shape \(64,\)"),
-        (torch.randn(30, 1, 6, 8), r"got an input of shape \(1, 6, 8\)"),
-        (torch.randint(0, 255, (30, 1, 8, 8), dtype=torch.uint8), r"floating-point image .* item 0 is a torch.uint8 tensor"),
-    ],
-)
-def test_inputs_that_are_not_images_it_can_take_are_named_and_nothing_is_recorded(inputs, message):
-    pool = ActivePool(TensorDataset(inputs, torch.zeros(30, dtype=torch.int64)))
-    pool.label([1, 2], [0, 0])
-    strategy = BGADL(**FAST)
-    with pytest.raises(ValueError, match=message):
-        strategy.select(dropout_model(), pool, 3)
-    assert strategy.last_cost.forward == 0 and pool.pending_query is None and pool.labeled_indices.tolist() == [1, 2]
-    assert strategy.state_dict() == {} and strategy.training_set(pool) is pool
-
-
 def test_a_non_finite_input_and_a_missing_model_are_named_and_nothing_is_recorded():
     images = torch.rand(30, 1, 8, 8)
     images[17, 0, 2, 3] = float("nan")

@@ -247,23 +247,6 @@ def test_with_zero_labels_the_query_is_uniform_from_seed_and_round_and_nothing_t
     assert (strategy.last_cost.forward, strategy.last_cost.backward) == (0, 0) and strategy.last_vae is None
 
 
-@pytest.mark.parametrize(
-    "inputs, message",
-    [
-        (torch.randn(30, 64), r"M2VAAL: every pool input must be an image Tensor\[C, H, W\] .*got an input of shape \(64,\)"),
-        (torch.randn(30, 1, 6, 8), r"got an input of shape \(1, 6, 8\)"),
-        (torch.randint(0, 255, (30, 1, 8, 8), dtype=torch.uint8), r"M2VAAL: every pool input must be a floating-point image .* item 0 is a torch.uint8 tensor"),
-    ],
-)
-def test_inputs_that_are_not_images_it_can_take_are_named_before_any_training(inputs, message):
-    pool = ActivePool(TensorDataset(inputs, torch.zeros(30, dtype=torch.int64)))
-    pool.label([1, 2], [0, 1])
-    strategy = M2VAAL(**FAST)
-    with pytest.raises(ValueError, match=message):
-        strategy.select(None, pool, 3)
-    assert strategy.last_cost.forward == 0 and pool.pending_query is None and pool.labeled_indices.tolist() == [1, 2]
-
-
 def test_a_non_finite_input_and_a_label_past_num_classes_are_named_and_nothing_is_recorded():
     images = torch.rand(30, 1, 8, 8)
     images[17, 0, 2, 3] = float("inf")

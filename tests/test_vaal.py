@@ -138,24 +138,6 @@ def test_with_zero_labels_the_query_is_uniform_from_seed_and_round_and_nothing_t
     assert not torch.equal(query, VAAL(seed=3, **FAST).select(None, pool, 12))
 
 
-@pytest.mark.parametrize(
-    "inputs, message",
-    [
-        (torch.randn(30, 64), r"image Tensor\[C, H, W\] with H and W multiples of 4 .*got an input of shape \(64,\)"),
-        (torch.randn(30, 8, 8), r"got an input of shape \(8, 8\)"),
-        (torch.randn(30, 1, 6, 8), r"got an input of shape \(1, 6, 8\)"),
-        (torch.randint(0, 255, (30, 1, 8, 8), dtype=torch.uint8), r"floating-point image .* item 0 is a torch.uint8 tensor"),
-    ],
-)
-def test_inputs_that_are_not_images_it_can_take_are_named_before_any_training(inputs, message):
-    pool = ActivePool(TensorDataset(inputs, torch.zeros(30, dtype=torch.int64)))
-    pool.label([1, 2], [0, 0])
-    strategy = VAAL(**FAST)
-    with pytest.raises(ValueError, match=message):
-        strategy.select(None, pool, 3)
-    assert strategy.last_cost.forward == 0 and pool.pending_query is None and pool.labeled_indices.tolist() == [1, 2]
-
-
 def test_a_non_finite_input_is_named_and_nothing_is_recorded():
     images = torch.rand(30, 1, 8, 8)
     images[17, 0, 2, 3] = float("nan")
