@@ -25,3 +25,11 @@ def two_kind_pool(seed: int = 0) -> tuple[ActivePool, torch.Tensor]:
     pool = ActivePool(TensorDataset(images, is_b.long()))
     pool.label(list(range(0, 200, 5)), [0] * 40)
     return pool, is_b
+
+
+def labeled_both_kinds(seed: int = 0) -> tuple[ActivePool, torch.Tensor]:
+    """The two-kind pool (200 horizontal stripes, 100 vertical) with kind A labeled 0 (40 items)
+    and a few of kind B labeled 1 (5 items): kind B is under-represented. Returns (pool, is_b)."""
+    pool, is_b = two_kind_pool(seed)
+    pool.label(list(range(200, 300, 20)), [1] * 5)
+    return pool, is_b

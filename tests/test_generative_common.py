@@ -1,8 +1,10 @@
-"""The image-only strategies (VAAL, M2-VAAL, BGADL) name a pool input they cannot take before any
-training, and record nothing in the pool or in themselves."""
+"""What the generative strategies share: VAAL, M2-VAAL and BGADL name a pool input they cannot take
+before any training and record nothing; VAAL and M2-VAAL repeat a selection from (seed, round)
+without reading or moving torch's global RNG."""
 
 import pytest
 import torch
+from striped_images import labeled_both_kinds, two_kind_pool
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -42,3 +44,34 @@ def test_inputs_that_are_not_images_it_can_take_are_named_before_any_training(na
         strategy.select(task_model(), pool, 3)
     assert strategy.last_cost.forward == 0 and pool.pending_query is None and pool.labeled_indices.tolist() == [1, 2]
     assert strategy.state_dict() == {} and strategy.training_set(pool) is pool
+
+
+TRAINED_FROM_SEED = {
+    "VAAL": (lambda seed: VAAL(seed=seed, iterations=40, batch_size=16, progress=False), two_kind_pool),
+    "M2VAAL": (lambda seed: M2VAAL(seed=seed, iterations=30, batch_size=16, num_classes=2, progress=False), labeled_both_kinds),
+}
+
+
+@pytest.mark.parametrize("name", TRAINED_FROM_SEED)
+def test_the_same_seed_and_round_repeat_the_query_and_another_seed_changes_it(name):
+    build, labeled_pool = TRAINED_FROM_SEED[name]
+    pool, _ = labeled_pool(seed=5)
+    state = torch.get_rng_state()
+    first, first_scores = build(4).select(None, pool, 20, return_scores=True)
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global RNG is left alone
+    torch.manual_seed(123)  # and is not read
+    again, again_scores = build(4).select(None, pool, 20, return_scores=True)
+    assert torch.equal(first, again) and torch.equal(first_scores, again_scores)
+    _, other_scores = build(5).select(None, pool, 20, return_scores=True)
+    assert not torch.equal(first_scores, other_scores)
+
+
+@pytest.mark.parametrize("name", TRAINED_FROM_SEED)
+def test_a_non_finite_input_is_named_and_nothing_is_recorded(name):
+    images = torch.rand(30, 1, 8, 8)
+    images[17, 0, 2, 3] = float("nan")
+    pool = ActivePool(TensorDataset(images, torch.zeros(30, dtype=torch.int64)))
+    pool.label([1, 2], [0, 1])
+    with pytest.raises(ValueError, match=f"{name}: pool item 17 has non-finite input values"):
+        IMAGE_ONLY[name]().select(None, pool, 3)
+    assert pool.pending_query is None
