@@ -139,6 +139,7 @@ class LearningLoss(Strategy):
         self.seed, self.batch_size, self.progress = seed, batch_size, progress
         self._module: LossPredictionModule | None = None
         self._trained_batches = 0
+        self._resolved: tuple[nn.Module, dict[str, nn.Module]] | None = None
 
     @property
     def module(self) -> LossPredictionModule | None:
@@ -151,10 +152,14 @@ class LearningLoss(Strategy):
         return self._trained_batches
 
     def chosen_layers(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The feature layers of ``model``, resolved once per model: training calls this every batch."""
+        if self._resolved is not None and self._resolved[0] is model:
+            return self._resolved[1]
         names = self.layers if self.layers is not None else getattr(model, "descriptor_layers", None)
         if names is None:
             raise ValueError(f"LearningLoss: give layers=[...] (names from model.named_modules()); {type(model).__name__} has no descriptor_layers")
-        return resolve_layers(model, list(names))
+        self._resolved = (model, resolve_layers(model, list(names)))
+        return self._resolved[1]
 
     def extra_parameters(self, model: nn.Module, inputs: Tensor) -> list[nn.Parameter]:
         """The module's parameters, to optimise with the model's; builds the module on the first
