@@ -192,7 +192,7 @@ def test_a_non_finite_input_and_a_missing_model_are_named_and_nothing_is_recorde
         (dict(generator_batch_size=True), "generator_batch_size must be an int >= 1, got True"),
         (dict(latent_dim=1.5), "latent_dim must be an int >= 1, got 1.5"),
         (dict(beta=-1.0), "beta must be a finite float >= 0, got -1.0"),
-        (dict(generator_lr=0.0), "generator_lr must be > 0"),
+        (dict(generator_lr=0.0), "BGADL: generator_lr must be a finite float > 0, got 0.0"),
         (dict(passes=0), "passes and chunk must be ints >= 1"),
     ],
 )
@@ -210,7 +210,7 @@ def test_a_bad_state_is_named():
 
 
 def test_make_strategy_and_a_one_round_fashion_mnist_run(tmp_path):
-    strategy = make_strategy("bgadl", seed=3, progress=False, batch_size=32, passes=4, iterations=7, generator_iterations=9)
+    strategy = make_strategy("bgadl", seed=3, progress=False, batch_size=32, passes=4, generator_iterations=9)
     assert isinstance(strategy, BGADL) and (strategy.seed, strategy.batch_size, strategy.passes, strategy.generator_iterations) == (3, 32, 4, 9)
     with pytest.raises(ValueError, match="generator_iterations must be an int >= 1"):
         RunConfig(generator_iterations=0)

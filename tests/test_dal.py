@@ -176,8 +176,8 @@ def test_bad_input_is_named_and_nothing_is_recorded():
         (dict(sub_queries=2.0), ValueError, "sub_queries must be an int >= 1, got 2.0"),
         (dict(hidden=0), ValueError, "hidden must be an int >= 1"),
         (dict(discriminator_steps=0), ValueError, "discriminator_steps must be an int >= 1"),
-        (dict(lr=0), ValueError, "lr must be a number > 0, got 0"),
-        (dict(stop_accuracy=1.5), ValueError, r"stop_accuracy must be in \(0, 1\], got 1.5"),
+        (dict(lr=0), ValueError, "DiscriminativeAL: lr must be a finite float > 0, got 0"),
+        (dict(stop_accuracy=1.5), ValueError, "DiscriminativeAL: stop_accuracy must be a finite float > 0 and <= 1, got 1.5"),
         (dict(layer=3), TypeError, "layer must be a module name"),
     ]
     for options, error, message in cases:
@@ -219,8 +219,3 @@ def test_registered_built_by_name_and_run_by_the_experiment(tmp_path, capsys):
     results = run_experiment(config)
     assert [r["labeled"] for r in results["dal"]] == [0, 10]
 
-
-def test_the_experiments_shared_options_do_not_reach_the_discriminator():
-    """make_strategy hands options by name: EBA's steps and VAAL's iterations must not set DAL's training."""
-    strategy = make_strategy("dal", steps=8, iterations=3, passes=16, seed=0)
-    assert strategy.discriminator_steps == 50 and strategy.sub_queries == 10

@@ -243,7 +243,7 @@ def test_a_label_past_num_classes_is_named_and_nothing_is_recorded():
         (dict(num_classes=1), "M2VAAL: num_classes must be an int >= 2, got 1"),
         (dict(adversary_weight=float("nan")), "M2VAAL: adversary_weight must be a finite float"),
         (dict(iterations=0), "M2VAAL: iterations must be an int >= 1, got 0"),
-        (dict(lr=0.0), "M2VAAL: lr must be > 0"),
+        (dict(lr=0.0), "M2VAAL: lr must be a finite float > 0, got 0.0"),
     ],
 )
 def test_bad_options_are_named(option, message):
@@ -253,7 +253,7 @@ def test_bad_options_are_named(option, message):
 
 def test_make_strategy_names_and_a_two_round_fashion_mnist_run(tmp_path):
     for name, rule in NAMES.items():
-        strategy = make_strategy(name, seed=3, progress=False, batch_size=32, iterations=7, steps=5)
+        strategy = make_strategy(name, seed=3, progress=False, batch_size=32, iterations=7)
         assert isinstance(strategy, M2VAAL) and (strategy.rule, strategy.seed, strategy.batch_size, strategy.iterations) == (rule, 3, 32, 7)
         assert strategy.adversary_weight == (1.0 if rule == "discriminator" else 0.0)
     config = RunConfig(strategy=("m2-confidence-distance",), rounds=2, budget=10, epochs=1, pool_size=300, vaal_iterations=2, out=str(tmp_path), progress=False)

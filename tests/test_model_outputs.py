@@ -1,5 +1,6 @@
 """Models whose outputs are not (N, C) logits: every strategy that reads them says what it got."""
 
+import inspect
 import re
 
 import pytest
@@ -71,8 +72,13 @@ def problem(marked: tuple[int, ...] = ()):
     return pool, (x[:20], y[:20])
 
 
+SMALL = dict(layers=LAYERS, passes=4, chunk=2, steps=2, samples=2)  # for the strategies that take them
+
+
 def build(name: str, validation):
-    return make_strategy(name, validation=validation, layers=LAYERS, batch_size=8, passes=4, chunk=2, steps=2, samples=2, progress=False)
+    accepted = inspect.signature(STRATEGIES[name]).parameters
+    small = {key: value for key, value in SMALL.items() if key in accepted}
+    return make_strategy(name, validation=validation, batch_size=8, progress=False, **small)
 
 
 def is_ensemble(name: str) -> bool:

@@ -139,7 +139,7 @@ def test_with_zero_labels_the_query_is_uniform_from_seed_and_round_and_nothing_t
         (dict(batch_size=True), "batch_size must be an int >= 1, got True"),
         (dict(beta=-0.5), r"beta must be a finite float >= 0, got -0.5"),
         (dict(adversary_weight=float("nan")), "adversary_weight must be a finite float"),
-        (dict(lr=0.0), "lr must be > 0"),
+        (dict(lr=0.0), "VAAL: lr must be a finite float > 0, got 0.0"),
     ],
 )
 def test_bad_options_are_named(option, message):

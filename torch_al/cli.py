@@ -9,7 +9,6 @@
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from torch.utils.data import TensorDataset
 from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
-from torch_al.strategies import STRATEGIES, make_strategy
+from torch_al.strategies import STRATEGIES, DistributionMatching, make_strategy, strategy_class
 
 
 @dataclass
@@ -52,8 +51,11 @@ class SelectConfig:
                 f"strategy {self.strategy} scores a committee of E separately trained models and select takes one --model: "
                 "use torch-al run --members E, or ActiveLearningLoop with a Committee"
             )
-        if "validation" in inspect.signature(STRATEGIES[self.strategy]).parameters and not (self.validation and self.layers):
+        matches = issubclass(strategy_class(self.strategy), DistributionMatching)
+        if matches and not (self.validation and self.layers):
             raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
+        if not matches and (self.validation or self.layers):
+            raise ValueError(f"--validation and --layers are options of pcc/pfk/eba; strategy {self.strategy} takes neither")
 
 
 @dataclass

@@ -23,7 +23,10 @@ from torch_al.persistence import atomic_write_bytes
 from torch_al.pool import ActivePool
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.sampler import ActiveSampler, derived_seed
-from torch_al.strategies import STRATEGIES, Committee, Ensemble, Strategy, make_strategy
+from torch_al.strategies import (
+    BGADL, CEAL, EBA, STRATEGIES, VAAL, Committee, DiscriminativeAL, DistributionMatching, Ensemble, LearningLoss,
+    MonteCarloDropout, Strategy, make_strategy, strategy_class,
+)  # fmt: skip
 
 logger = logging.getLogger("torch_al")
 
@@ -36,6 +39,28 @@ PRETRAINED = "+rotation"
 def base_strategy(name: str) -> str:
     """``"pfk+rotation"`` → ``"pfk"``: the suffix only changes the initial model."""
     return name.removesuffix(PRETRAINED)
+
+
+# RunConfig field -> (constructor parameter, the strategy classes that take it). An option reaches
+# only the classes named here, so a constructor parameter that merely shares an option's name
+# (DAL's discriminator steps vs EBA's integrated-gradient steps) can never capture it.
+ROUTED_OPTIONS: dict[str, tuple[str, tuple[type[Strategy], ...]]] = {
+    "passes": ("passes", (MonteCarloDropout,)),
+    "steps": ("steps", (EBA,)),
+    "k": ("k", (DistributionMatching,)),
+    "layers": ("layers", (DistributionMatching, LearningLoss)),
+    "delta0": ("delta0", (CEAL,)),
+    "decay": ("decay", (CEAL,)),
+    "vaal_iterations": ("iterations", (VAAL,)),
+    "sub_queries": ("sub_queries", (DiscriminativeAL,)),
+    "generator_iterations": ("generator_iterations", (BGADL,)),
+}
+
+
+def strategy_options(config: "RunConfig", name: str) -> dict:
+    """The ``config`` fields that configure strategy ``name`` (``ROUTED_OPTIONS``), by parameter."""
+    kind = strategy_class(base_strategy(name))
+    return {parameter: getattr(config, field) for field, (parameter, classes) in ROUTED_OPTIONS.items() if issubclass(kind, classes)}
 
 
 def is_ensemble(name: str) -> bool:
@@ -215,10 +240,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
             model.load_state_dict(pretrained)
         pool = ActivePool(splits.pool)
-        options = {"passes": config.passes, "steps": config.steps, "k": config.k, "layers": config.layers, "validation": splits.validation,
-                   "delta0": config.delta0, "decay": config.decay, "iterations": config.vaal_iterations,
-                   "sub_queries": config.sub_queries, "generator_iterations": config.generator_iterations}  # fmt: skip
-        strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, **options)
+        strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, validation=splits.validation, **strategy_options(config, name))
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,
             evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,

@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -61,13 +62,20 @@ def check_int(value, name: str, minimum: int) -> int:
     return value
 
 
-def check_real(value, name: str, nonnegative: bool = True) -> float:
-    """A finite real number (an int or float, not a bool), >= 0 if ``nonnegative``, as a float;
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le}
+
+
+def check_real(value, name: str, *, at_least: float | None = None, above: float | None = None, at_most: float | None = None) -> float:
+    """A finite real number (an int or float, not a bool) as a float, within the bounds given
+    (``at_least`` <= value, ``above`` < value, value <= ``at_most``; None: no such bound);
     ``name`` says what it is in the error."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a float, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value) or nonnegative and value < 0:
-        raise ValueError(f"{name} must be a finite float{' >= 0' if nonnegative else ''}, got {value!r}")
+    bounds = {">=": at_least, ">": above, "<=": at_most}
+    wanted = {sign: bound for sign, bound in bounds.items() if bound is not None}
+    if not math.isfinite(value) or not all(_COMPARE[sign](value, bound) for sign, bound in wanted.items()):
+        conditions = "".join(f" {'and ' if i else ''}{sign} {bound:g}" for i, (sign, bound) in enumerate(wanted.items()))
+        raise ValueError(f"{name} must be a finite float{conditions}, got {value!r}")
     return float(value)
 
 

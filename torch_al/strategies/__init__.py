@@ -63,14 +63,30 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
 }
 
 
-def make_strategy(name: str, **options) -> Strategy:
-    """A strategy by its CLI name (``STRATEGIES``). Shared options (``seed``, ``batch_size``,
-    ``progress``, ``validation``) go to the constructors that take them, so one call site serves
-    every strategy."""
+SHARED_OPTIONS = ("seed", "batch_size", "progress", "validation")
+
+
+def _factory(name: str) -> Callable[..., Strategy]:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
-    factory = STRATEGIES[name]
+    return STRATEGIES[name]
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class behind a CLI name (``"pfk-sum-match"`` → :class:`PFK`)."""
+    factory = _factory(name)
+    return factory.func if isinstance(factory, partial) else factory
+
+
+def make_strategy(name: str, **options) -> Strategy:
+    """A strategy by its CLI name (``STRATEGIES``). The shared options (``SHARED_OPTIONS``) go to
+    the constructors that take them, so one call site serves every strategy; any other option the
+    constructor does not take is an error, never silently dropped."""
+    factory = _factory(name)
     accepted = inspect.signature(factory).parameters
+    unknown = sorted(key for key in options if key not in accepted and key not in SHARED_OPTIONS)
+    if unknown:
+        raise TypeError(f"strategy {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
     return factory(**{key: value for key, value in options.items() if key in accepted})
 
 
@@ -84,6 +100,7 @@ __all__ = [
     "EMOC",
     "PCC",
     "PFK",
+    "SHARED_OPTIONS",
     "STRATEGIES",
     "Committee",
     "CoreSet",
@@ -115,4 +132,5 @@ __all__ = [
     "make_strategy",
     "pairwise_ranking_loss",
     "predict_probabilities",
+    "strategy_class",
 ]

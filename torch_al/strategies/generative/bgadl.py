@@ -76,10 +76,8 @@ class BGADL(BALD):
         self.generator_iterations = check_int(generator_iterations, "BGADL: generator_iterations", 1)
         self.generator_batch_size = check_int(generator_batch_size, "BGADL: generator_batch_size", 1)
         self.latent_dim = check_int(latent_dim, "BGADL: latent_dim", 1)
-        self.beta = check_real(beta, "BGADL: beta")
-        self.generator_lr = check_real(generator_lr, "BGADL: generator_lr")
-        if self.generator_lr == 0:
-            raise ValueError("BGADL: generator_lr must be > 0, got 0")
+        self.beta = check_real(beta, "BGADL: beta", at_least=0)
+        self.generator_lr = check_real(generator_lr, "BGADL: generator_lr", above=0)
         self.seed = seed
         self._inputs: Tensor | None = None  # Tensor[G, C, H, W], None before the first generation
         self._sources = torch.empty(0, dtype=torch.int64)

@@ -210,7 +210,7 @@ class M2VAAL(VAAL):
         self.rule = rule
         adversary_weight = float(rule == "discriminator") if adversary_weight is None else adversary_weight
         super().__init__(iterations, batch_size, latent_dim, beta, adversary_weight, lr, seed, progress)
-        self.classifier_weight = None if classifier_weight is None else check_real(classifier_weight, "M2VAAL: classifier_weight")
+        self.classifier_weight = None if classifier_weight is None else check_real(classifier_weight, "M2VAAL: classifier_weight", at_least=0)
         self.num_classes = None if num_classes is None else check_int(num_classes, "M2VAAL: num_classes", 2)
 
     def _trained_query(self, pool, labeled, candidates, budget, image_shape, device):

@@ -133,11 +133,9 @@ class VAAL(Strategy):
         self.iterations = check_int(iterations, f"{name}: iterations", 1)
         self.batch_size = check_int(batch_size, f"{name}: batch_size", 1)
         self.latent_dim = check_int(latent_dim, f"{name}: latent_dim", 1)
-        self.beta = check_real(beta, f"{name}: beta")
-        self.adversary_weight = check_real(adversary_weight, f"{name}: adversary_weight")
-        self.lr = check_real(lr, f"{name}: lr")
-        if self.lr == 0:
-            raise ValueError(f"{name}: lr must be > 0, got 0")
+        self.beta = check_real(beta, f"{name}: beta", at_least=0)
+        self.adversary_weight = check_real(adversary_weight, f"{name}: adversary_weight", at_least=0)
+        self.lr = check_real(lr, f"{name}: lr", above=0)
         self.seed = seed
         self.progress = progress
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.diversity.coreset import embed
-from torch_al.validation import check_int
+from torch_al.validation import check_int, check_real
 
 HIDDEN_LAYERS = 3  # the paper's discriminator: three hidden ReLU layers
 
@@ -160,17 +160,13 @@ class DiscriminativeAL(Strategy):
     ) -> None:
         if layer is not None and not isinstance(layer, str):
             raise TypeError(f"DiscriminativeAL: layer must be a module name (str) or None, got {layer!r}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"DiscriminativeAL: lr must be a number > 0, got {lr!r}")
-        if isinstance(stop_accuracy, bool) or not isinstance(stop_accuracy, (int, float)) or not 0 < stop_accuracy <= 1:
-            raise ValueError(f"DiscriminativeAL: stop_accuracy must be in (0, 1], got {stop_accuracy!r}")
+        self.lr = check_real(lr, "DiscriminativeAL: lr", above=0)
+        self.stop_accuracy = check_real(stop_accuracy, "DiscriminativeAL: stop_accuracy", above=0, at_most=1)
         self.sub_queries = check_int(sub_queries, "DiscriminativeAL: sub_queries", 1)
         self.layer = layer
         self.hidden = check_int(hidden, "DiscriminativeAL: hidden", 1)
         self.discriminator_steps = check_int(discriminator_steps, "DiscriminativeAL: discriminator_steps", 1)
         self.train_batch_size = check_int(train_batch_size, "DiscriminativeAL: train_batch_size", 1)
-        self.lr = float(lr)
-        self.stop_accuracy = float(stop_accuracy)
         self.batch_size = check_int(batch_size, "DiscriminativeAL: batch_size", 1)
         self.seed = seed
 

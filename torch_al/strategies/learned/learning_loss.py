@@ -131,9 +131,9 @@ class LearningLoss(Strategy):
     ) -> None:
         self.layers = None if layers is None else tuple(layers)
         self.width = check_int(width, "LearningLoss: width", 1)
-        self.margin = check_real(margin, "LearningLoss: margin")
-        self.weight = check_real(weight, "LearningLoss: weight")
-        self.stop_gradient = check_real(stop_gradient, "LearningLoss: stop_gradient")
+        self.margin = check_real(margin, "LearningLoss: margin", at_least=0)
+        self.weight = check_real(weight, "LearningLoss: weight", at_least=0)
+        self.stop_gradient = check_real(stop_gradient, "LearningLoss: stop_gradient", at_least=0)
         if self.stop_gradient > 1:
             raise ValueError(f"LearningLoss: stop_gradient is a fraction of the epochs in [0, 1], got {stop_gradient}")
         self.seed, self.batch_size, self.progress = seed, batch_size, progress

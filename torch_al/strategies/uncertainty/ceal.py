@@ -34,7 +34,7 @@ def ceal_pseudo_labels(probabilities: Tensor, candidates: Tensor, query: Tensor,
         raise ValueError(f"ceal_pseudo_labels: probabilities must be a floating Tensor[N, C], got {probabilities!r}")
     if not isinstance(candidates, Tensor) or candidates.shape != probabilities.shape[:1]:
         raise ValueError(f"ceal_pseudo_labels: candidates must be a Tensor[{probabilities.shape[0]}] (one per row), got {candidates!r}")
-    threshold = check_real(threshold, "threshold", nonnegative=False)
+    threshold = check_real(threshold, "threshold")
     candidates, query = candidates.to("cpu", torch.int64), torch.as_tensor(query).to("cpu", torch.int64)
     confident = (_SCORES["entropy"].score(probabilities) < threshold).cpu()
     keep = confident & ~torch.isin(candidates, query)
@@ -65,8 +65,8 @@ class CEAL(ScoreStrategy):
         if not isinstance(criterion, str) or criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {tuple(CRITERIA)}, got {criterion!r}")
         self.criterion = criterion
-        self.delta0 = check_real(delta0, "delta0")
-        self.decay = check_real(decay, "decay")
+        self.delta0 = check_real(delta0, "delta0", at_least=0)
+        self.decay = check_real(decay, "decay", at_least=0)
         self._probabilities: Tensor | None = None
 
     def threshold(self, round_: int) -> float:
