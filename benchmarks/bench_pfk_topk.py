@@ -1,58 +1,127 @@
-"""pfk_topk against the bare matrix products of the same tiles and the naive materialise+topk way.
+"""pfk_topk and pfk_column_topk against the hardware bound, faiss-cpu and the naive torch path.
 
-Workloads of issue 3: M query rows, N pool points, J scales of total width L for z (and the same for
-g when gradients are used), k = 1, 10% of the pool masked. Each variant runs in its own process so
-its peak memory is its own; `extra_mib` is the peak minus the resident size once the inputs exist.
-Every variant uses THREADS torch threads (default 1): on the shared 2-core development machine
-(load average 6-8) multithreaded timings measure the neighbours, not the code.
+The bound is the same FLOPs done by one large `torch.mm` per factor over the concatenated
+descriptors, written into a preallocated output (per scale for `fisher`, whose scales do not
+factor): what BLAS reaches on this machine, not our own tiling. Descriptors are column views of
+one (N, L) store per factor, as torch_al's descriptor capture returns them. 10% of the pool is
+masked. Forms: `pcc` (no gradients, one factor), and with gradients `product`, `fisher`, `sum`.
+
+Per workload one fresh process measures ours' extra memory first (peak resident minus resident
+once the inputs exist), then times the variants taking turns (`time_interleaved`), so a change
+in the shared machine's load weighs on all of them alike:
+
+  ours     torch_al.pfk_topk
+  column   torch_al.pfk_column_topk (same arguments, k = the budget over all rows)
+  bound    the torch.mm calls above
+  faiss    faiss-cpu IndexFlatIP.search over the unmasked pool rows (pcc form only: an inner-product
+           index has no product/fisher/sum kernels); install faiss-cpu for it, never a dependency
+  naive    mm + masked_fill + topk over the materialised M x N kernel, where it fits in memory
+
+THREADS (default 1) torch threads, and faiss's OpenMP threads, per process.
 """
 
 import os
 
 import torch
 
-from common import print_table, run_isolated, time_call, write_results
+from common import print_table, reset_peak_rss, run_isolated, time_interleaved, write_results
 
-WIDTHS = {80: (10, 20, 50), 768: (256, 512)}  # LeNet's three layers; two wide layers
-FULL = [  # (M, N, L, gradients)
-    (125, 50_000, 80, True), (125, 50_000, 80, False), (1250, 50_000, 80, True),
-    (125, 600_000, 80, True), (1250, 600_000, 80, True), (1250, 600_000, 80, False),
-    (125, 50_000, 768, True), (1250, 50_000, 768, True), (125, 600_000, 768, False),
-    (1250, 2_000_000, 768, False),
-]
-QUICK = [(125, 50_000, 80, True), (125, 50_000, 80, False), (125, 50_000, 768, True)]
-NAIVE_LIMIT_MIB = 12 * 1024  # R plus the masked copy must stay well inside this machine's 24 GiB
+WIDTHS = {80: (10, 20, 50), 768: (256, 512)}  # LeNet's three descriptor layers; two wide layers
+FORMS = ("pcc", "product", "fisher", "sum")
+# (M, N, L, form, k)
+FULL = [
+    (rows, columns, width, form, k)
+    for rows in (125, 1250)
+    for columns in (50_000, 200_000)
+    for width in (80, 768)
+    for form, k in (("pcc", 1), ("pcc", 32), ("product", 1), ("fisher", 1), ("sum", 32))
+] + [(1250, 2_000_000, 768, "pcc", 1)]  # memory: 5.9 GiB of descriptors, ours' extra bytes do not grow with N
+QUICK = [(125, 50_000, 80, "pcc", 1), (125, 50_000, 80, "product", 32), (125, 20_000, 768, "fisher", 1)]
+NAIVE_LIMIT_MIB = 4 * 1024
+BOUND_CHUNK = 50_000  # bound products are written 50k columns at a time into one reused output
 
 
-def make_problem(rows: int, columns: int, width: int, gradients: bool, seed: int = 0):
+def threads() -> int:
+    return int(os.environ.get("THREADS", "1"))
+
+
+def column_views(rows: int, width: int, generator: torch.Generator) -> list[torch.Tensor]:
+    store = torch.randn(rows, width, generator=generator)
+    starts = [sum(WIDTHS[width][:j]) for j in range(len(WIDTHS[width]))]
+    return [store[:, start : start + c] for start, c in zip(starts, WIDTHS[width])]
+
+
+def make_problem(rows: int, columns: int, width: int, form: str, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    parts = [
-        [torch.randn(n, c, generator=generator) for c in WIDTHS[width]] for n in (rows, columns)
-    ]
-    if gradients:
-        parts += [[torch.randn(n, c, generator=generator) for c in WIDTHS[width]] for n in (rows, columns)]
+    query_z, pool_z = column_views(rows, width, generator), column_views(columns, width, generator)
+    if form == "pcc":
+        query_g, pool_g = [], []
     else:
-        parts += [[], []]
+        query_g, pool_g = column_views(rows, width, generator), column_views(columns, width, generator)
     mask = torch.rand(columns, generator=generator) < 0.1
-    return parts, mask
+    return (query_z, pool_z, query_g, pool_g), mask
 
 
-def naive(query_z, pool_z, query_g, pool_g, mask, k):
-    scores = sum(q @ p.T for q, p in zip(query_z, pool_z))
-    if query_g:
-        scores = scores * sum(q @ p.T for q, p in zip(query_g, pool_g))
+def bound_factors(query_z, pool_z, query_g, pool_g, form: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (query, pool) matrix pairs whose products carry the kernel's FLOPs."""
+    joined = lambda scales: torch.cat(scales, dim=1)  # noqa: E731
+    if form == "pcc":
+        return [(joined(query_z), joined(pool_z))]
+    if form == "sum":
+        return [(joined(query_z + query_g), joined(pool_z + pool_g))]
+    if form == "product":
+        return [(joined(query_z), joined(pool_z)), (joined(query_g), joined(pool_g))]
+    return [(q.contiguous(), p.contiguous()) for q, p in zip(query_z + query_g, pool_z + pool_g)]
+
+
+def bound_call(factors, rows: int, columns: int):
+    out = torch.empty(rows, min(columns, BOUND_CHUNK))
+
+    def call():
+        for query, pool in factors:
+            for begin in range(0, columns, BOUND_CHUNK):
+                tile = pool[begin : begin + BOUND_CHUNK]
+                torch.mm(query, tile.T, out=out[:, : tile.shape[0]])
+
+    return call
+
+
+def naive(query_z, pool_z, query_g, pool_g, mask, k, form):
+    z = sum(q @ p.T for q, p in zip(query_z, pool_z))
+    if form == "pcc":
+        scores = z
+    elif form == "product":
+        scores = z * sum(q @ p.T for q, p in zip(query_g, pool_g))
+    elif form == "sum":
+        scores = z + sum(q @ p.T for q, p in zip(query_g, pool_g))
+    else:
+        scores = sum((qz @ pz.T) * (qg @ pg.T) for qz, pz, qg, pg in zip(query_z, pool_z, query_g, pool_g))
     return scores.masked_fill_(mask, float("-inf")).topk(k, dim=1)
 
 
-def bare_products(query_z, pool_z, query_g, pool_g, mask, k):
-    """The J (or 2J) torch.mm calls over the pool tiles pfk_topk uses, nothing else."""
-    rows = query_z[0].shape[0]
-    width = min(max((1 << 22) // (4 * rows), 64), 16384)  # csrc/cpu/pfk_stream.cpp tile_width
-    out = torch.empty(rows, width)
-    for begin in range(0, pool_z[0].shape[0], width):
-        for q, p in zip(query_z + query_g, pool_z + pool_g):
-            tile = p[begin : begin + width]
-            torch.mm(q, tile.T, out=out[:, : tile.shape[0]])
+def faiss_call(query_z, pool_z, mask, k):
+    """IndexFlatIP.search over the allowed pool rows, and the pool indices it returns."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads())
+    allowed = (~mask).nonzero().flatten()
+    index = faiss.IndexFlatIP(sum(p.shape[1] for p in pool_z))
+    index.add(torch.cat(pool_z, dim=1)[allowed].numpy())
+    queries = torch.cat(query_z, dim=1).numpy()
+    found = {}
+
+    def call():
+        found["indices"] = allowed[torch.from_numpy(index.search(queries, k)[1])]
+
+    return call, found
+
+
+def faiss_installed() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def current_rss_mib() -> float:
@@ -60,55 +129,70 @@ def current_rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(variant: str, rows: int, columns: int, width: int, gradients: bool, repeats: int) -> dict:
-    import torch_al  # noqa: F401  (registers the ops in this fresh process)
+def measure(rows: int, columns: int, width: int, form: str, k: int, repeats: int) -> dict:
+    import torch_al
     from common import peak_rss_mib
 
-    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
-    (query_z, pool_z, query_g, pool_g), mask = make_problem(rows, columns, width, gradients)
-    functions = {"ours": torch_al.pfk_topk, "naive": naive, "mm": bare_products}
+    torch.set_num_threads(threads())
+    problem, mask = make_problem(rows, columns, width, form)
+    combine = "product" if form == "pcc" else form
+    ours = lambda: torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)  # noqa: E731
     before = current_rss_mib()
-    seconds = time_call(lambda: functions[variant](query_z, pool_z, query_g, pool_g, mask, 1), repeats, warmup=0)
-    return {"seconds": seconds, "peak_mib": peak_rss_mib(), "extra_mib": peak_rss_mib() - before}
+    reset_peak_rss()
+    values, indices = ours()
+    result = {"ours_extra_mib": peak_rss_mib() - before}
+    calls = {
+        "ours": ours,
+        "column": lambda: torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine),
+        "bound": bound_call(bound_factors(*problem, form), rows, columns),
+    }
+    if form == "pcc" and faiss_installed() and columns <= 200_000:
+        calls["faiss"], found = faiss_call(problem[0], problem[1], mask, k)
+    naive_mib = rows * columns * 4 * (3 if form == "pcc" else 5) / 2**20
+    if naive_mib <= NAIVE_LIMIT_MIB:
+        calls["naive"] = lambda: naive(*problem, mask, k, form)
+    result |= time_interleaved(calls, repeats)
+    if "faiss" in calls:
+        result["faiss_same_indices"] = (found["indices"] == indices).float().mean().item()
+    return result
 
 
-def check_agreement(rows: int, width: int, gradients: bool) -> None:
-    """Ours against the naive result on a 20k-point slice of the workload's shape."""
+def check_agreement(rows: int, width: int, form: str, k: int) -> None:
+    """Ours against the naive result on a 20k-point pool of the workload's shape."""
     import torch_al
 
-    parts, mask = make_problem(rows, 20_000, width, gradients, seed=1)
-    values, indices = torch_al.pfk_topk(*parts, pool_mask=mask, k=1)
-    expected_values, expected_indices = naive(*parts, mask, 1)
-    torch.testing.assert_close(values, expected_values, rtol=1e-4, atol=1e-3)
+    problem, mask = make_problem(rows, 20_000, width, form, seed=1)
+    combine = "product" if form == "pcc" else form
+    values, indices = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
+    expected_values, expected_indices = naive(*problem, mask, k, form)
+    torch.testing.assert_close(values, expected_values, rtol=1e-4, atol=1e-3 * expected_values.abs().max().item())
     agree = (indices == expected_indices).float().mean().item()
-    assert agree > 0.99, f"only {agree:.3f} of the argmaxes agree"
+    assert agree > 0.99, f"only {agree:.3f} of the top-k indices agree"
+
+
+def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict:
+    check_agreement(rows, width, form, k)
+    repeats = 3 if rows * columns * width <= 1250 * 200_000 * 80 else 1
+    result = run_isolated("bench_pfk_topk", "measure", rows=rows, columns=columns, width=width, form=form, k=k, repeats=repeats)
+    row = {"M": rows, "N": columns, "L": width, "form": form, "k": k, "ours_s": result["ours"], "bound_s": result["bound"],
+           "ours/bound": result["ours"] / result["bound"], "column/ours": result["column"] / result["ours"],
+           "ours_extra_MiB": result["ours_extra_mib"]}  # fmt: skip
+    if "faiss" in result:
+        row |= {"faiss/ours": result["faiss"] / result["ours"], "faiss_same_indices": result["faiss_same_indices"]}
+    if "naive" in result:
+        row["naive/ours"] = result["naive"] / result["ours"]
+    return row
 
 
 def main(quick: bool) -> str:
     rows_out = []
-    for rows, columns, width, gradients in QUICK if quick else FULL:
-        check_agreement(rows, width, gradients)
-        repeats = 3 if rows * columns <= 125 * 600_000 else 1
-        config = dict(rows=rows, columns=columns, width=width, gradients=gradients, repeats=repeats)
-        ours = run_isolated("bench_pfk_topk", "measure", variant="ours", **config)
-        mm = run_isolated("bench_pfk_topk", "measure", variant="mm", **config)
-        row = {
-            "M": rows, "N": columns, "L": width, "grads": gradients,
-            "ours_s": ours["seconds"], "mm_s": mm["seconds"], "ours/mm": ours["seconds"] / mm["seconds"],
-            "ours_extra_MiB": ours["extra_mib"], "ours_peak_MiB": ours["peak_mib"],
-        }
-        naive_mib = 2 * rows * columns * 4 / 2**20 * (2 if gradients else 1)
-        if naive_mib <= NAIVE_LIMIT_MIB:
-            baseline = run_isolated("bench_pfk_topk", "measure", variant="naive", **config)
-            row |= {"naive_s": baseline["seconds"], "naive/ours": baseline["seconds"] / ours["seconds"],
-                    "naive_extra_MiB": baseline["extra_mib"]}
-        else:
-            row["naive_s"] = f"skipped: needs ~{naive_mib / 1024:.0f} GiB of M x N temporaries"
-        rows_out.append(row)
-        print_table([row], list(row))
-    columns = ["M", "N", "L", "grads", "ours_s", "mm_s", "ours/mm", "naive_s", "naive/ours",
-               "ours_extra_MiB", "naive_extra_MiB", "ours_peak_MiB"]
+    columns = ["M", "N", "L", "form", "k", "ours_s", "bound_s", "ours/bound", "column/ours", "faiss/ours",
+               "faiss_same_indices", "naive/ours", "ours_extra_MiB"]  # fmt: skip
+    for workload in QUICK if quick else FULL:
+        rows_out.append(workload_row(*workload))
+        print_table(rows_out[-1:], columns)
     print_table(rows_out, columns)
     return write_results(
-        "pfk_topk", rows_out, quick=quick, k=1, masked_fraction=0.1, threads=int(os.environ.get("THREADS", "1"))
-    )
+        "pfk_topk" if threads() == 1 else f"pfk_topk_threads{threads()}", rows_out, quick=quick, masked_fraction=0.1,
+        threads=threads(), faiss=faiss_installed(),
+    )  # fmt: skip

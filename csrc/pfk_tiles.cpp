@@ -19,6 +19,7 @@ PfkFactor make_factor(const std::vector<at::Tensor>& queries, const std::vector<
   for (const auto& p : pools) {
     factor.width += p.size(1);
   }
+  factor.joined = pools.size() == 1 ? pools[0] : adjacent_columns(pools);
   return factor;
 }
 
@@ -33,6 +34,24 @@ at::Tensor leading_view(at::Tensor& flat, int64_t rows, int64_t columns) {
 }
 
 }  // namespace
+
+at::Tensor adjacent_columns(at::TensorList scales) {
+  const auto& first = scales[0];
+  int64_t offset = first.storage_offset();
+  for (const auto& scale : scales) {
+    const bool next_slice = scale.is_alias_of(first) && scale.storage_offset() == offset &&
+        scale.stride(0) == first.stride(0) && scale.stride(1) == 1;
+    if (!next_slice) {
+      return {};
+    }
+    offset += scale.size(1);
+  }
+  const int64_t width = offset - first.storage_offset();
+  if (first.stride(0) < width) {
+    return {};
+  }
+  return first.as_strided({first.size(0), width}, {first.stride(0), 1});
+}
 
 PfkPlan make_pfk_plan(
     at::TensorList query_z,
@@ -69,12 +88,12 @@ PfkTileWorkspace::PfkTileWorkspace(
   int64_t packed_width = 0;
   bool has_rhs = false;
   for (const auto& term : plan.terms) {
-    if (term.lhs.pool.size() > 1) {
+    if (!term.lhs.joined.defined()) {
       packed_width = std::max(packed_width, term.lhs.width);
     }
     if (term.rhs.has_value()) {
       has_rhs = true;
-      if (term.rhs->pool.size() > 1) {
+      if (!term.rhs->joined.defined()) {
         packed_width = std::max(packed_width, term.rhs->width);
       }
     }
@@ -94,8 +113,8 @@ PfkTileWorkspace::PfkTileWorkspace(
 at::Tensor PfkTileWorkspace::factor_product(
     const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width) {
   at::Tensor pool_tile;
-  if (factor.pool.size() == 1) {
-    pool_tile = factor.pool[0].narrow(0, begin, width);
+  if (factor.joined.defined()) {
+    pool_tile = factor.joined.narrow(0, begin, width);
   } else {
     pool_tile = leading_view(packed_, width, factor.width);
     std::vector<at::Tensor> slices;

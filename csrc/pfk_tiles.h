@@ -18,6 +18,9 @@ namespace torch_al::ops {
 struct PfkFactor {
   at::Tensor query;
   std::vector<at::Tensor> pool;
+  // The pool scales as one (N, width) matrix read in place: the single scale, or scales that are
+  // adjacent column slices of one store; undefined when each tile must be packed by a copy.
+  at::Tensor joined;
   int64_t width = 0;
 };
 
@@ -37,6 +40,11 @@ struct PfkPlan {
   int64_t rows = 0;     // M
   int64_t columns = 0;  // N
 };
+
+// Scales (N, C_j) that are consecutive column slices of one row-major store (as torch_al's
+// descriptor capture returns them) viewed as the (N, Σ C_j) matrix they came from, read in place;
+// undefined when they are not.
+at::Tensor adjacent_columns(at::TensorList scales);
 
 PfkPlan make_pfk_plan(
     at::TensorList query_z,

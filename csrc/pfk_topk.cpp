@@ -1,8 +1,11 @@
 #include "pfk_topk.h"
 
+#include "pfk_tiles.h"
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/aminmax.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -108,38 +111,72 @@ void check_pfk_topk_inputs(const char* op, const PfkArgs& args) {
       op, ": combine must be one of \"product\", \"fisher\", \"sum\", got \"", combine, "\"");
 }
 
-void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
-  // min and max propagate NaN and expose ±inf, and reduce without a tensor-sized temporary.
-  std::vector<std::string> names;
-  std::vector<at::Tensor> extremes;
-  const auto gather = [&](const char* name, at::TensorList list) {
+namespace {
+
+// The descriptors checked by one aminmax: a list's scales at once where they are column views
+// of one store (a strided reduction per narrow scale is several times slower), else one scale.
+struct FiniteCheck {
+  const char* name;
+  at::TensorList scales;
+  size_t first_scale;
+  at::Tensor values;
+};
+
+std::vector<FiniteCheck> finite_checks(const PfkArgs& args) {
+  std::vector<FiniteCheck> checks;
+  const auto add = [&](const char* name, at::TensorList list) {
+    if (list.empty()) {
+      return;
+    }
+    if (auto joined = adjacent_columns(list); joined.defined() && list.size() > 1) {
+      checks.push_back({name, list, 0, joined});
+      return;
+    }
     for (size_t j = 0; j < list.size(); ++j) {
-      if (list[j].numel() == 0) {
-        continue;
-      }
-      auto [lowest, highest] = at::aminmax(list[j]);
-      names.push_back(std::string(name) + "[" + std::to_string(j) + "]");
-      extremes.push_back(lowest);
-      extremes.push_back(highest);
+      checks.push_back({name, list.slice(j, 1), j, list[j]});
     }
   };
-  gather("query_z", args.query_z);
-  gather("pool_z", args.pool_z);
-  gather("query_g", args.query_g);
-  gather("pool_g", args.pool_g);
+  add("query_z", args.query_z);
+  add("pool_z", args.pool_z);
+  add("query_g", args.query_g);
+  add("pool_g", args.pool_g);
+  return checks;
+}
+
+// Names the first scale of a failed check that holds NaN or inf.
+void name_non_finite(const char* op, const FiniteCheck& check) {
+  for (size_t j = 0; j < check.scales.size(); ++j) {
+    const auto& scale = check.scales[j];
+    const auto name = std::string(check.name) + "[" + std::to_string(check.first_scale + j) + "]";
+    TORCH_CHECK(!scale.isnan().any().item<bool>(), op, ": ", name, " contains NaN");
+    TORCH_CHECK(
+        scale.isfinite().all().item<bool>(), op, ": ", name, " contains inf; descriptors must be finite");
+  }
+}
+
+}  // namespace
+
+void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
+  // min and max propagate NaN and expose ±inf, and reduce without a tensor-sized temporary.
+  auto checks = finite_checks(args);
+  std::vector<at::Tensor> extremes;
+  for (const auto& check : checks) {
+    if (check.values.numel() > 0) {
+      auto [lowest, highest] = at::aminmax(check.values);
+      extremes.push_back(at::stack({lowest, highest}));
+    } else {
+      extremes.push_back(at::zeros({2}, check.values.options()));
+    }
+  }
   if (extremes.empty()) {
     return;
   }
   const auto host = at::stack(extremes).to(at::kCPU, at::kDouble);  // the one host synchronisation
-  const auto values = host.accessor<double, 1>();
-  for (size_t t = 0; t < names.size(); ++t) {
-    const double lowest = values[2 * t];
-    const double highest = values[2 * t + 1];
-    TORCH_CHECK(
-        !std::isnan(lowest) && !std::isnan(highest), op, ": ", names[t], " contains NaN");
-    TORCH_CHECK(
-        !std::isinf(lowest) && !std::isinf(highest),
-        op, ": ", names[t], " contains inf; descriptors must be finite");
+  const auto bounds = host.accessor<double, 2>();
+  for (size_t c = 0; c < checks.size(); ++c) {
+    if (!std::isfinite(bounds[c][0]) || !std::isfinite(bounds[c][1])) {
+      name_non_finite(op, checks[c]);
+    }
   }
 }
 

@@ -41,3 +41,26 @@ def test_cuda_kernels_were_compiled(op):
     assert torch_al.cuda_version() >= 11000
     assert torch_al.cuda_version() // 1000 == int(torch.version.cuda.split(".")[0])
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"torch_al::{op}", "CUDA")
+
+
+def selection_calls():
+    """Each selection op called on float64 inputs that require grad."""
+    x = torch.randn(12, 3, dtype=torch.float64, requires_grad=True)
+    ops = torch.ops.torch_al
+    return {
+        "pfk_topk": lambda: ops.pfk_topk([x[:4]], [x], [x[:4]], [x], None, 2),
+        "pfk_column_topk": lambda: ops.pfk_column_topk([x[:4]], [x], [], [], None, 2),
+        "select_unique_ranked": lambda: (ops.select_unique_ranked(x[:4, :2], torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0]]), 2),),
+        "kcenter_greedy": lambda: ops.kcenter_greedy(x, 3),
+        "kmeanspp_factored": lambda: ops.kmeanspp_factored(x, x, torch.rand(3, dtype=torch.float64)),
+        "facility_location_greedy": lambda: ops.facility_location_greedy(x[:5], x, 2),
+    }
+
+
+@pytest.mark.parametrize("name", list(selection_calls()))
+def test_selection_outputs_are_not_differentiable(name, recwarn):
+    """Picks and the scores that ranked them are constants to autograd: the ops' Autograd kernel
+    runs them below autograd, so nothing requires grad and no fallback warns."""
+    outputs = selection_calls()[name]()
+    assert not any(output.requires_grad for output in outputs)
+    assert not [warning for warning in recwarn if "autograd" in str(warning.message).lower()]

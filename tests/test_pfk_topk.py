@@ -70,8 +70,9 @@ def test_all_equal_values_return_the_lowest_allowed_indices():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k", [1, 5, 40])  # 40: longer than the kernel's 16-column threshold blocks
 @pytest.mark.parametrize("rows, columns", [(2, 20011), (64, 5003), (300, 777)])
-def test_many_tiles_and_a_ragged_last_tile(threads, rows, columns):
+def test_many_tiles_and_a_ragged_last_tile(threads, k, rows, columns):
     generator = torch.Generator().manual_seed(rows)
     query = [torch.randint(-2, 3, (rows, 5), generator=generator).float()]
     pool = [torch.randint(-2, 3, (columns, 5), generator=generator).float()]
@@ -79,10 +80,10 @@ def test_many_tiles_and_a_ragged_last_tile(threads, rows, columns):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        values, indices = torch_al.pfk_topk(query, pool, pool_mask=mask, k=5)
+        values, indices = torch_al.pfk_topk(query, pool, pool_mask=mask, k=k)
     finally:
         torch.set_num_threads(before)
-    expected_values, expected_indices = reference_topk(reference_kernel(query, pool), mask, 5)
+    expected_values, expected_indices = reference_topk(reference_kernel(query, pool), mask, k)
     assert torch.equal(indices, expected_indices)
     assert torch.equal(values.double(), expected_values)
 
@@ -124,6 +125,50 @@ def test_strided_inputs():
     expected_values, expected_indices = reference_topk(reference_kernel(query, pool, gradients, pool_g), None, 4)
     assert_close(values, expected_values)
     assert torch.equal(indices, expected_indices)
+
+
+WIDTHS = (3, 0, 5, 2)  # a zero-width scale inside
+
+
+def column_views(store, layout):
+    """Scales of widths WIDTHS cut from the columns of ``store``: "adjacent" (how descriptor
+    capture stores them, read in place by the kernels), or laid out so they must be copied:
+    "reversed" order, a "gap" between scales, a "transposed" store (column stride != 1)."""
+    if layout == "transposed":
+        store = store.t().contiguous().t()
+    starts = [0, 3, 3, 8] if layout != "gap" else [0, 4, 4, 10]
+    views = [store[:, start : start + width] for start, width in zip(starts, WIDTHS)]
+    return views[::-1] if layout == "reversed" else views
+
+
+@pytest.mark.parametrize("layout", ["adjacent", "reversed", "gap", "transposed"])
+@pytest.mark.parametrize("combine", COMBINES)
+@pytest.mark.parametrize("columns", [1, 700])
+def test_scales_cut_from_one_store_equal_separate_copies(layout, combine, columns):
+    generator = torch.Generator().manual_seed(columns)
+    stores = [torch.randn(rows, 12, generator=generator, dtype=torch.float64) for rows in (5, columns, 5, columns)]
+    views = [column_views(store, layout) for store in stores]
+    copies = [[view.contiguous() for view in scales] for scales in views]
+    mask = torch.rand(columns, generator=generator) < 0.3
+    values, indices = torch_al.pfk_topk(*views, pool_mask=mask, k=4, combine=combine)
+    copied_values, copied_indices = torch_al.pfk_topk(*copies, pool_mask=mask, k=4, combine=combine)
+    assert torch.equal(indices, copied_indices)  # values may differ in the last bit: BLAS blocks by stride
+    assert_close(values, copied_values, rtol=1e-14, atol=1e-14)
+    expected_values, expected_indices = reference_topk(reference_kernel(*copies, combine=combine), mask, 4)
+    assert torch.equal(indices, expected_indices)
+    assert_close(values, expected_values)
+
+
+@pytest.mark.parametrize("name", ["query_z", "pool_z", "query_g", "pool_g"])
+@pytest.mark.parametrize("position", [0, 2, 3])
+def test_non_finite_input_in_one_store_names_the_scale(name, position):
+    problem = {key: column_views(torch.randn(rows, 12), "adjacent") for key, rows in (("query_z", 3), ("pool_z", 7), ("query_g", 3), ("pool_g", 7))}
+    problem[name][position][-1, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=rf"pfk_topk: {name}\[{position}\] contains NaN"):
+        torch_al.pfk_topk(**problem, k=2)
+    problem[name][position][-1, 0] = float("inf")
+    with pytest.raises(RuntimeError, match=rf"pfk_topk: {name}\[{position}\] contains inf"):
+        torch_al.pfk_topk(**problem, k=2)
 
 
 def test_value_overflowing_to_nan_never_outranks_a_finite_one():

@@ -129,13 +129,14 @@ def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
     """Each sample's descriptor, per scale, standardised across that scale's channels (minus the
     mean, over the unbiased std + 1e-10), as the authors' code does: a dot product of two such
     vectors is the per-scale Pearson correlation weighted by the channel count. A one-channel
-    scale has no spread and becomes 0."""
-    scales = []
+    scale has no spread and becomes 0. The scales are column views of one new (N, L) store, which
+    the pfk_topk kernels read in place instead of packing the scales per tile."""
+    standardised = torch.empty_like(store)
     for span in columns.values():
         x = store[:, span]
         std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
-        scales.append((x - x.mean(dim=1, keepdim=True)) / (std + 1e-10))
-    return scales
+        torch.div(x - x.mean(dim=1, keepdim=True), std + 1e-10, out=standardised[:, span])
+    return [standardised[:, span] for span in columns.values()]
 
 
 def _check_labels(labels: Tensor | str, total: int) -> None:

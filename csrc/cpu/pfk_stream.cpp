@@ -16,10 +16,12 @@ namespace {
 // Tiles are multiplied one after the other by the multithreaded BLAS and reduced by
 // at::parallel_for over rows. Running whole tiles per thread instead (each thread its own tile
 // and top-k) was measured 5-30x slower on a loaded 2-core machine: BLAS calls nested in the
-// parallel region oversubscribe the cores. Tiles of ~4 MiB keep the products near BLAS speed.
-constexpr int64_t kTileBytes = int64_t{1} << 22;
-constexpr int64_t kMinTileWidth = 64;
-constexpr int64_t kMaxTileWidth = 16384;
+// parallel region oversubscribe the cores. A tile of ~512 KiB per factor stays in L2 between the
+// product and the epilogue that reads it, and BLAS runs such tiles at or above its speed on the
+// whole (M, N) product (a sweep of widths 64..16384 at M = 125 and 1250, L = 80 and 768).
+constexpr int64_t kTileBytes = int64_t{1} << 19;
+constexpr int64_t kMinTileWidth = 256;
+constexpr int64_t kMaxTileWidth = 4096;
 // Rows (or columns) of a tile per parallel task in the epilogue.
 constexpr int64_t kEpilogueGrain = 32768;
 
@@ -36,24 +38,77 @@ struct TopKLists {
   int64_t k;
 };
 
-// Merges rows [first_row, end_row) of a tile into the lists: R = base + lhs * rhs, masked columns
-// skipped.
+// Columns per threshold test: a block is read with no branch (so it vectorises) and entered
+// only when one of its columns beats the row's current k-th value.
+constexpr int64_t kBlock = 16;
+
+// The pieces of one tile row R[m, :] = base + lhs * rhs, and the tile's per-column penalty (0, or
+// -inf for a masked column, which makes every value of that column lose to a full list).
+template <typename scalar_t>
+struct TileRow {
+  const scalar_t* base;
+  const scalar_t* lhs;
+  const scalar_t* rhs;
+  const scalar_t* penalty;
+};
+
+template <typename scalar_t, bool kBase, bool kRhs>
+inline scalar_t row_value(const TileRow<scalar_t>& row, int64_t n) {
+  return pfk_value<scalar_t>(kBase ? row.base[n] : scalar_t(0), row.lhs[n], kRhs ? row.rhs[n] : scalar_t(1));
+}
+
+// Whether any column of the block [n, n + kBlock) can enter a full list whose last value is
+// `threshold`. NaN values and masked columns compare false.
+template <typename scalar_t, bool kBase, bool kRhs>
+inline bool block_beats(const TileRow<scalar_t>& row, int64_t n, scalar_t threshold) {
+  int hits = 0;
+  for (int64_t j = n; j < n + kBlock; ++j) {
+    const scalar_t value = (kBase ? row.base[j] : scalar_t(0)) + row.lhs[j] * (kRhs ? row.rhs[j] : scalar_t(1));
+    hits |= (value + row.penalty[j]) > threshold;
+  }
+  return hits != 0;
+}
+
+// Merges one tile row (pool columns begin .. begin + width) into a best-first list. Every column
+// of this tile has a larger pool index than the entries already listed, so once the list is
+// full a column enters exactly when its value exceeds the last one's: the blocks below skip the
+// scalar insertion unless that happens.
+template <typename scalar_t, bool kBase, bool kRhs>
+void merge_row(
+    const TileRow<scalar_t>& row, int64_t width, int64_t begin, scalar_t* values, int64_t* indices,
+    int64_t k) {
+  int64_t n = 0;
+  for (; n < width && indices[k - 1] < 0; ++n) {  // filling the list: every allowed column enters
+    if (row.penalty[n] == 0) {
+      insert_sorted(values, indices, k, row_value<scalar_t, kBase, kRhs>(row, n), begin + n);
+    }
+  }
+  scalar_t threshold = values[k - 1];
+  for (; n < width; n += kBlock) {
+    const int64_t end = std::min(n + kBlock, width);
+    if (end - n == kBlock && !block_beats<scalar_t, kBase, kRhs>(row, n, threshold)) {
+      continue;
+    }
+    for (int64_t j = n; j < end; ++j) {
+      const scalar_t value = row_value<scalar_t, kBase, kRhs>(row, j);
+      if (row.penalty[j] == 0 && value > threshold) {
+        insert_sorted(values, indices, k, value, begin + j);
+        threshold = values[k - 1];
+      }
+    }
+  }
+}
+
+// Merges rows [first_row, end_row) of a tile into the lists.
 template <typename scalar_t, bool kBase, bool kRhs>
 void merge_tile_rows(
     const scalar_t* base, const scalar_t* lhs, const scalar_t* rhs, int64_t first_row, int64_t end_row,
-    int64_t width, int64_t begin, const bool* mask, const TopKLists<scalar_t>& lists) {
+    int64_t width, int64_t begin, const scalar_t* penalty, const TopKLists<scalar_t>& lists) {
   for (int64_t m = first_row; m < end_row; ++m) {
     const int64_t offset = m * width;
-    scalar_t* values = lists.values + m * lists.k;
-    int64_t* indices = lists.indices + m * lists.k;
-    for (int64_t n = 0; n < width; ++n) {
-      if (mask != nullptr && mask[begin + n]) {
-        continue;
-      }
-      const scalar_t value = pfk_value<scalar_t>(
-          kBase ? base[offset + n] : scalar_t(0), lhs[offset + n], kRhs ? rhs[offset + n] : scalar_t(1));
-      insert_sorted(values, indices, lists.k, value, begin + n);
-    }
+    const TileRow<scalar_t> row{
+        kBase ? base + offset : nullptr, lhs + offset, kRhs ? rhs + offset : nullptr, penalty};
+    merge_row<scalar_t, kBase, kRhs>(row, width, begin, lists.values + m * lists.k, lists.indices + m * lists.k, lists.k);
   }
 }
 
@@ -75,7 +130,7 @@ void column_maxima(
 
 template <typename scalar_t, bool kBase, bool kRhs>
 void reduce_tile(
-    const PfkTile& tile, int64_t rows, const bool* mask, PfkReduction reduction, scalar_t* scratch,
+    const PfkTile& tile, int64_t rows, const scalar_t* penalty, PfkReduction reduction, scalar_t* scratch,
     const TopKLists<scalar_t>& lists) {
   const scalar_t* base = kBase ? tile.base.const_data_ptr<scalar_t>() : nullptr;
   const scalar_t* lhs = tile.lhs.const_data_ptr<scalar_t>();
@@ -84,30 +139,38 @@ void reduce_tile(
   if (reduction == PfkReduction::kPerQueryRow) {
     const int64_t grain = std::max<int64_t>(1, kEpilogueGrain / width);
     at::parallel_for(0, rows, grain, [&](int64_t first, int64_t end) {
-      merge_tile_rows<scalar_t, kBase, kRhs>(base, lhs, rhs, first, end, width, tile.begin, mask, lists);
+      merge_tile_rows<scalar_t, kBase, kRhs>(base, lhs, rhs, first, end, width, tile.begin, penalty, lists);
     });
   } else {
     const int64_t grain = std::max<int64_t>(1, kEpilogueGrain / std::max<int64_t>(rows, 1));
     at::parallel_for(0, width, grain, [&](int64_t first, int64_t end) {
       column_maxima<scalar_t, kBase, kRhs>(base, lhs, rhs, rows, width, first, end, scratch);
     });
-    merge_tile_rows<scalar_t, false, false>(nullptr, scratch, nullptr, 0, 1, width, tile.begin, mask, lists);
+    merge_tile_rows<scalar_t, false, false>(nullptr, scratch, nullptr, 0, 1, width, tile.begin, penalty, lists);
   }
 }
 
 // Instantiates the epilogue for the tile's form so its inner loop carries no per-element branch.
 template <typename scalar_t>
 void reduce_tile_any_form(
-    const PfkTile& tile, int64_t rows, const bool* mask, PfkReduction reduction, scalar_t* scratch,
+    const PfkTile& tile, int64_t rows, const scalar_t* penalty, PfkReduction reduction, scalar_t* scratch,
     const TopKLists<scalar_t>& lists) {
   const bool has_base = tile.base.defined();
   const bool has_rhs = tile.rhs.defined();
   if (has_base) {
-    reduce_tile<scalar_t, true, true>(tile, rows, mask, reduction, scratch, lists);
+    reduce_tile<scalar_t, true, true>(tile, rows, penalty, reduction, scratch, lists);
   } else if (has_rhs) {
-    reduce_tile<scalar_t, false, true>(tile, rows, mask, reduction, scratch, lists);
+    reduce_tile<scalar_t, false, true>(tile, rows, penalty, reduction, scratch, lists);
   } else {
-    reduce_tile<scalar_t, false, false>(tile, rows, mask, reduction, scratch, lists);
+    reduce_tile<scalar_t, false, false>(tile, rows, penalty, reduction, scratch, lists);
+  }
+}
+
+// Per column of the tile [begin, begin + width): 0, or -inf where the mask excludes it.
+template <typename scalar_t>
+void fill_penalty(const bool* mask, int64_t begin, int64_t width, scalar_t* penalty) {
+  for (int64_t n = 0; n < width; ++n) {
+    penalty[n] = mask != nullptr && mask[begin + n] ? -std::numeric_limits<scalar_t>::infinity() : scalar_t(0);
   }
 }
 
@@ -124,9 +187,12 @@ void pfk_stream_cpu(
   AT_DISPATCH_FLOATING_TYPES(options.dtype().toScalarType(), "pfk_stream_cpu", [&] {
     const TopKLists<scalar_t> lists{values.mutable_data_ptr<scalar_t>(), indices.mutable_data_ptr<int64_t>(), k};
     std::vector<scalar_t> scratch(reduction == PfkReduction::kPerPoolColumn ? width : 0);
+    std::vector<scalar_t> penalty(width);
     for (int64_t begin = 0; begin < plan.columns; begin += width) {
-      const auto tile = workspace.compute(begin, std::min(width, plan.columns - begin));
-      reduce_tile_any_form<scalar_t>(tile, plan.rows, mask_data, reduction, scratch.data(), lists);
+      const int64_t tile_columns = std::min(width, plan.columns - begin);
+      const auto tile = workspace.compute(begin, tile_columns);
+      fill_penalty(mask_data, begin, tile_columns, penalty.data());
+      reduce_tile_any_form<scalar_t>(tile, plan.rows, penalty.data(), reduction, scratch.data(), lists);
     }
   });
 }
