@@ -47,7 +47,9 @@ def _files(*patterns: str) -> list[str]:
 
 def extension():
     sources = _files("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/autograd/*.cpp", "csrc/python/*.cpp")
-    compile_args = {"cxx": ["-O3", "-DTORCH_AL_BUILD_LIBRARY"]}
+    # No FMA contraction: the CPU kernels share their arithmetic with the CUDA ones (csrc/*_math.h),
+    # and a compiler that fused a * b + c where the target has FMA would change their results.
+    compile_args = {"cxx": ["-O3", "-ffp-contract=off", "-DTORCH_AL_BUILD_LIBRARY"]}
     macros = []
     if CUDA.build_cuda:
         sources += _files("csrc/cuda/*.cu")

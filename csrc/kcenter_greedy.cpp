@@ -2,6 +2,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/Context.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
@@ -138,7 +139,10 @@ at::Tensor nearest_initial_center(
     const int64_t end = std::min(n, begin + block_rows);
     const auto block =
         scaled_rows(x.slice(0, begin, end), scaled ? inverse_norms.slice(0, begin, end) : inverse_norms) - mean;
-    // argmin_j |x - c_j|^2 = argmin_j (|c_j|^2 - 2 x.c_j): |x|^2 is the same for every j.
+    // argmin_j |x - c_j|^2 = argmin_j (|c_j|^2 - 2 x.c_j): |x|^2 is the same for every j. The
+    // product stays exact float32 whatever the user set for TF32: a rounded product can name
+    // another nearest center, and the picks would no longer be exact farthest-first.
+    const at::NoTF32Guard exact_products;
     const auto partial = at::addmm(center_sq, block, centers_t, 1, -2);
     nearest.slice(0, begin, end).copy_(initial_indices.index_select(0, partial.argmin(1)));
   }

@@ -279,3 +279,21 @@ def test_cpu_and_cuda_agree_bit_for_bit(dtype, metric, initial_size):
     cuda = torch_al.kcenter_greedy(x.cuda(), 50, None if initial is None else initial.cuda(), metric=metric)
     assert torch.equal(cpu[0], cuda[0].cpu())
     assert torch.equal(cpu[1], cuda[1].cpu())
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_initial_centers_ignore_the_global_tf32_setting(metric):
+    """The nearest initial center of each point comes from exact float32 products even where the
+    user allowed TF32: rounded products would name other centers for near ties."""
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(3000, 70, generator=generator) + 3).cuda()
+    initial = torch.randperm(3000, generator=generator)[:200].cuda()
+    exact = torch_al.kcenter_greedy(x, 50, initial, metric=metric)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        loose = torch_al.kcenter_greedy(x, 50, initial, metric=metric)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert torch.equal(exact[0], loose[0]) and torch.equal(exact[1], loose[1])

@@ -43,6 +43,14 @@ def test_the_version_is_the_package_metadata_and_the_cmake_project():
     assert "torch_al/_version.py" in cmake and "project(torch_al VERSION ${TORCH_AL_VERSION}" in cmake
 
 
+def test_host_code_is_compiled_without_fma_contraction():
+    """CPU and CUDA kernels share their arithmetic (csrc/*_math.h); an FMA-contracting compiler
+    would change the CPU results on targets with FMA, so both builds switch contraction off."""
+    for build_file, flag in (("setup.py", '"-ffp-contract=off"'), ("CMakeLists.txt", "-ffp-contract=off>")):
+        with open(os.path.join(REPO_ROOT, build_file)) as f:
+            assert flag in f.read(), build_file
+
+
 def test_pyproject_declares_the_extras_and_the_command():
     with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
