@@ -5,7 +5,6 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/aminmax.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -114,7 +113,8 @@ void check_pfk_topk_inputs(const char* op, const PfkArgs& args) {
 namespace {
 
 // The descriptors checked by one aminmax: a list's scales at once where they are column views
-// of one store (a strided reduction per narrow scale is several times slower), else one scale.
+// of one store (a strided reduction per narrow scale is several times slower), else one scale;
+// empty ones have nothing to check.
 struct FiniteCheck {
   const char* name;
   at::TensorList scales;
@@ -129,11 +129,15 @@ std::vector<FiniteCheck> finite_checks(const PfkArgs& args) {
       return;
     }
     if (auto joined = adjacent_columns(list); joined.defined() && list.size() > 1) {
-      checks.push_back({name, list, 0, joined});
+      if (joined.numel() > 0) {
+        checks.push_back({name, list, 0, joined});
+      }
       return;
     }
     for (size_t j = 0; j < list.size(); ++j) {
-      checks.push_back({name, list.slice(j, 1), j, list[j]});
+      if (list[j].numel() > 0) {
+        checks.push_back({name, list.slice(j, 1), j, list[j]});
+      }
     }
   };
   add("query_z", args.query_z);
@@ -161,12 +165,8 @@ void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
   auto checks = finite_checks(args);
   std::vector<at::Tensor> extremes;
   for (const auto& check : checks) {
-    if (check.values.numel() > 0) {
-      auto [lowest, highest] = at::aminmax(check.values);
-      extremes.push_back(at::stack({lowest, highest}));
-    } else {
-      extremes.push_back(at::zeros({2}, check.values.options()));
-    }
+    auto [lowest, highest] = at::aminmax(check.values);
+    extremes.push_back(at::stack({lowest, highest}));
   }
   if (extremes.empty()) {
     return;
