@@ -27,7 +27,7 @@ void check_pool_features_inputs(const char* op, const at::Tensor& x) {
 void check_pool_features_into_inputs(
     const at::Tensor& x,
     const at::Tensor& out,
-    const at::Tensor& rows,
+    const std::optional<at::Tensor>& rows,
     int64_t column) {
   constexpr const char* op = "pool_features_into";
   check_pool_features_inputs(op, x);
@@ -38,17 +38,24 @@ void check_pool_features_into_inputs(
   TORCH_CHECK(
       out.device() == x.device(),
       op, ": out is on ", out.device(), " but x is on ", x.device());
-  TORCH_CHECK(
-      rows.dim() == 1 && rows.scalar_type() == at::kLong,
-      op, ": rows must be a 1-D int64 tensor, got shape ", rows.sizes(), " dtype ",
-      rows.scalar_type());
-  TORCH_CHECK(
-      rows.device() == x.device(),
-      op, ": rows is on ", rows.device(), " but x is on ", x.device());
-  TORCH_CHECK(
-      rows.size(0) == x.size(0),
-      op, ": rows has ", rows.size(0), " entries but x has N=", x.size(0), " (x shape ",
-      x.sizes(), ")");
+  if (rows.has_value()) {
+    TORCH_CHECK(
+        rows->dim() == 1 && rows->scalar_type() == at::kLong,
+        op, ": rows must be a 1-D int64 tensor, got shape ", rows->sizes(), " dtype ",
+        rows->scalar_type());
+    TORCH_CHECK(
+        rows->device() == x.device(),
+        op, ": rows is on ", rows->device(), " but x is on ", x.device());
+    TORCH_CHECK(
+        rows->size(0) == x.size(0),
+        op, ": rows has ", rows->size(0), " entries but x has N=", x.size(0), " (x shape ",
+        x.sizes(), ")");
+  } else {
+    TORCH_CHECK(
+        out.size(0) == x.size(0),
+        op, ": without rows, out must have x's N=", x.size(0), " rows (narrow the store), got out of shape ",
+        out.sizes());
+  }
   TORCH_CHECK(
       column >= 0 && column + x.size(1) <= out.size(1),
       op, ": columns [", column, ", ", column + x.size(1), ") of x (C=", x.size(1),
@@ -84,13 +91,16 @@ at::Tensor pool_features_with(const at::Tensor& x, PoolInto pool_into) {
 }
 
 void pool_features_into_with(
-    const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column, PoolInto pool_into) {
+    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column,
+    PoolInto pool_into) {
   check_pool_features_into_inputs(x, out, rows, column);
   const c10::DeviceGuard device_guard(x.device());
-  check_pool_features_into_rows(rows, out.size(0));
+  if (rows.has_value()) {
+    check_pool_features_into_rows(*rows, out.size(0));
+  }
   if (x.size(0) > 0 && x.size(1) > 0) {
-    const auto rows_contiguous = rows.contiguous();
-    pool_into(x, out, rows_contiguous.const_data_ptr<int64_t>(), column);
+    const auto rows_contiguous = rows.has_value() ? rows->contiguous() : at::Tensor();
+    pool_into(x, out, rows.has_value() ? rows_contiguous.const_data_ptr<int64_t>() : nullptr, column);
   }
 }
 
@@ -104,11 +114,11 @@ at::Tensor pool_features(const at::Tensor& x) {
 void pool_features_into(
     const at::Tensor& x,
     at::Tensor& out,
-    const at::Tensor& rows,
+    const std::optional<at::Tensor>& rows,
     int64_t column) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::pool_features_into", "")
-                       .typed<void(const at::Tensor&, at::Tensor&, const at::Tensor&, int64_t)>();
+                       .typed<void(const at::Tensor&, at::Tensor&, const std::optional<at::Tensor>&, int64_t)>();
   op.call(x, out, rows, column);
 }
 
@@ -124,7 +134,7 @@ at::Tensor _pool_features_backward(const at::Tensor& grad, c10::SymIntArrayRef i
 TORCH_LIBRARY_FRAGMENT(torch_al, m) {
   m.set_python_module("torch_al._meta_registrations");
   m.def("pool_features(Tensor x) -> Tensor");
-  m.def("pool_features_into(Tensor x, Tensor(a!) out, Tensor rows, int column) -> ()");
+  m.def("pool_features_into(Tensor x, Tensor(a!) out, Tensor? rows, int column) -> ()");
   m.def("_pool_features_backward(Tensor grad, SymInt[] input_shape) -> Tensor");
 }
 

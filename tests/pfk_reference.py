@@ -57,6 +57,12 @@ def random_problem(generator, dtype, integer=False, gradients=True, max_rows=8, 
     return query_z, pool_z, query_g, pool_g
 
 
+def fixed_shape_problem(generator, rows, columns, widths=(3, 2, 4)):
+    """Small-integer descriptors (exact values, ties everywhere) of M = rows, N = columns, with
+    the given scale widths, gradients included."""
+    return tuple(random_descriptors(generator, count, widths, torch.float32, True) for count in (rows, columns, rows, columns))
+
+
 def random_mask(generator, columns, kind, k):
     """none, random, all but k (k allowed columns left), or all columns excluded."""
     if kind == "none":

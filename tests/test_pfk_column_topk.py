@@ -6,7 +6,7 @@ from torch.testing import assert_close
 
 import torch_al
 from common_utils import cpu_and_cuda
-from pfk_reference import COMBINES, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
+from pfk_reference import COMBINES, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 
 def reference_column_topk(problem, mask, k, combine):
@@ -49,6 +49,19 @@ def test_ties_break_to_the_lower_index_exactly(combine, rows, max_columns):
     expected_values, expected_indices, _ = reference_column_topk(problem, mask, 25, combine)
     assert torch.equal(indices, expected_indices)
     assert torch.equal(values.double(), expected_values)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("combine", COMBINES)
+@pytest.mark.parametrize("k", [1, 25, 300])
+@pytest.mark.parametrize("rows, columns", [(3, 30000), (300, 2000)])
+def test_cpu_and_cuda_agree_tie_aware(combine, k, rows, columns):
+    generator = torch.Generator().manual_seed(rows + k)
+    problem = fixed_shape_problem(generator, rows, columns)
+    mask = torch.rand(columns, generator=generator) < 0.3
+    cpu = torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine)
+    cuda = torch_al.pfk_column_topk(*[[t.cuda() for t in part] for part in problem], pool_mask=mask.cuda(), k=k, combine=combine)
+    assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
 
 
 def test_no_query_rows_scores_every_column_minus_inf():

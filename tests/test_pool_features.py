@@ -102,6 +102,7 @@ def test_opcheck():
         torch.ops.torch_al.pool_features_into.default,
         (torch.randn(3, 4, 5, 6), store, torch.tensor([7, 0, 3]), 2),
     )
+    torch.library.opcheck(torch.ops.torch_al.pool_features_into.default, (torch.randn(3, 4, 5, 6), store[2:5], None, 2))
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
@@ -173,6 +174,28 @@ def test_into_matches_reference(device, dtype):
         assert_close(store.double(), expected, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_into_without_rows_fills_a_narrowed_block(device):
+    x = torch.randn(3, 4, 5, device=device)
+    store = torch.zeros(7, 6, device=device)
+    torch_al.pool_features_into(x, store.narrow(0, 2, 3), None, 1)
+    expected = torch.zeros(7, 6, dtype=torch.float64, device=device)
+    expected[2:5, 1:5] = reference_pool_features(x)
+    assert_close(store.double(), expected, **tolerance(torch.float32))
+
+
+@pytest.mark.needs_cuda
+def test_into_without_rows_never_waits_on_the_device():
+    x = torch.randn(3, 4, 5, device="cuda")
+    store = torch.zeros(7, 6, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        torch_al.pool_features_into(x, store[2:5], None, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert_close(store[2:5, 1:5].double(), reference_pool_features(x))
+
+
 def test_into_strided_store_and_channels_last_input():
     x = torch.randn(3, 4, 5, 5).contiguous(memory_format=torch.channels_last)
     store = torch.zeros(6, 8).t()  # (8, 6), column-major
@@ -198,6 +221,7 @@ def test_into_empty_batch_is_a_no_op():
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4, dtype=torch.float64), torch.tensor([0, 1]), 0), "out dtype Double must equal x dtype Float"),
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), torch.tensor([0, 1], dtype=torch.int32), 0), "rows must be a 1-D int64"),
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), torch.tensor([0, 1, 2]), 0), "rows has 3 entries but x has N=2"),
+        (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), None, 0), r"without rows, out must have x's N=2 rows .* got out of shape \[4, 4\]"),
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), torch.tensor([0, 4]), 0), r"rows must lie in \[0, 4\)"),
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), torch.tensor([-1, 2]), 0), r"got values in \[-1, 2\]"),
         (lambda: (torch.randn(2, 3, 4), torch.zeros(4, 4), torch.tensor([1, 1]), 0), "rows must be distinct"),

@@ -26,21 +26,27 @@ if has_ops():
         return x.new_empty((x.shape[0], x.shape[1]))
 
     @torch.library.register_fake("torch_al::pool_features_into")
-    def _pool_features_into_fake(x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor, column: int) -> None:
+    def _pool_features_into_fake(x: torch.Tensor, out: torch.Tensor, rows: torch.Tensor | None, column: int) -> None:
         op = "pool_features_into"
         _check_pool_features_input(op, x)
         torch._check(out.dim() == 2, lambda: f"{op}: out must be a 2-D store (P, L), got shape {tuple(out.shape)}")
         torch._check(out.dtype == x.dtype, lambda: f"{op}: out dtype {out.dtype} must equal x dtype {x.dtype}")
         torch._check(out.device == x.device, lambda: f"{op}: out is on {out.device} but x is on {x.device}")
-        torch._check(
-            rows.dim() == 1 and rows.dtype == torch.int64,
-            lambda: f"{op}: rows must be a 1-D int64 tensor, got shape {tuple(rows.shape)} dtype {rows.dtype}",
-        )
-        torch._check(rows.device == x.device, lambda: f"{op}: rows is on {rows.device} but x is on {x.device}")
-        torch._check(
-            rows.shape[0] == x.shape[0],
-            lambda: f"{op}: rows has {rows.shape[0]} entries but x has N={x.shape[0]}",
-        )
+        if rows is None:
+            torch._check(
+                out.shape[0] == x.shape[0],
+                lambda: f"{op}: without rows, out must have x's N={x.shape[0]} rows (narrow the store), got out of shape {list(out.shape)}",
+            )
+        else:
+            torch._check(
+                rows.dim() == 1 and rows.dtype == torch.int64,
+                lambda: f"{op}: rows must be a 1-D int64 tensor, got shape {tuple(rows.shape)} dtype {rows.dtype}",
+            )
+            torch._check(rows.device == x.device, lambda: f"{op}: rows is on {rows.device} but x is on {x.device}")
+            torch._check(
+                rows.shape[0] == x.shape[0],
+                lambda: f"{op}: rows has {rows.shape[0]} entries but x has N={x.shape[0]}",
+            )
         torch._check(
             column >= 0 and column + x.shape[1] <= out.shape[1],
             lambda: f"{op}: columns [{column}, {column + x.shape[1]}) of x do not fit out of shape {tuple(out.shape)}",

@@ -101,8 +101,8 @@ def compute_descriptors(
         with DescriptorCapture(model, layers, capture=capture, channel_dim=channel_dim) as hooks:
             for batch in tqdm(loader, desc="descriptors", disable=not progress):
                 x = _inputs_of(batch).to(device)
-                rows = torch.arange(start, start + x.shape[0], device=device)
-                if rows.numel() and rows[-1] >= total:
+                rows = slice(start, start + x.shape[0])
+                if rows.stop > total:
                     raise ValueError(f"the loader yielded more than the {total} samples it reports")
                 if stores:
                     hooks.write_into(stores, rows)
@@ -149,7 +149,7 @@ def _check_labels(labels: Tensor | str, total: int) -> None:
         raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
 
 
-def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: Tensor) -> dict[str, Tensor | None]:
+def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: slice) -> dict[str, Tensor | None]:
     """Channel counts and dtypes are known only after the first batch: allocate, then copy it in."""
     columns = hooks.columns()
     width = sum(span.stop - span.start for span in columns.values())

@@ -33,7 +33,7 @@ at::Tensor pool_features_autograd(const at::Tensor& x) {
 // The store is a sink, not part of any graph: refuse a store that requires grad (as in-place ops
 // on such leaves are refused) and bump its version so autograd sees the write.
 void pool_features_into_autograd(
-    const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
+    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column) {
   TORCH_CHECK(
       !out.requires_grad(),
       "pool_features_into: out must not require grad; the descriptor store is not differentiable");

@@ -65,7 +65,7 @@ TORCH_LIBRARY_IMPL(torch_al, CPU, m) {
   m.impl("pool_features", [](const at::Tensor& x) { return pool_features_with(x, pool_into_cpu); });
   m.impl(
       "pool_features_into",
-      [](const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
+      [](const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column) {
         pool_features_into_with(x, out, rows, column, pool_into_cpu);
       });
 }

@@ -2,11 +2,14 @@
 // with the products already in (M, width) buffers, the pure-torch definition is
 //   R = base + lhs * rhs;  R[:, mask[begin:begin + width]] = excluded
 //   values, indices = topk(cat([values, R]), k) per row, ties to the lower pool index
-// (per pool column: R.amax(0) first, as one row). Nothing of size M x N is ever written.
+// Per pool column it is R.amax(0) into an (N,) vector over all tiles, then one stable sort.
+// Nothing of size M x N is ever written, and no step waits on the host.
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/full_like.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/where.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -20,12 +23,32 @@ namespace torch_al::ops {
 
 namespace {
 
-constexpr int kThreads = 256;
-// Columns a block scans between two merges; also the staging capacity, so it never overflows.
-constexpr int kChunk = 1024;
-constexpr int64_t kMaxBlocks = 65535;
+constexpr int kWarp = 32;
+constexpr unsigned kAllLanes = 0xffffffffu;
+constexpr int kWarpsPerBlock = 8;
 // Tile buffers of M x width elements: large enough to keep cuBLAS busy, bounded whatever N is.
 constexpr int64_t kTileElements = int64_t{1} << 24;
+constexpr int64_t kMinTileWidth = 1024;
+// Fewest columns one warp scans when a row's tile is split between warps: below that the merge
+// of the splits costs more than the extra warps save.
+constexpr int64_t kMinSplitWidth = 1024;
+// Most entries of the split lists (rows x splits x k), whatever the shapes.
+constexpr int64_t kMaxSplitEntries = int64_t{1} << 22;
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+template <typename scalar_t>
+struct Candidate {
+  scalar_t value;
+  int64_t index;  // -1: nothing (a masked column, a lane past the end, an empty list slot)
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ Candidate<scalar_t> nothing() {
+  return {-static_cast<scalar_t>(INFINITY), -1};
+}
 
 template <typename scalar_t>
 struct TileArgs {
@@ -42,142 +65,333 @@ __device__ __forceinline__ scalar_t tile_value(const TileArgs<scalar_t>& tile, i
       kBase ? tile.base[offset] : scalar_t(0), tile.lhs[offset], kRhs ? tile.rhs[offset] : scalar_t(1));
 }
 
-// How many of the `count` staged (unsorted) candidates beat (value, index).
+// The candidates of row m are the tile's columns, masked ones left out.
+template <typename scalar_t, bool kBase, bool kRhs>
+struct TileSource {
+  using scalar_type = scalar_t;
+  TileArgs<scalar_t> tile;
+  const bool* mask;
+
+  __device__ __forceinline__ Candidate<scalar_t> at(int64_t row, int64_t n) const {
+    const int64_t column = tile.begin + n;
+    if (mask != nullptr && mask[column]) {
+      return nothing<scalar_t>();
+    }
+    return {tile_value<scalar_t, kBase, kRhs>(tile, row * tile.width + n), column};
+  }
+};
+
+// The candidates of row m are the entries of its split lists, laid out contiguously.
 template <typename scalar_t>
-__device__ int64_t count_beating_staged(
-    const scalar_t* values, const int64_t* indices, int count, scalar_t value, int64_t index) {
-  int64_t beaten_by = 0;
-  for (int s = 0; s < count; ++s) {
-    beaten_by += beats(values[s], indices[s], value, index) ? 1 : 0;
+struct SplitListsSource {
+  using scalar_type = scalar_t;
+  const scalar_t* values;
+  const int64_t* indices;
+  int64_t row_stride;
+
+  __device__ __forceinline__ Candidate<scalar_t> at(int64_t row, int64_t n) const {
+    return {values[row * row_stride + n], indices[row * row_stride + n]};
   }
-  return beaten_by;
+};
+
+// Where a warp's list starts from (init, row stride k; null: empty) and where it ends (out, at
+// (row * splits + split) * k). init may equal out: the list then updates in place.
+template <typename scalar_t>
+struct ListArgs {
+  const scalar_t* init_values;
+  const int64_t* init_indices;
+  scalar_t* out_values;
+  int64_t* out_indices;
+  int64_t k;
+};
+
+// k = 1: every lane keeps its own best candidate, and a shuffle tree picks the warp's.
+template <typename scalar_t>
+struct LaneArgmax {
+  using scalar_type = scalar_t;
+  Candidate<scalar_t> best;
+  int lane;
+
+  __device__ LaneArgmax(const ListArgs<scalar_t>& args, int64_t row, int lane_) : lane(lane_) {
+    best = args.init_values != nullptr && lane == 0
+        ? Candidate<scalar_t>{args.init_values[row], args.init_indices[row]}
+        : nothing<scalar_t>();
+  }
+
+  __device__ __forceinline__ void offer(const Candidate<scalar_t>& c) {
+    if (beats(c.value, c.index, best.value, best.index)) {
+      best = c;
+    }
+  }
+
+  __device__ void finish(scalar_t* values, int64_t* indices) {
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+      const Candidate<scalar_t> other{
+          __shfl_xor_sync(kAllLanes, best.value, offset), __shfl_xor_sync(kAllLanes, best.index, offset)};
+      offer(other);
+    }
+    if (lane == 0) {
+      values[0] = best.value;
+      indices[0] = best.index;
+    }
+  }
+};
+
+// 1 < k <= 32: lane i holds entry i of the best-first list, in registers. An insertion is one
+// ballot (the entries that beat the candidate are a prefix: its length is the position) and one
+// shuffle of the entries behind it.
+template <typename scalar_t>
+struct WarpRegisterList {
+  using scalar_type = scalar_t;
+  Candidate<scalar_t> entry;
+  int lane;
+  int k;
+
+  __device__ WarpRegisterList(const ListArgs<scalar_t>& args, int64_t row, int lane_)
+      : lane(lane_), k(static_cast<int>(args.k)) {
+    entry = args.init_values != nullptr && lane < k
+        ? Candidate<scalar_t>{args.init_values[row * k + lane], args.init_indices[row * k + lane]}
+        : nothing<scalar_t>();
+  }
+
+  // Every lane offers its candidate; only those beating the k-th entry are inserted.
+  __device__ __forceinline__ void offer(const Candidate<scalar_t>& c) {
+    const scalar_t last_value = __shfl_sync(kAllLanes, entry.value, k - 1);
+    const int64_t last_index = __shfl_sync(kAllLanes, entry.index, k - 1);
+    unsigned hits = __ballot_sync(kAllLanes, beats(c.value, c.index, last_value, last_index));
+    while (hits != 0) {
+      const int source = __ffs(hits) - 1;
+      hits &= hits - 1;
+      insert({__shfl_sync(kAllLanes, c.value, source), __shfl_sync(kAllLanes, c.index, source)});
+    }
+  }
+
+  __device__ void insert(const Candidate<scalar_t>& c) {
+    const unsigned ahead =
+        __ballot_sync(kAllLanes, lane < k && beats(entry.value, entry.index, c.value, c.index));
+    const int position = __popc(ahead);
+    const Candidate<scalar_t> previous{
+        __shfl_up_sync(kAllLanes, entry.value, 1), __shfl_up_sync(kAllLanes, entry.index, 1)};
+    if (lane == position) {
+      entry = c;
+    } else if (lane > position && lane < k) {
+      entry = previous;
+    }
+  }
+
+  __device__ void finish(scalar_t* values, int64_t* indices) {
+    if (lane < k) {
+      values[lane] = entry.value;
+      indices[lane] = entry.index;
+    }
+  }
+};
+
+// k > 32: the list lives in its output slot in global memory (cached), and the warp shifts it
+// together on an insertion, 32 entries a step.
+template <typename scalar_t>
+struct WarpMemoryList {
+  using scalar_type = scalar_t;
+  scalar_t* values;
+  int64_t* indices;
+  int64_t k;
+  int lane;
+
+  __device__ WarpMemoryList(const ListArgs<scalar_t>& args, int64_t row, int64_t slot, int lane_)
+      : values(args.out_values + slot * args.k), indices(args.out_indices + slot * args.k), k(args.k), lane(lane_) {
+    const scalar_t* init_values = args.init_values != nullptr ? args.init_values + row * k : nullptr;
+    if (init_values != values) {
+      for (int64_t i = lane; i < k; i += kWarp) {
+        values[i] = init_values != nullptr ? init_values[i] : -static_cast<scalar_t>(INFINITY);
+        indices[i] = init_values != nullptr ? args.init_indices[row * k + i] : -1;
+      }
+    }
+    __syncwarp();
+  }
+
+  __device__ __forceinline__ void offer(const Candidate<scalar_t>& c) {
+    unsigned hits = __ballot_sync(kAllLanes, beats(c.value, c.index, values[k - 1], indices[k - 1]));
+    while (hits != 0) {
+      const int source = __ffs(hits) - 1;
+      hits &= hits - 1;
+      insert({__shfl_sync(kAllLanes, c.value, source), __shfl_sync(kAllLanes, c.index, source)});
+    }
+  }
+
+  __device__ void insert(const Candidate<scalar_t>& c) {
+    int64_t position = 0;
+    if (lane == 0) {
+      position = count_beating_sorted(values, indices, k, c.value, c.index);
+    }
+    position = __shfl_sync(kAllLanes, position, 0);
+    // From the back, so every entry is read before the step behind it overwrites it.
+    for (int64_t top = k - 1; top > position; top -= kWarp) {
+      const int64_t i = top - lane;
+      const bool moves = i > position;
+      Candidate<scalar_t> previous{};
+      if (moves) {
+        previous = {values[i - 1], indices[i - 1]};
+      }
+      __syncwarp();
+      if (moves) {
+        values[i] = previous.value;
+        indices[i] = previous.index;
+      }
+      __syncwarp();
+    }
+    if (lane == 0 && position < k) {
+      values[position] = c.value;
+      indices[position] = c.index;
+    }
+    __syncwarp();
+  }
+
+  __device__ void finish(scalar_t*, int64_t*) {}  // already in place
+};
+
+template <typename List>
+__device__ __forceinline__ List make_list(
+    const ListArgs<typename List::scalar_type>& args, int64_t row, int64_t slot, int lane) {
+  if constexpr (std::is_same_v<List, WarpMemoryList<typename List::scalar_type>>) {
+    return List(args, row, slot, lane);
+  } else {
+    return List(args, row, lane);
+  }
 }
 
-// One block per query row. Each chunk of columns stages the candidates that beat the row's
-// current k-th entry in shared memory, then every staged and listed entry computes its rank in
-// the union (a merge by counting: the order is total, so ranks are distinct and the result does
-// not depend on the order in which threads staged) and writes itself to the spare list if the
-// rank is < k. The lists then swap roles.
-template <typename scalar_t, bool kBase, bool kRhs>
-__global__ void merge_tile_rows_kernel(
-    TileArgs<scalar_t> tile,
-    int64_t rows,
-    const bool* __restrict__ mask,
-    scalar_t* values,
-    int64_t* indices,
-    scalar_t* spare_values,
-    int64_t* spare_indices,
-    int64_t k) {
-  __shared__ scalar_t staged_values[kChunk];
-  __shared__ int64_t staged_indices[kChunk];
-  __shared__ int staged;
-  for (int64_t m = blockIdx.x; m < rows; m += gridDim.x) {
-    scalar_t* current_values = values + m * k;
-    int64_t* current_indices = indices + m * k;
-    scalar_t* next_values = spare_values + m * k;
-    int64_t* next_indices = spare_indices + m * k;
-    const int64_t row_offset = m * tile.width;
-    for (int64_t chunk = 0; chunk < tile.width; chunk += kChunk) {
-      if (threadIdx.x == 0) {
-        staged = 0;
-      }
-      __syncthreads();
-      const scalar_t last_value = current_values[k - 1];
-      const int64_t last_index = current_indices[k - 1];
-      const int64_t chunk_end = chunk + kChunk < tile.width ? chunk + kChunk : tile.width;
-      for (int64_t n = chunk + threadIdx.x; n < chunk_end; n += blockDim.x) {
-        const int64_t column = tile.begin + n;
-        if (mask != nullptr && mask[column]) {
-          continue;
-        }
-        const scalar_t value = tile_value<scalar_t, kBase, kRhs>(tile, row_offset + n);
-        if (beats(value, column, last_value, last_index)) {
-          const int slot = atomicAdd(&staged, 1);
-          staged_values[slot] = value;
-          staged_indices[slot] = column;
-        }
-      }
-      __syncthreads();
-      const int count = staged;
-      if (count > 0) {  // block-uniform
-        for (int s = threadIdx.x; s < count; s += blockDim.x) {
-          const scalar_t value = staged_values[s];
-          const int64_t index = staged_indices[s];
-          const int64_t rank = count_beating_staged(staged_values, staged_indices, count, value, index) +
-              count_beating_sorted(current_values, current_indices, k, value, index);
-          if (rank < k) {
-            next_values[rank] = value;
-            next_indices[rank] = index;
-          }
-        }
-        for (int64_t r = threadIdx.x; r < k; r += blockDim.x) {
-          const scalar_t value = current_values[r];
-          const int64_t index = current_indices[r];
-          const int64_t rank = r + count_beating_staged(staged_values, staged_indices, count, value, index);
-          if (rank < k) {
-            next_values[rank] = value;
-            next_indices[rank] = index;
-          }
-        }
-        scalar_t* swap_values = current_values;
-        int64_t* swap_indices = current_indices;
-        current_values = next_values;
-        current_indices = next_indices;
-        next_values = swap_values;
-        next_indices = swap_indices;
-      }
-      __syncthreads();  // every thread has read `staged` and written its ranks
-    }
-    if (current_values != values + m * k) {  // the row's result ended in the spare list
-      for (int64_t r = threadIdx.x; r < k; r += blockDim.x) {
-        values[m * k + r] = current_values[r];
-        indices[m * k + r] = current_indices[r];
-      }
-    }
-    __syncthreads();
+// One warp per (row, split): the warp streams the split's candidates through its list, 32 at a
+// time (consecutive lanes read consecutive columns), and writes the list to its slot.
+template <typename List, typename Source>
+__global__ void select_kernel(
+    Source source, int64_t rows, int64_t count, int64_t splits, int64_t split_width,
+    ListArgs<typename List::scalar_type> lists) {
+  using scalar_t = typename List::scalar_type;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  const int64_t row = warp / splits;
+  if (row >= rows) {
+    return;  // the whole warp
   }
+  const int64_t split = warp % splits;
+  const int64_t first = split * split_width;
+  const int64_t end = first + split_width < count ? first + split_width : count;
+  List list = make_list<List>(lists, row, warp, lane);
+  for (int64_t group = first; group < end; group += kWarp) {
+    const int64_t n = group + lane;
+    list.offer(n < end ? source.at(row, n) : nothing<scalar_t>());
+  }
+  list.finish(lists.out_values + warp * lists.k, lists.out_indices + warp * lists.k);
 }
 
-// best[n] = max_m R[m, n]: one thread per column, so each row's reads coalesce.
+// Selects per row over `count` candidates of `source` with rows x splits warps.
+template <typename scalar_t, typename Source>
+void select_rows(
+    const Source& source, int64_t rows, int64_t count, int64_t splits, const ListArgs<scalar_t>& lists,
+    cudaStream_t stream) {
+  const int64_t split_width = ceil_div(ceil_div(count, splits), kWarp) * kWarp;
+  const auto blocks = static_cast<unsigned>(ceil_div(rows * splits, kWarpsPerBlock));
+  constexpr int threads = kWarp * kWarpsPerBlock;
+  if (lists.k == 1) {
+    select_kernel<LaneArgmax<scalar_t>><<<blocks, threads, 0, stream>>>(source, rows, count, splits, split_width, lists);
+  } else if (lists.k <= kWarp) {
+    select_kernel<WarpRegisterList<scalar_t>><<<blocks, threads, 0, stream>>>(
+        source, rows, count, splits, split_width, lists);
+  } else {
+    select_kernel<WarpMemoryList<scalar_t>><<<blocks, threads, 0, stream>>>(
+        source, rows, count, splits, split_width, lists);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Warps per row of a tile: enough for one full wave of warps on the device when M is small.
+int64_t split_count(int64_t rows, int64_t width, int64_t k) {
+  int device = 0;
+  int sms = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t resident_warps = static_cast<int64_t>(sms) * (2048 / kWarp);
+  int64_t splits = ceil_div(resident_warps, std::max<int64_t>(rows, 1));
+  splits = std::min(splits, std::max<int64_t>(1, width / kMinSplitWidth));
+  splits = std::min(splits, std::max<int64_t>(1, kMaxSplitEntries / std::max<int64_t>(rows * k, 1)));
+  return std::max<int64_t>(splits, 1);
+}
+
+// Per query row: every (row, split) warp selects its split of the tile; with several splits a
+// second warp per row merges the split lists into the running list.
 template <typename scalar_t, bool kBase, bool kRhs>
-__global__ void column_maxima_kernel(TileArgs<scalar_t> tile, int64_t rows, scalar_t* best) {
+void select_tile_rows(
+    const TileArgs<scalar_t>& tile, int64_t rows, const bool* mask, int64_t splits, at::Tensor& values,
+    at::Tensor& indices, at::Tensor& split_values, at::Tensor& split_indices, cudaStream_t stream) {
+  const int64_t k = values.size(1);
+  scalar_t* running_values = values.mutable_data_ptr<scalar_t>();
+  int64_t* running_indices = indices.mutable_data_ptr<int64_t>();
+  const TileSource<scalar_t, kBase, kRhs> columns{tile, mask};
+  if (splits == 1) {
+    select_rows<scalar_t>(
+        columns, rows, tile.width, 1, {running_values, running_indices, running_values, running_indices, k}, stream);
+    return;
+  }
+  scalar_t* listed_values = split_values.mutable_data_ptr<scalar_t>();
+  int64_t* listed_indices = split_indices.mutable_data_ptr<int64_t>();
+  select_rows<scalar_t>(columns, rows, tile.width, splits, {nullptr, nullptr, listed_values, listed_indices, k}, stream);
+  const SplitListsSource<scalar_t> listed{listed_values, listed_indices, splits * k};
+  select_rows<scalar_t>(
+      listed, rows, splits * k, 1, {running_values, running_indices, running_values, running_indices, k}, stream);
+}
+
+// best[begin + n] = max_m R[m, n], or NaN for a masked column: one thread per column, so each
+// row's reads coalesce.
+template <typename scalar_t, bool kBase, bool kRhs>
+__global__ void column_maxima_kernel(TileArgs<scalar_t> tile, int64_t rows, const bool* mask, scalar_t* best) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; n < tile.width; n += stride) {
+    const int64_t column = tile.begin + n;
+    if (mask != nullptr && mask[column]) {
+      best[column] = static_cast<scalar_t>(NAN);
+      continue;
+    }
     scalar_t column_best = -static_cast<scalar_t>(INFINITY);
     for (int64_t m = 0; m < rows; ++m) {
       const scalar_t value = tile_value<scalar_t, kBase, kRhs>(tile, m * tile.width + n);
       column_best = value > column_best ? value : column_best;
     }
-    best[n] = column_best;
+    best[column] = column_best;
   }
 }
 
 template <typename scalar_t, bool kBase, bool kRhs>
+void column_maxima(
+    const TileArgs<scalar_t>& tile, int64_t rows, const bool* mask, scalar_t* best, cudaStream_t stream) {
+  constexpr int threads = kWarp * kWarpsPerBlock;
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(tile.width, threads), 65535));
+  column_maxima_kernel<scalar_t, kBase, kRhs><<<blocks, threads, 0, stream>>>(tile, rows, mask, best);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The k largest column maxima, ties to the lower column, masked columns (NaN) never: an
+// ascending stable sort of -best puts them in that order, NaN last.
+void take_column_topk(const at::Tensor& best, at::Tensor& values, at::Tensor& indices) {
+  const auto [sorted, order] = at::sort(best.neg(), /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const int64_t kept = std::min(values.size(1), best.size(0));
+  const auto top = sorted.narrow(0, 0, kept);
+  const auto masked = top.isnan();
+  values.narrow(1, 0, kept).copy_(at::where(masked, -std::numeric_limits<double>::infinity(), top.neg()));
+  indices.narrow(1, 0, kept).copy_(at::where(masked, -1, order.narrow(0, 0, kept)));
+}
+
+template <typename scalar_t, bool kBase, bool kRhs>
 void reduce_tile(
-    const PfkTile& tile, int64_t rows, const bool* mask, PfkReduction reduction, scalar_t* best,
-    at::Tensor& values, at::Tensor& indices, at::Tensor& spare_values, at::Tensor& spare_indices) {
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  TileArgs<scalar_t> args{
+    const PfkTile& tile, int64_t rows, const bool* mask, PfkReduction reduction, int64_t splits, scalar_t* best,
+    at::Tensor& values, at::Tensor& indices, at::Tensor& split_values, at::Tensor& split_indices) {
+  const auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  const TileArgs<scalar_t> args{
       kBase ? tile.base.const_data_ptr<scalar_t>() : nullptr, tile.lhs.const_data_ptr<scalar_t>(),
       kRhs ? tile.rhs.const_data_ptr<scalar_t>() : nullptr, tile.width, tile.begin};
-  const int64_t k = values.size(1);
-  const auto merge = [&](const auto& merged_args, int64_t merged_rows, auto kernel) {
-    const auto blocks = static_cast<unsigned>(std::min(merged_rows, kMaxBlocks));
-    kernel<<<blocks, kThreads, 0, stream>>>(
-        merged_args, merged_rows, mask, values.mutable_data_ptr<scalar_t>(),
-        indices.mutable_data_ptr<int64_t>(), spare_values.mutable_data_ptr<scalar_t>(),
-        spare_indices.mutable_data_ptr<int64_t>(), k);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  };
   if (reduction == PfkReduction::kPerQueryRow) {
-    merge(args, rows, merge_tile_rows_kernel<scalar_t, kBase, kRhs>);
-    return;
+    select_tile_rows<scalar_t, kBase, kRhs>(args, rows, mask, splits, values, indices, split_values, split_indices, stream);
+  } else {
+    column_maxima<scalar_t, kBase, kRhs>(args, rows, mask, best, stream);
   }
-  const auto blocks = static_cast<unsigned>(std::min((tile.width + kThreads - 1) / kThreads, kMaxBlocks));
-  column_maxima_kernel<scalar_t, kBase, kRhs><<<blocks, kThreads, 0, stream>>>(args, rows, best);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  merge(TileArgs<scalar_t>{nullptr, best, nullptr, tile.width, tile.begin}, 1,
-        merge_tile_rows_kernel<scalar_t, false, false>);
 }
 
 }  // namespace
@@ -186,24 +400,30 @@ void pfk_stream_cuda(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices) {
   const auto options = values.options();
-  auto spare_values = at::empty_like(values);
-  auto spare_indices = at::empty_like(indices);
+  const int64_t k = values.size(1);
   const int64_t width = std::clamp<int64_t>(
-      kTileElements / std::max<int64_t>(plan.rows, 1), kChunk, std::max<int64_t>(plan.columns, kChunk));
+      kTileElements / std::max<int64_t>(plan.rows, 1), kMinTileWidth, std::max<int64_t>(plan.columns, kMinTileWidth));
   PfkTileWorkspace workspace(plan, width, options);
-  const bool per_column = reduction == PfkReduction::kPerPoolColumn;
-  auto best = at::empty({per_column ? width : 0}, options);
+  const bool per_row = reduction == PfkReduction::kPerQueryRow;
+  const int64_t splits = per_row ? split_count(plan.rows, std::min(width, plan.columns), k) : 1;
+  const int64_t split_entries = splits > 1 ? plan.rows * splits * k : 0;
+  auto split_values = at::empty({split_entries}, options);
+  auto split_indices = at::empty({split_entries}, options.dtype(at::kLong));
+  auto best = at::empty({per_row ? 0 : plan.columns}, options);
   const bool* mask_data = mask.defined() ? mask.const_data_ptr<bool>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(options.dtype().toScalarType(), "pfk_stream_cuda", [&] {
-    scalar_t* best_data = per_column ? best.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* best_data = per_row ? nullptr : best.mutable_data_ptr<scalar_t>();
     for (int64_t begin = 0; begin < plan.columns; begin += width) {
       const auto tile = workspace.compute(begin, std::min(width, plan.columns - begin));
       const auto reduce = tile.base.defined() ? reduce_tile<scalar_t, true, true>
           : tile.rhs.defined()                ? reduce_tile<scalar_t, false, true>
                                               : reduce_tile<scalar_t, false, false>;
-      reduce(tile, plan.rows, mask_data, reduction, best_data, values, indices, spare_values, spare_indices);
+      reduce(tile, plan.rows, mask_data, reduction, splits, best_data, values, indices, split_values, split_indices);
     }
   });
+  if (!per_row) {
+    take_column_topk(best, values, indices);
+  }
 }
 
 }  // namespace torch_al::ops

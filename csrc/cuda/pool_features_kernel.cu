@@ -50,7 +50,7 @@ TORCH_LIBRARY_IMPL(torch_al, CUDA, m) {
   m.impl("pool_features", [](const at::Tensor& x) { return pool_features_with(x, pool_into_cuda); });
   m.impl(
       "pool_features_into",
-      [](const at::Tensor& x, at::Tensor& out, const at::Tensor& rows, int64_t column) {
+      [](const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column) {
         pool_features_into_with(x, out, rows, column, pool_into_cuda);
       });
 }

@@ -104,9 +104,11 @@ class DescriptorCapture:
             start += self.channels[name]
         return spans
 
-    def write_into(self, stores: dict[str, Tensor | None], rows: Tensor) -> None:
+    def write_into(self, stores: dict[str, Tensor | None], rows: Tensor | slice) -> None:
         """From now on, pool straight into ``stores[kind][rows, columns]`` (Tensor[P, L] each,
-        via ``pool_features_into``) instead of filling the dicts; ``None`` stops that."""
+        via ``pool_features_into``) instead of filling the dicts; ``None`` stops that. ``rows``:
+        an int64 Tensor[B] of store rows, or a ``slice(start, start + B)`` of consecutive ones,
+        which is written with no row-value check (on CUDA, no host synchronisation)."""
         columns = {name: span.start for name, span in self.columns().items()}
         self._target = (stores, rows, columns)
 
@@ -160,7 +162,10 @@ class DescriptorCapture:
         channels_second = self._channels_second(tensor)
         if self._target is not None and self._target[0].get(kind) is not None:
             stores, rows, columns = self._target
-            pool_features_into(channels_second, stores[kind], rows, columns[name])
+            if isinstance(rows, slice):
+                pool_features_into(channels_second, stores[kind][rows], None, columns[name])
+            else:
+                pool_features_into(channels_second, stores[kind], rows, columns[name])
         else:
             with torch.no_grad():
                 self._pooled[kind][name] = pool_features(channels_second)

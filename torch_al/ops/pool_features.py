@@ -24,7 +24,7 @@ def pool_features(x: Tensor) -> Tensor:
     return torch.ops.torch_al.pool_features(x)
 
 
-def pool_features_into(x: Tensor, out: Tensor, rows: Tensor, column: int) -> None:
+def pool_features_into(x: Tensor, out: Tensor, rows: Tensor | None, column: int) -> None:
     """Pools x and writes the result into ``out[rows, column:column + C]`` in one pass.
 
     Lets a scoring loop fill a preallocated descriptor store with no intermediate tensors. The
@@ -33,12 +33,15 @@ def pool_features_into(x: Tensor, out: Tensor, rows: Tensor, column: int) -> Non
     Args:
         x (Tensor[N, C, *spatial]): as in :func:`pool_features`.
         out (Tensor[P, L]): the store; same dtype and device as x; any strides.
-        rows (Tensor[N], int64): distinct rows of ``out`` in ``[0, P)``, one per sample of x.
+        rows (Tensor[N], int64, or None): distinct rows of ``out`` in ``[0, P)``, one per sample
+            of x. None: sample n goes to row n, and ``out`` must have exactly N rows (pass
+            ``store.narrow(0, start, N)`` to fill a contiguous block of rows).
         column (int): first column written; ``column + C <= L``.
 
     Raises:
         RuntimeError: on any shape, dtype, device or range mismatch; ``out`` is then left
-            unchanged. On CUDA the range check costs one host synchronisation.
+            unchanged. On CUDA the range check of ``rows`` costs one host synchronisation; a
+            call without rows checks only shapes and never waits on the device.
     """
     assert_has_ops()
     torch.ops.torch_al.pool_features_into(x, out, rows, column)
