@@ -18,6 +18,10 @@ in the shared machine's load weighs on all of them alike:
   naive    mm + masked_fill + topk over the materialised M x N kernel, where it fits in memory
 
 THREADS (default 1) torch threads, and faiss's OpenMP threads, per process.
+
+DEVICE=cuda (`benchmarks/run.py --device cuda`) runs the same table on the GPU: the bound is
+cuBLAS's fp32 GEMM (TF32 off, as in ours), extra memory is CUDA's peak allocation above what the
+inputs hold, faiss is left out, and the results go to pfk_topk_cuda.json.
 """
 
 import os
@@ -37,16 +41,21 @@ FULL = [
     for form, k in (("pcc", 1), ("pcc", 32), ("product", 1), ("fisher", 1), ("sum", 32))
 ] + [(1250, 2_000_000, 768, "pcc", 1)]  # memory: 5.9 GiB of descriptors, ours' extra bytes do not grow with N
 QUICK = [(125, 50_000, 80, "pcc", 1), (125, 50_000, 80, "product", 32), (125, 20_000, 768, "fisher", 1)]
-NAIVE_LIMIT_MIB = 4 * 1024
+NAIVE_LIMIT_MIB = {"cpu": 4 * 1024, "cuda": 32 * 1024}
 BOUND_CHUNK = 50_000  # bound products are written 50k columns at a time into one reused output
+DEVICES = ("cpu", "cuda")
 
 
 def threads() -> int:
     return int(os.environ.get("THREADS", "1"))
 
 
+def device() -> str:
+    return os.environ.get("DEVICE", "cpu")
+
+
 def column_views(rows: int, width: int, generator: torch.Generator) -> list[torch.Tensor]:
-    store = torch.randn(rows, width, generator=generator)
+    store = torch.randn(rows, width, generator=generator).to(device())
     starts = [sum(WIDTHS[width][:j]) for j in range(len(WIDTHS[width]))]
     return [store[:, start : start + c] for start, c in zip(starts, WIDTHS[width])]
 
@@ -58,7 +67,7 @@ def make_problem(rows: int, columns: int, width: int, form: str, seed: int = 0):
         query_g, pool_g = [], []
     else:
         query_g, pool_g = column_views(rows, width, generator), column_views(columns, width, generator)
-    mask = torch.rand(columns, generator=generator) < 0.1
+    mask = (torch.rand(columns, generator=generator) < 0.1).to(device())
     return (query_z, pool_z, query_g, pool_g), mask
 
 
@@ -75,7 +84,7 @@ def bound_factors(query_z, pool_z, query_g, pool_g, form: str) -> list[tuple[tor
 
 
 def bound_call(factors, rows: int, columns: int):
-    out = torch.empty(rows, min(columns, BOUND_CHUNK))
+    out = torch.empty(rows, min(columns, BOUND_CHUNK), device=device())
 
     def call():
         for query, pool in factors:
@@ -129,31 +138,46 @@ def current_rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(rows: int, columns: int, width: int, form: str, k: int, repeats: int) -> dict:
-    import torch_al
+def extra_mib(call) -> tuple[float, tuple]:
+    """Peak memory of call() above what was held before it (resident on CPU, allocated on CUDA)."""
     from common import peak_rss_mib
 
+    if device() == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        result = call()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20, result
+    before = current_rss_mib()
+    reset_peak_rss()
+    result = call()
+    return peak_rss_mib() - before, result
+
+
+def measure(rows: int, columns: int, width: int, form: str, k: int, repeats: int) -> dict:
+    import torch_al
+
     torch.set_num_threads(threads())
+    torch.backends.cuda.matmul.allow_tf32 = False  # the bound and ours both in exact fp32
     problem, mask = make_problem(rows, columns, width, form)
     combine = "product" if form == "pcc" else form
     ours = lambda: torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)  # noqa: E731
-    before = current_rss_mib()
-    reset_peak_rss()
-    values, indices = ours()
-    result = {"ours_extra_mib": peak_rss_mib() - before}
+    extra, (values, indices) = extra_mib(ours)
+    result = {"ours_extra_mib": extra}
     calls = {
         "ours": ours,
         "column": lambda: torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine),
         "bound": bound_call(bound_factors(*problem, form), rows, columns),
     }
-    if form == "pcc" and faiss_installed() and columns <= 200_000:
+    if form == "pcc" and device() == "cpu" and faiss_installed() and columns <= 200_000:
         calls["faiss"], found = faiss_call(problem[0], problem[1], mask, k)
     naive_mib = rows * columns * 4 * (3 if form == "pcc" else 5) / 2**20
-    if naive_mib <= NAIVE_LIMIT_MIB:
+    if naive_mib <= NAIVE_LIMIT_MIB[device()]:
         calls["naive"] = lambda: naive(*problem, mask, k, form)
     result |= time_interleaved(calls, repeats)
     if "faiss" in calls:
-        result["faiss_same_indices"] = (found["indices"] == indices).float().mean().item()
+        result["faiss_same_indices"] = (found["indices"] == indices.cpu()).float().mean().item()
     return result
 
 
@@ -172,7 +196,7 @@ def check_agreement(rows: int, width: int, form: str, k: int) -> None:
 
 def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict:
     check_agreement(rows, width, form, k)
-    repeats = 3 if rows * columns * width <= 1250 * 200_000 * 80 else 1
+    repeats = 10 if device() == "cuda" else 3 if rows * columns * width <= 1250 * 200_000 * 80 else 1
     result = run_isolated("bench_pfk_topk", "measure", rows=rows, columns=columns, width=width, form=form, k=k, repeats=repeats)
     row = {"M": rows, "N": columns, "L": width, "form": form, "k": k, "ours_s": result["ours"], "bound_s": result["bound"],
            "ours/bound": result["ours"] / result["bound"], "column/ours": result["column"] / result["ours"],
@@ -192,7 +216,8 @@ def main(quick: bool) -> str:
         rows_out.append(workload_row(*workload))
         print_table(rows_out[-1:], columns)
     print_table(rows_out, columns)
+    name = "pfk_topk_cuda" if device() == "cuda" else "pfk_topk" if threads() == 1 else f"pfk_topk_threads{threads()}"
     return write_results(
-        "pfk_topk" if threads() == 1 else f"pfk_topk_threads{threads()}", rows_out, quick=quick, masked_fraction=0.1,
-        threads=threads(), faiss=faiss_installed(),
+        name, rows_out, quick=quick, masked_fraction=0.1, device=device(), threads=threads(),
+        faiss=device() == "cpu" and faiss_installed(),
     )  # fmt: skip

@@ -1,7 +1,9 @@
-"""Runs the benchmarks: `python benchmarks/run.py [--quick] [NAME ...]`.
+"""Runs the benchmarks: `python benchmarks/run.py [--quick] [--device cuda] [NAME ...]`.
 
 Each `bench_<op>.py` module defines `main(quick: bool) -> str` that times ours against its
 baselines in one run, prints a table and returns the JSON path it wrote under benchmarks/results/.
+A benchmark with a CUDA mode lists it in `DEVICES` and reads the device from the `DEVICE`
+environment variable (so the fresh processes it measures in see it too).
 """
 
 import argparse
@@ -21,15 +23,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
     parser.add_argument("--quick", action="store_true", help="small workloads, for a smoke run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the benchmarks that have a CUDA mode run")
     args = parser.parse_args()
     unknown = set(args.names) - set(available())
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {available()}")
+    if args.device == "cuda" and not torch_cuda_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    os.environ["DEVICE"] = args.device
     sys.path.insert(0, HERE)
     for name in args.names or available():
+        module = importlib.import_module(f"bench_{name}")
+        if args.device not in getattr(module, "DEVICES", ("cpu",)):
+            print(f"== {name}: no {args.device} mode, skipped")
+            continue
         print(f"== {name}")
-        path = importlib.import_module(f"bench_{name}").main(quick=args.quick)
+        path = module.main(quick=args.quick)
         print(f"-> {os.path.relpath(path)}")
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":
