@@ -11,10 +11,15 @@ namespace torch_al::ops {
 
 namespace {
 
-PfkFactor make_factor(const std::vector<at::Tensor>& queries, const std::vector<at::Tensor>& pools) {
+PfkFactor make_factor(
+    const std::vector<at::Tensor>& queries, const std::vector<at::Tensor>& pools,
+    std::optional<at::ScalarType> screen_dtype) {
   PfkFactor factor;
   // The query side is small (M rows) and read by every tile: concatenate and pack it once.
   factor.query = queries.size() == 1 ? queries[0].contiguous() : at::cat(queries, 1);
+  if (screen_dtype.has_value()) {
+    factor.screen_query = factor.query.to(*screen_dtype);
+  }
   factor.pool = pools;
   for (const auto& p : pools) {
     factor.width += p.size(1);
@@ -58,24 +63,29 @@ PfkPlan make_pfk_plan(
     at::TensorList pool_z,
     at::TensorList query_g,
     at::TensorList pool_g,
-    c10::string_view combine) {
+    c10::string_view combine,
+    std::optional<at::ScalarType> screen_dtype) {
   PfkPlan plan;
   plan.rows = query_z[0].size(0);
   plan.columns = pool_z[0].size(0);
+  plan.screen_dtype = screen_dtype;
+  const auto make = [&](const std::vector<at::Tensor>& queries, const std::vector<at::Tensor>& pools) {
+    return make_factor(queries, pools, screen_dtype);
+  };
   const std::vector<at::Tensor> qz(query_z.begin(), query_z.end());
   const std::vector<at::Tensor> pz(pool_z.begin(), pool_z.end());
   if (query_g.empty()) {
-    plan.terms.push_back({make_factor(qz, pz), std::nullopt});
+    plan.terms.push_back({make(qz, pz), std::nullopt});
   } else if (combine == "sum") {
     // Σ_j (a_j + b_j) is one inner product of the concatenated [z, g] descriptors.
-    plan.terms.push_back({make_factor(joined(query_z, query_g), joined(pool_z, pool_g)), std::nullopt});
+    plan.terms.push_back({make(joined(query_z, query_g), joined(pool_z, pool_g)), std::nullopt});
   } else if (combine == "product" || query_z.size() == 1) {
     const std::vector<at::Tensor> qg(query_g.begin(), query_g.end());
     const std::vector<at::Tensor> pg(pool_g.begin(), pool_g.end());
-    plan.terms.push_back({make_factor(qz, pz), make_factor(qg, pg)});
+    plan.terms.push_back({make(qz, pz), make(qg, pg)});
   } else {  // fisher over several scales: the per-scale products do not factor
     for (size_t j = 0; j < query_z.size(); ++j) {
-      plan.terms.push_back({make_factor({query_z[j]}, {pool_z[j]}), make_factor({query_g[j]}, {pool_g[j]})});
+      plan.terms.push_back({make({query_z[j]}, {pool_z[j]}), make({query_g[j]}, {pool_g[j]})});
     }
   }
   return plan;
@@ -86,17 +96,23 @@ PfkTileWorkspace::PfkTileWorkspace(
     : plan_(plan) {
   const int64_t tile_elements = plan.rows * max_width;
   int64_t packed_width = 0;
+  int64_t screen_width = 0;
   bool has_rhs = false;
-  for (const auto& term : plan.terms) {
-    if (!term.lhs.joined.defined()) {
-      packed_width = std::max(packed_width, term.lhs.width);
+  const auto size_buffers_for = [&](const PfkFactor& factor) {
+    screen_width = std::max(screen_width, factor.width);
+    if (!factor.joined.defined() && !plan.screen_dtype.has_value()) {
+      packed_width = std::max(packed_width, factor.width);
     }
+  };
+  for (const auto& term : plan.terms) {
+    size_buffers_for(term.lhs);
     if (term.rhs.has_value()) {
       has_rhs = true;
-      if (!term.rhs->joined.defined()) {
-        packed_width = std::max(packed_width, term.rhs->width);
-      }
+      size_buffers_for(*term.rhs);
     }
+  }
+  if (plan.screen_dtype.has_value()) {
+    screen_packed_ = at::empty({max_width * screen_width}, options.dtype(*plan.screen_dtype));
   }
   lhs_ = at::empty({tile_elements}, options);
   if (has_rhs) {
@@ -112,6 +128,19 @@ PfkTileWorkspace::PfkTileWorkspace(
 
 at::Tensor PfkTileWorkspace::factor_product(
     const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width) {
+  auto out = leading_view(buffer, plan_.rows, width);
+  if (plan_.screen_dtype.has_value()) {
+    // Convert the tile's scales into one packed matrix of the screen's dtype, then multiply with
+    // accumulation and output in the descriptors' dtype.
+    auto screen_tile = leading_view(screen_packed_, width, factor.width);
+    int64_t offset = 0;
+    for (const auto& p : factor.pool) {
+      screen_tile.narrow(1, offset, p.size(1)).copy_(p.narrow(0, begin, width));
+      offset += p.size(1);
+    }
+    at::mm_out(out, factor.screen_query, screen_tile.t(), out.scalar_type());
+    return out;
+  }
   at::Tensor pool_tile;
   if (factor.joined.defined()) {
     pool_tile = factor.joined.narrow(0, begin, width);
@@ -124,7 +153,6 @@ at::Tensor PfkTileWorkspace::factor_product(
     }
     at::cat_out(pool_tile, slices, 1);
   }
-  auto out = leading_view(buffer, plan_.rows, width);
   at::mm_out(out, factor.query, pool_tile.t());
   return out;
 }

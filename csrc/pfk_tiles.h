@@ -17,6 +17,8 @@ namespace torch_al::ops {
 // products into one of width L = Σ C_j, which BLAS runs much closer to peak.
 struct PfkFactor {
   at::Tensor query;
+  // The query in the screen's dtype (precision "fast"); undefined otherwise.
+  at::Tensor screen_query;
   std::vector<at::Tensor> pool;
   // The pool scales as one (N, width) matrix read in place: the single scale, or scales that are
   // adjacent column slices of one store; undefined when each tile must be packed by a copy.
@@ -39,6 +41,9 @@ struct PfkPlan {
   std::vector<PfkTerm> terms;
   int64_t rows = 0;     // M
   int64_t columns = 0;  // N
+  // Set for precision "fast": the tile products take both sides in this dtype and accumulate in
+  // the descriptors' one (a screen; pfk_rescore.h makes the kept candidates exact).
+  std::optional<at::ScalarType> screen_dtype;
 };
 
 // Scales (N, C_j) that are consecutive column slices of one row-major store (as torch_al's
@@ -51,7 +56,8 @@ PfkPlan make_pfk_plan(
     at::TensorList pool_z,
     at::TensorList query_g,
     at::TensorList pool_g,
-    c10::string_view combine);
+    c10::string_view combine,
+    std::optional<at::ScalarType> screen_dtype = std::nullopt);
 
 // One computed tile of `width` pool columns from `begin`: R[m, n] = base + lhs * rhs with
 // row-major (M, width) buffers; base and rhs undefined when absent.
@@ -79,6 +85,7 @@ class PfkTileWorkspace {
   at::Tensor lhs_;
   at::Tensor rhs_;
   at::Tensor packed_;
+  at::Tensor screen_packed_;
 };
 
 }  // namespace torch_al::ops

@@ -20,7 +20,8 @@ def reference_column_topk(problem, mask, k, combine):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("combine", COMBINES)
 @pytest.mark.parametrize("mask_kind", ["none", "random", "all_but_k", "all"])
-def test_random_problems_match_reference(device, dtype, combine, mask_kind):
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_random_problems_match_reference(device, dtype, combine, mask_kind, precision):
     generator = torch.Generator().manual_seed(len(combine) + len(mask_kind))
     for trial in range(3):
         problem = random_problem(generator, dtype, gradients=trial != 0)
@@ -28,7 +29,7 @@ def test_random_problems_match_reference(device, dtype, combine, mask_kind):
         mask = random_mask(generator, problem[1][0].shape[0], mask_kind, k)
         on_device = [[t.to(device) for t in part] for part in problem]
         values, indices = torch_al.pfk_column_topk(
-            *on_device, pool_mask=None if mask is None else mask.to(device), k=k, combine=combine
+            *on_device, pool_mask=None if mask is None else mask.to(device), k=k, combine=combine, precision=precision
         )
         expected_values, expected_indices, best = reference_column_topk(problem, mask, k, combine)
         assert values.shape == indices.shape == (k,) and indices.dtype == torch.int64
@@ -41,11 +42,12 @@ def test_random_problems_match_reference(device, dtype, combine, mask_kind):
 
 @pytest.mark.parametrize("combine", COMBINES)
 @pytest.mark.parametrize("rows, max_columns", [(6, 600), (40, 9000)])
-def test_ties_break_to_the_lower_index_exactly(combine, rows, max_columns):
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_ties_break_to_the_lower_index_exactly(combine, rows, max_columns, precision):
     generator = torch.Generator().manual_seed(rows)
     problem = random_problem(generator, torch.float32, integer=True, max_rows=rows, max_columns=max_columns)
     mask = random_mask(generator, problem[1][0].shape[0], "random", 0)
-    values, indices = torch_al.pfk_column_topk(*problem, pool_mask=mask, k=25, combine=combine)
+    values, indices = torch_al.pfk_column_topk(*problem, pool_mask=mask, k=25, combine=combine, precision=precision)
     expected_values, expected_indices, _ = reference_column_topk(problem, mask, 25, combine)
     assert torch.equal(indices, expected_indices)
     assert torch.equal(values.double(), expected_values)
@@ -64,9 +66,10 @@ def test_cpu_and_cuda_agree_tie_aware(combine, k, rows, columns):
     assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
 
 
-def test_no_query_rows_scores_every_column_minus_inf():
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_no_query_rows_scores_every_column_minus_inf(precision):
     mask = torch.tensor([True, False, False, True, False])
-    values, indices = torch_al.pfk_column_topk([torch.zeros(0, 2)], [torch.randn(5, 2)], pool_mask=mask, k=4)
+    values, indices = torch_al.pfk_column_topk([torch.zeros(0, 2)], [torch.randn(5, 2)], pool_mask=mask, k=4, precision=precision)
     assert indices.tolist() == [1, 2, 4, -1] and values.isneginf().all()
 
 
@@ -82,6 +85,7 @@ def test_opcheck_and_compile():
     problem = random_problem(generator, torch.float32, max_rows=5, max_columns=40)
     mask = torch.rand(problem[1][0].shape[0], generator=generator) < 0.3
     torch.library.opcheck(torch.ops.torch_al.pfk_column_topk.default, (*problem, mask, 4, "sum"))
+    torch.library.opcheck(torch.ops.torch_al.pfk_column_topk.default, (*problem, mask, 4, "sum", "fast"))
     compiled = torch.compile(torch_al.pfk_column_topk, fullgraph=True, backend="aot_eager")
     for result, expected in zip(compiled(*problem, mask, 4), torch_al.pfk_column_topk(*problem, mask, 4)):
         assert_close(result, expected)

@@ -9,11 +9,12 @@ from common_utils import cpu_and_cuda, run_in_fresh_process
 from pfk_reference import COMBINES, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 MASKS = ("none", "random", "all_but_k", "all")
+PRECISIONS = ("exact", "fast")
 
 
-def check_against_reference(problem, mask, k, combine, dtype):
+def check_against_reference(problem, mask, k, combine, dtype, precision="exact"):
     """Exact for exact inputs; otherwise values within tolerance and each index worth its value."""
-    values, indices = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
+    values, indices = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine, precision=precision)
     scores = reference_kernel(*[[t.cpu() for t in part] for part in problem], combine=combine)
     expected_values, expected_indices = reference_topk(scores, mask, k)
     assert values.dtype == dtype and indices.dtype == torch.int64
@@ -36,27 +37,29 @@ def check_against_reference(problem, mask, k, combine, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("combine", COMBINES)
 @pytest.mark.parametrize("mask_kind", MASKS)
-def test_random_problems_match_reference(device, dtype, combine, mask_kind):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_random_problems_match_reference(device, dtype, combine, mask_kind, precision):
     generator = torch.Generator().manual_seed(len(combine) * 7 + MASKS.index(mask_kind))
     for trial in range(4):
         problem = random_problem(generator, dtype, gradients=trial != 0)
         k = int(torch.randint(0, 9, (), generator=generator))
         mask = random_mask(generator, problem[1][0].shape[0], mask_kind, k)
         problem = [[t.to(device) for t in part] for part in problem]
-        check_against_reference(problem, None if mask is None else mask.to(device), k, combine, dtype)
+        check_against_reference(problem, None if mask is None else mask.to(device), k, combine, dtype, precision)
 
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("combine", COMBINES)
-def test_ties_break_to_the_lower_index_exactly(device, dtype, combine):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ties_break_to_the_lower_index_exactly(device, dtype, combine, precision):
     # Small integer descriptors: every value is exact and ties are everywhere.
     generator = torch.Generator().manual_seed(3)
     for _ in range(4):
         problem = random_problem(generator, dtype, integer=True, max_columns=600)
         problem = [[t.to(device) for t in part] for part in problem]
         mask = random_mask(generator, problem[1][0].shape[0], "random", 0)
-        indices, expected = check_against_reference(problem, mask.to(device), 7, combine, dtype)
+        indices, expected = check_against_reference(problem, mask.to(device), 7, combine, dtype, precision)
         assert torch.equal(indices, expected)
 
 
@@ -225,6 +228,7 @@ def good_args():
         (dict(pool_mask=torch.zeros(7)), "pool_mask must be torch.bool"),
         (dict(k=-1), "k must be >= 0, got -1"),
         (dict(combine="mean"), 'combine must be one of "product", "fisher", "sum", got "mean"'),
+        (dict(precision="bf16"), 'precision must be "exact" or "fast", got "bf16"'),
     ],
 )
 def test_bad_input_raises_a_named_error(change, message):
@@ -242,7 +246,8 @@ def test_opcheck():
     for combine in COMBINES:
         query_z, pool_z, query_g, pool_g = random_problem(generator, torch.float32, max_rows=5, max_columns=40)
         mask = torch.rand(pool_z[0].shape[0], generator=generator) < 0.3
-        torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, (query_z, pool_z, query_g, pool_g, mask, 3, combine))
+        for precision in PRECISIONS:
+            torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, (query_z, pool_z, query_g, pool_g, mask, 3, combine, precision))
     torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, ([torch.randn(4, 3)], [torch.randn(9, 3)], [], [], None, 2))
 
 
@@ -294,6 +299,57 @@ def test_torchscript_roundtrip_in_fresh_process(tmp_path):
     )
     values, indices = Match()(query, pool, mask)
     assert output.strip() == f"{values.tolist()} {indices.tolist()}"
+
+
+@pytest.mark.parametrize("k", [1, 3, 40])
+def test_fast_precision_equals_exact_over_many_tiles_on_cpu(k):
+    # On CPU the screen is exact: "fast" runs the re-score over the kept candidates and must give
+    # the exact answer, ties included (small integers), over several tiles.
+    generator = torch.Generator().manual_seed(k)
+    problem = fixed_shape_problem(generator, 30, 9000)
+    mask = torch.rand(9000, generator=generator) < 0.2
+    for combine in COMBINES:
+        exact = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
+        fast = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine, precision="fast")
+        assert torch.equal(exact[0], fast[0]) and torch.equal(exact[1], fast[1])
+
+
+def near_ties(rows: int = 4, columns: int = 3000, tied: int = 24):
+    """Query 1 against a pool whose best `tied` columns (scattered) hold 1 + j · 2^-12: bfloat16
+    rounds them to two values (1 and 1 + 2^-7), so a bfloat16 screen cannot order them; exactly,
+    the best is the largest j. The rest of the pool lies below 0.5."""
+    generator = torch.Generator().manual_seed(0)
+    pool = torch.rand(columns, 1, generator=generator) * 0.5
+    best = torch.randperm(columns, generator=generator)[:tied]
+    pool[best, 0] = 1 + torch.arange(tied, dtype=torch.float32) * 2.0**-12
+    return [torch.ones(rows, 1)], [pool], best
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("k", [1, 4])
+def test_fast_precision_recovers_an_order_bfloat16_cannot_see(k):
+    query, pool, best = near_ties()
+    assert pool[0][best, 0].bfloat16().unique().numel() == 2
+    expected = best.flip(0)[:k]
+    fast = torch_al.pfk_topk([q.cuda() for q in query], [p.cuda() for p in pool], k=k, precision="fast")
+    assert (fast[1].cpu() == expected).all()
+    assert torch.equal(fast[0].cpu(), pool[0][expected, 0].expand(4, k))
+    exact = torch_al.pfk_topk(query, pool, k=k)
+    assert (exact[1] == expected).all()
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("combine", COMBINES)
+@pytest.mark.parametrize("k", [1, 32])
+def test_fast_precision_on_cuda_equals_exact_on_integer_descriptors(combine, k):
+    # Small integers are exact in bfloat16, so the screen loses nothing: bit-equal to "exact".
+    generator = torch.Generator().manual_seed(k)
+    problem = fixed_shape_problem(generator, 50, 20000)
+    mask = torch.rand(20000, generator=generator) < 0.2
+    exact = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
+    on_cuda = [[t.cuda() for t in part] for part in problem]
+    fast = torch_al.pfk_topk(*on_cuda, pool_mask=mask.cuda(), k=k, combine=combine, precision="fast")
+    assert torch.equal(exact[0], fast[0].cpu()) and torch.equal(exact[1], fast[1].cpu())
 
 
 @pytest.mark.needs_cuda

@@ -52,7 +52,7 @@ if has_ops():
             lambda: f"{op}: columns [{column}, {column + x.shape[1]}) of x do not fit out of shape {tuple(out.shape)}",
         )
 
-    def _check_pfk_topk_inputs(op, query_z, pool_z, query_g, pool_g, pool_mask, k, combine) -> None:
+    def _check_pfk_topk_inputs(op, query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision) -> None:
         """Mirrors check_pfk_topk_inputs in csrc/pfk_topk.cpp."""
         torch._check(len(query_z) > 0, lambda: f"{op}: query_z must hold at least one scale, got an empty list")
         scales = len(query_z)
@@ -105,16 +105,17 @@ if has_ops():
             combine in ("product", "fisher", "sum"),
             lambda: f'{op}: combine must be one of "product", "fisher", "sum", got "{combine}"',
         )
+        torch._check(precision in ("exact", "fast"), lambda: f'{op}: precision must be "exact" or "fast", got "{precision}"')
 
     @torch.library.register_fake("torch_al::pfk_topk")
-    def _pfk_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product"):
-        _check_pfk_topk_inputs("pfk_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine)
+    def _pfk_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact"):
+        _check_pfk_topk_inputs("pfk_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
         rows = query_z[0].shape[0]
         return query_z[0].new_empty((rows, k)), query_z[0].new_empty((rows, k), dtype=torch.int64)
 
     @torch.library.register_fake("torch_al::pfk_column_topk")
-    def _pfk_column_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product"):
-        _check_pfk_topk_inputs("pfk_column_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine)
+    def _pfk_column_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact"):
+        _check_pfk_topk_inputs("pfk_column_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
         return query_z[0].new_empty((k,)), query_z[0].new_empty((k,), dtype=torch.int64)
 
     @torch.library.register_fake("torch_al::select_unique_ranked")

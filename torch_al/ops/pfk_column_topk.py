@@ -17,15 +17,19 @@ def pfk_column_topk(
     pool_mask: Optional[Tensor] = None,
     k: int = 1,
     combine: str = "product",
+    precision: str = "exact",
 ) -> Tuple[Tensor, Tensor]:
     """The k pool points whose best kernel value over the query rows is largest.
 
     Scores every allowed pool point n by s_n = max_m R[m, n], with R as in :func:`pfk_topk`
     (Gudovskiy et al., CVPR 2020), and returns the k best points; streamed like ``pfk_topk``, so
-    neither R nor the N scores are materialised beyond a tile.
+    R is never materialised beyond a tile. On CPU neither are the N scores; on CUDA they are
+    (one (N,) vector, then one stable sort, no host synchronisation).
 
     Args:
-        query_z, pool_z, query_g, pool_g, pool_mask, combine: as in :func:`pfk_topk`.
+        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision: as in :func:`pfk_topk`
+            (``"fast"`` screens the column maxima, then recomputes the kept columns' maxima
+            exactly over every query row).
         k (int): number of pool points, >= 0.
 
     Returns:
@@ -39,5 +43,5 @@ def pfk_column_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_column_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision
     )

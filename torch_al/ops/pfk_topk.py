@@ -16,6 +16,7 @@ def pfk_topk(
     pool_mask: Optional[Tensor] = None,
     k: int = 1,
     combine: str = "product",
+    precision: str = "exact",
 ) -> Tuple[Tensor, Tensor]:
     """Per query row, the k pool points with the largest kernel value, never building the M x N matrix.
 
@@ -39,6 +40,15 @@ def pfk_topk(
             (labeled or already selected).
         k (int): entries per row, >= 0; may exceed the number of allowed columns.
         combine (str): ``"product"`` (default), ``"fisher"`` or ``"sum"``.
+        precision (str): ``"exact"`` (default): every product in the descriptors' dtype.
+            ``"fast"``: float32 descriptors on CUDA are screened with bfloat16 tensor-core
+            products (float32 accumulation) for the best k' = k + max(k, 16) columns per row,
+            whose values are then recomputed exactly and ranked again (ties to the lower index).
+            The result is exact whenever the exact top-k lies among the k' screened, e.g. when
+            the k-th best value leads the (k' + 1)-th by more than twice bfloat16's error of
+            a product; values are exact float32 products, not necessarily bit-equal to
+            ``"exact"``'s (another summation order). Elsewhere (CPU, float64) the screen is
+            exact and the result equals ``"exact"``'s.
 
     All descriptors share one dtype (float32 or float64) and one device.
 
@@ -55,7 +65,7 @@ def pfk_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision
     )
 
 
