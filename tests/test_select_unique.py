@@ -58,7 +58,8 @@ def test_ranked_fill_orders_rows_by_value_then_index():
 @pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("combine", COMBINES)
 @pytest.mark.parametrize("k", [1, 3])
-def test_select_unique_matches_reference(device, combine, k):
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_select_unique_matches_reference(device, combine, k, precision):
     generator = torch.Generator().manual_seed(k)
     for _ in range(4):
         problem = random_problem(generator, torch.float64, integer=True, max_columns=120)
@@ -69,7 +70,7 @@ def test_select_unique_matches_reference(device, combine, k):
             continue
         on_device = [[t.to(device) for t in part] for part in problem]
         selected = torch_al.select_unique(
-            on_device[0], on_device[1], budget, on_device[2], on_device[3], mask.to(device), k, combine
+            on_device[0], on_device[1], budget, on_device[2], on_device[3], mask.to(device), k, combine, precision=precision
         )
         scores = reference_kernel(*problem, combine=combine)
         assert selected.cpu().tolist() == reference_select(scores, mask, budget, k)
@@ -85,13 +86,14 @@ def test_re_queries_when_every_row_wants_the_same_points():
 
 
 @pytest.mark.parametrize("combine", COMBINES)
-def test_column_rule_matches_brute_force(combine):
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_column_rule_matches_brute_force(combine, precision):
     generator = torch.Generator().manual_seed(6)
     problem = random_problem(generator, torch.float64, integer=True, max_columns=200)
     while problem[0][0].shape[0] == 0 or problem[1][0].shape[0] < 10:
         problem = random_problem(generator, torch.float64, integer=True, max_columns=200)
     mask = torch.rand(problem[1][0].shape[0], generator=generator) < 0.3
-    selected = torch_al.select_unique(problem[0], problem[1], 6, problem[2], problem[3], mask, combine=combine, rule="column")
+    selected = torch_al.select_unique(problem[0], problem[1], 6, problem[2], problem[3], mask, combine=combine, rule="column", precision=precision)
     best = reference_kernel(*problem, combine=combine).amax(0)
     assert selected.tolist() == reference_topk(best[None], mask, 6)[1][0].tolist()
 

@@ -38,6 +38,7 @@ def select_unique(
     k: int = 32,
     combine: str = "product",
     rule: str = "rank",
+    precision: str = "exact",
 ) -> Tensor:
     """Selects ``budget`` distinct unmasked pool points that best match the query rows.
 
@@ -50,7 +51,7 @@ def select_unique(
     ``budget`` best (:func:`pfk_column_topk`).
 
     Args:
-        query_z, pool_z, query_g, pool_g, pool_mask, combine: as in :func:`pfk_topk`.
+        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision: as in :func:`pfk_topk`.
         budget (int): number of points P to select, >= 0.
         k (int): candidates per query row and query (rank rule), >= 1; the authors use 32.
         rule (str): ``"rank"`` (default) or ``"column"``.
@@ -78,10 +79,10 @@ def select_unique(
     # The first query validates every input before the budget is checked against the mask.
     if rule == "column":
         values, indices = torch.ops.torch_al.pfk_column_topk(
-            query_z, pool_z, query_g_list, pool_g_list, mask, budget, combine
+            query_z, pool_z, query_g_list, pool_g_list, mask, budget, combine, precision
         )
     else:
-        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine)
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision)
     selectable = mask.shape[0] - int(mask.sum().item())
     if budget > selectable:
         raise ValueError(
@@ -96,7 +97,7 @@ def select_unique(
     # Each re-query has an unmasked point and a query row, so it adds at least one point.
     while found < budget:
         mask = mask.index_fill(0, selected[:found], True)
-        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine)
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision)
         more = torch.ops.torch_al.select_unique_ranked(values, indices, budget - found)
         selected[found:] = more
         found += int((more >= 0).sum().item())
