@@ -1,5 +1,7 @@
 """PCC / PFK / EBA strategies against a float64 reference of Algorithm 1 with R materialised."""
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,8 +124,8 @@ CASES = [("pfk", combine, estimator) for combine in COMBINES for estimator in ("
 CASES += [("pcc", "product", "argmax"), ("eba", "product", "argmax")]
 
 
-def make(method, validation, combine, estimator, k):
-    common = dict(validation=validation, layers=LAYERS, k=k, batch_size=16, progress=False)
+def make(method, validation, combine, estimator, k, precision="exact"):
+    common = dict(validation=validation, layers=LAYERS, k=k, batch_size=16, progress=False, precision=precision)
     if method == "pcc":
         return PCC(**common)
     if method == "eba":
@@ -140,6 +142,24 @@ def test_selection_matches_the_float64_reference(method, combine, estimator, bud
     expected = reference_selection(model, validation, pool_x, pool_y, pool.labeled_mask, budget, method, combine, estimator, k)
     assert picked.tolist() == expected.tolist()
     assert len(set(picked.tolist())) == budget and not pool.labeled_mask[picked].any()
+
+
+@pytest.mark.parametrize("method, combine, estimator", [("pfk", "product", "validation_match"), ("pcc", "product", "argmax"), ("eba", "product", "argmax")])
+def test_fast_precision_reaches_every_matching_call(method, combine, estimator, monkeypatch):
+    # float64 descriptors: the screen is exact, so "fast" must pick what the reference picks; the
+    # spy shows the precision reached the ops (the nearest-validation labels and the fill).
+    seen = []
+    for name in ("pfk_topk", "select_unique"):
+        module = sys.modules[f"torch_al.ops.{name}"]  # the package's attribute of that name is the function
+        real = getattr(module, name)
+        spy = lambda *args, _real=real, _name=name, **kwargs: seen.append((_name, kwargs.get("precision"))) or _real(*args, **kwargs)  # noqa: E731
+        monkeypatch.setattr(module, name, spy)
+    model, validation, pool, pool_x, pool_y = blobs_problem()
+    picked = make(method, validation, combine, estimator, 32, precision="fast").select(model, pool, 6)
+    expected = reference_selection(model, validation, pool_x, pool_y, pool.labeled_mask, 6, method, combine, estimator, 32)
+    assert picked.tolist() == expected.tolist()
+    nearest = [("pfk_topk", "fast")] if estimator == "validation_match" else []
+    assert seen == nearest + [("select_unique", "fast")]
 
 
 def test_cost_counts_the_passes_of_algorithm_1():
@@ -199,5 +219,7 @@ def test_errors_name_what_is_missing():
         make_strategy("pfk")
     with pytest.raises(ValueError, match="estimator must be one of"):
         PFK(validation, estimator="mode")
+    with pytest.raises(ValueError, match="PCC: precision must be 'exact' or 'fast', got 'half'"):
+        PCC(validation, precision="half")
     with pytest.raises(ValueError, match="name the descriptor layers"):
         PFK(validation, progress=False).select(model, pool, 3)

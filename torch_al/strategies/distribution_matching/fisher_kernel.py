@@ -53,8 +53,9 @@ class PCC(PFK):
         batch_size: int = 256,
         seed: int = 0,
         progress: bool = True,
+        precision: str = "exact",
     ) -> None:
-        super().__init__(validation, layers, "argmax", "product", k, batch_size, seed, progress)
+        super().__init__(validation, layers, "argmax", "product", k, batch_size, seed, progress, precision=precision)
 
 
 class EBA(DistributionMatching):
@@ -80,8 +81,9 @@ class EBA(DistributionMatching):
         batch_size: int = 256,
         seed: int = 0,
         progress: bool = True,
+        precision: str = "exact",
     ) -> None:
-        super().__init__(validation, layers, estimator, "product", k, batch_size, seed, progress)
+        super().__init__(validation, layers, estimator, "product", k, batch_size, seed, progress, precision=precision)
         self.steps = steps
         self.chunk = chunk
 

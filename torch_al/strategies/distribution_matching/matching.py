@@ -76,6 +76,8 @@ class DistributionMatching(Strategy):
         seed: seeds the first center of the k-center reduction and the Monte-Carlo perturbations.
         progress: progress bars.
         samples: K >= 2, perturbed copies per pool item of the Monte-Carlo estimators.
+        precision: ``"exact"`` or ``"fast"`` (on CUDA, a bfloat16 screen then exact re-scoring
+            of the kept candidates; see :func:`torch_al.pfk_topk`), for every matching op call.
     """
 
     uses_gradients = True
@@ -91,6 +93,7 @@ class DistributionMatching(Strategy):
         seed: int = 0,
         progress: bool = True,
         samples: int = 16,
+        precision: str = "exact",
     ) -> None:
         name = type(self).__name__
         if validation is None:
@@ -104,6 +107,8 @@ class DistributionMatching(Strategy):
             raise ValueError(f"{name}: combine must be one of {COMBINES}, got {combine!r}")
         check_int(k, f"{name}: k", 1)
         check_int(samples, f"{name}: samples (K, perturbed copies per pool item)", 2)
+        if precision not in ("exact", "fast"):
+            raise ValueError(f"{name}: precision must be 'exact' or 'fast', got {precision!r}")
         self._validation = (inputs, labels.cpu())
         self.layers = None if layers is None else tuple(layers)
         self.estimator = estimator
@@ -113,6 +118,7 @@ class DistributionMatching(Strategy):
         self.seed = seed
         self.progress = progress
         self.samples = samples
+        self.precision = precision
 
     @abstractmethod
     def describe(
@@ -149,13 +155,13 @@ class DistributionMatching(Strategy):
         check = LogitsCheck(name, candidates)
         if self.uses_gradients and self.estimator == "validation_match":  # labels need the pool's features first
             pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False, check=check).features
-            labels = validation_y.to(device)[self._nearest(pool_z, validation.features)]
+            labels = validation_y.to(device)[self._nearest(pool_z, validation.features, self.precision)]
             pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True, check=check).gradients
         else:  # labels known before any pass over the pool: one pass gives features and gradients
             labels = self._pool_labels(model, layers, loader, pool, check)
             described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients, check=check)
             pool_z, pool_g = described.features, described.gradients
-        positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine)
+        positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine, precision=self.precision)
         return candidates[positions.cpu()], None
 
     def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool, check: LogitsCheck) -> Labels:
@@ -190,8 +196,8 @@ class DistributionMatching(Strategy):
         return picked
 
     @staticmethod
-    def _nearest(pool_z: list[Tensor], validation_z: list[Tensor]) -> Tensor:
+    def _nearest(pool_z: list[Tensor], validation_z: list[Tensor], precision: str) -> Tensor:
         """Per pool row, the most similar validation row under R_z (ties to the lower row)."""
         from torch_al.ops.pfk_topk import pfk_topk
 
-        return pfk_topk(pool_z, validation_z, k=1)[1][:, 0]
+        return pfk_topk(pool_z, validation_z, k=1, precision=precision)[1][:, 0]
