@@ -63,6 +63,17 @@ def fixed_shape_problem(generator, rows, columns, widths=(3, 2, 4)):
     return tuple(random_descriptors(generator, count, widths, torch.float32, True) for count in (rows, columns, rows, columns))
 
 
+def assert_cpu_and_cuda_agree(op, rows, columns, k, combine):
+    """op (pfk_topk or pfk_column_topk) on one fixed-shape integer problem, 30% masked, gives
+    bit-equal values and indices on CPU and CUDA."""
+    generator = torch.Generator().manual_seed(rows + k)
+    problem = fixed_shape_problem(generator, rows, columns)
+    mask = torch.rand(columns, generator=generator) < 0.3
+    cpu = op(*problem, pool_mask=mask, k=k, combine=combine)
+    cuda = op(*[[t.cuda() for t in part] for part in problem], pool_mask=mask.cuda(), k=k, combine=combine)
+    assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
+
+
 def random_mask(generator, columns, kind, k):
     """none, random, all but k (k allowed columns left), or all columns excluded."""
     if kind == "none":

@@ -6,7 +6,7 @@ from torch.testing import assert_close
 
 import torch_al
 from common_utils import cpu_and_cuda
-from pfk_reference import COMBINES, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
+from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 
 def reference_column_topk(problem, mask, k, combine):
@@ -58,12 +58,7 @@ def test_ties_break_to_the_lower_index_exactly(combine, rows, max_columns, preci
 @pytest.mark.parametrize("k", [1, 25, 300])
 @pytest.mark.parametrize("rows, columns", [(3, 30000), (300, 2000)])
 def test_cpu_and_cuda_agree_tie_aware(combine, k, rows, columns):
-    generator = torch.Generator().manual_seed(rows + k)
-    problem = fixed_shape_problem(generator, rows, columns)
-    mask = torch.rand(columns, generator=generator) < 0.3
-    cpu = torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine)
-    cuda = torch_al.pfk_column_topk(*[[t.cuda() for t in part] for part in problem], pool_mask=mask.cuda(), k=k, combine=combine)
-    assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
+    assert_cpu_and_cuda_agree(torch_al.pfk_column_topk, rows, columns, k, combine)
 
 
 @pytest.mark.parametrize("precision", ["exact", "fast"])

@@ -6,7 +6,7 @@ from torch.testing import assert_close
 
 import torch_al
 from common_utils import cpu_and_cuda, run_in_fresh_process
-from pfk_reference import COMBINES, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
+from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 MASKS = ("none", "random", "all_but_k", "all")
 PRECISIONS = ("exact", "fast")
@@ -359,9 +359,4 @@ def test_fast_precision_on_cuda_equals_exact_on_integer_descriptors(combine, k):
 @pytest.mark.parametrize("k", [1, 9, 32, 33, 100])
 @pytest.mark.parametrize("rows, columns", [(3, 30000), (40, 5000), (3000, 1500)])
 def test_cpu_and_cuda_agree_tie_aware(combine, k, rows, columns):
-    generator = torch.Generator().manual_seed(rows + k)
-    problem = fixed_shape_problem(generator, rows, columns)
-    mask = torch.rand(columns, generator=generator) < 0.3
-    cpu = torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)
-    cuda = torch_al.pfk_topk(*[[t.cuda() for t in part] for part in problem], pool_mask=mask.cuda(), k=k, combine=combine)
-    assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
+    assert_cpu_and_cuda_agree(torch_al.pfk_topk, rows, columns, k, combine)
