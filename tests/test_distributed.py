@@ -1,0 +1,152 @@
+"""torch_al.distributed: sharding and exact cross-rank selection, against single-process runs.
+
+The multi-rank tests start their own gloo process groups (world sizes 1, 2 and 3, one spawn per
+world size running every case) and compare what every rank returns with the single-process op on
+the whole pool. Descriptors and scores are small integers, so values are exact and ties abound.
+"""
+
+import tempfile
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import torch_al
+from pfk_reference import COMBINES, fixed_shape_problem
+from torch_al.distributed import (
+    distributed_pfk_topk,
+    distributed_select_unique,
+    distributed_topk,
+    merge_ranked,
+    shard,
+)
+
+POOL_SIZES = (0, 1, 7, 3001)
+LAYOUTS = ("contiguous", "strided")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("items", [0, 1, 7, 3001])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_shards_are_disjoint_and_cover_every_item(layout, items, world_size):
+    indices = torch.randperm(items) * 3
+    parts = [shard(indices, rank, world_size, layout) for rank in range(world_size)]
+    assert sorted(torch.cat(parts).tolist()) == sorted(indices.tolist())
+    assert max(p.numel() for p in parts) - min(p.numel() for p in parts) <= 1
+
+
+def test_shard_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"indices must be an int64 Tensor\[N\], got shape \(3,\) dtype torch.float32"):
+        shard(torch.zeros(3), 0, 1)
+    with pytest.raises(ValueError, match="need 0 <= rank < world_size, got rank=2 world_size=2"):
+        shard(torch.arange(3), 2, 2)
+    with pytest.raises(ValueError, match="layout must be"):
+        shard(torch.arange(3), 0, 2, "blocks")
+
+
+def test_merge_ranked_orders_by_value_then_index_with_empty_entries_last():
+    values = torch.tensor([[1.0, 3.0, 3.0, float("-inf"), float("-inf"), 2.0]])
+    indices = torch.tensor([[4, 9, 2, -1, 7, 5]])
+    merged_values, merged_indices = merge_ranked(values, indices, 7)
+    assert merged_indices.tolist() == [[2, 9, 5, 4, 7, -1, -1]]
+    assert merged_values[0, :4].tolist() == [3.0, 3.0, 2.0, 1.0] and merged_values[0, 4:].isneginf().all()
+
+
+def problem_for(items: int, combine: str):
+    generator = torch.Generator().manual_seed(items)
+    problem = fixed_shape_problem(generator, 6, items)
+    if combine == "pcc":
+        problem = (problem[0], problem[1], [], [])
+    mask = torch.rand(items, generator=generator) < 0.3
+    scores = torch.randint(0, 5, (items,), generator=generator).float()
+    return problem, mask, scores
+
+
+def local_part(problem, mask, scores, owned):
+    query_z, pool_z, query_g, pool_g = problem
+    return (query_z, [p[owned] for p in pool_z], query_g, [p[owned] for p in pool_g]), mask[owned], scores[owned]
+
+
+def selection_cases():
+    """(pool size, kernel form, shard layout): every case runs on every world size."""
+    for items in POOL_SIZES:
+        for combine in ("pcc", *COMBINES):
+            for layout in LAYOUTS:
+                yield items, combine, layout
+
+
+def single_process_results(items, combine, layout):
+    problem, mask, scores = problem_for(items, combine)
+    kernel = "product" if combine == "pcc" else combine
+    selectable = int((~mask).sum())
+    budget = min(selectable, 40)
+    results = {"topk": tuple(t.tolist() for t in _reference_topk(scores, 25))}
+    results["pfk_topk"] = tuple(t.tolist() for t in torch_al.pfk_topk(*problem, pool_mask=mask, k=5, combine=kernel))
+    if items:
+        # k = 2 makes the rank rule run out of candidates and re-query.
+        results["rank"] = torch_al.select_unique(*problem[:2], budget, *problem[2:], mask, k=2, combine=kernel).tolist()
+        results["column"] = torch_al.select_unique(*problem[:2], budget, *problem[2:], mask, combine=kernel, rule="column").tolist()
+    return results
+
+
+def _reference_topk(scores, count):
+    order = sorted(range(scores.numel()), key=lambda i: (-scores[i].item(), i))[:count]
+    return scores[order], torch.tensor(order, dtype=torch.int64)
+
+
+def distributed_results(items, combine, layout, rank, world_size):
+    problem, mask, scores = problem_for(items, combine)
+    kernel = "product" if combine == "pcc" else combine
+    owned = shard(torch.arange(items), rank, world_size, layout)
+    local, local_mask, local_scores = local_part(problem, mask, scores, owned)
+    budget = min(int((~mask).sum()), 40)
+    results = {"topk": tuple(t.tolist() for t in distributed_topk(local_scores, owned, 25))}
+    results["pfk_topk"] = tuple(
+        t.tolist() for t in distributed_pfk_topk(*local, pool_mask=local_mask, k=5, combine=kernel, global_indices=owned)
+    )
+    if items:
+        results["rank"] = distributed_select_unique(*local[:2], budget, *local[2:], local_mask, k=2, combine=kernel, global_indices=owned).tolist()
+        results["column"] = distributed_select_unique(
+            *local[:2], budget, *local[2:], local_mask, combine=kernel, rule="column", global_indices=owned
+        ).tolist()
+    return results
+
+
+def all_masked_shard_results(rank, world_size):
+    """Rank 0's whole shard is masked; the others still fill the budget."""
+    problem, mask, _ = problem_for(3001, "product")
+    owned = shard(torch.arange(3001), rank, world_size)
+    mask = mask.clone()
+    mask[shard(torch.arange(3001), 0, world_size)] = True
+    local, local_mask, _ = local_part(problem, mask, torch.zeros(3001), owned)
+    budget = min(int((~mask).sum()), 30)
+    picked = distributed_select_unique(*local[:2], budget, *local[2:], local_mask, k=3, global_indices=owned)
+    expected = torch_al.select_unique(*problem[:2], budget, *problem[2:], mask, k=3)
+    return picked.tolist(), expected.tolist()
+
+
+def worker(rank, world_size, init_file, out_file):
+    # A rank that fails leaves the others waiting in a collective: the timeout turns that into an error.
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    try:
+        results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
+        results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+        torch.save(results, f"{out_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
+    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
+    out_file = str(tmp_path / "results")
+    mp.spawn(worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
+    expected = {case: single_process_results(*case) for case in selection_cases()}
+    for rank in range(world_size):
+        results = torch.load(f"{out_file}.{rank}")
+        for case in selection_cases():
+            assert results[case] == expected[case], (rank, case)
+        picked, expected_picks = results["all_masked_shard"]
+        assert picked == expected_picks
