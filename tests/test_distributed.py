@@ -15,8 +15,11 @@ import torch.multiprocessing as mp
 
 import torch_al
 from pfk_reference import COMBINES, fixed_shape_problem
+from torch_al import ActivePool
+from torch_al.strategies import make_strategy
 from torch_al.distributed import (
     distributed_pfk_topk,
+    distributed_select,
     distributed_select_unique,
     distributed_topk,
     merge_ranked,
@@ -127,12 +130,56 @@ def all_masked_shard_results(rank, world_size):
     return picked.tolist(), expected.tolist()
 
 
+SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random")
+
+
+def strategy_problem(items: int):
+    """A float64 linear model over a pool whose rows come in threes (equal scores: ties), a few
+    of them labeled."""
+    generator = torch.Generator().manual_seed(items)
+    inputs = torch.randn((items + 2) // 3, 4, generator=generator, dtype=torch.float64).repeat_interleave(3, 0)[:items]
+    pool = ActivePool(torch.utils.data.TensorDataset(inputs, torch.zeros(items, dtype=torch.int64)))
+    labeled = list(range(0, items, 5))
+    pool.label(labeled, torch.zeros(len(labeled), dtype=torch.int64))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    return model, pool, min(50, items - len(labeled))
+
+
+def strategy_results(rank, world_size):
+    results = {}
+    for items in (1, 7, 3001):
+        model, pool, budget = strategy_problem(items)
+        for name in SCORE_STRATEGIES:
+            for layout in LAYOUTS:
+                strategy = make_strategy(name, progress=False) if name != "random" else make_strategy(name)
+                results[items, name, layout] = distributed_select(strategy, model, pool, budget, layout=layout).tolist()
+    model, pool, budget = strategy_problem(7)
+    try:
+        distributed_select(make_strategy("coreset", progress=False), model, pool, 2)
+    except TypeError as error:
+        results["unsupported"] = str(error)
+    return results
+
+
+def single_process_strategy_results():
+    results = {}
+    for items in (1, 7, 3001):
+        model, pool, budget = strategy_problem(items)
+        for name in SCORE_STRATEGIES:
+            strategy = make_strategy(name, progress=False) if name != "random" else make_strategy(name)
+            picked = strategy.select(model, pool, budget).tolist()
+            results.update({(items, name, layout): picked for layout in LAYOUTS})
+    return results
+
+
 def worker(rank, world_size, init_file, out_file):
     # A rank that fails leaves the others waiting in a collective: the timeout turns that into an error.
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
         results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+        results["strategies"] = strategy_results(rank, world_size)
         torch.save(results, f"{out_file}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -144,9 +191,13 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
     out_file = str(tmp_path / "results")
     mp.spawn(worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
     expected = {case: single_process_results(*case) for case in selection_cases()}
+    expected_strategies = single_process_strategy_results()
     for rank in range(world_size):
         results = torch.load(f"{out_file}.{rank}")
         for case in selection_cases():
             assert results[case] == expected[case], (rank, case)
         picked, expected_picks = results["all_masked_shard"]
         assert picked == expected_picks
+        strategies = results["strategies"]
+        assert strategies.pop("unsupported").startswith("distributed_select: CoreSet has no distributed form yet")
+        assert strategies == expected_strategies

@@ -7,11 +7,15 @@ result, ties included. Each merge is one ``all_gather`` of fixed-size (value, in
 volume per call is world_size × rows × k pairs, whatever the pool size.
 """
 
-from typing import List, Literal, Optional, Tuple
+from typing import TYPE_CHECKING, List, Literal, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torch_al.pool import ActivePool
+    from torch_al.strategies.base import Strategy
 
 Layout = Literal["contiguous", "strided"]
 _NONE = torch.iinfo(torch.int64).max  # sorts an empty entry (-1) after every real index
@@ -58,14 +62,17 @@ def merge_ranked(values: Tensor, indices: Tensor, k: int) -> Tuple[Tensor, Tenso
 
 
 def gather_ranked(values: Tensor, indices: Tensor, k: int, group: Optional[dist.ProcessGroup] = None) -> Tuple[Tensor, Tensor]:
-    """Merges every rank's per-row lists (values[R, k], global indices[R, k], the same R and k on
-    every rank) into the k best per row over all ranks; the result is the same on every rank."""
+    """Merges every rank's per-row lists (values[R, k], global indices[R, k], the same R, k and
+    dtype on every rank) into the k best per row over all ranks; the result is the same on every
+    rank, on the device of ``values``."""
     world_size = _world_size(group)
-    gathered_values = [torch.empty_like(values) for _ in range(world_size)]
-    gathered_indices = [torch.empty_like(indices) for _ in range(world_size)]
-    dist.all_gather(gathered_values, values.contiguous(), group=group)
-    dist.all_gather(gathered_indices, indices.contiguous(), group=group)
-    return merge_ranked(torch.cat(gathered_values, dim=1), torch.cat(gathered_indices, dim=1), k)
+    device = _collective_device(group)
+    gathered = []
+    for tensor in (values, indices):
+        parts = [torch.empty_like(tensor, device=device) for _ in range(world_size)]
+        dist.all_gather(parts, tensor.to(device).contiguous(), group=group)
+        gathered.append(torch.cat(parts, dim=1).to(values.device))
+    return merge_ranked(*gathered, k)
 
 
 def distributed_topk(scores: Tensor, global_indices: Tensor, count: int, group: Optional[dist.ProcessGroup] = None) -> Tuple[Tensor, Tensor]:
@@ -173,6 +180,62 @@ def distributed_select_unique(
         selected[found:] = more
         found += int((more >= 0).sum())
     return selected
+
+
+def distributed_select(
+    strategy: "Strategy",
+    model: Optional[nn.Module],
+    pool: "ActivePool",
+    budget: int,
+    *,
+    layout: Layout = "contiguous",
+    group: Optional[dist.ProcessGroup] = None,
+) -> Tensor:
+    """``strategy.select(model, pool, budget)`` with the pool's unlabeled items sharded over the
+    ranks; every rank passes the same pool state and model and gets the same global indices.
+
+    - Score strategies (entropy, margin, least confidence, the MC-dropout family, ensembles):
+      each rank scores its shard, then :func:`distributed_topk` merges. Exact (the single-process
+      selection, ties to the lower index) wherever an item's score does not depend on which
+      other items share its batch; the MC-dropout family draws its masks from each rank's RNG,
+      so its picks follow another draw than one process's.
+    - Random: rank 0 draws, the others receive its picks (exact).
+    - The others have no distributed form yet: a TypeError names the strategy.
+
+    ``strategy.last_cost`` counts this rank's passes.
+    """
+    from torch_al.sampler import inputs_loader
+    from torch_al.strategies.base import ScoreStrategy, SelectionCost
+    from torch_al.strategies.random_sampling import Random
+    from torch_al.validation import LogitsCheck, check_budget
+
+    name = type(strategy).__name__
+    rank, world_size = _rank(group), _world_size(group)
+    budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
+    if isinstance(strategy, Random):
+        picked = strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64)
+        dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
+        return picked
+    if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
+        raise TypeError(
+            f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
+            "least-confidence, the MC-dropout family, ensembles) and random do"
+        )
+    if model is None:
+        raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
+    strategy.last_cost = SelectionCost()
+    owned = shard(pool.unlabeled_indices, rank, world_size, layout)
+    scores = torch.empty(0)
+    if owned.numel():
+        scores = strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned))
+    return distributed_topk(scores.double().cpu(), owned, budget, group)[1]
+
+
+def _collective_device(group: Optional[dist.ProcessGroup]) -> torch.device:
+    """NCCL moves CUDA tensors only; gloo CPU tensors."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _to_global(local: Tensor, global_indices: Tensor) -> Tensor:
