@@ -201,3 +201,43 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
         strategies = results["strategies"]
         assert strategies.pop("unsupported").startswith("distributed_select: CoreSet has no distributed form yet")
         assert strategies == expected_strategies
+
+
+def failure_worker(rank, world_size, init_file, out_file):
+    """The last rank fails in its local step (NaN scores; a NaN image in its shard): every rank
+    must raise at once, none may wait for it."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    last = world_size - 1
+    errors = []
+    try:
+        scores = torch.full((4,), float("nan") if rank == last else 1.0)
+        model, pool, budget = strategy_problem(30)
+        pool.dataset.tensors[0][-1] = float("nan")  # the last item: in the last rank's contiguous shard
+        for call in (
+            lambda: distributed_topk(scores, torch.arange(4) + 4 * rank, 2),
+            lambda: distributed_select(make_strategy("entropy", progress=False), model, pool, budget),
+        ):
+            try:
+                call()
+                errors.append(None)
+            except Exception as error:  # noqa: BLE001 - recorded for the parent to check
+                errors.append((type(error).__name__, str(error)))
+        torch.save(errors, f"{out_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_a_rank_that_raises_makes_every_rank_raise_its_message(world_size, tmp_path):
+    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
+    out_file = str(tmp_path / "errors")
+    mp.spawn(failure_worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
+    last = world_size - 1
+    for rank in range(world_size):
+        (topk_type, topk_message), (select_type, select_message) = torch.load(f"{out_file}.{rank}")
+        if rank == last:
+            assert topk_type == "ValueError" and f"rank {last}'s scores contain NaN" in topk_message
+            assert select_type == "ValueError" and "Entropy" in select_message
+        else:
+            assert topk_type == "RuntimeError" and topk_message.startswith(f"torch_al.distributed: rank {last} failed: ValueError: ")
+            assert select_type == "RuntimeError" and f"rank {last} failed: ValueError: " in select_message and "Entropy" in select_message

@@ -5,9 +5,15 @@ Everything here ranks by (value descending, global index ascending), the order i
 torch_al op breaks ties, so merging the ranks' best lists under it reproduces the single-process
 result, ties included. Each merge is one ``all_gather`` of fixed-size (value, index) lists: the
 volume per call is world_size × rows × k pairs, whatever the pool size.
+
+Failure: each rank's local step (scoring, the local op, input checks) is followed by one small
+all-gather of its outcome, so when a rank raises, every rank raises at once (the failing rank its
+own error, the others a RuntimeError naming that rank and its message) instead of waiting in the
+next collective. A rank that dies without raising leaves the others waiting until the process
+group's timeout (``init_process_group(timeout=...)``).
 """
 
-from typing import TYPE_CHECKING, List, Literal, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -18,6 +24,7 @@ if TYPE_CHECKING:
     from torch_al.strategies.base import Strategy
 
 Layout = Literal["contiguous", "strided"]
+T = TypeVar("T")
 _NONE = torch.iinfo(torch.int64).max  # sorts an empty entry (-1) after every real index
 
 
@@ -86,17 +93,20 @@ def distributed_topk(scores: Tensor, global_indices: Tensor, count: int, group: 
     Returns:
         (values[c], global indices[c]), the same on every rank, c = min(count, total items).
     """
-    if scores.dim() != 1 or global_indices.shape != scores.shape or global_indices.dtype != torch.int64:
-        raise ValueError(
-            f"distributed_topk: scores must be Tensor[n] and global_indices int64 Tensor[n], got shapes "
-            f"{tuple(scores.shape)} and {tuple(global_indices.shape)} ({global_indices.dtype})"
-        )
-    if count < 0:
-        raise ValueError(f"distributed_topk: count must be >= 0, got {count}")
-    if bool(scores.isnan().any()):
-        raise ValueError(f"distributed_topk: rank {_rank(group)}'s scores contain NaN")
-    local = merge_ranked(scores[None], global_indices[None], count)
-    values, indices = gather_ranked(*local, count, group)
+
+    def local() -> Tuple[Tensor, Tensor]:
+        if scores.dim() != 1 or global_indices.shape != scores.shape or global_indices.dtype != torch.int64:
+            raise ValueError(
+                f"distributed_topk: scores must be Tensor[n] and global_indices int64 Tensor[n], got shapes "
+                f"{tuple(scores.shape)} and {tuple(global_indices.shape)} ({global_indices.dtype})"
+            )
+        if count < 0:
+            raise ValueError(f"distributed_topk: count must be >= 0, got {count}")
+        if bool(scores.isnan().any()):
+            raise ValueError(f"distributed_topk: rank {_rank(group)}'s scores contain NaN")
+        return merge_ranked(scores[None], global_indices[None], count)
+
+    values, indices = gather_ranked(*_on_every_rank(local, group), count, group)
     found = indices[0] >= 0
     return values[0][found], indices[0][found]
 
@@ -120,9 +130,13 @@ def distributed_pfk_topk(
     every rank to ``pfk_topk`` over the whole pool."""
     from torch_al.ops.pfk_topk import pfk_topk
 
-    values, local = pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
-    _check_global_indices("distributed_pfk_topk", global_indices, pool_z[0].shape[0])
-    return gather_ranked(values, _to_global(local, global_indices), k, group)
+
+    def local() -> Tuple[Tensor, Tensor]:
+        values, rows = pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
+        _check_global_indices("distributed_pfk_topk", global_indices, pool_z[0].shape[0])
+        return values, _to_global(rows, global_indices)
+
+    return gather_ranked(*_on_every_rank(local, group), k, group)
 
 
 def distributed_select_unique(
@@ -152,11 +166,15 @@ def distributed_select_unique(
         raise ValueError(f'distributed_select_unique: rule must be "rank" or "column", got {rule!r}')
     if budget < 0 or k < 1:
         raise ValueError(f"distributed_select_unique: need budget >= 0 and k >= 1, got budget={budget} k={k}")
-    _check_global_indices("distributed_select_unique", global_indices, pool_z[0].shape[0])
     mask = pool_mask if pool_mask is not None else torch.zeros(pool_z[0].shape[0], dtype=torch.bool, device=pool_z[0].device)
     if rule == "column":  # the first query validates every input before the budget is checked
-        values, local = pfk_column_topk(query_z, pool_z, query_g, pool_g, mask, budget, combine, precision)
-        values, indices = (merged[0] for merged in gather_ranked(values[None], _to_global(local, global_indices)[None], budget, group))
+
+        def local() -> Tuple[Tensor, Tensor]:
+            values, rows = pfk_column_topk(query_z, pool_z, query_g, pool_g, mask, budget, combine, precision)
+            _check_global_indices("distributed_select_unique", global_indices, pool_z[0].shape[0])
+            return values[None], _to_global(rows, global_indices)[None]
+
+        values, indices = (merged[0] for merged in gather_ranked(*_on_every_rank(local, group), budget, group))
     else:
         values, indices = distributed_pfk_topk(
             query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, group=group
@@ -213,7 +231,7 @@ def distributed_select(
     rank, world_size = _rank(group), _world_size(group)
     budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
     if isinstance(strategy, Random):
-        picked = strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64)
+        picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
     if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
@@ -225,10 +243,31 @@ def distributed_select(
         raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
     strategy.last_cost = SelectionCost()
     owned = shard(pool.unlabeled_indices, rank, world_size, layout)
-    scores = torch.empty(0)
-    if owned.numel():
-        scores = strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned))
-    return distributed_topk(scores.double().cpu(), owned, budget, group)[1]
+
+    def local() -> Tensor:
+        if not owned.numel():
+            return torch.empty(0, dtype=torch.float64)
+        return strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned)).double().cpu()
+
+    return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+
+
+def _on_every_rank(local: Callable[[], T], group: Optional[dist.ProcessGroup]) -> T:
+    """Runs this rank's local step, then shares its outcome: if any rank raised, every rank
+    raises (this rank's own error, or a RuntimeError naming the first failed rank and its
+    message), so none is left waiting in a later collective."""
+    try:
+        result, failure = local(), None
+    except Exception as error:  # noqa: BLE001 - every error must reach the other ranks
+        result, failure = None, error
+    outcomes: List[Optional[str]] = [None] * _world_size(group)
+    dist.all_gather_object(outcomes, None if failure is None else f"{type(failure).__name__}: {failure}", group=group)
+    if failure is not None:
+        raise failure
+    for rank, message in enumerate(outcomes):
+        if message is not None:
+            raise RuntimeError(f"torch_al.distributed: rank {rank} failed: {message}")
+    return result
 
 
 def _collective_device(group: Optional[dist.ProcessGroup]) -> torch.device:
