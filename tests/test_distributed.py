@@ -5,6 +5,7 @@ world size running every case) and compare what every rank returns with the sing
 the whole pool. Descriptors and scores are small integers, so values are exact and ties abound.
 """
 
+import os
 import tempfile
 from datetime import timedelta
 
@@ -18,11 +19,15 @@ from pfk_reference import COMBINES, fixed_shape_problem
 from torch_al import ActivePool
 from torch_al.strategies import make_strategy
 from torch_al.distributed import (
+    check_same_pool,
     distributed_pfk_topk,
     distributed_select,
     distributed_select_unique,
     distributed_topk,
+    labeled_set_hash,
+    load_pool,
     merge_ranked,
+    save_pool,
     shard,
 )
 
@@ -241,3 +246,42 @@ def test_a_rank_that_raises_makes_every_rank_raise_its_message(world_size, tmp_p
         else:
             assert topk_type == "RuntimeError" and topk_message.startswith(f"torch_al.distributed: rank {last} failed: ValueError: ")
             assert select_type == "RuntimeError" and f"rank {last} failed: ValueError: " in select_message and "Entropy" in select_message
+
+
+def state_worker(rank, world_size, init_file, out_file):
+    """Rank 0 alone writes; every rank loads and agrees; then a rank whose labeled set differs
+    makes every rank raise, naming both hashes."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    try:
+        _, pool, _ = strategy_problem(30)
+        pool.label([1, 2], torch.tensor([1, 2]))
+        save_pool(pool, f"{out_file}.pool")
+        _, fresh, _ = strategy_problem(30)
+        outcome = {"loaded": check_same_pool(load_pool(fresh, f"{out_file}.pool")) == labeled_set_hash(pool)}
+        if rank == world_size - 1:
+            fresh.label([3], torch.tensor([0]))
+        try:
+            save_pool(fresh, f"{out_file}.second")
+        except ValueError as error:
+            outcome["mismatch"] = str(error)
+        outcome["hash"] = labeled_set_hash(fresh)
+        torch.save(outcome, f"{out_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_pool_state_is_written_by_rank_zero_and_checked_on_every_rank(world_size, tmp_path):
+    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
+    out_file = str(tmp_path / "state")
+    mp.spawn(state_worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
+    outcomes = [torch.load(f"{out_file}.{rank}") for rank in range(world_size)]
+    last = world_size - 1
+    for outcome in outcomes:
+        assert outcome["loaded"]
+        assert outcome["mismatch"] == (
+            f"torch_al.distributed: rank {last}'s labeled set (hash {outcomes[last]['hash']}) differs from rank 0's "
+            f"(hash {outcomes[0]['hash']}); load the same pool state on every rank"
+        )
+    assert not os.path.exists(f"{out_file}.second")  # nothing written when the ranks disagree
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("state.pool")) == ["state.pool"]  # one file, no temporaries

@@ -252,6 +252,44 @@ def distributed_select(
     return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
 
 
+def labeled_set_hash(pool: "ActivePool") -> str:
+    """SHA-256 of the pool's labeled set: the ledger's indices and labels, and the round."""
+    from torch_al.persistence import checksum
+
+    ledger = pool.ledger
+    return checksum({"index": ledger.index, "label": ledger.label, "round": pool.round})
+
+
+def check_same_pool(pool: "ActivePool", group: Optional[dist.ProcessGroup] = None) -> str:
+    """Checks that every rank holds rank 0's labeled set and returns its hash; otherwise every
+    rank raises a ValueError naming both hashes."""
+    hashes: List[Optional[str]] = [None] * _world_size(group)
+    dist.all_gather_object(hashes, labeled_set_hash(pool), group=group)
+    for rank, other in enumerate(hashes):
+        if other != hashes[0]:
+            raise ValueError(
+                f"torch_al.distributed: rank {rank}'s labeled set (hash {other}) differs from rank 0's "
+                f"(hash {hashes[0]}); load the same pool state on every rank"
+            )
+    return hashes[0]
+
+
+def save_pool(pool: "ActivePool", path: str, group: Optional[dist.ProcessGroup] = None) -> None:
+    """Saves the pool state from rank 0 only (atomically, as :meth:`ActivePool.save`), after
+    checking every rank holds the same labeled set; returns on every rank once the file is
+    complete, and a failed write raises on every rank."""
+    check_same_pool(pool, group)
+    _on_every_rank(lambda: pool.save(path) if _rank(group) == 0 else None, group)
+
+
+def load_pool(pool: "ActivePool", path: str, group: Optional[dist.ProcessGroup] = None) -> "ActivePool":
+    """Loads the state on every rank (:meth:`ActivePool.load`), then checks that the ranks agree
+    (:func:`check_same_pool`); a rank that cannot load makes every rank raise."""
+    _on_every_rank(lambda: pool.load(path), group)
+    check_same_pool(pool, group)
+    return pool
+
+
 def _on_every_rank(local: Callable[[], T], group: Optional[dist.ProcessGroup]) -> T:
     """Runs this rank's local step, then shares its outcome: if any rank raised, every rank
     raises (this rank's own error, or a RuntimeError naming the first failed rank and its
