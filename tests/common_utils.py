@@ -16,14 +16,16 @@ def cpu_and_cuda():
     return ("cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda))
 
 
-def run_in_fresh_process(code: str) -> str:
-    """Runs Python code in a new interpreter (nothing imported yet) and returns its stdout."""
+def run_in_fresh_process(code: str, env: dict[str, str] | None = None) -> str:
+    """Runs Python code in a new interpreter (nothing imported yet), with ``env`` added to the
+    environment, and returns its stdout."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

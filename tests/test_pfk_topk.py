@@ -91,6 +91,29 @@ def test_many_tiles_and_a_ragged_last_tile(threads, k, rows, columns):
     assert torch.equal(values.double(), expected_values)
 
 
+def test_the_scalar_and_avx2_threshold_scans_give_the_reference_lists():
+    # ATEN_CPU_CAPABILITY=default turns the AVX2 scan off (as for torch's own kernels); both scans
+    # must give the reference's lists, ties included, per row and per column.
+    code = """
+    import sys, torch, torch_al
+    sys.path.insert(0, "tests")
+    from pfk_reference import COMBINES, fixed_shape_problem, reference_kernel, reference_topk
+    for dtype in (torch.float32, torch.float64):
+        for combine in COMBINES:
+            for k in (1, 5, 40):
+                generator = torch.Generator().manual_seed(k)
+                problem = [[t.to(dtype) for t in part] for part in fixed_shape_problem(generator, 20, 7001)]
+                mask = torch.rand(7001, generator=generator) < 0.2
+                scores = reference_kernel(*problem, combine=combine)
+                assert torch.equal(torch_al.pfk_topk(*problem, pool_mask=mask, k=k, combine=combine)[1], reference_topk(scores, mask, k)[1])
+                best = reference_topk(scores.amax(0)[None], mask, k)[1][0]
+                assert torch.equal(torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine)[1], best)
+    print(torch.backends.cpu.get_cpu_capability())
+    """
+    assert run_in_fresh_process(code, env={"ATEN_CPU_CAPABILITY": "default"}).strip() == "DEFAULT"
+    run_in_fresh_process(code)
+
+
 def test_single_scale_product_equals_fisher():
     generator = torch.Generator().manual_seed(5)
     problem = random_problem(generator, torch.float64, integer=True)

@@ -2,12 +2,14 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "../pfk_topk_math.h"
+#include "pfk_threshold_scan.h"
 
 namespace torch_al::ops {
 
@@ -38,20 +40,19 @@ struct TopKLists {
   int64_t k;
 };
 
-// Columns per threshold test: a block is read with no branch (GCC unrolls it into scalar
-// compares; a vector-extension version measured 1.5x slower) and entered only when one of its
-// columns beats the row's current k-th value.
-constexpr int64_t kBlock = 16;
-
-// The pieces of one tile row R[m, :] = base + lhs * rhs, and the tile's per-column penalty (0, or
-// -inf for a masked column, which makes every value of that column lose to a full list).
-template <typename scalar_t>
-struct TileRow {
-  const scalar_t* base;
-  const scalar_t* lhs;
-  const scalar_t* rhs;
-  const scalar_t* penalty;
-};
+// Whether the threshold scan may use AVX2: the CPU has it and torch's CPU capability allows it
+// (ATEN_CPU_CAPABILITY=default turns it off, as for torch's own kernels).
+bool scan_with_avx2() {
+#ifdef TORCH_AL_AVX2_SCAN
+  static const bool allowed = [] {
+    const auto capability = at::get_cpu_capability();
+    return (capability == "AVX2" || capability == "AVX512") && __builtin_cpu_supports("avx2");
+  }();
+  return allowed;
+#else
+  return false;
+#endif
+}
 
 // Row m of a tile whose (M, width) buffers are row-major.
 template <typename scalar_t, bool kBase, bool kRhs>
@@ -65,22 +66,10 @@ inline scalar_t row_value(const TileRow<scalar_t>& row, int64_t n) {
   return pfk_value<scalar_t>(kBase ? row.base[n] : scalar_t(0), row.lhs[n], kRhs ? row.rhs[n] : scalar_t(1));
 }
 
-// Whether any column of the block [n, n + kBlock) can enter a full list whose last value is
-// `threshold`. NaN values and masked columns compare false.
-template <typename scalar_t, bool kBase, bool kRhs>
-inline bool block_beats(const TileRow<scalar_t>& row, int64_t n, scalar_t threshold) {
-  int hits = 0;
-  for (int64_t j = n; j < n + kBlock; ++j) {
-    const scalar_t value = (kBase ? row.base[j] : scalar_t(0)) + row.lhs[j] * (kRhs ? row.rhs[j] : scalar_t(1));
-    hits |= (value + row.penalty[j]) > threshold;
-  }
-  return hits != 0;
-}
-
 // Merges one tile row (pool columns begin .. begin + width) into a best-first list. Every column
 // of this tile has a larger pool index than the entries already listed, so once the list is
-// full a column enters exactly when its value exceeds the last one's: the blocks below skip the
-// scalar insertion unless that happens.
+// full a column enters exactly when its value exceeds the last one's: the threshold scan skips
+// whole blocks of columns and the scalar insertion runs only in a block that holds a winner.
 template <typename scalar_t, bool kBase, bool kRhs>
 void merge_row(
     const TileRow<scalar_t>& row, int64_t width, int64_t begin, scalar_t* values, int64_t* indices,
@@ -92,11 +81,10 @@ void merge_row(
     }
   }
   scalar_t threshold = values[k - 1];
-  for (; n < width; n += kBlock) {
-    const int64_t end = std::min(n + kBlock, width);
-    if (end - n == kBlock && !block_beats<scalar_t, kBase, kRhs>(row, n, threshold)) {
-      continue;
-    }
+  const int64_t blocks_end = n + (width - n) / kScanBlock * kScanBlock;
+  while (n < width) {
+    n = first_block_beating<scalar_t, kBase, kRhs>(row, n, blocks_end, threshold, scan_with_avx2());
+    const int64_t end = std::min(n + kScanBlock, width);
     for (int64_t j = n; j < end; ++j) {
       const scalar_t value = row_value<scalar_t, kBase, kRhs>(row, j);
       if (row.penalty[j] == 0 && value > threshold) {
@@ -104,6 +92,7 @@ void merge_row(
         threshold = values[k - 1];
       }
     }
+    n = end;
   }
 }
 
