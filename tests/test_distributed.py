@@ -178,27 +178,36 @@ def single_process_strategy_results():
     return results
 
 
-def worker(rank, world_size, init_file, out_file):
+def run_ranks(worker, world_size: int, tmp_path) -> list:
+    """Runs worker(rank, world_size, folder) on world_size spawned gloo ranks and returns what each
+    rank's call returned, in rank order."""
+    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
+    mp.spawn(_rank_main, args=(worker, world_size, init_file, str(tmp_path)), nprocs=world_size, join=True)
+    return [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(world_size)]
+
+
+def _rank_main(rank, worker, world_size, init_file, folder):
     # A rank that fails leaves the others waiting in a collective: the timeout turns that into an error.
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
-        results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
-        results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
-        results["strategies"] = strategy_results(rank, world_size)
-        torch.save(results, f"{out_file}.{rank}")
+        torch.save(worker(rank, world_size, folder), os.path.join(folder, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
+def selection_worker(rank, world_size, folder):
+    results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
+    results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+    results["strategies"] = strategy_results(rank, world_size)
+    return results
+
+
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
-    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
-    out_file = str(tmp_path / "results")
-    mp.spawn(worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
+    per_rank = run_ranks(selection_worker, world_size, tmp_path)
     expected = {case: single_process_results(*case) for case in selection_cases()}
     expected_strategies = single_process_strategy_results()
-    for rank in range(world_size):
-        results = torch.load(f"{out_file}.{rank}")
+    for rank, results in enumerate(per_rank):
         for case in selection_cases():
             assert results[case] == expected[case], (rank, case)
         picked, expected_picks = results["all_masked_shard"]
@@ -208,38 +217,30 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
         assert strategies == expected_strategies
 
 
-def failure_worker(rank, world_size, init_file, out_file):
+def failure_worker(rank, world_size, folder):
     """The last rank fails in its local step (NaN scores; a NaN image in its shard): every rank
     must raise at once, none may wait for it."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
-    last = world_size - 1
+    scores = torch.full((4,), float("nan") if rank == world_size - 1 else 1.0)
+    model, pool, budget = strategy_problem(30)
+    pool.dataset.tensors[0][-1] = float("nan")  # the last item: in the last rank's contiguous shard
     errors = []
-    try:
-        scores = torch.full((4,), float("nan") if rank == last else 1.0)
-        model, pool, budget = strategy_problem(30)
-        pool.dataset.tensors[0][-1] = float("nan")  # the last item: in the last rank's contiguous shard
-        for call in (
-            lambda: distributed_topk(scores, torch.arange(4) + 4 * rank, 2),
-            lambda: distributed_select(make_strategy("entropy", progress=False), model, pool, budget),
-        ):
-            try:
-                call()
-                errors.append(None)
-            except Exception as error:  # noqa: BLE001 - recorded for the parent to check
-                errors.append((type(error).__name__, str(error)))
-        torch.save(errors, f"{out_file}.{rank}")
-    finally:
-        dist.destroy_process_group()
+    for call in (
+        lambda: distributed_topk(scores, torch.arange(4) + 4 * rank, 2),
+        lambda: distributed_select(make_strategy("entropy", progress=False), model, pool, budget),
+    ):
+        try:
+            call()
+            errors.append(None)
+        except Exception as error:  # noqa: BLE001 - recorded for the parent to check
+            errors.append((type(error).__name__, str(error)))
+    return errors
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_a_rank_that_raises_makes_every_rank_raise_its_message(world_size, tmp_path):
-    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
-    out_file = str(tmp_path / "errors")
-    mp.spawn(failure_worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
     last = world_size - 1
-    for rank in range(world_size):
-        (topk_type, topk_message), (select_type, select_message) = torch.load(f"{out_file}.{rank}")
+    for rank, errors in enumerate(run_ranks(failure_worker, world_size, tmp_path)):
+        (topk_type, topk_message), (select_type, select_message) = errors
         if rank == last:
             assert topk_type == "ValueError" and f"rank {last}'s scores contain NaN" in topk_message
             assert select_type == "ValueError" and "Entropy" in select_message
@@ -248,34 +249,27 @@ def test_a_rank_that_raises_makes_every_rank_raise_its_message(world_size, tmp_p
             assert select_type == "RuntimeError" and f"rank {last} failed: ValueError: " in select_message and "Entropy" in select_message
 
 
-def state_worker(rank, world_size, init_file, out_file):
+def state_worker(rank, world_size, folder):
     """Rank 0 alone writes; every rank loads and agrees; then a rank whose labeled set differs
     makes every rank raise, naming both hashes."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    _, pool, _ = strategy_problem(30)
+    pool.label([1, 2], torch.tensor([1, 2]))
+    save_pool(pool, os.path.join(folder, "state.pool"))
+    _, fresh, _ = strategy_problem(30)
+    outcome = {"loaded": check_same_pool(load_pool(fresh, os.path.join(folder, "state.pool"))) == labeled_set_hash(pool)}
+    if rank == world_size - 1:
+        fresh.label([3], torch.tensor([0]))
     try:
-        _, pool, _ = strategy_problem(30)
-        pool.label([1, 2], torch.tensor([1, 2]))
-        save_pool(pool, f"{out_file}.pool")
-        _, fresh, _ = strategy_problem(30)
-        outcome = {"loaded": check_same_pool(load_pool(fresh, f"{out_file}.pool")) == labeled_set_hash(pool)}
-        if rank == world_size - 1:
-            fresh.label([3], torch.tensor([0]))
-        try:
-            save_pool(fresh, f"{out_file}.second")
-        except ValueError as error:
-            outcome["mismatch"] = str(error)
-        outcome["hash"] = labeled_set_hash(fresh)
-        torch.save(outcome, f"{out_file}.{rank}")
-    finally:
-        dist.destroy_process_group()
+        save_pool(fresh, os.path.join(folder, "state.second"))
+    except ValueError as error:
+        outcome["mismatch"] = str(error)
+    outcome["hash"] = labeled_set_hash(fresh)
+    return outcome
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_pool_state_is_written_by_rank_zero_and_checked_on_every_rank(world_size, tmp_path):
-    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
-    out_file = str(tmp_path / "state")
-    mp.spawn(state_worker, args=(world_size, init_file, out_file), nprocs=world_size, join=True)
-    outcomes = [torch.load(f"{out_file}.{rank}") for rank in range(world_size)]
+    outcomes = run_ranks(state_worker, world_size, tmp_path)
     last = world_size - 1
     for outcome in outcomes:
         assert outcome["loaded"]
@@ -283,5 +277,5 @@ def test_pool_state_is_written_by_rank_zero_and_checked_on_every_rank(world_size
             f"torch_al.distributed: rank {last}'s labeled set (hash {outcomes[last]['hash']}) differs from rank 0's "
             f"(hash {outcomes[0]['hash']}); load the same pool state on every rank"
         )
-    assert not os.path.exists(f"{out_file}.second")  # nothing written when the ranks disagree
+    assert not (tmp_path / "state.second").exists()  # nothing written when the ranks disagree
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("state.pool")) == ["state.pool"]  # one file, no temporaries
