@@ -130,13 +130,8 @@ def distributed_pfk_topk(
     every rank to ``pfk_topk`` over the whole pool."""
     from torch_al.ops.pfk_topk import pfk_topk
 
-
-    def local() -> Tuple[Tensor, Tensor]:
-        values, rows = pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
-        _check_global_indices("distributed_pfk_topk", global_indices, pool_z[0].shape[0])
-        return values, _to_global(rows, global_indices)
-
-    return gather_ranked(*_on_every_rank(local, group), k, group)
+    query = lambda: pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)  # noqa: E731
+    return _merged_lists("distributed_pfk_topk", query, global_indices, pool_z[0].shape[0], k, group)
 
 
 def distributed_select_unique(
@@ -168,13 +163,9 @@ def distributed_select_unique(
         raise ValueError(f"distributed_select_unique: need budget >= 0 and k >= 1, got budget={budget} k={k}")
     mask = pool_mask if pool_mask is not None else torch.zeros(pool_z[0].shape[0], dtype=torch.bool, device=pool_z[0].device)
     if rule == "column":  # the first query validates every input before the budget is checked
-
-        def local() -> Tuple[Tensor, Tensor]:
-            values, rows = pfk_column_topk(query_z, pool_z, query_g, pool_g, mask, budget, combine, precision)
-            _check_global_indices("distributed_select_unique", global_indices, pool_z[0].shape[0])
-            return values[None], _to_global(rows, global_indices)[None]
-
-        values, indices = (merged[0] for merged in gather_ranked(*_on_every_rank(local, group), budget, group))
+        query = lambda: tuple(t[None] for t in pfk_column_topk(query_z, pool_z, query_g, pool_g, mask, budget, combine, precision))  # noqa: E731
+        merged = _merged_lists("distributed_select_unique", query, global_indices, pool_z[0].shape[0], budget, group)
+        values, indices = merged[0][0], merged[1][0]
     else:
         values, indices = distributed_pfk_topk(
             query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, group=group
@@ -313,6 +304,20 @@ def _collective_device(group: Optional[dist.ProcessGroup]) -> torch.device:
     if dist.get_backend(group) == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def _merged_lists(
+    op: str, query: Callable[[], Tuple[Tensor, Tensor]], global_indices: Tensor, pool_rows: int, k: int, group: Optional[dist.ProcessGroup]
+) -> Tuple[Tensor, Tensor]:
+    """Runs this rank's query (values[R, k], local pool rows[R, k]), names its rows by global
+    index, and merges every rank's lists (:func:`gather_ranked`)."""
+
+    def local() -> Tuple[Tensor, Tensor]:
+        values, rows = query()
+        _check_global_indices(op, global_indices, pool_rows)
+        return values, _to_global(rows, global_indices)
+
+    return gather_ranked(*_on_every_rank(local, group), k, group)
 
 
 def _to_global(local: Tensor, global_indices: Tensor) -> Tensor:
