@@ -18,6 +18,7 @@
 
 #include "../pfk_topk_math.h"
 #include "../pfk_stream.h"
+#include "resident_warps.cuh"
 
 namespace torch_al::ops {
 
@@ -112,7 +113,7 @@ struct LaneArgmax {
   Candidate<scalar_t> best;
   int lane;
 
-  __device__ LaneArgmax(const ListArgs<scalar_t>& args, int64_t row, int lane_) : lane(lane_) {
+  __device__ LaneArgmax(const ListArgs<scalar_t>& args, int64_t row, int64_t /*slot*/, int lane_) : lane(lane_) {
     best = args.init_values != nullptr && lane == 0
         ? Candidate<scalar_t>{args.init_values[row], args.init_indices[row]}
         : nothing<scalar_t>();
@@ -147,7 +148,7 @@ struct WarpRegisterList {
   int lane;
   int k;
 
-  __device__ WarpRegisterList(const ListArgs<scalar_t>& args, int64_t row, int lane_)
+  __device__ WarpRegisterList(const ListArgs<scalar_t>& args, int64_t row, int64_t /*slot*/, int lane_)
       : lane(lane_), k(static_cast<int>(args.k)) {
     entry = args.init_values != nullptr && lane < k
         ? Candidate<scalar_t>{args.init_values[row * k + lane], args.init_indices[row * k + lane]}
@@ -172,9 +173,12 @@ struct WarpRegisterList {
     const int position = __popc(ahead);
     const Candidate<scalar_t> previous{
         __shfl_up_sync(kAllLanes, entry.value, 1), __shfl_up_sync(kAllLanes, entry.index, 1)};
+    if (position >= k || lane >= k) {
+      return;  // the list is full of better entries, or this lane holds none of it
+    }
     if (lane == position) {
       entry = c;
-    } else if (lane > position && lane < k) {
+    } else if (lane > position) {
       entry = previous;
     }
   }
@@ -249,16 +253,6 @@ struct WarpMemoryList {
   __device__ void finish(scalar_t*, int64_t*) {}  // already in place
 };
 
-template <typename List>
-__device__ __forceinline__ List make_list(
-    const ListArgs<typename List::scalar_type>& args, int64_t row, int64_t slot, int lane) {
-  if constexpr (std::is_same_v<List, WarpMemoryList<typename List::scalar_type>>) {
-    return List(args, row, slot, lane);
-  } else {
-    return List(args, row, lane);
-  }
-}
-
 // One warp per (row, split): the warp streams the split's candidates through its list, 32 at a
 // time (consecutive lanes read consecutive columns), and writes the list to its slot.
 template <typename List, typename Source>
@@ -275,7 +269,7 @@ __global__ void select_kernel(
   const int64_t split = warp % splits;
   const int64_t first = split * split_width;
   const int64_t end = first + split_width < count ? first + split_width : count;
-  List list = make_list<List>(lists, row, warp, lane);
+  List list(lists, row, warp, lane);
   for (int64_t group = first; group < end; group += kWarp) {
     const int64_t n = group + lane;
     list.offer(n < end ? source.at(row, n) : nothing<scalar_t>());
@@ -305,12 +299,7 @@ void select_rows(
 
 // Warps per row of a tile: enough for one full wave of warps on the device when M is small.
 int64_t split_count(int64_t rows, int64_t width, int64_t k) {
-  int device = 0;
-  int sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t resident_warps = static_cast<int64_t>(sms) * (2048 / kWarp);
-  int64_t splits = ceil_div(resident_warps, std::max<int64_t>(rows, 1));
+  int64_t splits = ceil_div(resident_warps(), std::max<int64_t>(rows, 1));
   splits = std::min(splits, std::max<int64_t>(1, width / kMinSplitWidth));
   splits = std::min(splits, std::max<int64_t>(1, kMaxSplitEntries / std::max<int64_t>(rows * k, 1)));
   return std::max<int64_t>(splits, 1);

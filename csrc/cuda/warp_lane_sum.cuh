@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "../kcenter_greedy_math.h"
+#include "resident_warps.cuh"
 
 namespace torch_al::ops {
 
@@ -31,11 +32,7 @@ __device__ acc_t warp_lane_sum(int64_t dims, int lane, const Term& term) {
 // Blocks for one warp per row over n rows, capped at enough to fill every SM at full occupancy:
 // more would only lengthen the callers' second stage (a merge or the draw's walk over blocks).
 inline int64_t warp_per_row_grid(int64_t n, int warps_per_block) {
-  int device = 0;
-  int sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t resident = static_cast<int64_t>(sms) * (2048 / (kKCenterLanes * warps_per_block));
+  const int64_t resident = resident_warps() / warps_per_block;
   return std::max<int64_t>(1, std::min<int64_t>((n + warps_per_block - 1) / warps_per_block, resident));
 }
 
