@@ -115,21 +115,20 @@ KCenterGreedyPlan plan_kcenter_greedy(
   return {selectable, initial_indices, first_pick};
 }
 
-at::Tensor nearest_initial_center(
-    const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices) {
+at::Tensor nearest_center(
+    const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& centers, const at::Tensor& center_scale) {
   const auto acc = kcenter_greedy_distance_dtype(x);
-  const bool scaled = inverse_norms.defined();
+  const bool scaled = x_scale.defined();
   auto scaled_rows = [&](const at::Tensor& rows, const at::Tensor& scale) {
     auto converted = rows.to(acc);
-    return scaled ? converted * scale.unsqueeze(1) : converted;
+    return scaled ? converted.mul(scale.unsqueeze(1)) : converted;
   };
-  const auto centers_raw =
-      scaled_rows(x.index_select(0, initial_indices), scaled ? inverse_norms.index_select(0, initial_indices) : inverse_norms);
   // Centring at the centers' mean removes any common offset before the expanded form is used.
+  const auto centers_raw = scaled_rows(centers, center_scale);
   const auto mean = centers_raw.mean(0);
-  const auto centers = centers_raw - mean;
-  const auto center_sq = centers.square().sum(1).unsqueeze(0);
-  const auto centers_t = centers.t();
+  const auto centred = centers_raw.sub(mean);
+  const auto center_sq = centred.square().sum(1).unsqueeze(0);
+  const auto centers_t = centred.t();
 
   const int64_t n = x.size(0);
   const int64_t block_rows =
@@ -137,15 +136,24 @@ at::Tensor nearest_initial_center(
   auto nearest = at::empty({n}, x.options().dtype(at::kLong));
   for (int64_t begin = 0; begin < n; begin += block_rows) {
     const int64_t end = std::min(n, begin + block_rows);
-    const auto block =
-        scaled_rows(x.slice(0, begin, end), scaled ? inverse_norms.slice(0, begin, end) : inverse_norms) - mean;
+    const auto block = scaled_rows(x.slice(0, begin, end), scaled ? x_scale.slice(0, begin, end) : x_scale).sub(mean);
     // argmin_j |x - c_j|^2 = argmin_j (|c_j|^2 - 2 x.c_j): |x|^2 is the same for every j. The
     // product stays exact float32 whatever the user set for TF32: a rounded product can name
     // another nearest center, and the picks would no longer be exact farthest-first.
     const at::NoTF32Guard exact_products;
-    const auto partial = at::addmm(center_sq, block, centers_t, 1, -2);
-    nearest.slice(0, begin, end).copy_(initial_indices.index_select(0, partial.argmin(1)));
+    nearest.slice(0, begin, end).copy_(at::addmm(center_sq, block, centers_t, 1, -2).argmin(1));
   }
+  return nearest;
+}
+
+at::Tensor nearest_initial_center(
+    const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices) {
+  const bool scaled = inverse_norms.defined();
+  auto nearest = initial_indices.index_select(
+      0,
+      nearest_center(
+          x, inverse_norms, x.index_select(0, initial_indices),
+          scaled ? inverse_norms.index_select(0, initial_indices) : inverse_norms));
   // A center is its own nearest center, whatever the rounding of the product says.
   nearest.index_copy_(0, initial_indices, initial_indices);
   return nearest;

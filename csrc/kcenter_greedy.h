@@ -53,10 +53,16 @@ KCenterGreedyPlan plan_kcenter_greedy(
     const std::optional<at::Tensor>& exclude,
     const at::Tensor& inverse_norms);
 
-// For a large initial set: the index (into x) of each point's nearest initial center, by a blocked
+// For a large set of centers[S, D] (rows, with their cosine scale; undefined scales for the
+// Euclidean metric): the index (into centers) of each row of x's nearest center, by a blocked
 // matrix product on data centred at the centers' mean (the expanded |x|^2 - 2 x.c + |c|^2 form
 // then keeps its precision under a large common offset). Kernels recompute the exact distance to
 // that center directly. Device-agnostic ATen code.
+at::Tensor nearest_center(
+    const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& centers, const at::Tensor& center_scale);
+
+// nearest_center for centers that are rows of x: the index (into x) of each point's nearest initial
+// center; an initial point is its own.
 at::Tensor nearest_initial_center(
     const at::Tensor& x, const at::Tensor& inverse_norms, const at::Tensor& initial_indices);
 

@@ -127,10 +127,12 @@ C10_HOST_DEVICE inline bool beats(const KCenterCandidate<acc_t>& a, const KCente
   return a.value > b.value || (a.value == b.value && a.index < b.index);
 }
 
-// Lowers the running min squared distance of a point and returns it.
+// Lowers the running min squared distance of a point and returns it. A NaN distance sticks, so
+// a point with a non-finite coordinate can never win a strict > against a real candidate.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t lower_min(acc_t* min_sq, acc_t squared_distance) {
-  if (squared_distance < *min_sq) {
+  const bool is_nan = squared_distance != squared_distance;
+  if (squared_distance < *min_sq || is_nan) {
     *min_sq = squared_distance;
   }
   return *min_sq;

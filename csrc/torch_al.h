@@ -4,6 +4,7 @@
 #include "facility_location_greedy.h"
 #include "ig_accumulate.h"
 #include "kcenter_greedy.h"
+#include "kcenter_greedy_step.h"
 #include "kmeanspp_factored.h"
 #include "library.h"
 #include "pfk_column_topk.h"

@@ -5,7 +5,11 @@ world size running every case) and compare what every rank returns with the sing
 the whole pool. Descriptors and scores are small integers, so values are exact and ties abound.
 """
 
+import collections
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from datetime import timedelta
 
@@ -17,9 +21,10 @@ import torch.multiprocessing as mp
 import torch_al
 from pfk_reference import COMBINES, fixed_shape_problem
 from torch_al import ActivePool
-from torch_al.strategies import make_strategy
+from torch_al.strategies import Committee, make_strategy
 from torch_al.distributed import (
     check_same_pool,
+    distributed_kcenter_greedy,
     distributed_pfk_topk,
     distributed_select,
     distributed_select_unique,
@@ -135,7 +140,36 @@ def all_masked_shard_results(rank, world_size):
     return picked.tolist(), expected.tolist()
 
 
-SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random")
+KCENTER_CASES = [(items, centers, metric) for items in POOL_SIZES for centers in (0, 3, 40) for metric in ("euclidean", "cosine")]
+
+
+def kcenter_problem(items: int, centers: int, metric: str):
+    """Small-integer points (distances tie everywhere) and centers; k as large as allowed up to 30."""
+    generator = torch.Generator().manual_seed(items + centers)
+    points = torch.randint(-3, 4, (items, 5), generator=generator).float()
+    center_rows = torch.randint(-3, 4, (centers, 5), generator=generator).float()
+    if metric == "cosine":  # no zero rows
+        points[:, 0], center_rows[:, 0] = 4.0, 4.0
+    first = items // 2 if items and not centers else None
+    return points, center_rows, min(items, 30), first
+
+
+def single_process_kcenter(items, centers, metric):
+    """kcenter_greedy on one process: the centers are the first rows, the initial set."""
+    points, center_rows, k, first = kcenter_problem(items, centers, metric)
+    x = torch.cat([center_rows, points])
+    picks, min_dist = torch_al.kcenter_greedy(x, k, torch.arange(centers) if centers else None, first=None if first is None else first + centers, metric=metric)
+    return (picks - centers).tolist(), min_dist[centers:]
+
+
+def distributed_kcenter(items, centers, metric, layout, rank, world_size):
+    points, center_rows, k, first = kcenter_problem(items, centers, metric)
+    owned = shard(torch.arange(items), rank, world_size, layout)
+    picks, min_dist = distributed_kcenter_greedy(points[owned], k, center_rows if centers else None, global_indices=owned, first=first, metric=metric)
+    return picks.tolist(), min_dist, owned
+
+
+SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
 
 
 def strategy_problem(items: int):
@@ -151,6 +185,34 @@ def strategy_problem(items: int):
     return model, pool, min(50, items - len(labeled))
 
 
+MATCHING_STRATEGIES = ("pcc", "pfk", "eba", "pfk-product-true", "pfk-fisher-match")
+
+
+def matching_problem(items: int):
+    """strategy_problem's pool, labeled by a rule, with a two-layer float64 model whose hidden
+    activations and logits are the descriptor scales, and a validation set."""
+    _, pool, budget = strategy_problem(items)
+    inputs = pool.dataset.tensors[0]
+    pool.dataset.tensors = (inputs, (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0).long())
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        collections.OrderedDict(fc1=torch.nn.Linear(4, 6), act1=torch.nn.ReLU(), fc2=torch.nn.Linear(6, 3))
+    ).double()
+    generator = torch.Generator().manual_seed(5)
+    validation = (torch.randn(40, 4, generator=generator, dtype=torch.float64), torch.randint(0, 3, (40,), generator=generator))
+    return model, pool, budget, {"validation": validation, "layers": ("act1", "fc2"), "progress": False}
+
+
+ENSEMBLE_STRATEGIES = ("ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy")
+
+
+def committee_problem(items: int):
+    """strategy_problem's pool with a committee of three float64 linear members."""
+    _, pool, budget = strategy_problem(items)
+    torch.manual_seed(2)
+    return Committee([torch.nn.Linear(4, 3).double() for _ in range(3)]), pool, budget
+
+
 def strategy_results(rank, world_size):
     results = {}
     for items in (1, 7, 3001):
@@ -159,9 +221,16 @@ def strategy_results(rank, world_size):
             for layout in LAYOUTS:
                 strategy = make_strategy(name, progress=False) if name != "random" else make_strategy(name)
                 results[items, name, layout] = distributed_select(strategy, model, pool, budget, layout=layout).tolist()
+    for items in (7, 3001):
+        model, pool, budget, options = matching_problem(items)
+        for name in MATCHING_STRATEGIES:
+            results[items, name, "contiguous"] = distributed_select(make_strategy(name, **options), model, pool, budget).tolist()
+        committee, pool, budget = committee_problem(items)
+        for name in ENSEMBLE_STRATEGIES:
+            results[items, name, "strided"] = distributed_select(make_strategy(name, progress=False), committee, pool, budget, layout="strided").tolist()
     model, pool, budget = strategy_problem(7)
     try:
-        distributed_select(make_strategy("coreset", progress=False), model, pool, 2)
+        distributed_select(make_strategy("badge", progress=False), model, pool, 2)
     except TypeError as error:
         results["unsupported"] = str(error)
     return results
@@ -175,6 +244,13 @@ def single_process_strategy_results():
             strategy = make_strategy(name, progress=False) if name != "random" else make_strategy(name)
             picked = strategy.select(model, pool, budget).tolist()
             results.update({(items, name, layout): picked for layout in LAYOUTS})
+    for items in (7, 3001):
+        model, pool, budget, options = matching_problem(items)
+        for name in MATCHING_STRATEGIES:
+            results[items, name, "contiguous"] = make_strategy(name, **options).select(model, pool, budget).tolist()
+        committee, pool, budget = committee_problem(items)
+        for name in ENSEMBLE_STRATEGIES:
+            results[items, name, "strided"] = make_strategy(name, progress=False).select(committee, pool, budget).tolist()
     return results
 
 
@@ -198,6 +274,7 @@ def _rank_main(rank, worker, world_size, init_file, folder):
 def selection_worker(rank, world_size, folder):
     results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
     results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+    results["kcenter"] = {case + (layout,): distributed_kcenter(*case, layout, rank, world_size) for case in KCENTER_CASES for layout in LAYOUTS}
     results["strategies"] = strategy_results(rank, world_size)
     return results
 
@@ -212,8 +289,12 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             assert results[case] == expected[case], (rank, case)
         picked, expected_picks = results["all_masked_shard"]
         assert picked == expected_picks
+        for (items, centers, metric, layout), (picks, min_dist, owned) in results["kcenter"].items():
+            expected_picks, expected_min_dist = single_process_kcenter(items, centers, metric)
+            assert picks == expected_picks, (rank, items, centers, metric, layout)
+            assert torch.equal(min_dist, expected_min_dist[owned]), (rank, items, centers, metric, layout)
         strategies = results["strategies"]
-        assert strategies.pop("unsupported").startswith("distributed_select: CoreSet has no distributed form yet")
+        assert strategies.pop("unsupported").startswith("distributed_select: BADGE has no distributed form yet")
         assert strategies == expected_strategies
 
 
@@ -227,6 +308,7 @@ def failure_worker(rank, world_size, folder):
     for call in (
         lambda: distributed_topk(scores, torch.arange(4) + 4 * rank, 2),
         lambda: distributed_select(make_strategy("entropy", progress=False), model, pool, budget),
+        lambda: distributed_kcenter_greedy(scores[:, None], 2, torch.ones(1, 1), global_indices=torch.arange(4) + 4 * rank),
     ):
         try:
             call()
@@ -240,13 +322,15 @@ def failure_worker(rank, world_size, folder):
 def test_a_rank_that_raises_makes_every_rank_raise_its_message(world_size, tmp_path):
     last = world_size - 1
     for rank, errors in enumerate(run_ranks(failure_worker, world_size, tmp_path)):
-        (topk_type, topk_message), (select_type, select_message) = errors
+        (topk_type, topk_message), (select_type, select_message), (kcenter_type, kcenter_message) = errors
         if rank == last:
             assert topk_type == "ValueError" and f"rank {last}'s scores contain NaN" in topk_message
             assert select_type == "ValueError" and "Entropy" in select_message
+            assert kcenter_type == "ValueError" and kcenter_message == "distributed_kcenter_greedy: x must be finite; row 0 has NaN or inf"
         else:
-            assert topk_type == "RuntimeError" and topk_message.startswith(f"torch_al.distributed: rank {last} failed: ValueError: ")
-            assert select_type == "RuntimeError" and f"rank {last} failed: ValueError: " in select_message and "Entropy" in select_message
+            assert topk_type == "RankFailedError" and topk_message.startswith(f"torch_al.distributed: rank {last} failed: ValueError: ")
+            assert select_type == "RankFailedError" and f"rank {last} failed: ValueError: " in select_message and "Entropy" in select_message
+            assert kcenter_type == "RankFailedError" and kcenter_message.endswith("x must be finite; row 0 has NaN or inf")
 
 
 def state_worker(rank, world_size, folder):
@@ -279,3 +363,74 @@ def test_pool_state_is_written_by_rank_zero_and_checked_on_every_rank(world_size
         )
     assert not (tmp_path / "state.second").exists()  # nothing written when the ranks disagree
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("state.pool")) == ["state.pool"]  # one file, no temporaries
+
+
+def kcenter_errors_worker(rank, world_size, folder):
+    """Bad calls of distributed_kcenter_greedy: the same clear error on every rank, none hangs."""
+    points, owned = torch.randn(6, 2) + 1, shard(torch.arange(12), rank, world_size)
+    calls = {
+        "k": lambda: distributed_kcenter_greedy(points, 13, global_indices=owned),
+        "first": lambda: distributed_kcenter_greedy(points, 2, global_indices=owned, first=99),
+        "order": lambda: distributed_kcenter_greedy(points, 2, global_indices=owned.flip(0)),
+        "cosine": lambda: distributed_kcenter_greedy(points * (rank == 0), 2, global_indices=owned, metric="cosine"),
+        "width": lambda: distributed_kcenter_greedy(points, 2, torch.zeros(1, 3), global_indices=owned),
+    }
+    outcome = {}
+    for name, call in calls.items():
+        try:
+            call()
+            outcome[name] = None
+        except Exception as error:  # noqa: BLE001 - recorded for the parent to check
+            outcome[name] = f"{type(error).__name__}: {error}"
+    return outcome
+
+
+def test_distributed_kcenter_greedy_bad_input_fails_on_every_rank(tmp_path):
+    outcomes = run_ranks(kcenter_errors_worker, 2, tmp_path)
+    for rank, outcome in enumerate(outcomes):
+        assert outcome["k"] == "ValueError: distributed_kcenter_greedy: k=13 is larger than the 12 points of all ranks"
+        assert outcome["first"] == "ValueError: distributed_kcenter_greedy: first=99 is the global index of no rank's point"
+        assert "global_indices must be strictly increasing" in outcome["order"]
+        assert "centers must be Tensor[S, 2]" in outcome["width"]
+        if rank == 1:  # rank 1's rows are all zero: no cosine direction
+            assert outcome["cosine"].startswith("ValueError: distributed_kcenter_greedy: metric 'cosine' needs rows with a nonzero, finite norm")
+        else:
+            assert outcome["cosine"].startswith("RankFailedError: torch_al.distributed: rank 1 failed: ValueError:")
+
+
+def cli_files(tmp_path):
+    """Inputs (with near-duplicate rows: ties) and an exported model for `torch-al select`."""
+    inputs = torch.randn(101, 3, generator=torch.Generator().manual_seed(0)).repeat(3, 1)[:301]
+    torch.save(inputs, tmp_path / "inputs.pt")
+    torch.manual_seed(0)
+    batch = {"input": {0: torch.export.Dim("batch")}}
+    program = torch.export.export(torch.nn.Linear(3, 4), (torch.randn(2, 3),), dynamic_shapes=batch)
+    torch.export.save(program, tmp_path / "model.pt2")
+    return ["--data", str(tmp_path / "inputs.pt"), "--model", str(tmp_path / "model.pt2"), "--budget", "12"]
+
+
+def run_cli(launcher: list, argv: list) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *launcher, "-m", "torch_al", "select", *argv], capture_output=True, text=True, env=environment, timeout=300)
+
+
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "random"])
+def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
+    files = cli_files(tmp_path)
+    alone = run_cli([], ["--state", str(tmp_path / "alone.pt"), "--strategy", strategy, *files])
+    ranks = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
+    assert alone.returncode == 0 and ranks.returncode == 0, ranks.stderr[-2000:]
+    assert ranks.stdout.count("query") == 1  # rank 0 alone prints
+    assert json.loads(ranks.stdout.strip().splitlines()[-1]) == json.loads(alone.stdout.strip())
+    again = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
+    assert again.stdout == ranks.stdout and again.stderr.count("re-issuing the pending query") == 1
+
+
+def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(tmp_path):
+    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "badge", *cli_files(tmp_path)])
+    assert failed.returncode != 0
+    assert failed.stderr.count("torch-al select: error: distributed_select: BADGE has no distributed form yet") == 2
+    assert not (tmp_path / "ranks.pt").exists()

@@ -156,6 +156,40 @@ if has_ops():
             f"{tuple(grad.shape)}, got shape {tuple(acc.shape)}",
         )
 
+    @torch.library.register_fake("torch_al::kcenter_greedy_step")
+    def _kcenter_greedy_step_fake(
+        x: torch.Tensor, centers: torch.Tensor, min_sq: torch.Tensor, selectable: torch.Tensor, metric: str = "euclidean"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        op = "kcenter_greedy_step"
+        torch._check(x.dim() == 2, lambda: f"{op}: x must be 2-D (N, D), got shape {list(x.shape)}")
+        torch._check(
+            x.dtype.is_floating_point,
+            lambda: f"{op}: x must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}",
+        )
+        torch._check(
+            metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'"
+        )
+        n, dims = x.shape
+        torch._check(
+            centers.dim() == 2 and centers.shape[0] >= 1 and centers.shape[1] == dims,
+            lambda: f"{op}: centers must be (S, D) with S >= 1 and D = {dims} (x's), got shape {list(centers.shape)}",
+        )
+        torch._check(centers.dtype == x.dtype, lambda: f"{op}: centers must have x's dtype {x.dtype}, got {centers.dtype}")
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        torch._check(
+            min_sq.dim() == 1 and min_sq.shape[0] == n and min_sq.dtype == acc and min_sq.is_contiguous(),
+            lambda: f"{op}: min_sq must be a contiguous {acc} tensor of N = {n} entries, got shape "
+            f"{list(min_sq.shape)} dtype {min_sq.dtype}",
+        )
+        torch._check(
+            selectable.dim() == 1 and selectable.shape[0] == n and selectable.dtype == torch.bool,
+            lambda: f"{op}: selectable must be a bool tensor of N = {n} entries, got shape "
+            f"{list(selectable.shape)} dtype {selectable.dtype}",
+        )
+        for name, tensor in (("centers", centers), ("min_sq", min_sq), ("selectable", selectable)):
+            torch._check(tensor.device == x.device, lambda: f"{op}: {name} is on {tensor.device} but x is on {x.device}")
+        return min_sq.new_empty(()), min_sq.new_empty((), dtype=torch.int64)
+
     @torch.library.register_fake("torch_al::kcenter_greedy")
     def _kcenter_greedy_fake(
         x: torch.Tensor,

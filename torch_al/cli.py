@@ -2,12 +2,14 @@
 
     torch-al run --dataset fashion-mnist --strategy random entropy --imbalance 100 --rounds 10 --budget 125 --out DIR
     torch-al select --state S --data D --model M --strategy entropy --budget 125
+    torchrun --nproc-per-node=N -m torch_al select ...   (each rank scores a shard; rank 0 writes and prints)
     torch-al label --state S --data D --labels answers.json
     torch-al status --state S
     torch-al discard --state S --data D
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,9 +21,11 @@ import typing
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
 from torch_al.experiment import RunConfig, is_ensemble, run_experiment
+from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import STRATEGIES, DistributionMatching, make_strategy, strategy_class
@@ -152,16 +156,41 @@ def command_run(config: RunConfig) -> None:
 
 
 def command_select(config: SelectConfig) -> None:
+    with _torchrun_group() as distributed:
+        _select(config, distributed)
+
+
+@contextlib.contextmanager
+def _torchrun_group():
+    """Under ``torchrun`` with more than one process: a gloo process group for the command (yields
+    True); otherwise nothing (False)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield False
+        return
+    dist.init_process_group("gloo")
+    try:
+        yield True
+    finally:
+        dist.destroy_process_group()
+
+
+def _select(config: SelectConfig, distributed: bool) -> None:
+    """Every rank loads the same state and scores its shard; rank 0 alone writes and prints."""
+    speaks = not distributed or dist.get_rank() == 0
     pool = _pool_for(config.data)
     if os.path.exists(config.state):
-        pool.load(config.state)
+        load_pool(pool, config.state) if distributed else pool.load(config.state)
     if pool.pending_query is None:
         options = {"validation": _load_validation(config.validation), "layers": config.layers} if config.validation else {}
         strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
-        indices, scores = strategy.select(_load_model(config.model), pool, config.budget, return_scores=True)
+        model = _load_model(config.model)
+        if distributed:
+            indices, scores = distributed_select(strategy, model, pool, config.budget), None
+        else:
+            indices, scores = strategy.select(model, pool, config.budget, return_scores=True)
         pool.propose(indices, scores, strategy=config.strategy)
-        pool.save(config.state)
-    else:  # re-issue it: stdout stays the JSON line, the notice goes to stderr
+        save_pool(pool, config.state) if distributed else pool.save(config.state)
+    elif speaks:  # re-issue it: stdout stays the JSON line, the notice goes to stderr
         print(f"torch-al select: re-issuing the pending query for {_pending_summary(pool)}", file=sys.stderr)
         differs = []
         if not _same_strategy(pool.pending_strategy, config.strategy):
@@ -173,7 +202,8 @@ def command_select(config: SelectConfig) -> None:
             print(f"torch-al select: your request ({request}) was NOT applied: a pending query is re-issued until it is labeled or discarded", file=sys.stderr)
         discard = f"torch-al discard --state {shlex.quote(config.state)} --data {shlex.quote(config.data)}"
         print(f"torch-al select: `{discard}` drops it (labels already given stay); then select again", file=sys.stderr)
-    print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist()}))
+    if speaks:
+        print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist()}))
 
 
 def command_label(config: LabelConfig) -> None:
@@ -250,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
     try:
         command(config)
-    except (ValueError, TypeError, KeyError, IndexError, FileNotFoundError, StateFileError) as error:
+    except (ValueError, TypeError, KeyError, IndexError, FileNotFoundError, StateFileError, RankFailedError) as error:
         print(f"torch-al {name}: error: {error}", file=sys.stderr)
         return 1
     return 0

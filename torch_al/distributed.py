@@ -191,6 +191,126 @@ def distributed_select_unique(
     return selected
 
 
+def distributed_kcenter_greedy(
+    x: Tensor,
+    k: int,
+    centers: Optional[Tensor] = None,
+    *,
+    global_indices: Tensor,
+    first: Optional[int] = None,
+    metric: str = "euclidean",
+    group: Optional[dist.ProcessGroup] = None,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`torch_al.kcenter_greedy` with the points sharded over the ranks. Each rank passes
+    its shard's points and the same initial centers; the picks are those of ``kcenter_greedy`` on
+    one process over every shard's points with the centers as its initial set, ties included.
+
+    Per pick, the ranks all-gather their farthest point (value, global index: 16 bytes a rank), the
+    winner's owner broadcasts its row (D values), and every rank lowers its points' distances with
+    it (:func:`torch_al.kcenter_greedy_step`, the arithmetic of ``kcenter_greedy``): 2 collectives
+    and one pass over the shard per pick. Identical bit for bit when there are at most 16 centers;
+    with more, each point's nearest center comes from a blocked matrix product as on one process,
+    whose rounding could only differ between two centers at near-equal distance from a point.
+
+    Args:
+        x: Tensor[n, D], this rank's points (floating, finite); n may be 0.
+        k: picks, 0 <= k <= the points of every rank together.
+        centers: Tensor[S, D] (x's dtype), the initial centers, e.g. the labeled set's embeddings
+            in ascending index order; the same on every rank.
+        global_indices: int64 Tensor[n], strictly increasing: each point's global index.
+        first: the global index of the first pick when there are no centers (default: the
+            smallest global index on any rank).
+        metric: ``"euclidean"`` or ``"cosine"``.
+
+    Returns:
+        (picks: int64 Tensor[k] of global indices, the same on every rank; min_dist: Tensor[n],
+        this rank's points' distance to their nearest center after the last pick, as
+        ``kcenter_greedy`` returns it).
+    """
+    from torch_al.ops.kcenter_greedy_step import kcenter_greedy_step
+
+    rank = _rank(group)
+    has_centers = centers is not None and centers.shape[0] > 0
+    min_sq = torch.full((x.shape[0],), float("inf"), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
+    selectable = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+
+    def candidate() -> Tuple[Tensor, Tensor]:
+        """This rank's claim to the first pick: its farthest point from the centers, or, with no
+        centers, ``first`` (or its smallest global index) if it holds it."""
+        _check_kcenter_inputs(x, k, centers, global_indices, metric)
+        if has_centers:
+            value, index = kcenter_greedy_step(x, centers, min_sq, selectable, metric)
+            return value, _to_global(index.reshape(1), global_indices)[0]
+        held = global_indices[:1] if first is None else global_indices[global_indices == first]
+        return (torch.tensor(0.0), held[0]) if held.numel() else (torch.tensor(-1.0), torch.tensor(-1))
+
+    value, index = _on_every_rank(candidate, group)
+    total = torch.tensor([x.shape[0]])
+    dist.all_reduce(total, group=group)
+    if k > int(total):
+        raise ValueError(f"distributed_kcenter_greedy: k={k} is larger than the {int(total)} points of all ranks")
+    picks: List[int] = []
+    for _ in range(k):
+        winner, owner = _farthest_over_ranks(value, index, group)
+        if owner < 0:  # only the first pick without centers can find no candidate
+            raise ValueError(f"distributed_kcenter_greedy: first={first} is the global index of no rank's point")
+        picks.append(winner)
+        row = x.new_empty((1, x.shape[1]))
+        if owner == rank:
+            local_row = int(torch.searchsorted(global_indices, winner))
+            row, selectable[local_row] = x[local_row : local_row + 1], False
+        value, index = kcenter_greedy_step(x, _broadcast_row(row, owner, group), min_sq, selectable, metric)
+        index = _to_global(index.reshape(1), global_indices)[0]
+    min_dist = min_sq * 0.5 if metric == "cosine" else min_sq.sqrt()
+    return torch.tensor(picks, dtype=torch.int64), min_dist
+
+
+def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_indices: Tensor, metric: str) -> None:
+    op = "distributed_kcenter_greedy"
+    if x.dim() != 2 or not x.dtype.is_floating_point:
+        raise ValueError(f"{op}: x must be a floating Tensor[n, D], got shape {tuple(x.shape)} dtype {x.dtype}")
+    if k < 0 or metric not in ("euclidean", "cosine"):
+        raise ValueError(f'{op}: need k >= 0 and metric "euclidean" or "cosine", got k={k} metric={metric!r}')
+    if centers is not None and (centers.dim() != 2 or centers.shape[1] != x.shape[1] or centers.device != x.device):
+        raise ValueError(f"{op}: centers must be Tensor[S, {x.shape[1]}] on {x.device}, got shape {tuple(centers.shape)} on {centers.device}")
+    _check_global_indices(op, global_indices, x.shape[0])
+    if global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
+        raise ValueError(f"{op}: global_indices must be strictly increasing (ties go to the lower global index)")
+    for name, rows in (("x", x), ("centers", centers)):
+        if rows is None:
+            continue
+        if centers is not None and rows.dtype != x.dtype:
+            raise ValueError(f"{op}: centers must have x's dtype {x.dtype}, got {rows.dtype}")
+        if not bool(rows.isfinite().all()):
+            raise ValueError(f"{op}: {name} must be finite; row {int((~rows.isfinite()).any(1).nonzero()[0])} has NaN or inf")
+        squared_norms = rows.to(torch.float64 if x.dtype == torch.float64 else torch.float32).square().sum(1)
+        unusable = (squared_norms == 0) | squared_norms.isinf()
+        if metric == "cosine" and bool(unusable.any()):
+            raise ValueError(f"{op}: metric 'cosine' needs rows with a nonzero, finite norm; {name} row {int(unusable.nonzero()[0])} fails")
+
+
+def _farthest_over_ranks(value: Tensor, index: Tensor, group: Optional[dist.ProcessGroup]) -> Tuple[int, int]:
+    """(global index, owner rank) of the best of every rank's (value, global index) by value
+    descending, then index ascending; (-1, -1) when no rank has a candidate (index -1)."""
+    device = _collective_device(group)
+    values = [torch.empty((), dtype=torch.float64, device=device) for _ in range(_world_size(group))]
+    indices = [torch.empty((), dtype=torch.int64, device=device) for _ in range(_world_size(group))]
+    dist.all_gather(values, value.to(device, torch.float64), group=group)
+    dist.all_gather(indices, index.to(device, torch.int64), group=group)
+    candidates = [(float(v), int(i), r) for r, (v, i) in enumerate(zip(values, indices)) if int(i) >= 0]
+    if not candidates:
+        return -1, -1
+    _, winner, owner = min(candidates, key=lambda c: (-c[0], c[1]))
+    return winner, owner
+
+
+def _broadcast_row(row: Tensor, owner: int, group: Optional[dist.ProcessGroup]) -> Tensor:
+    """The owner's row [1, D] on every rank, on the device of ``row``."""
+    moved = row.to(_collective_device(group)).contiguous()
+    dist.broadcast(moved, src=dist.get_global_rank(group, owner) if group is not None else owner, group=group)
+    return moved.to(row.device)
+
+
 def distributed_select(
     strategy: "Strategy",
     model: Optional[nn.Module],
@@ -208,6 +328,12 @@ def distributed_select(
       selection, ties to the lower index) wherever an item's score does not depend on which
       other items share its batch; the MC-dropout family draws its masks from each rank's RNG,
       so its picks follow another draw than one process's.
+    - PCC, PFK, EBA: each rank describes the validation set and its shard, then
+      :func:`distributed_select_unique` (exact under the same batch caveat, except with the
+      Monte-Carlo estimators ``trace_cov`` / ``mutual_info``, whose perturbations are each rank's
+      own draws).
+    - Core-set: each rank embeds the labeled items and its shard, then
+      :func:`distributed_kcenter_greedy` picks (exact, under the same batch caveat).
     - Random: rank 0 draws, the others receive its picks (exact).
     - The others have no distributed form yet: a TypeError names the strategy.
 
@@ -215,6 +341,8 @@ def distributed_select(
     """
     from torch_al.sampler import inputs_loader
     from torch_al.strategies.base import ScoreStrategy, SelectionCost
+    from torch_al.strategies.distribution_matching.matching import DistributionMatching
+    from torch_al.strategies.diversity.coreset import CoreSet
     from torch_al.strategies.random_sampling import Random
     from torch_al.validation import LogitsCheck, check_budget
 
@@ -225,10 +353,14 @@ def distributed_select(
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
+    if isinstance(strategy, DistributionMatching):
+        return _distributed_matching(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
+    if isinstance(strategy, CoreSet):
+        return _distributed_coreset(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles) and random do"
+            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, core-set and random do"
         )
     if model is None:
         raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
@@ -241,6 +373,53 @@ def distributed_select(
         return strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned)).double().cpu()
 
     return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+
+
+def _distributed_matching(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """PCC / PFK / EBA over the ranks: every rank describes the validation set (the query side is
+    the same everywhere) and its shard of the pool, then :func:`distributed_select_unique`."""
+    from torch_al.strategies.base import SelectionCost
+
+    strategy.last_cost = SelectionCost()
+
+    def describe() -> Tuple[List[Tensor], Optional[List[Tensor]], List[Tensor], Optional[List[Tensor]]]:
+        query = strategy.query_descriptors(model, pool, budget)
+        pool_z, pool_g = strategy.pool_descriptors(model, pool, owned, query)
+        return query.z, query.g, pool_z, pool_g
+
+    query_z, query_g, pool_z, pool_g = _on_every_rank(describe, group)
+    device = pool_z[0].device
+    return distributed_select_unique(
+        query_z, pool_z, budget, query_g, pool_g, k=strategy.k, combine=strategy.combine,
+        global_indices=owned.to(device), precision=strategy.precision, group=group,
+    ).cpu()
+
+
+def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """Core-set over the ranks: every rank embeds the labeled items (the initial centers) and its
+    shard of the unlabeled ones, then :func:`distributed_kcenter_greedy` picks."""
+    from torch_al.sampler import inputs_loader
+    from torch_al.strategies.base import SelectionCost
+    from torch_al.strategies.diversity.coreset import embed
+
+    strategy.last_cost = SelectionCost()
+    labeled = pool.labeled_mask.nonzero().flatten()
+
+    def embeddings() -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        if model is None:
+            raise ValueError("distributed_select: CoreSet embeds the pool with a model; got model=None")
+        rows = [embed(model, inputs_loader(pool, part, strategy.batch_size), strategy.layer, part) if part.numel() else None for part in (labeled, owned)]
+        strategy.charge(forward=labeled.numel() + owned.numel())
+        return rows[0], rows[1]
+
+    centers, x = _on_every_rank(embeddings, group)
+    width = torch.tensor([x.shape[1] if x is not None else -1 if centers is None else centers.shape[1]])
+    dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)  # a rank with no rows learns D from the others
+    if x is None:
+        reference = centers if centers is not None else torch.empty(0)
+        x = torch.empty(0, max(int(width), 0), dtype=torch.float32, device=reference.device)
+    picked, _ = distributed_kcenter_greedy(x, budget, centers, global_indices=owned, first=strategy.first_pick(pool), metric=strategy.metric, group=group)
+    return picked
 
 
 def labeled_set_hash(pool: "ActivePool") -> str:
@@ -281,6 +460,11 @@ def load_pool(pool: "ActivePool", path: str, group: Optional[dist.ProcessGroup] 
     return pool
 
 
+class RankFailedError(RuntimeError):
+    """Another rank raised during a step every rank takes part in; the message names that rank and
+    its error."""
+
+
 def _on_every_rank(local: Callable[[], T], group: Optional[dist.ProcessGroup]) -> T:
     """Runs this rank's local step, then shares its outcome: if any rank raised, every rank
     raises (this rank's own error, or a RuntimeError naming the first failed rank and its
@@ -295,7 +479,7 @@ def _on_every_rank(local: Callable[[], T], group: Optional[dist.ProcessGroup]) -
         raise failure
     for rank, message in enumerate(outcomes):
         if message is not None:
-            raise RuntimeError(f"torch_al.distributed: rank {rank} failed: {message}")
+            raise RankFailedError(f"torch_al.distributed: rank {rank} failed: {message}")
     return result
 
 

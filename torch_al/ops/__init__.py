@@ -3,6 +3,7 @@
 from torch_al.ops.facility_location_greedy import FacilityLocationGreedy, facility_location_greedy
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
+from torch_al.ops.kcenter_greedy_step import kcenter_greedy_step
 from torch_al.ops.kmeanspp_factored import kmeanspp_factored
 from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
@@ -15,6 +16,7 @@ __all__ = [
     "facility_location_greedy",
     "ig_accumulate",
     "kcenter_greedy",
+    "kcenter_greedy_step",
     "kmeanspp_factored",
     "pfk_column_topk",
     "pfk_topk",

@@ -38,6 +38,16 @@ class Described:
     labels: Tensor
 
 
+@dataclass
+class Query:
+    """The query side of a matching selection: the centers' descriptor scales (z, and g when the
+    kernel uses gradients), and every validation item's features (for ``validation_match``)."""
+
+    z: list[Tensor]
+    g: list[Tensor] | None
+    validation_z: list[Tensor]
+
+
 def first_center(seed: int, round_: int, rows: int) -> int:
     """The random first center of the k-center reduction (the authors' code draws it at random)."""
     generator = torch.Generator().manual_seed(derived_seed(seed, "centers", round_))
@@ -130,6 +140,15 @@ class DistributionMatching(Strategy):
     def rank(self, model, pool, budget):
         from torch_al.ops.select_unique import select_unique
 
+        query = self.query_descriptors(model, pool, budget)
+        candidates = pool.unlabeled_indices
+        pool_z, pool_g = self.pool_descriptors(model, pool, candidates, query)
+        positions = select_unique(query.z, pool_z, budget, query.g, pool_g, k=self.k, combine=self.combine, precision=self.precision)
+        return candidates[positions.cpu()], None
+
+    def query_descriptors(self, model: nn.Module | None, pool: ActivePool, budget: int) -> Query:
+        """The query side of Algorithm 1: the misclassified validation items' descriptors, reduced
+        to at most ``budget`` centers."""
         if model is None:
             raise ValueError(f"{type(self).__name__} describes data with a model; got model=None")
         layers = self._layers(model)
@@ -147,28 +166,36 @@ class DistributionMatching(Strategy):
             missed_check = LogitsCheck(name, missed, "validation item")
             query_g = self.describe(model, layers, self._loader(validation_x[missed]), labels, features=False, gradients=True, check=missed_check).gradients
         centers = self._centers(query_z + (query_g or []), budget, pool.round).to(device)
-        query_z = [scale[centers] for scale in query_z]
-        query_g = None if query_g is None else [scale[centers] for scale in query_g]
+        return Query(
+            z=[scale[centers] for scale in query_z],
+            g=None if query_g is None else [scale[centers] for scale in query_g],
+            validation_z=validation.features,
+        )
 
-        candidates = pool.unlabeled_indices
+    def pool_descriptors(self, model: nn.Module, pool: ActivePool, candidates: Tensor, query: Query) -> tuple[list[Tensor], list[Tensor] | None]:
+        """Descriptors (features, and gradients when the kernel uses them) of the pool items
+        ``candidates``; each item's are its own, whatever else is described with it (the
+        Monte-Carlo estimators excepted: their perturbations are drawn in loader order)."""
+        if not candidates.numel():  # an empty shard: the query's widths, no rows
+            empty = lambda scales: None if scales is None else [scale[:0] for scale in scales]  # noqa: E731
+            return empty(query.z), empty(query.g)
+        layers = self._layers(model)
         loader = inputs_loader(pool, candidates, self.batch_size)
-        check = LogitsCheck(name, candidates)
+        check = LogitsCheck(type(self).__name__, candidates)
         if self.uses_gradients and self.estimator == "validation_match":  # labels need the pool's features first
             pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False, check=check).features
-            labels = validation_y.to(device)[self._nearest(pool_z, validation.features, self.precision)]
+            labels = self._validation[1].to(model_device(model))[self._nearest(pool_z, query.validation_z, self.precision)]
             pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True, check=check).gradients
-        else:  # labels known before any pass over the pool: one pass gives features and gradients
-            labels = self._pool_labels(model, layers, loader, pool, check)
-            described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients, check=check)
-            pool_z, pool_g = described.features, described.gradients
-        positions = select_unique(query_z, pool_z, budget, query_g, pool_g, k=self.k, combine=self.combine, precision=self.precision)
-        return candidates[positions.cpu()], None
+            return pool_z, pool_g
+        labels = self._pool_labels(model, layers, loader, pool, candidates, check)
+        described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients, check=check)
+        return described.features, described.gradients
 
-    def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool, check: LogitsCheck) -> Labels:
-        """The labels of the pool's gradients: the oracle's, the argmax, or the Monte-Carlo
+    def _pool_labels(self, model: nn.Module, layers: Sequence[str], loader: DataLoader, pool: ActivePool, candidates: Tensor, check: LogitsCheck) -> Labels:
+        """The labels of the candidates' gradients: the oracle's, the argmax, or the Monte-Carlo
         estimator's class (perturbations drawn from (seed, round))."""
         if self.estimator == "true":
-            return pool.dataset_labels(pool.unlabeled_indices)
+            return pool.dataset_labels(candidates)
         if self.estimator not in MONTE_CARLO_KINDS or not self.uses_gradients:
             return "argmax"
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", pool.round))

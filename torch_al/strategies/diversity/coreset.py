@@ -111,9 +111,12 @@ class CoreSet(Strategy):
         embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything)
         self.charge(forward=len(pool))
         labeled = pool.labeled_mask.to(embeddings.device)
-        first = None
-        if not labeled.any():
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, "coreset", pool.round))
-            first = int(torch.randint(len(pool), (1,), generator=generator))
-        picked, _ = kcenter_greedy(embeddings, budget, labeled, first=first, metric=self.metric)
+        picked, _ = kcenter_greedy(embeddings, budget, labeled, first=self.first_pick(pool), metric=self.metric)
         return picked.cpu(), None
+
+    def first_pick(self, pool) -> int | None:
+        """The first center when nothing is labeled (drawn from (seed, round)); None otherwise."""
+        if pool.labeled_mask.any():
+            return None
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "coreset", pool.round))
+        return int(torch.randint(len(pool), (1,), generator=generator))

@@ -1,0 +1,184 @@
+"""Selection over torch.distributed: world size 1 against 2 on this machine, and the bytes the ranks exchange.
+
+Each workload runs on W gloo ranks spawned here, one torch thread each (W ranks use W cores),
+W in {1, 2}; every rank builds the same data from one seed and keeps its shard.
+Columns:
+  seconds        the slowest rank's wall time for the whole call (scoring or its local op, merges, picks)
+  speedup        seconds at world size 1 / seconds here (2 = perfect on 2 cores)
+  bytes_measured payload bytes this rank handed to collectives during the call (all_gather,
+                 all_reduce, broadcast: tensor bytes; all_gather_object: pickled bytes), rank 0
+  bytes_formula  what the design says rank 0 sends (below); the object gathers of the failure
+                 protocol (a few dozen bytes each) are not in it
+  same_as_one    the picks equal one process's on the whole pool
+Workloads and their per-rank formulas (P picks, L dims, M query rows, k per-row list):
+  score    distributed_select(entropy, a LeNet, a pool of 28x28 images, P): 16 P bytes (one top-P merge)
+  pfk      distributed_select_unique(product kernel, M = P rows, k = 32, L): 12 M k bytes per query
+           (float32 value + int64 index), queries = 1 + re-queries
+  kcenter  distributed_kcenter_greedy(L, 1000 initial centers, P picks): P (16 + 4 L) for rank 0
+           (16 bytes per gathered candidate; the winner's row goes out from its owner)
+The issue's scale (N = 1M, P = 1250, L = 768) is too slow to run on 2 cores (the pfk workload alone
+is 4 TFLOP); its volume follows from the formulas, which do not depend on N, and is printed beside.
+"""
+
+import argparse
+import os
+import pickle
+import tempfile
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import TensorDataset
+
+import torch_al
+from common import print_table, write_results
+from torch_al import ActivePool
+from torch_al.distributed import distributed_kcenter_greedy, distributed_select, distributed_select_unique, shard
+from torch_al.models import LeNet
+from torch_al.strategies import make_strategy
+
+FULL = {"score": {"n": 50_000, "p": 1250}, "pfk": {"n": 50_000, "p": 1250, "l": 768}, "kcenter": {"n": 100_000, "p": 250, "l": 768}}
+QUICK = {"score": {"n": 3_000, "p": 100}, "pfk": {"n": 3_000, "p": 100, "l": 64}, "kcenter": {"n": 3_000, "p": 50, "l": 64}}
+INITIAL_CENTERS = 1000
+ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32}
+
+
+class CollectiveBytes:
+    """Counts the payload bytes this process hands to torch.distributed collectives."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.originals = {name: getattr(dist, name) for name in ("all_gather", "all_reduce", "broadcast", "all_gather_object")}
+
+    def __enter__(self) -> "CollectiveBytes":
+        def counted(name):
+            original = self.originals[name]
+
+            def call(*args, **kwargs):
+                payload = args[1] if name in ("all_gather", "all_gather_object") else args[0]
+                self.total += len(pickle.dumps(payload)) if name == "all_gather_object" else payload.numel() * payload.element_size()
+                return original(*args, **kwargs)
+
+            return call
+
+        for name in self.originals:
+            setattr(dist, name, counted(name))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self.originals.items():
+            setattr(dist, name, original)
+
+
+def score_problem(n: int, p: int):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, 28, 28, generator=generator)
+    pool = ActivePool(TensorDataset(images, torch.zeros(n, dtype=torch.int64)))
+    torch.manual_seed(0)
+    return LeNet(), pool
+
+
+def pfk_problem(n: int, p: int, l: int):
+    generator = torch.Generator().manual_seed(1)
+    query = [torch.randn(p, l, generator=generator)], [torch.randn(p, l, generator=generator)]
+    pool = [torch.randn(n, l, generator=generator)], [torch.randn(n, l, generator=generator)]
+    return query, pool
+
+
+def kcenter_problem(n: int, l: int):
+    generator = torch.Generator().manual_seed(2)
+    return torch.randn(n, l, generator=generator), torch.randn(INITIAL_CENTERS, l, generator=generator)
+
+
+def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[list[int], dict]:
+    """This rank's part of one workload: (picks, {seconds, bytes})."""
+    if name == "score":
+        model, pool = score_problem(size["n"], size["p"])
+        call = lambda: distributed_select(make_strategy("entropy", progress=False), model, pool, size["p"])  # noqa: E731
+    elif name == "pfk":
+        (query_z, query_g), (pool_z, pool_g) = pfk_problem(size["n"], size["p"], size["l"])
+        owned = shard(torch.arange(size["n"]), rank, world_size)
+        local_z, local_g = [pool_z[0][owned]], [pool_g[0][owned]]
+        call = lambda: distributed_select_unique(query_z, local_z, size["p"], query_g, local_g, k=32, global_indices=owned)  # noqa: E731
+    else:
+        points, centers = kcenter_problem(size["n"], size["l"])
+        owned = shard(torch.arange(size["n"]), rank, world_size)
+        local = points[owned]
+        call = lambda: distributed_kcenter_greedy(local, size["p"], centers, global_indices=owned)[0]  # noqa: E731
+    dist.barrier()
+    with CollectiveBytes() as counter:
+        start = time.perf_counter()
+        picks = call()
+        elapsed = time.perf_counter() - start
+    slowest = torch.tensor([elapsed])
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return picks.tolist(), {"seconds": float(slowest), "bytes": counter.total}
+
+
+def single_process_picks(name: str, size: dict) -> list[int]:
+    if name == "score":
+        model, pool = score_problem(size["n"], size["p"])
+        return make_strategy("entropy", progress=False).select(model, pool, size["p"]).tolist()
+    if name == "pfk":
+        (query_z, query_g), (pool_z, pool_g) = pfk_problem(size["n"], size["p"], size["l"])
+        return torch_al.select_unique(query_z, pool_z, size["p"], query_g, pool_g, k=32).tolist()
+    points, centers = kcenter_problem(size["n"], size["l"])
+    x = torch.cat([centers, points])
+    return (torch_al.kcenter_greedy(x, size["p"], torch.arange(INITIAL_CENTERS))[0] - INITIAL_CENTERS).tolist()
+
+
+def rank_main(rank: int, world_size: int, init_file: str, sizes: dict, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(minutes=30))
+    try:
+        results = {name: run_workload(name, size, rank, world_size) for name, size in sizes.items()}
+        if rank == 0:
+            torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def formula_bytes(name: str, size: dict, queries: int = 1) -> int:
+    if name == "score":
+        return 16 * size["p"]
+    if name == "pfk":
+        return 12 * size["p"] * ISSUE_SCALE["k"] * queries
+    return size["p"] * (16 + 4 * size["l"])
+
+
+def main(quick: bool = False) -> str:
+    sizes = QUICK if quick else FULL
+    torch.set_num_threads(1)
+    expected = {name: single_process_picks(name, size) for name, size in sizes.items()}
+    rows, baseline = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        for world_size in (1, 2):
+            out = os.path.join(folder, f"world{world_size}.pt")
+            init_file = os.path.join(folder, f"init{world_size}")
+            mp.spawn(rank_main, args=(world_size, init_file, sizes, out), nprocs=world_size, join=True)
+            for name, (picks, measured) in torch.load(out).items():
+                baseline.setdefault(name, measured["seconds"])
+                rows.append(
+                    {
+                        "workload": name,
+                        **{key: size for key, size in sizes[name].items()},
+                        "world": world_size,
+                        "seconds": measured["seconds"],
+                        "speedup": baseline[name] / measured["seconds"],
+                        "bytes_measured": measured["bytes"],
+                        "bytes_formula": formula_bytes(name, sizes[name]),
+                        "same_as_one": picks == expected[name],
+                    }
+                )
+    print_table(rows, ["workload", "n", "p", "l", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
+    issue_scale = {name: formula_bytes(name, ISSUE_SCALE) for name in sizes}
+    print(f"per-rank volume at N = 1M, P = 1250, L = 768 (formulas): {issue_scale}")
+    return write_results("distributed", rows, threads_per_rank=1, initial_centers=INITIAL_CENTERS, issue_scale_bytes_per_rank=issue_scale)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print(main(parser.parse_args().quick))
