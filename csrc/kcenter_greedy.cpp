@@ -36,15 +36,8 @@ bool check_kcenter_greedy_inputs(
     const std::optional<at::Tensor>& initial,
     c10::string_view metric,
     const std::optional<at::Tensor>& exclude) {
-  TORCH_CHECK(x.dim() == 2, kOp, ": x must be 2-D (N, D), got shape ", x.sizes());
-  TORCH_CHECK(
-      at::isFloatingType(x.scalar_type()),
-      kOp, ": x must be a floating tensor (float16, bfloat16, float32 or float64), got ",
-      x.scalar_type());
+  const bool cosine = check_kcenter_points(kOp, x, metric);
   TORCH_CHECK(k >= 0, kOp, ": k must be >= 0, got ", k);
-  TORCH_CHECK(
-      metric == "euclidean" || metric == "cosine",
-      kOp, ": metric must be 'euclidean' or 'cosine', got '", metric, "'");
   const int64_t n = x.size(0);
   check_initial_rows(kOp, initial, x, "x");
   if (exclude.has_value()) {
@@ -56,6 +49,16 @@ bool check_kcenter_greedy_inputs(
         kOp, ": exclude must be a 1-D bool mask, got shape ", ex.sizes(), " dtype ", ex.scalar_type());
     TORCH_CHECK(ex.size(0) == n, kOp, ": exclude has ", ex.size(0), " entries but x has N=", n);
   }
+  return cosine;
+}
+
+bool check_kcenter_points(const char* op, const at::Tensor& x, c10::string_view metric) {
+  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D (N, D), got shape ", x.sizes());
+  TORCH_CHECK(
+      at::isFloatingType(x.scalar_type()),
+      op, ": x must be a floating tensor (float16, bfloat16, float32 or float64), got ", x.scalar_type());
+  TORCH_CHECK(
+      metric == "euclidean" || metric == "cosine", op, ": metric must be 'euclidean' or 'cosine', got '", metric, "'");
   return metric == "cosine";
 }
 

@@ -35,6 +35,10 @@ bool check_kcenter_greedy_inputs(
     c10::string_view metric,
     const std::optional<at::Tensor>& exclude);
 
+// The checks of the points x[N, D] and the metric that kcenter_greedy and kcenter_greedy_step
+// share, with `op` naming the op in the messages. Returns whether metric is cosine.
+bool check_kcenter_points(const char* op, const at::Tensor& x, c10::string_view metric);
+
 // What every backend needs once the inputs are validated.
 struct KCenterGreedyPlan {
   at::Tensor selectable;       // bool [N]: neither initial nor excluded; picks are cleared from it

@@ -19,13 +19,7 @@ bool check_kcenter_greedy_step_inputs(
     const at::Tensor& min_sq,
     const at::Tensor& selectable,
     c10::string_view metric) {
-  TORCH_CHECK(x.dim() == 2, kOp, ": x must be 2-D (N, D), got shape ", x.sizes());
-  TORCH_CHECK(
-      at::isFloatingType(x.scalar_type()),
-      kOp, ": x must be a floating tensor (float16, bfloat16, float32 or float64), got ", x.scalar_type());
-  TORCH_CHECK(
-      metric == "euclidean" || metric == "cosine",
-      kOp, ": metric must be 'euclidean' or 'cosine', got '", metric, "'");
+  const bool cosine = check_kcenter_points(kOp, x, metric);
   const int64_t n = x.size(0);
   TORCH_CHECK(
       centers.dim() == 2 && centers.size(0) >= 1 && centers.size(1) == x.size(1),
@@ -48,7 +42,7 @@ bool check_kcenter_greedy_step_inputs(
     TORCH_CHECK(
         tensor->device() == x.device(), kOp, ": ", name, " is on ", tensor->device(), " but x is on ", x.device());
   }
-  return metric == "cosine";
+  return cosine;
 }
 
 std::tuple<at::Tensor, at::Tensor> kcenter_greedy_step(

@@ -3,10 +3,9 @@
 // The kcenter_greedy_step entry every backend registers: validate, guard the device, choose how
 // the centers are applied, then run the backend's passes. A backend supplies `Backend<scalar_t>` with
 //   static at::Tensor row_inverse_norms(const at::Tensor& x);           // cosine row scale
-//   template <bool kScaled> static void farthest_after(points, centers, center_index, per_point,
-//                                                      min_sq, selectable, value, index);
-// which lowers min_sq with center rows center_index (one pass per entry, or with per_point one pass
-// where point i takes center_index[i]) and writes the farthest selectable point of the last pass.
+//   template <bool kScaled> static void farthest_after(KCenterStep& step);
+// which lowers step.min_sq with the center rows step.center_index and writes the farthest
+// selectable point of the last pass into step.value and step.index.
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/arange.h>
@@ -21,12 +20,18 @@
 
 namespace torch_al::ops {
 
-// x and centers with their cosine scales (undefined for the Euclidean metric).
-struct KCenterStepRows {
-  at::Tensor x;
-  at::Tensor x_scale;
-  at::Tensor centers;
-  at::Tensor center_scale;
+// One call's tensors, as the backends read and write them.
+struct KCenterStep {
+  at::Tensor x;             // [N, D], contiguous
+  at::Tensor x_scale;       // [N] cosine scale (undefined for the Euclidean metric)
+  at::Tensor centers;       // [S, D], contiguous
+  at::Tensor center_scale;  // [S] cosine scale (undefined for the Euclidean metric)
+  at::Tensor center_index;  // int64: the centers of the passes (see farthest_after)
+  bool per_point;           // one pass where point i takes center_index[i], else one pass per entry
+  at::Tensor min_sq;        // [N], lowered in place
+  at::Tensor selectable;    // [N] bool, contiguous
+  at::Tensor value;         // 0-dim outputs: the last pass's farthest selectable point
+  at::Tensor index;
 };
 
 template <template <typename> class Backend>
@@ -43,25 +48,21 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy_step_with(
   if (x.size(0) == 0) {
     return {value, index};
   }
-  const auto selectable_contiguous = selectable.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_step", [&] {
     using Kernels = Backend<scalar_t>;
-    KCenterStepRows rows{x.contiguous(), at::Tensor(), centers.contiguous(), at::Tensor()};
+    KCenterStep step{x.contiguous(), {}, centers.contiguous(), {}, {}, false, min_sq, selectable.contiguous(), value, index};
     if (cosine) {
-      rows.x_scale = Kernels::row_inverse_norms(rows.x);
-      rows.center_scale = Kernels::row_inverse_norms(rows.centers);
+      step.x_scale = Kernels::row_inverse_norms(step.x);
+      step.center_scale = Kernels::row_inverse_norms(step.centers);
     }
     // As kcenter_greedy applies its initial set: a few centers directly, many through the product.
-    const bool per_point = centers.size(0) > kKCenterDirectInitialCenters;
-    const auto center_index = per_point
-        ? nearest_center(rows.x, rows.x_scale, rows.centers, rows.center_scale)
-        : at::arange(centers.size(0), index.options());
+    step.per_point = centers.size(0) > kKCenterDirectInitialCenters;
+    step.center_index = step.per_point ? nearest_center(step.x, step.x_scale, step.centers, step.center_scale)
+                                       : at::arange(centers.size(0), index.options());
     if (cosine) {
-      Kernels::template farthest_after<true>(
-          rows, center_index, per_point, min_sq, selectable_contiguous, value, index);
+      Kernels::template farthest_after<true>(step);
     } else {
-      Kernels::template farthest_after<false>(
-          rows, center_index, per_point, min_sq, selectable_contiguous, value, index);
+      Kernels::template farthest_after<false>(step);
     }
   });
   return {value, index};

@@ -18,6 +18,16 @@ def _check_pool_features_input(op: str, x: torch.Tensor) -> None:
     )
 
 
+def _check_kcenter_points(op: str, x: torch.Tensor, metric: str) -> None:
+    """The checks kcenter_greedy and kcenter_greedy_step share (check_kcenter_points in C++)."""
+    torch._check(x.dim() == 2, lambda: f"{op}: x must be 2-D (N, D), got shape {list(x.shape)}")
+    torch._check(
+        x.dtype.is_floating_point,
+        lambda: f"{op}: x must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}",
+    )
+    torch._check(metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'")
+
+
 if has_ops():
 
     @torch.library.register_fake("torch_al::pool_features")
@@ -161,14 +171,7 @@ if has_ops():
         x: torch.Tensor, centers: torch.Tensor, min_sq: torch.Tensor, selectable: torch.Tensor, metric: str = "euclidean"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         op = "kcenter_greedy_step"
-        torch._check(x.dim() == 2, lambda: f"{op}: x must be 2-D (N, D), got shape {list(x.shape)}")
-        torch._check(
-            x.dtype.is_floating_point,
-            lambda: f"{op}: x must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}",
-        )
-        torch._check(
-            metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'"
-        )
+        _check_kcenter_points(op, x, metric)
         n, dims = x.shape
         torch._check(
             centers.dim() == 2 and centers.shape[0] >= 1 and centers.shape[1] == dims,
@@ -200,15 +203,8 @@ if has_ops():
         exclude: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         op = "kcenter_greedy"
-        torch._check(x.dim() == 2, lambda: f"{op}: x must be 2-D (N, D), got shape {list(x.shape)}")
-        torch._check(
-            x.dtype.is_floating_point,
-            lambda: f"{op}: x must be a floating tensor (float16, bfloat16, float32 or float64), got {x.dtype}",
-        )
+        _check_kcenter_points(op, x, metric)
         torch._check(k >= 0, lambda: f"{op}: k must be >= 0, got {k}")
-        torch._check(
-            metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'"
-        )
         n = x.shape[0]
         if initial is not None:
             torch._check(

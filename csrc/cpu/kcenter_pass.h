@@ -32,22 +32,25 @@ struct KCenterPoints {
   const bool* selectable;
 };
 
-// 1 / ||x_i|| per row, in the lane order of kcenter_greedy_math.h: the cosine scale.
+// 1 / ||x_i|| per row, in the lane order of kcenter_greedy_math.h: the cosine scale every
+// k-center backend supplies (kcenter_greedy_entry.h, kcenter_greedy_step_entry.h); backends inherit it.
 template <typename scalar_t>
-at::Tensor cpu_row_inverse_norms(const at::Tensor& x) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t dims = x.size(1);
-  at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-  const scalar_t* data = x.const_data_ptr<scalar_t>();
-  acc_t* scale = out.mutable_data_ptr<acc_t>();
-  at::parallel_for(0, x.size(0), grain_for(dims), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const scalar_t* row = data + i * dims;
-      scale[i] = inverse_norm(lane_sum<acc_t>(dims, [&](int64_t d) { return squared_value<acc_t>(row[d]); }));
-    }
-  });
-  return out;
-}
+struct CpuRowInverseNorms {
+  static at::Tensor row_inverse_norms(const at::Tensor& x) {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t dims = x.size(1);
+    at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    const scalar_t* data = x.const_data_ptr<scalar_t>();
+    acc_t* scale = out.mutable_data_ptr<acc_t>();
+    at::parallel_for(0, x.size(0), grain_for(dims), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const scalar_t* row = data + i * dims;
+        scale[i] = inverse_norm(lane_sum<acc_t>(dims, [&](int64_t d) { return squared_value<acc_t>(row[d]); }));
+      }
+    });
+    return out;
+  }
+};
 
 // Point i's center is row centers[i * stride] of center_rows (stride 0: one center for all).
 // Each thread keeps its own best; chunks run in index order, so a strict > keeps the lowest index

@@ -17,11 +17,7 @@ namespace {
 
 // The per-dtype kernels kcenter_greedy_with runs (see kcenter_greedy_entry.h).
 template <typename scalar_t>
-struct CudaKCenterGreedy {
-  static at::Tensor row_inverse_norms(const at::Tensor& x) {
-    return cuda_row_inverse_norms<scalar_t>(x);
-  }
-
+struct CudaKCenterGreedy : CudaRowInverseNorms<scalar_t> {
   // Runs the picks: min_sq[N] and indices[k] are filled in place, plan.selectable is consumed.
   template <bool kScaled>
   static void select_centers(

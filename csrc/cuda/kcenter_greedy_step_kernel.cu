@@ -14,30 +14,19 @@ namespace {
 
 // The per-dtype kernels kcenter_greedy_step_with runs (see kcenter_greedy_step_entry.h).
 template <typename scalar_t>
-struct CudaKCenterGreedyStep {
-  static at::Tensor row_inverse_norms(const at::Tensor& x) {
-    return cuda_row_inverse_norms<scalar_t>(x);
-  }
-
+struct CudaKCenterGreedyStep : CudaRowInverseNorms<scalar_t> {
   template <bool kScaled>
-  static void farthest_after(
-      const KCenterStepRows& rows,
-      const at::Tensor& center_index,
-      bool per_point,
-      at::Tensor& min_sq,
-      const at::Tensor& selectable,
-      at::Tensor& value,
-      at::Tensor& index) {
+  static void farthest_after(KCenterStep& step) {
     using acc_t = at::opmath_type<scalar_t>;
     KCenterPasses<scalar_t, kScaled> passes(
-        rows.x, rows.x_scale, rows.centers, rows.center_scale, min_sq, selectable.const_data_ptr<bool>());
-    const int64_t* centers = center_index.const_data_ptr<int64_t>();
-    const int64_t count = per_point ? 1 : center_index.size(0);
+        step.x, step.x_scale, step.centers, step.center_scale, step.min_sq, step.selectable.const_data_ptr<bool>());
+    const int64_t* centers = step.center_index.const_data_ptr<int64_t>();
+    const int64_t count = step.per_point ? 1 : step.center_index.size(0);
     for (int64_t j = 0; j < count; ++j) {
       const bool last = j + 1 == count;
       passes.run(
-          per_point ? centers : centers + j, per_point ? 1 : 0, last ? index.mutable_data_ptr<int64_t>() : nullptr,
-          last ? value.mutable_data_ptr<acc_t>() : nullptr);
+          step.per_point ? centers : centers + j, step.per_point ? 1 : 0,
+          last ? step.index.mutable_data_ptr<int64_t>() : nullptr, last ? step.value.mutable_data_ptr<acc_t>() : nullptr);
     }
   }
 };

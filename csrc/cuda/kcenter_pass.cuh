@@ -137,19 +137,23 @@ __global__ void best_of_blocks_kernel(
 
 }  // namespace kcenter_pass
 
+// 1 / ||x_i|| per row, in the lane order of kcenter_greedy_math.h: the cosine scale every
+// k-center backend supplies (kcenter_greedy_entry.h, kcenter_greedy_step_entry.h); backends inherit it.
 template <typename scalar_t>
-at::Tensor cuda_row_inverse_norms(const at::Tensor& x) {
-  using acc_t = at::opmath_type<scalar_t>;
-  using namespace kcenter_pass;
-  at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-  if (x.size(0) > 0) {
-    row_inverse_norms_kernel<scalar_t, acc_t>
-        <<<warp_per_row_grid(x.size(0), kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), x.size(0), x.size(1), out.mutable_data_ptr<acc_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+struct CudaRowInverseNorms {
+  static at::Tensor row_inverse_norms(const at::Tensor& x) {
+    using acc_t = at::opmath_type<scalar_t>;
+    using namespace kcenter_pass;
+    at::Tensor out = at::empty({x.size(0)}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    if (x.size(0) > 0) {
+      row_inverse_norms_kernel<scalar_t, acc_t>
+          <<<warp_per_row_grid(x.size(0), kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              x.const_data_ptr<scalar_t>(), x.size(0), x.size(1), out.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    return out;
   }
-  return out;
-}
+};
 
 // Launches passes over one set of points (x[n, dims] with its scale, min_sq, selectable) against
 // rows of center_rows; owns the blocks' partial bests.
