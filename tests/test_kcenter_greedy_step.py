@@ -144,6 +144,19 @@ def test_bad_input_raises_a_clear_error(make_args, message):
         torch_al.kcenter_greedy_step(*make_args(x, fresh_min_sq(x), torch.ones(5, dtype=torch.bool)))
 
 
+def test_outputs_are_not_differentiable_and_min_sq_is_versioned_as_written():
+    x = torch.randn(10, 3, requires_grad=True)
+    min_sq = fresh_min_sq(x)
+    value, index = torch_al.kcenter_greedy_step(x, x[:2].detach(), min_sq, torch.ones(10, dtype=torch.bool))
+    assert not value.requires_grad and not index.requires_grad
+    assert min_sq._version == 1
+    weights = torch.ones(10, requires_grad=True)
+    loss = (weights * min_sq).sum()  # saves min_sq for its backward
+    torch_al.kcenter_greedy_step(x.detach(), x[:1].detach(), min_sq, torch.ones(10, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_opcheck():
     x = torch.randn(40, 6)
     selectable = torch.rand(40) < 0.5
@@ -152,6 +165,7 @@ def test_opcheck():
         (x, torch.randn(30, 6), fresh_min_sq(x), selectable, "cosine"),
         (x.double(), torch.randn(3, 6).double(), fresh_min_sq(x.double()), ~selectable, "euclidean"),
         (torch.randn(0, 6), x[:1], torch.empty(0), torch.ones(0, dtype=torch.bool), "euclidean"),
+        (x.clone().requires_grad_(), x[:3].clone().requires_grad_(), fresh_min_sq(x), selectable, "euclidean"),
     ]
     for args in samples:
         torch.library.opcheck(torch.ops.torch_al.kcenter_greedy_step.default, args)
