@@ -16,6 +16,9 @@ Workloads and their per-rank formulas (P picks, L dims, M query rows, k per-row 
            (float32 value + int64 index), queries = 1 + re-queries
   kcenter  distributed_kcenter_greedy(L, 1000 initial centers, P picks): P (16 + 4 L) for rank 0
            (16 bytes per gathered candidate; the winner's row goes out from its owner)
+  kmeanspp distributed_kmeanspp_factored(C = 10, D = L, no initial centers, P picks): P (16 + 8 (C + D))
+           + (P - 1) (8 + 8 [W > 1]) (the candidate gather and the pick's float64 factors; after the
+           first pick also the running sum passed on and the total broadcast)
 The issue's scale (N = 1M, P = 1250, L = 768) is too slow to run on 2 cores (the pfk workload alone
 is 4 TFLOP); its volume follows from the formulas, which do not depend on N, and is printed beside.
 """
@@ -35,14 +38,24 @@ from torch.utils.data import TensorDataset
 import torch_al
 from common import print_table, write_results
 from torch_al import ActivePool
-from torch_al.distributed import distributed_kcenter_greedy, distributed_select, distributed_select_unique, shard
+from torch_al.distributed import distributed_kcenter_greedy, distributed_kmeanspp_factored, distributed_select, distributed_select_unique, shard
 from torch_al.models import LeNet
 from torch_al.strategies import make_strategy
 
-FULL = {"score": {"n": 50_000, "p": 1250}, "pfk": {"n": 50_000, "p": 1250, "l": 768}, "kcenter": {"n": 100_000, "p": 250, "l": 768}}
-QUICK = {"score": {"n": 3_000, "p": 100}, "pfk": {"n": 3_000, "p": 100, "l": 64}, "kcenter": {"n": 3_000, "p": 50, "l": 64}}
+FULL = {
+    "score": {"n": 50_000, "p": 1250},
+    "pfk": {"n": 50_000, "p": 1250, "l": 768},
+    "kcenter": {"n": 100_000, "p": 250, "l": 768},
+    "kmeanspp": {"n": 100_000, "p": 250, "c": 10, "l": 512},
+}
+QUICK = {
+    "score": {"n": 3_000, "p": 100},
+    "pfk": {"n": 3_000, "p": 100, "l": 64},
+    "kcenter": {"n": 3_000, "p": 50, "l": 64},
+    "kmeanspp": {"n": 3_000, "p": 50, "c": 10, "l": 64},
+}
 INITIAL_CENTERS = 1000
-ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32}
+ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32, "c": 10}
 
 
 class CollectiveBytes:
@@ -50,7 +63,7 @@ class CollectiveBytes:
 
     def __init__(self) -> None:
         self.total = 0
-        self.originals = {name: getattr(dist, name) for name in ("all_gather", "all_reduce", "broadcast", "all_gather_object")}
+        self.originals = {name: getattr(dist, name) for name in ("all_gather", "all_reduce", "broadcast", "all_gather_object", "send")}
 
     def __enter__(self) -> "CollectiveBytes":
         def counted(name):
@@ -92,6 +105,11 @@ def kcenter_problem(n: int, l: int):
     return torch.randn(n, l, generator=generator), torch.randn(INITIAL_CENTERS, l, generator=generator)
 
 
+def kmeanspp_problem(n: int, c: int, l: int):
+    generator = torch.Generator().manual_seed(3)
+    return torch.randn(n, c, generator=generator).softmax(1), torch.randn(n, l, generator=generator).relu()
+
+
 def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[list[int], dict]:
     """This rank's part of one workload: (picks, {seconds, bytes})."""
     if name == "score":
@@ -102,11 +120,17 @@ def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[lis
         owned = shard(torch.arange(size["n"]), rank, world_size)
         local_z, local_g = [pool_z[0][owned]], [pool_g[0][owned]]
         call = lambda: distributed_select_unique(query_z, local_z, size["p"], query_g, local_g, k=32, global_indices=owned)  # noqa: E731
-    else:
+    elif name == "kcenter":
         points, centers = kcenter_problem(size["n"], size["l"])
         owned = shard(torch.arange(size["n"]), rank, world_size)
         local = points[owned]
         call = lambda: distributed_kcenter_greedy(local, size["p"], centers, global_indices=owned)[0]  # noqa: E731
+    else:
+        a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
+        owned = shard(torch.arange(size["n"]), rank, world_size)
+        local_a, local_b = a[owned], b[owned]
+        generator = torch.Generator().manual_seed(4)
+        call = lambda: distributed_kmeanspp_factored(local_a, local_b, size["p"], global_indices=owned, generator=generator)  # noqa: E731
     dist.barrier()
     with CollectiveBytes() as counter:
         start = time.perf_counter()
@@ -124,9 +148,12 @@ def single_process_picks(name: str, size: dict) -> list[int]:
     if name == "pfk":
         (query_z, query_g), (pool_z, pool_g) = pfk_problem(size["n"], size["p"], size["l"])
         return torch_al.select_unique(query_z, pool_z, size["p"], query_g, pool_g, k=32).tolist()
-    points, centers = kcenter_problem(size["n"], size["l"])
-    x = torch.cat([centers, points])
-    return (torch_al.kcenter_greedy(x, size["p"], torch.arange(INITIAL_CENTERS))[0] - INITIAL_CENTERS).tolist()
+    if name == "kcenter":
+        points, centers = kcenter_problem(size["n"], size["l"])
+        x = torch.cat([centers, points])
+        return (torch_al.kcenter_greedy(x, size["p"], torch.arange(INITIAL_CENTERS))[0] - INITIAL_CENTERS).tolist()
+    a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
+    return torch_al.kmeanspp_factored(a, b, size["p"], generator=torch.Generator().manual_seed(4))[0].tolist()
 
 
 def rank_main(rank: int, world_size: int, init_file: str, sizes: dict, out: str) -> None:
@@ -140,12 +167,14 @@ def rank_main(rank: int, world_size: int, init_file: str, sizes: dict, out: str)
         dist.destroy_process_group()
 
 
-def formula_bytes(name: str, size: dict, queries: int = 1) -> int:
+def formula_bytes(name: str, size: dict, world_size: int) -> int:
     if name == "score":
         return 16 * size["p"]
     if name == "pfk":
-        return 12 * size["p"] * ISSUE_SCALE["k"] * queries
-    return size["p"] * (16 + 4 * size["l"])
+        return 12 * size["p"] * ISSUE_SCALE["k"]
+    if name == "kcenter":
+        return size["p"] * (16 + 4 * size["l"])
+    return size["p"] * (16 + 8 * (size["c"] + size["l"])) + (size["p"] - 1) * (8 + 8 * (world_size > 1))
 
 
 def main(quick: bool = False) -> str:
@@ -168,12 +197,12 @@ def main(quick: bool = False) -> str:
                         "seconds": measured["seconds"],
                         "speedup": baseline[name] / measured["seconds"],
                         "bytes_measured": measured["bytes"],
-                        "bytes_formula": formula_bytes(name, sizes[name]),
+                        "bytes_formula": formula_bytes(name, sizes[name], world_size),
                         "same_as_one": picks == expected[name],
                     }
                 )
-    print_table(rows, ["workload", "n", "p", "l", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
-    issue_scale = {name: formula_bytes(name, ISSUE_SCALE) for name in sizes}
+    print_table(rows, ["workload", "n", "p", "c", "l", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
+    issue_scale = {name: formula_bytes(name, ISSUE_SCALE, 2) for name in sizes}
     print(f"per-rank volume at N = 1M, P = 1250, L = 768 (formulas): {issue_scale}")
     return write_results("distributed", rows, threads_per_rank=1, initial_centers=INITIAL_CENTERS, issue_scale_bytes_per_rank=issue_scale)
 

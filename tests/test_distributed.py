@@ -25,6 +25,7 @@ from torch_al.strategies import Committee, make_strategy
 from torch_al.distributed import (
     check_same_pool,
     distributed_kcenter_greedy,
+    distributed_kmeanspp_factored,
     distributed_pfk_topk,
     distributed_select,
     distributed_select_unique,
@@ -169,6 +170,37 @@ def distributed_kcenter(items, centers, metric, layout, rank, world_size):
     return picks.tolist(), min_dist, owned
 
 
+KMEANSPP_CASES = [(items, centers) for items in POOL_SIZES for centers in (0, 4)]
+
+
+def kmeanspp_problem(items: int, centers: int):
+    """Small-integer factors (sums exact in float64: every rounding order agrees), with repeated
+    rows (D² ties and zeros), and initial centers' factors."""
+    generator = torch.Generator().manual_seed(items + 10 * centers)
+    a = torch.randint(-2, 3, ((items + 1) // 2, 3), generator=generator).float().repeat(2, 1)[:items]
+    b = torch.randint(-2, 3, ((items + 1) // 2, 5), generator=generator).float().repeat(2, 1)[:items]
+    center_factors = (torch.randint(-2, 3, (centers, 3), generator=generator).float(), torch.randint(-2, 3, (centers, 5), generator=generator).float())
+    return a, b, center_factors, min(items, 30)
+
+
+def single_process_kmeanspp(items, centers):
+    a, b, (center_a, center_b), count = kmeanspp_problem(items, centers)
+    picks, _ = torch_al.kmeanspp_factored(
+        torch.cat([a, center_a]), torch.cat([b, center_b]), count, torch.arange(items, items + centers) if centers else None,
+        generator=torch.Generator().manual_seed(3),
+    )
+    return picks.tolist()
+
+
+def distributed_kmeanspp(items, centers, rank, world_size):
+    a, b, center_factors, count = kmeanspp_problem(items, centers)
+    owned = shard(torch.arange(items), rank, world_size)
+    picks = distributed_kmeanspp_factored(
+        a[owned], b[owned], count, center_factors if centers else None, global_indices=owned, generator=torch.Generator().manual_seed(3)
+    )
+    return picks.tolist()
+
+
 SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
 
 
@@ -228,9 +260,13 @@ def strategy_results(rank, world_size):
         committee, pool, budget = committee_problem(items)
         for name in ENSEMBLE_STRATEGIES:
             results[items, name, "strided"] = distributed_select(make_strategy(name, progress=False), committee, pool, budget, layout="strided").tolist()
+        model, pool, budget = strategy_problem(items)
+        for labeled_centers in (False, True):
+            badge = make_strategy("badge", progress=False, labeled_centers=labeled_centers)
+            results[items, "badge", labeled_centers] = distributed_select(badge, model, pool, budget).tolist()
     model, pool, budget = strategy_problem(7)
     try:
-        distributed_select(make_strategy("badge", progress=False), model, pool, 2)
+        distributed_select(make_strategy("suggestive", progress=False), model, pool, 2)
     except TypeError as error:
         results["unsupported"] = str(error)
     return results
@@ -251,6 +287,10 @@ def single_process_strategy_results():
         committee, pool, budget = committee_problem(items)
         for name in ENSEMBLE_STRATEGIES:
             results[items, name, "strided"] = make_strategy(name, progress=False).select(committee, pool, budget).tolist()
+        model, pool, budget = strategy_problem(items)
+        for labeled_centers in (False, True):
+            badge = make_strategy("badge", progress=False, labeled_centers=labeled_centers)
+            results[items, "badge", labeled_centers] = badge.select(model, pool, budget).tolist()
     return results
 
 
@@ -274,6 +314,7 @@ def _rank_main(rank, worker, world_size, init_file, folder):
 def selection_worker(rank, world_size, folder):
     results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
     results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+    results["kmeanspp"] = {case: distributed_kmeanspp(*case, rank, world_size) for case in KMEANSPP_CASES}
     results["kcenter"] = {case + (layout,): distributed_kcenter(*case, layout, rank, world_size) for case in KCENTER_CASES for layout in LAYOUTS}
     results["strategies"] = strategy_results(rank, world_size)
     return results
@@ -289,12 +330,14 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             assert results[case] == expected[case], (rank, case)
         picked, expected_picks = results["all_masked_shard"]
         assert picked == expected_picks
+        for case, picks in results["kmeanspp"].items():
+            assert picks == single_process_kmeanspp(*case), (rank, case)
         for (items, centers, metric, layout), (picks, min_dist, owned) in results["kcenter"].items():
             expected_picks, expected_min_dist = single_process_kcenter(items, centers, metric)
             assert picks == expected_picks, (rank, items, centers, metric, layout)
             assert torch.equal(min_dist, expected_min_dist[owned]), (rank, items, centers, metric, layout)
         strategies = results["strategies"]
-        assert strategies.pop("unsupported").startswith("distributed_select: BADGE has no distributed form yet")
+        assert strategies.pop("unsupported").startswith("distributed_select: SuggestiveAnnotation has no distributed form yet")
         assert strategies == expected_strategies
 
 
@@ -374,6 +417,8 @@ def kcenter_errors_worker(rank, world_size, folder):
         "order": lambda: distributed_kcenter_greedy(points, 2, global_indices=owned.flip(0)),
         "cosine": lambda: distributed_kcenter_greedy(points * (rank == 0), 2, global_indices=owned, metric="cosine"),
         "width": lambda: distributed_kcenter_greedy(points, 2, torch.zeros(1, 3), global_indices=owned),
+        "strided": lambda: distributed_kmeanspp_factored(points, points, 2, global_indices=shard(torch.arange(12), rank, world_size, "strided")),
+        "count": lambda: distributed_kmeanspp_factored(points, points, 13, global_indices=owned),
     }
     outcome = {}
     for name, call in calls.items():
@@ -385,13 +430,15 @@ def kcenter_errors_worker(rank, world_size, folder):
     return outcome
 
 
-def test_distributed_kcenter_greedy_bad_input_fails_on_every_rank(tmp_path):
+def test_distributed_kcenter_and_kmeanspp_bad_input_fails_on_every_rank(tmp_path):
     outcomes = run_ranks(kcenter_errors_worker, 2, tmp_path)
     for rank, outcome in enumerate(outcomes):
         assert outcome["k"] == "ValueError: distributed_kcenter_greedy: k=13 is larger than the 12 points of all ranks"
         assert outcome["first"] == "ValueError: distributed_kcenter_greedy: first=99 is the global index of no rank's point"
         assert "global_indices must be strictly increasing" in outcome["order"]
         assert "centers must be Tensor[S, 2]" in outcome["width"]
+        assert outcome["strided"].startswith("ValueError: distributed_kmeanspp_factored: the draw walks the rows in global order, so the ranks must hold contiguous shards")
+        assert outcome["count"] == "ValueError: distributed_kmeanspp_factored: count=13 is larger than the 12 rows of all ranks"
         if rank == 1:  # rank 1's rows are all zero: no cosine direction
             assert outcome["cosine"].startswith("ValueError: distributed_kcenter_greedy: metric 'cosine' needs rows with a nonzero, finite norm")
         else:
@@ -430,7 +477,7 @@ def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
 
 
 def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(tmp_path):
-    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "badge", *cli_files(tmp_path)])
+    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "suggestive", *cli_files(tmp_path)])
     assert failed.returncode != 0
-    assert failed.stderr.count("torch-al select: error: distributed_select: BADGE has no distributed form yet") == 2
+    assert failed.stderr.count("torch-al select: error: distributed_select: SuggestiveAnnotation has no distributed form yet") == 2
     assert not (tmp_path / "ranks.pt").exists()

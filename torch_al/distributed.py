@@ -8,7 +8,7 @@ volume per call is world_size × rows × k pairs, whatever the pool size.
 
 Failure: each rank's local step (scoring, the local op, input checks) is followed by one small
 all-gather of its outcome, so when a rank raises, every rank raises at once (the failing rank its
-own error, the others a RuntimeError naming that rank and its message) instead of waiting in the
+own error, the others a RankFailedError naming that rank and its message) instead of waiting in the
 next collective. A rank that dies without raising leaves the others waiting until the process
 group's timeout (``init_process_group(timeout=...)``).
 """
@@ -217,7 +217,7 @@ def distributed_kcenter_greedy(
         k: picks, 0 <= k <= the points of every rank together.
         centers: Tensor[S, D] (x's dtype), the initial centers, e.g. the labeled set's embeddings
             in ascending index order; the same on every rank.
-        global_indices: int64 Tensor[n], strictly increasing: each point's global index.
+        global_indices: int64 Tensor[n] on x's device, strictly increasing: each point's global index.
         first: the global index of the first pick when there are no centers (default: the
             smallest global index on any rank).
         metric: ``"euclidean"`` or ``"cosine"``.
@@ -257,12 +257,143 @@ def distributed_kcenter_greedy(
         picks.append(winner)
         row = x.new_empty((1, x.shape[1]))
         if owner == rank:
-            local_row = int(torch.searchsorted(global_indices, winner))
+            local_row = int(torch.searchsorted(global_indices.contiguous(), winner))
             row, selectable[local_row] = x[local_row : local_row + 1], False
         value, index = kcenter_greedy_step(x, _broadcast_row(row, owner, group), min_sq, selectable, metric)
         index = _to_global(index.reshape(1), global_indices)[0]
     min_dist = min_sq * 0.5 if metric == "cosine" else min_sq.sqrt()
     return torch.tensor(picks, dtype=torch.int64), min_dist
+
+
+def distributed_kmeanspp_factored(
+    a: Tensor,
+    b: Tensor,
+    count: int,
+    centers: Optional[Tuple[Tensor, Tensor]] = None,
+    *,
+    global_indices: Tensor,
+    generator: Optional[torch.Generator] = None,
+    group: Optional[dist.ProcessGroup] = None,
+) -> Tensor:
+    """:func:`torch_al.kmeanspp_factored` (BADGE's k-means++ seeding over e_i = a_i ⊗ b_i) with the
+    rows sharded over the ranks in index order (rank r's rows all precede rank r + 1's: the
+    ``contiguous`` layout of :func:`shard`). Every rank draws the same uniforms from ``generator``;
+    pick t is the first row, in global order, whose float64 running sum of D² exceeds
+    ``u[t] · Σ D²``, so the running sum is passed from rank to rank (W - 1 point-to-point hops per
+    pick) and every rank holds the same total. The first pick without centers is the largest
+    ‖e_i‖; when every D² is 0, the lowest-index row not yet picked. The owner of each pick
+    broadcasts its factors and every rank lowers its D² with them.
+
+    Same picks as ``kmeanspp_factored`` over every shard's rows (tested), up to float64 rounding:
+    the distances here are float64 torch products and sums, the op's are float64 sums in another
+    order, so a draw within rounding of a row boundary (about 1e-16 of Σ D²) can land on the
+    neighbouring row, the guarantee the op gives between CPU and CUDA.
+
+    Args:
+        a: Tensor[n, C], b: Tensor[n, D] (float32 or float64, finite), this rank's factors.
+        count: picks, 0 <= count <= every rank's rows together.
+        centers: (a_c[S, C], b_c[S, D]), initial centers' factors, the same on every rank.
+        global_indices: int64 Tensor[n], strictly increasing, each row's global index.
+        generator: the CPU generator of the draws, in the same state on every rank.
+
+    Returns:
+        int64 Tensor[count] of global indices, in pick order, the same on every rank.
+    """
+    op = "distributed_kmeanspp_factored"
+    uniforms = torch.rand(count, generator=generator, dtype=torch.float64)
+
+    def local() -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        for name, rows in (("a", a), ("b", b), *((("centers[0]", centers[0]), ("centers[1]", centers[1])) if centers else ())):
+            if rows.dim() != 2 or not rows.dtype.is_floating_point or not bool(rows.isfinite().all()):
+                raise ValueError(f"{op}: {name} must be a finite floating Tensor[rows, width], got shape {tuple(rows.shape)} dtype {rows.dtype}")
+        if a.shape[0] != b.shape[0] or (centers and (centers[0].shape[1:] != a.shape[1:] or centers[1].shape[1:] != b.shape[1:])):
+            raise ValueError(f"{op}: a {tuple(a.shape)} and b {tuple(b.shape)} need the same rows, centers their widths")
+        _check_global_indices(op, global_indices, a.shape[0])
+        if global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
+            raise ValueError(f"{op}: global_indices must be strictly increasing")
+        a64, b64 = a.double(), b.double()
+        norms = a64.square().sum(1) * b64.square().sum(1)
+        min_sq = torch.full((a.shape[0],), float("inf"), dtype=torch.float64, device=a.device)
+        if centers:
+            for center_a, center_b in zip(centers[0].double().split(1024), centers[1].double().split(1024)):
+                min_sq = torch.minimum(min_sq, _factored_sq(a64, b64, norms, center_a, center_b).amin(1))
+        return a64, b64, norms, min_sq
+
+    a64, b64, norms, min_sq = _on_every_rank(local, group)
+    _check_rank_order(op, global_indices, group)
+    total_rows = torch.tensor([a.shape[0]])
+    dist.all_reduce(total_rows, group=group)
+    if count > int(total_rows):
+        raise ValueError(f"{op}: count={count} is larger than the {int(total_rows)} rows of all ranks")
+    selectable = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
+    rank, picks = _rank(group), []
+    for t in range(count):
+        if t == 0 and not centers:  # the largest embedding, ties to the lower index
+            best = int(norms.argmax()) if a.shape[0] else -1
+            value, index = (norms[best], global_indices[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1))
+            winner, owner = _farthest_over_ranks(value, index, group)
+        else:
+            winner, owner = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], global_indices, group)
+        picks.append(winner)
+        row = a64.new_empty((1, a.shape[1] + b.shape[1]))
+        if owner == rank:
+            local_row = int(torch.searchsorted(global_indices.contiguous(), winner))
+            row, selectable[local_row] = torch.cat([a64[local_row], b64[local_row]])[None], False
+        row = _broadcast_row(row, owner, group)
+        min_sq = torch.minimum(min_sq, _factored_sq(a64, b64, norms, row[:, : a.shape[1]], row[:, a.shape[1] :])[:, 0])
+        min_sq[~selectable] = 0.0
+    return torch.tensor(picks, dtype=torch.int64)
+
+
+def _factored_sq(a: Tensor, b: Tensor, norms: Tensor, center_a: Tensor, center_b: Tensor) -> Tensor:
+    """[n, S] squared distances ‖a_i ⊗ b_i − a_c ⊗ b_c‖² from the factors (norms: the rows'
+    ‖a_i‖²‖b_i‖²), clamped at 0."""
+    center_norms = center_a.square().sum(1) * center_b.square().sum(1)
+    return (norms[:, None] + center_norms[None, :] - 2 * (a @ center_a.T) * (b @ center_b.T)).clamp_min(0)
+
+
+def _drawn_over_ranks(weights: Tensor, selectable: Tensor, u: Tensor, global_indices: Tensor, group: Optional[dist.ProcessGroup]) -> Tuple[int, int]:
+    """(global index, owner rank) of the D² draw u: the first row in global order whose running
+    sum of weights exceeds u · total, the sum carried from rank to rank."""
+    rank, world_size = _rank(group), _world_size(group)
+    device = _collective_device(group)
+    running = torch.zeros(1, dtype=torch.float64, device=device)
+    if rank > 0:
+        dist.recv(running, src=_global(rank - 1, group), group=group)
+    cumulative = torch.cumsum(torch.cat([running.cpu(), weights.cpu()]), 0)[1:]  # sequential on the CPU
+    total = (cumulative[-1:] if cumulative.numel() else running.cpu()).to(device, copy=True)  # the broadcast writes into it
+    if rank + 1 < world_size:
+        dist.send(total, dst=_global(rank + 1, group), group=group)
+    dist.broadcast(total, src=_global(world_size - 1, group), group=group)
+    positive = bool(total.item() > 0)
+    ids = global_indices.cpu()
+    if positive:
+        threshold = u * total.cpu()
+        first = int(torch.searchsorted(cumulative, threshold, right=True)) if cumulative.numel() else 0
+        reached = ids[first] if first < ids.numel() else torch.tensor(-1)
+        winner, owner = _farthest_over_ranks(torch.tensor(0.0), reached, group)
+        if owner >= 0:
+            return winner, owner
+        # u · total rounded up to the total itself: the last weighted row is the one reached
+        weighted = (weights.cpu() > 0).nonzero().flatten()
+        last = ids[weighted[-1]] if weighted.numel() else torch.tensor(-1)
+        return _farthest_over_ranks(last.double(), last, group)
+    held = selectable.cpu().nonzero().flatten()
+    return _farthest_over_ranks(torch.tensor(0.0), ids[held[0]] if held.numel() else torch.tensor(-1), group)
+
+
+def _check_rank_order(op: str, global_indices: Tensor, group: Optional[dist.ProcessGroup]) -> None:
+    """Every rank's rows precede the next non-empty rank's (contiguous shards in rank order)."""
+    bounds: List[Optional[Tuple[int, int]]] = [None] * _world_size(group)
+    mine = (int(global_indices[0]), int(global_indices[-1])) if global_indices.numel() else None
+    dist.all_gather_object(bounds, mine, group=group)
+    held = [bound for bound in bounds if bound is not None]
+    if any(earlier[1] >= later[0] for earlier, later in zip(held, held[1:])):
+        raise ValueError(f'{op}: the draw walks the rows in global order, so the ranks must hold contiguous shards in rank order (layout="contiguous"); got (first, last) global indices {bounds}')
+
+
+def _global(rank: int, group: Optional[dist.ProcessGroup]) -> int:
+    return dist.get_global_rank(group, rank) if group is not None else rank
 
 
 def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_indices: Tensor, metric: str) -> None:
@@ -276,11 +407,13 @@ def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_i
     _check_global_indices(op, global_indices, x.shape[0])
     if global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
         raise ValueError(f"{op}: global_indices must be strictly increasing (ties go to the lower global index)")
+    if global_indices.device != x.device:
+        raise ValueError(f"{op}: global_indices must be on x's device {x.device}, got {global_indices.device}")
+    if centers is not None and centers.dtype != x.dtype:
+        raise ValueError(f"{op}: centers must have x's dtype {x.dtype}, got {centers.dtype}")
     for name, rows in (("x", x), ("centers", centers)):
         if rows is None:
             continue
-        if centers is not None and rows.dtype != x.dtype:
-            raise ValueError(f"{op}: centers must have x's dtype {x.dtype}, got {rows.dtype}")
         if not bool(rows.isfinite().all()):
             raise ValueError(f"{op}: {name} must be finite; row {int((~rows.isfinite()).any(1).nonzero()[0])} has NaN or inf")
         squared_norms = rows.to(torch.float64 if x.dtype == torch.float64 else torch.float32).square().sum(1)
@@ -332,6 +465,9 @@ def distributed_select(
       :func:`distributed_select_unique` (exact under the same batch caveat, except with the
       Monte-Carlo estimators ``trace_cov`` / ``mutual_info``, whose perturbations are each rank's
       own draws).
+    - BADGE: each rank forms its shard's gradient-embedding factors, then
+      :func:`distributed_kmeanspp_factored` draws (the same picks up to float64 rounding at a
+      draw boundary; the contiguous layout only: the draw walks the pool in index order).
     - Core-set: each rank embeds the labeled items and its shard, then
       :func:`distributed_kcenter_greedy` picks (exact, under the same batch caveat).
     - Random: rank 0 draws, the others receive its picks (exact).
@@ -342,6 +478,7 @@ def distributed_select(
     from torch_al.sampler import inputs_loader
     from torch_al.strategies.base import ScoreStrategy, SelectionCost
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
+    from torch_al.strategies.diversity.badge import BADGE
     from torch_al.strategies.diversity.coreset import CoreSet
     from torch_al.strategies.random_sampling import Random
     from torch_al.validation import LogitsCheck, check_budget
@@ -355,12 +492,14 @@ def distributed_select(
         return picked
     if isinstance(strategy, DistributionMatching):
         return _distributed_matching(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
+    if isinstance(strategy, BADGE):
+        return _distributed_badge(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if isinstance(strategy, CoreSet):
         return _distributed_coreset(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, core-set and random do"
+            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, badge, core-set and random do"
         )
     if model is None:
         raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
@@ -395,6 +534,29 @@ def _distributed_matching(strategy, model: Optional[nn.Module], pool: "ActivePoo
     ).cpu()
 
 
+def _distributed_badge(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """BADGE over the ranks: every rank forms its shard's gradient-embedding factors (and, with
+    ``labeled_centers``, the labeled items'), then :func:`distributed_kmeanspp_factored` draws."""
+    from torch_al.strategies.base import SelectionCost
+
+    strategy.last_cost = SelectionCost()
+    labeled = pool.labeled_indices if strategy.labeled_centers else owned[:0]
+
+    def factors() -> Tuple[Optional[Tuple[Tensor, Tensor]], Optional[Tuple[Tensor, Tensor]]]:
+        centers, mine = (strategy.factors(model, pool, rows) if rows.numel() else None for rows in (labeled, owned))
+        return centers, mine
+
+    centers, mine = _on_every_rank(factors, group)
+    widths = torch.tensor(list(mine[0].shape[1:]) + list(mine[1].shape[1:]) if mine else [-1, -1])
+    dist.all_reduce(widths, op=dist.ReduceOp.MAX, group=group)  # a rank with no rows learns C and D from the others
+    if mine is None:
+        device = centers[0].device if centers else torch.device("cpu")
+        mine = tuple(torch.empty(0, max(int(width), 0), device=device) for width in widths)
+    return distributed_kmeanspp_factored(
+        *mine, budget, centers, global_indices=owned.to(mine[0].device), generator=strategy.generator(pool), group=group
+    ).cpu()
+
+
 def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
     """Core-set over the ranks: every rank embeds the labeled items (the initial centers) and its
     shard of the unlabeled ones, then :func:`distributed_kcenter_greedy` picks."""
@@ -418,7 +580,9 @@ def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool
     if x is None:
         reference = centers if centers is not None else torch.empty(0)
         x = torch.empty(0, max(int(width), 0), dtype=torch.float32, device=reference.device)
-    picked, _ = distributed_kcenter_greedy(x, budget, centers, global_indices=owned, first=strategy.first_pick(pool), metric=strategy.metric, group=group)
+    picked, _ = distributed_kcenter_greedy(
+        x, budget, centers, global_indices=owned.to(x.device), first=strategy.first_pick(pool), metric=strategy.metric, group=group
+    )
     return picked
 
 
@@ -467,8 +631,8 @@ class RankFailedError(RuntimeError):
 
 def _on_every_rank(local: Callable[[], T], group: Optional[dist.ProcessGroup]) -> T:
     """Runs this rank's local step, then shares its outcome: if any rank raised, every rank
-    raises (this rank's own error, or a RuntimeError naming the first failed rank and its
-    message), so none is left waiting in a later collective."""
+    raises (this rank's own error, or a :class:`RankFailedError` naming the first failed rank
+    and its message), so none is left waiting in a later collective."""
     try:
         result, failure = local(), None
     except Exception as error:  # noqa: BLE001 - every error must reach the other ranks

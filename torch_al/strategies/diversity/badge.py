@@ -52,14 +52,22 @@ class BADGE(Strategy):
     def rank(self, model, pool, budget):
         from torch_al.ops.kmeanspp_factored import kmeanspp_factored
 
-        if model is None:
-            raise ValueError("BADGE embeds the pool with a model; got model=None")
         candidates = pool.unlabeled_indices
         rows = torch.cat([candidates, pool.labeled_indices]) if self.labeled_centers else candidates
+        a, b = self.factors(model, pool, rows)
+        initial = torch.arange(candidates.numel(), rows.numel(), device=a.device) if self.labeled_centers else None
+        picked, pick_sq = kmeanspp_factored(a, b, budget, initial, generator=self.generator(pool))
+        return candidates[picked.cpu()], pick_sq.float().cpu()
+
+    def factors(self, model: nn.Module | None, pool, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The gradient-embedding factors (a[n, C], b[n, D]) of the pool items ``rows``, one
+        forward pass each."""
+        if model is None:
+            raise ValueError("BADGE embeds the pool with a model; got model=None")
         features, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, "BADGE")
         self.charge(forward=rows.numel())
-        a, b = gradient_embedding_factors(logits, features)
-        initial = torch.arange(candidates.numel(), rows.numel(), device=a.device) if self.labeled_centers else None
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, "badge", pool.round))
-        picked, pick_sq = kmeanspp_factored(a, b, budget, initial, generator=generator)
-        return candidates[picked.cpu()], pick_sq.float().cpu()
+        return gradient_embedding_factors(logits, features)
+
+    def generator(self, pool) -> torch.Generator:
+        """The generator of this round's draws, seeded by (seed, round)."""
+        return torch.Generator().manual_seed(derived_seed(self.seed, "badge", pool.round))
