@@ -19,6 +19,8 @@ Workloads and their per-rank formulas (P picks, L dims, M query rows, k per-row 
   kmeanspp distributed_kmeanspp_factored(C = 10, D = L, no initial centers, P picks): P (16 + 8 (C + D))
            + (P - 1) (8 + 8 [W > 1]) (the candidate gather and the pick's float64 factors; after the
            first pick also the running sum passed on and the total broadcast)
+  facility distributed_facility_location_greedy(K = c candidates, L, P picks; Suggestive
+           annotation's second step): 8 K P (one all-reduce of K float64 gains per pick)
 The issue's scale (N = 1M, P = 1250, L = 768) is too slow to run on 2 cores (the pfk workload alone
 is 4 TFLOP); its volume follows from the formulas, which do not depend on N, and is printed beside.
 """
@@ -38,7 +40,14 @@ from torch.utils.data import TensorDataset
 import torch_al
 from common import print_table, write_results
 from torch_al import ActivePool
-from torch_al.distributed import distributed_kcenter_greedy, distributed_kmeanspp_factored, distributed_select, distributed_select_unique, shard
+from torch_al.distributed import (
+    distributed_facility_location_greedy,
+    distributed_kcenter_greedy,
+    distributed_kmeanspp_factored,
+    distributed_select,
+    distributed_select_unique,
+    shard,
+)
 from torch_al.models import LeNet
 from torch_al.strategies import make_strategy
 
@@ -47,15 +56,17 @@ FULL = {
     "pfk": {"n": 50_000, "p": 1250, "l": 768},
     "kcenter": {"n": 100_000, "p": 250, "l": 768},
     "kmeanspp": {"n": 100_000, "p": 250, "c": 10, "l": 512},
+    "facility": {"n": 20_000, "p": 50, "c": 500, "l": 80},
 }
 QUICK = {
     "score": {"n": 3_000, "p": 100},
     "pfk": {"n": 3_000, "p": 100, "l": 64},
     "kcenter": {"n": 3_000, "p": 50, "l": 64},
     "kmeanspp": {"n": 3_000, "p": 50, "c": 10, "l": 64},
+    "facility": {"n": 3_000, "p": 20, "c": 80, "l": 32},
 }
 INITIAL_CENTERS = 1000
-ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32, "c": 10}
+ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32, "c": 10}  # c: BADGE's classes (K = 4P for facility)
 
 
 class CollectiveBytes:
@@ -110,6 +121,13 @@ def kmeanspp_problem(n: int, c: int, l: int):
     return torch.randn(n, c, generator=generator).softmax(1), torch.randn(n, l, generator=generator).relu()
 
 
+def facility_problem(n: int, k: int, l: int):
+    """Unit ReLU descriptors (as Suggestive annotation's), the candidates the first k points."""
+    generator = torch.Generator().manual_seed(5)
+    universe = torch.nn.functional.normalize(torch.randn(n, l, generator=generator).relu(), dim=1)
+    return universe[:k].clone(), universe
+
+
 def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[list[int], dict]:
     """This rank's part of one workload: (picks, {seconds, bytes})."""
     if name == "score":
@@ -125,6 +143,10 @@ def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[lis
         owned = shard(torch.arange(size["n"]), rank, world_size)
         local = points[owned]
         call = lambda: distributed_kcenter_greedy(local, size["p"], centers, global_indices=owned)[0]  # noqa: E731
+    elif name == "facility":
+        candidates, universe = facility_problem(size["n"], size["c"], size["l"])
+        local = universe[shard(torch.arange(size["n"]), rank, world_size)]
+        call = lambda: distributed_facility_location_greedy(candidates, local, size["p"])[0]  # noqa: E731
     else:
         a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
         owned = shard(torch.arange(size["n"]), rank, world_size)
@@ -152,6 +174,8 @@ def single_process_picks(name: str, size: dict) -> list[int]:
         points, centers = kcenter_problem(size["n"], size["l"])
         x = torch.cat([centers, points])
         return (torch_al.kcenter_greedy(x, size["p"], torch.arange(INITIAL_CENTERS))[0] - INITIAL_CENTERS).tolist()
+    if name == "facility":
+        return torch_al.facility_location_greedy(*facility_problem(size["n"], size["c"], size["l"]), size["p"])[0].tolist()
     a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
     return torch_al.kmeanspp_factored(a, b, size["p"], generator=torch.Generator().manual_seed(4))[0].tolist()
 
@@ -174,6 +198,8 @@ def formula_bytes(name: str, size: dict, world_size: int) -> int:
         return 12 * size["p"] * ISSUE_SCALE["k"]
     if name == "kcenter":
         return size["p"] * (16 + 4 * size["l"])
+    if name == "facility":
+        return 8 * size["c"] * size["p"]
     return size["p"] * (16 + 8 * (size["c"] + size["l"])) + (size["p"] - 1) * (8 + 8 * (world_size > 1))
 
 
@@ -202,7 +228,7 @@ def main(quick: bool = False) -> str:
                     }
                 )
     print_table(rows, ["workload", "n", "p", "c", "l", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
-    issue_scale = {name: formula_bytes(name, ISSUE_SCALE, 2) for name in sizes}
+    issue_scale = {name: formula_bytes(name, {**ISSUE_SCALE, "c": 4 * ISSUE_SCALE["p"]} if name == "facility" else ISSUE_SCALE, 2) for name in sizes}
     print(f"per-rank volume at N = 1M, P = 1250, L = 768 (formulas): {issue_scale}")
     return write_results("distributed", rows, threads_per_rank=1, initial_centers=INITIAL_CENTERS, issue_scale_bytes_per_rank=issue_scale)
 

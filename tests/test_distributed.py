@@ -24,6 +24,7 @@ from torch_al import ActivePool
 from torch_al.strategies import Committee, make_strategy
 from torch_al.distributed import (
     check_same_pool,
+    distributed_facility_location_greedy,
     distributed_kcenter_greedy,
     distributed_kmeanspp_factored,
     distributed_pfk_topk,
@@ -201,6 +202,20 @@ def distributed_kmeanspp(items, centers, rank, world_size):
     return picks.tolist()
 
 
+def facility_problem(items: int):
+    """Small-integer points (exact products and sums), the candidates with repeats (tied gains)."""
+    generator = torch.Generator().manual_seed(items + 7)
+    universe = torch.randint(-2, 3, (items, 4), generator=generator).float()
+    candidates = torch.randint(-2, 3, (6, 4), generator=generator).float().repeat(2, 1)
+    return candidates, universe, 9
+
+
+def distributed_facility(items, layout, rank, world_size):
+    candidates, universe, count = facility_problem(items)
+    picks, gains = distributed_facility_location_greedy(candidates, universe[shard(torch.arange(items), rank, world_size, layout)], count)
+    return picks.tolist(), gains.tolist()
+
+
 SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
 
 
@@ -264,9 +279,11 @@ def strategy_results(rank, world_size):
         for labeled_centers in (False, True):
             badge = make_strategy("badge", progress=False, labeled_centers=labeled_centers)
             results[items, "badge", labeled_centers] = distributed_select(badge, model, pool, budget).tolist()
+        for layout in LAYOUTS:
+            results[items, "suggestive", layout] = distributed_select(make_strategy("suggestive", progress=False), model, pool, budget, layout=layout).tolist()
     model, pool, budget = strategy_problem(7)
     try:
-        distributed_select(make_strategy("suggestive", progress=False), model, pool, 2)
+        distributed_select(make_strategy("emoc", progress=False), model, pool, 2)
     except TypeError as error:
         results["unsupported"] = str(error)
     return results
@@ -291,6 +308,8 @@ def single_process_strategy_results():
         for labeled_centers in (False, True):
             badge = make_strategy("badge", progress=False, labeled_centers=labeled_centers)
             results[items, "badge", labeled_centers] = badge.select(model, pool, budget).tolist()
+        picked = make_strategy("suggestive", progress=False).select(model, pool, budget).tolist()
+        results.update({(items, "suggestive", layout): picked for layout in LAYOUTS})
     return results
 
 
@@ -314,6 +333,7 @@ def _rank_main(rank, worker, world_size, init_file, folder):
 def selection_worker(rank, world_size, folder):
     results = {case: distributed_results(*case, rank, world_size) for case in selection_cases()}
     results["all_masked_shard"] = all_masked_shard_results(rank, world_size)
+    results["facility"] = {(items, layout): distributed_facility(items, layout, rank, world_size) for items in POOL_SIZES for layout in LAYOUTS}
     results["kmeanspp"] = {case: distributed_kmeanspp(*case, rank, world_size) for case in KMEANSPP_CASES}
     results["kcenter"] = {case + (layout,): distributed_kcenter(*case, layout, rank, world_size) for case in KCENTER_CASES for layout in LAYOUTS}
     results["strategies"] = strategy_results(rank, world_size)
@@ -330,6 +350,9 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             assert results[case] == expected[case], (rank, case)
         picked, expected_picks = results["all_masked_shard"]
         assert picked == expected_picks
+        for (items, layout), (picks, gains) in results["facility"].items():
+            expected_picks, expected_gains = torch_al.facility_location_greedy(*facility_problem(items))
+            assert picks == expected_picks.tolist() and gains == expected_gains.double().tolist(), (rank, items, layout)
         for case, picks in results["kmeanspp"].items():
             assert picks == single_process_kmeanspp(*case), (rank, case)
         for (items, centers, metric, layout), (picks, min_dist, owned) in results["kcenter"].items():
@@ -337,7 +360,7 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             assert picks == expected_picks, (rank, items, centers, metric, layout)
             assert torch.equal(min_dist, expected_min_dist[owned]), (rank, items, centers, metric, layout)
         strategies = results["strategies"]
-        assert strategies.pop("unsupported").startswith("distributed_select: SuggestiveAnnotation has no distributed form yet")
+        assert strategies.pop("unsupported").startswith("distributed_select: EMOC has no distributed form yet")
         assert strategies == expected_strategies
 
 
@@ -477,7 +500,7 @@ def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
 
 
 def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(tmp_path):
-    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "suggestive", *cli_files(tmp_path)])
+    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "emoc", *cli_files(tmp_path)])
     assert failed.returncode != 0
-    assert failed.stderr.count("torch-al select: error: distributed_select: SuggestiveAnnotation has no distributed form yet") == 2
+    assert failed.stderr.count("torch-al select: error: distributed_select: EMOC has no distributed form yet") == 2
     assert not (tmp_path / "ranks.pt").exists()

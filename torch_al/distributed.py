@@ -396,6 +396,62 @@ def _global(rank: int, group: Optional[dist.ProcessGroup]) -> int:
     return dist.get_global_rank(group, rank) if group is not None else rank
 
 
+def distributed_facility_location_greedy(
+    candidates: Tensor, universe: Tensor, count: int, *, group: Optional[dist.ProcessGroup] = None
+) -> Tuple[Tensor, Tensor]:
+    """:func:`torch_al.facility_location_greedy` with the universe sharded over the ranks: each
+    rank passes the same candidates and its shard of the universe. Per pick, every rank sums each
+    remaining candidate's gain Σ_u max(0, s(a, u) − cover[u]) over its shard in float64, one
+    all-reduce adds the ranks' sums (K values), the largest gain wins (ties to the lower candidate
+    index) and every rank raises its points' cover with the winner: the plain greedy, K · N · D
+    multiply-adds per pick over all ranks together.
+
+    The op takes each similarity as a fixed-order chain of fused multiply-adds and each gain as a
+    fixed-order sum over the whole universe; here similarities come from matrix products and gains
+    are sums of per-rank sums, so the picks can differ from the op's only where two candidates'
+    gains agree to within that rounding (about 1e-7 relative for float32 descriptors); exact ties,
+    e.g. duplicate candidates, go to the lower index on both.
+
+    Args:
+        candidates: Tensor[K, D], the same on every rank (float32 or float64, finite).
+        universe: Tensor[n, D], this rank's points to cover (n may be 0).
+        count: picks, 0 <= count <= K.
+
+    Returns:
+        (picks: int64 Tensor[count] of candidate indices, gains: float64 Tensor[count]), the same
+        on every rank.
+    """
+    op = "distributed_facility_location_greedy"
+
+    def local() -> None:
+        if candidates.dim() != 2 or universe.dim() != 2 or candidates.shape[1] != universe.shape[1]:
+            raise ValueError(f"{op}: candidates must be Tensor[K, D] and universe Tensor[n, D], got {tuple(candidates.shape)} and {tuple(universe.shape)}")
+        if not 0 <= count <= candidates.shape[0]:
+            raise ValueError(f"{op}: count must lie in [0, K = {candidates.shape[0]}], got {count}")
+        for name, rows in (("candidates", candidates), ("universe", universe)):
+            if not rows.dtype.is_floating_point or not bool(rows.isfinite().all()):
+                raise ValueError(f"{op}: {name} must be finite and floating, got dtype {rows.dtype}")
+
+    _on_every_rank(local, group)
+    cover = universe.new_zeros(universe.shape[0])
+    taken = torch.zeros(candidates.shape[0], dtype=torch.bool)
+    picks, gains = [], []
+    for _ in range(count):
+        gain = torch.zeros(candidates.shape[0], dtype=torch.float64, device=candidates.device)
+        for start in range(0, universe.shape[0], 4096):
+            similarity = candidates @ universe[start : start + 4096].T
+            gain += (similarity - cover[start : start + 4096]).clamp_min(0).sum(1, dtype=torch.float64)
+        gain = gain.to(_collective_device(group))
+        dist.all_reduce(gain, group=group)
+        gain = gain.cpu().masked_fill(taken, -1.0)
+        best = int(gain.argmax())  # the first maximum: ties to the lower candidate index
+        picks.append(best)
+        gains.append(float(gain[best]))
+        taken[best] = True
+        cover = torch.maximum(cover, universe @ candidates[best])
+    return torch.tensor(picks, dtype=torch.int64), torch.tensor(gains, dtype=torch.float64)
+
+
 def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_indices: Tensor, metric: str) -> None:
     op = "distributed_kcenter_greedy"
     if x.dim() != 2 or not x.dtype.is_floating_point:
@@ -468,6 +524,9 @@ def distributed_select(
     - BADGE: each rank forms its shard's gradient-embedding factors, then
       :func:`distributed_kmeanspp_factored` draws (the same picks up to float64 rounding at a
       draw boundary; the contiguous layout only: the draw walks the pool in index order).
+    - Suggestive annotation: each rank scores and describes its shard; the K most uncertain are
+      merged, their descriptors gathered, and :func:`distributed_facility_location_greedy` covers
+      the sharded pool (the same picks unless two gains agree to within rounding).
     - Core-set: each rank embeds the labeled items and its shard, then
       :func:`distributed_kcenter_greedy` picks (exact, under the same batch caveat).
     - Random: rank 0 draws, the others receive its picks (exact).
@@ -480,6 +539,7 @@ def distributed_select(
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
     from torch_al.strategies.diversity.badge import BADGE
     from torch_al.strategies.diversity.coreset import CoreSet
+    from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
     from torch_al.strategies.random_sampling import Random
     from torch_al.validation import LogitsCheck, check_budget
 
@@ -492,6 +552,8 @@ def distributed_select(
         return picked
     if isinstance(strategy, DistributionMatching):
         return _distributed_matching(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
+    if isinstance(strategy, SuggestiveAnnotation):
+        return _distributed_suggestive(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if isinstance(strategy, BADGE):
         return _distributed_badge(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if isinstance(strategy, CoreSet):
@@ -499,7 +561,7 @@ def distributed_select(
     if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, badge, core-set and random do"
+            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, badge, suggestive, core-set and random do"
         )
     if model is None:
         raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
@@ -555,6 +617,29 @@ def _distributed_badge(strategy, model: Optional[nn.Module], pool: "ActivePool",
     return distributed_kmeanspp_factored(
         *mine, budget, centers, global_indices=owned.to(mine[0].device), generator=strategy.generator(pool), group=group
     ).cpu()
+
+
+def _distributed_suggestive(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """Suggestive annotation over the ranks: each rank scores and describes its shard; the K most
+    uncertain items over every rank (:func:`distributed_topk`) have their descriptors gathered to
+    every rank, then :func:`distributed_facility_location_greedy` covers the sharded pool."""
+    from torch_al.strategies.base import SelectionCost
+
+    strategy.last_cost = SelectionCost()
+    count = strategy.shortlist_size(budget, int(pool.unlabeled_indices.numel()))
+    uncertainty, unit = _on_every_rank(lambda: strategy.describe(model, pool, owned) if owned.numel() else (torch.empty(0), None), group)
+    _, shortlist = distributed_topk(uncertainty.double().cpu(), owned, count, group)
+    width = torch.tensor([unit.shape[1] if unit is not None else -1])
+    dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)
+    device = unit.device if unit is not None else torch.device("cpu")
+    unit = unit if unit is not None else torch.zeros(0, max(int(width), 0), device=device)
+    # Each rank writes the shortlisted rows it holds; the others' zeros add nothing.
+    candidates = torch.zeros(count, unit.shape[1], dtype=unit.dtype, device=_collective_device(group))
+    mine = torch.isin(shortlist, owned)
+    candidates[mine] = unit[torch.searchsorted(owned.contiguous(), shortlist[mine])].to(candidates.device)
+    dist.all_reduce(candidates, group=group)
+    picks, _ = distributed_facility_location_greedy(candidates.to(device), unit, budget, group=group)
+    return shortlist[picks]
 
 
 def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:

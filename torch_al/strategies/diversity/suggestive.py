@@ -48,18 +48,24 @@ class SuggestiveAnnotation(Strategy):
     def rank(self, model, pool, budget):
         from torch_al.ops.facility_location_greedy import facility_location_greedy
 
-        if model is None:
-            raise ValueError("SuggestiveAnnotation scores and embeds with a model; got model=None")
         unlabeled = pool.unlabeled_indices
-        if self.candidates is not None and budget > self.candidates:
-            raise ValueError(f"SuggestiveAnnotation: budget {budget} is larger than candidates={self.candidates} (K must be >= the budget)")
-        count = min(self.candidates or CANDIDATES_PER_PICK * budget, unlabeled.numel())
-
-        loader = inputs_loader(pool, unlabeled, self.batch_size)
-        descriptors, logits = embed_with_logits(model, loader, unlabeled, type(self).__name__, self.layer)
-        self.charge(forward=unlabeled.numel())
-        uncertainty = self._uncertainty.score(logits.float().softmax(1))
+        count = self.shortlist_size(budget, unlabeled.numel())
+        uncertainty, unit = self.describe(model, pool, unlabeled)
         shortlist = torch.sort(uncertainty, descending=True, stable=True).indices[:count]
-        unit = torch.nn.functional.normalize(descriptors, dim=1)  # a zero row stays zero
         picks, gains = facility_location_greedy(unit[shortlist], unit, budget)
         return unlabeled[shortlist[picks].cpu()], gains.cpu()
+
+    def shortlist_size(self, budget: int, unlabeled: int) -> int:
+        """K, clipped to the unlabeled items; a budget above an explicit K is an error."""
+        if self.candidates is not None and budget > self.candidates:
+            raise ValueError(f"SuggestiveAnnotation: budget {budget} is larger than candidates={self.candidates} (K must be >= the budget)")
+        return min(self.candidates or CANDIDATES_PER_PICK * budget, unlabeled)
+
+    def describe(self, model, pool, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uncertainty[n], unit descriptors[n, D]) of the pool items ``rows``, one forward each."""
+        if model is None:
+            raise ValueError("SuggestiveAnnotation scores and embeds with a model; got model=None")
+        descriptors, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, type(self).__name__, self.layer)
+        self.charge(forward=rows.numel())
+        unit = torch.nn.functional.normalize(descriptors, dim=1)  # a zero row stays zero
+        return self._uncertainty.score(logits.float().softmax(1)), unit
