@@ -250,6 +250,25 @@ def matching_problem(items: int):
     return model, pool, budget, {"validation": validation, "layers": ("act1", "fc2"), "progress": False}
 
 
+def trained_learning_loss(items: int):
+    """A two-layer model trained jointly with its loss-prediction module (seeded: the same on
+    every rank) on strategy_problem's pool in float32, labeled by a rule."""
+    _, pool, budget = strategy_problem(items)
+    inputs = pool.dataset.tensors[0].float()
+    pool.dataset.tensors = (inputs, pool.dataset.tensors[1])
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model.descriptor_layers = ("1",)
+    strategy = make_strategy("learning-loss", progress=False)
+    optimizer = torch.optim.SGD([*model.parameters(), *strategy.extra_parameters(model, inputs[:1])], lr=0.05)
+    targets = (inputs[:, 0] > 0).long()
+    for rows in torch.arange(min(items, 256)).split(32):
+        optimizer.zero_grad()
+        strategy.training_loss(model, inputs[rows], targets[rows], 0, 1).backward()
+        optimizer.step()
+    return model, pool, budget, strategy
+
+
 ENSEMBLE_STRATEGIES = ("ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy")
 
 
@@ -281,6 +300,11 @@ def strategy_results(rank, world_size):
             results[items, "badge", labeled_centers] = distributed_select(badge, model, pool, budget).tolist()
         for layout in LAYOUTS:
             results[items, "suggestive", layout] = distributed_select(make_strategy("suggestive", progress=False), model, pool, budget, layout=layout).tolist()
+            ceal = make_strategy("ceal", progress=False, delta0=0.9)
+            query = distributed_select(ceal, model, pool, budget, layout=layout).tolist()
+            results[items, "ceal", layout] = (query, ceal.last_pseudo_labels.indices.tolist(), ceal.last_pseudo_labels.labels.tolist())
+        model, pool, budget, strategy = trained_learning_loss(items)
+        results[items, "learning-loss", "contiguous"] = distributed_select(strategy, model, pool, budget).tolist()
     model, pool, budget = strategy_problem(7)
     try:
         distributed_select(make_strategy("emoc", progress=False), model, pool, 2)
@@ -310,6 +334,11 @@ def single_process_strategy_results():
             results[items, "badge", labeled_centers] = badge.select(model, pool, budget).tolist()
         picked = make_strategy("suggestive", progress=False).select(model, pool, budget).tolist()
         results.update({(items, "suggestive", layout): picked for layout in LAYOUTS})
+        ceal = make_strategy("ceal", progress=False, delta0=0.9)
+        query = ceal.select(model, pool, budget).tolist()
+        results.update({(items, "ceal", layout): (query, ceal.last_pseudo_labels.indices.tolist(), ceal.last_pseudo_labels.labels.tolist()) for layout in LAYOUTS})
+        model, pool, budget, strategy = trained_learning_loss(items)
+        results[items, "learning-loss", "contiguous"] = strategy.select(model, pool, budget).tolist()
     return results
 
 

@@ -524,6 +524,10 @@ def distributed_select(
     - BADGE: each rank forms its shard's gradient-embedding factors, then
       :func:`distributed_kmeanspp_factored` draws (the same picks up to float64 rounding at a
       draw boundary; the contiguous layout only: the draw walks the pool in index order).
+    - CEAL: the query as a score strategy's (exact); ``last_pseudo_labels`` is the union of the
+      ranks' confident items, the same on every rank.
+    - Learning loss: each rank predicts its shard's losses, then :func:`distributed_topk` (exact);
+      with nothing labeled, rank 0 draws as one process would.
     - Suggestive annotation: each rank scores and describes its shard; the K most uncertain are
       merged, their descriptors gathered, and :func:`distributed_facility_location_greedy` covers
       the sharded pool (the same picks unless two gains agree to within rounding).
@@ -540,16 +544,25 @@ def distributed_select(
     from torch_al.strategies.diversity.badge import BADGE
     from torch_al.strategies.diversity.coreset import CoreSet
     from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
+    from torch_al.strategies.learned.learning_loss import LearningLoss
     from torch_al.strategies.random_sampling import Random
+    from torch_al.strategies.uncertainty.ceal import CEAL
     from torch_al.validation import LogitsCheck, check_budget
 
     name = type(strategy).__name__
     rank, world_size = _rank(group), _world_size(group)
     budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
-    if isinstance(strategy, Random):
+    if isinstance(strategy, Random) or (isinstance(strategy, LearningLoss) and not pool.labeled_indices.numel()):  # both draw at random
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
+    if isinstance(strategy, LearningLoss) and pool.labeled_indices.numel():
+        owned = shard(pool.unlabeled_indices, rank, world_size, layout)
+        local = lambda: strategy.pool_losses(model, pool, owned).double() if owned.numel() else torch.empty(0, dtype=torch.float64)  # noqa: E731
+        strategy.last_cost = SelectionCost()
+        return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+    if isinstance(strategy, CEAL):
+        return _distributed_ceal(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if isinstance(strategy, DistributionMatching):
         return _distributed_matching(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
     if isinstance(strategy, SuggestiveAnnotation):
@@ -561,7 +574,7 @@ def distributed_select(
     if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), pcc / pfk / eba, badge, suggestive, core-set and random do"
+            "least-confidence, the MC-dropout family, ensembles), ceal, learning-loss, pcc / pfk / eba, badge, suggestive, core-set and random do"
         )
     if model is None:
         raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
@@ -574,6 +587,37 @@ def distributed_select(
         return strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned)).double().cpu()
 
     return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+
+
+def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """CEAL over the ranks: the query as a score strategy's; each rank then finds the confident
+    items of its shard, and every rank receives the union as ``last_pseudo_labels`` (ascending
+    global indices, as on one process)."""
+    from torch_al.pseudo_labeled_pool import PseudoLabelSet
+    from torch_al.sampler import inputs_loader
+    from torch_al.strategies.base import SelectionCost
+    from torch_al.strategies.uncertainty.ceal import ceal_pseudo_labels
+    from torch_al.validation import LogitsCheck
+
+    if model is None:
+        raise ValueError("distributed_select: CEAL scores with a model; got model=None")
+    strategy.last_cost = SelectionCost()
+    threshold = strategy.threshold(pool.round)
+    try:
+        local = lambda: strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck("CEAL", owned)).double().cpu() if owned.numel() else torch.empty(0, dtype=torch.float64)  # noqa: E731
+        query = distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+        confident = lambda: ceal_pseudo_labels(strategy._probabilities, owned, query, threshold) if owned.numel() else None  # noqa: E731
+        mine = _on_every_rank(confident, group)
+    finally:
+        strategy._probabilities = None
+    parts: List[Optional[Tuple[Tensor, Tensor]]] = [None] * _world_size(group)
+    dist.all_gather_object(parts, None if mine is None else (mine.indices, mine.labels), group=group)
+    held = [part for part in parts if part is not None and part[0].numel()]
+    indices = torch.cat([part[0] for part in held]) if held else torch.empty(0, dtype=torch.int64)
+    labels = torch.cat([part[1] for part in held]) if held else torch.empty(0, dtype=torch.int64)
+    order = indices.argsort()
+    strategy.last_pseudo_labels = PseudoLabelSet(indices[order], labels[order], threshold)
+    return query
 
 
 def _distributed_matching(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:

@@ -199,21 +199,26 @@ class LearningLoss(Strategy):
         if pool.labeled_indices.numel() == 0:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "learning-loss", pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
+        scores = self.pool_losses(model, pool, candidates)
+        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
+        return candidates[order], scores[order]
+
+    def pool_losses(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
+        """The module's predicted losses (float32, CPU) of the pool items ``rows``: one forward each."""
         if self.module is None or self.trained_batches == 0:
             raise ValueError("LearningLoss: the loss-prediction module never trained; train the model with strategy.training_loss and strategy.extra_parameters")
         device, was_training = model_device(model), (model.training, self.module.training)
         model.eval(), self.module.eval()
         try:
-            loader = inputs_loader(pool, candidates, self.batch_size)
+            loader = inputs_loader(pool, rows, self.batch_size)
             scores = torch.cat([self.predicted_losses(model, x.to(device)).float().cpu() for x in tqdm(loader, desc="learning loss", disable=not self.progress)])
         finally:
             model.train(was_training[0]), self.module.train(was_training[1])
-        self.charge(forward=candidates.numel())
+        self.charge(forward=rows.numel())
         if not scores.isfinite().all():
-            bad = candidates[~scores.isfinite()][:5].tolist()
+            bad = rows[~scores.isfinite()][:5].tolist()
             raise ValueError(f"LearningLoss: predicted losses are not finite for pool items {bad}")
-        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-        return candidates[order], scores[order]
+        return scores
 
     def state_dict(self) -> dict[str, Tensor]:
         if self.module is None:
