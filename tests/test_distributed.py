@@ -305,9 +305,11 @@ def strategy_results(rank, world_size):
             results[items, "ceal", layout] = (query, ceal.last_pseudo_labels.indices.tolist(), ceal.last_pseudo_labels.labels.tolist())
         model, pool, budget, strategy = trained_learning_loss(items)
         results[items, "learning-loss", "contiguous"] = distributed_select(strategy, model, pool, budget).tolist()
+        emoc = make_strategy("emoc", progress=False, sample_size=50)
+        results[items, "emoc", "strided"] = distributed_select(emoc, model, pool, budget, layout="strided").tolist()
     model, pool, budget = strategy_problem(7)
     try:
-        distributed_select(make_strategy("emoc", progress=False), model, pool, 2)
+        distributed_select(make_strategy("dal", progress=False), model, pool, 2)
     except TypeError as error:
         results["unsupported"] = str(error)
     return results
@@ -339,6 +341,7 @@ def single_process_strategy_results():
         results.update({(items, "ceal", layout): (query, ceal.last_pseudo_labels.indices.tolist(), ceal.last_pseudo_labels.labels.tolist()) for layout in LAYOUTS})
         model, pool, budget, strategy = trained_learning_loss(items)
         results[items, "learning-loss", "contiguous"] = strategy.select(model, pool, budget).tolist()
+        results[items, "emoc", "strided"] = make_strategy("emoc", progress=False, sample_size=50).select(model, pool, budget).tolist()
     return results
 
 
@@ -389,7 +392,7 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             assert picks == expected_picks, (rank, items, centers, metric, layout)
             assert torch.equal(min_dist, expected_min_dist[owned]), (rank, items, centers, metric, layout)
         strategies = results["strategies"]
-        assert strategies.pop("unsupported").startswith("distributed_select: EMOC has no distributed form yet")
+        assert strategies.pop("unsupported").startswith("distributed_select: DiscriminativeAL has no distributed form yet")
         assert strategies == expected_strategies
 
 
@@ -529,7 +532,7 @@ def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
 
 
 def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(tmp_path):
-    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "emoc", *cli_files(tmp_path)])
+    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "dal", *cli_files(tmp_path)])
     assert failed.returncode != 0
-    assert failed.stderr.count("torch-al select: error: distributed_select: EMOC has no distributed form yet") == 2
+    assert failed.stderr.count("torch-al select: error: distributed_select: DiscriminativeAL has no distributed form yet") == 2
     assert not (tmp_path / "ranks.pt").exists()

@@ -526,8 +526,9 @@ def distributed_select(
       draw boundary; the contiguous layout only: the draw walks the pool in index order).
     - CEAL: the query as a score strategy's (exact); ``last_pseudo_labels`` is the union of the
       ranks' confident items, the same on every rank.
-    - Learning loss: each rank predicts its shard's losses, then :func:`distributed_topk` (exact);
-      with nothing labeled, rank 0 draws as one process would.
+    - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
+      the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
+      labeled draws on rank 0 as one process would.
     - Suggestive annotation: each rank scores and describes its shard; the K most uncertain are
       merged, their descriptors gathered, and :func:`distributed_facility_location_greedy` covers
       the sharded pool (the same picks unless two gains agree to within rounding).
@@ -538,7 +539,6 @@ def distributed_select(
 
     ``strategy.last_cost`` counts this rank's passes.
     """
-    from torch_al.sampler import inputs_loader
     from torch_al.strategies.base import ScoreStrategy, SelectionCost
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
     from torch_al.strategies.diversity.badge import BADGE
@@ -547,7 +547,8 @@ def distributed_select(
     from torch_al.strategies.learned.learning_loss import LearningLoss
     from torch_al.strategies.random_sampling import Random
     from torch_al.strategies.uncertainty.ceal import CEAL
-    from torch_al.validation import LogitsCheck, check_budget
+    from torch_al.strategies.uncertainty.emoc import EMOC
+    from torch_al.validation import check_budget
 
     name = type(strategy).__name__
     rank, world_size = _rank(group), _world_size(group)
@@ -556,35 +557,26 @@ def distributed_select(
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
-    if isinstance(strategy, LearningLoss) and pool.labeled_indices.numel():
-        owned = shard(pool.unlabeled_indices, rank, world_size, layout)
-        local = lambda: strategy.pool_losses(model, pool, owned).double() if owned.numel() else torch.empty(0, dtype=torch.float64)  # noqa: E731
-        strategy.last_cost = SelectionCost()
-        return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
-    if isinstance(strategy, CEAL):
-        return _distributed_ceal(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
-    if isinstance(strategy, DistributionMatching):
-        return _distributed_matching(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
-    if isinstance(strategy, SuggestiveAnnotation):
-        return _distributed_suggestive(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
-    if isinstance(strategy, BADGE):
-        return _distributed_badge(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
-    if isinstance(strategy, CoreSet):
-        return _distributed_coreset(strategy, model, pool, budget, shard(pool.unlabeled_indices, rank, world_size, layout), group)
-    if not isinstance(strategy, ScoreStrategy) or type(strategy).rank is not ScoreStrategy.rank:
+    owned = shard(pool.unlabeled_indices, rank, world_size, layout)
+    special = {CEAL: _distributed_ceal, DistributionMatching: _distributed_matching, SuggestiveAnnotation: _distributed_suggestive, BADGE: _distributed_badge, CoreSet: _distributed_coreset}
+    for kind, distributed_form in special.items():
+        if isinstance(strategy, kind):
+            return distributed_form(strategy, model, pool, budget, owned, group)
+    ranks_by_item_scores = isinstance(strategy, (LearningLoss, EMOC)) or (
+        isinstance(strategy, ScoreStrategy) and type(strategy).rank is ScoreStrategy.rank
+    )
+    if not ranks_by_item_scores:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), ceal, learning-loss, pcc / pfk / eba, badge, suggestive, core-set and random do"
+            "least-confidence, the MC-dropout family, ensembles), ceal, emoc, learning-loss, pcc / pfk / eba, "
+            "badge, suggestive, core-set and random do"
         )
-    if model is None:
-        raise ValueError(f"distributed_select: {name} scores with a model; got model=None")
     strategy.last_cost = SelectionCost()
-    owned = shard(pool.unlabeled_indices, rank, world_size, layout)
 
     def local() -> Tensor:
         if not owned.numel():
             return torch.empty(0, dtype=torch.float64)
-        return strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck(name, owned)).double().cpu()
+        return strategy.item_scores(model, pool, owned).double().cpu()
 
     return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
 

@@ -189,11 +189,16 @@ class ScoreStrategy(Strategy):
         """Tensor[N, C] probabilities → Tensor[N] scores, higher is more informative."""
 
     def rank(self, model, pool, budget):
-        if model is None:
-            raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
         candidates = pool.unlabeled_indices
-        scores = self.scores(model, inputs_loader(pool, candidates, self.batch_size), LogitsCheck(type(self).__name__, candidates))
-        if scores.shape != candidates.shape or scores.isnan().any():
-            raise ValueError(f"{type(self).__name__}: the model gave {tuple(scores.shape)} scores (NaN?) for {candidates.numel()} items")
+        scores = self.item_scores(model, pool, candidates)
         order = torch.sort(scores, descending=True, stable=True).indices[:budget]
         return candidates[order.cpu()], scores[order].cpu()
+
+    def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
+        """Tensor[n] scores of the pool items ``rows`` (checked: one per item, no NaN)."""
+        if model is None:
+            raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
+        scores = self.scores(model, inputs_loader(pool, rows, self.batch_size), LogitsCheck(type(self).__name__, rows))
+        if scores.shape != rows.shape or scores.isnan().any():
+            raise ValueError(f"{type(self).__name__}: the model gave {tuple(scores.shape)} scores (NaN?) for {rows.numel()} items")
+        return scores

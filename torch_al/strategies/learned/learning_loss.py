@@ -199,11 +199,11 @@ class LearningLoss(Strategy):
         if pool.labeled_indices.numel() == 0:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "learning-loss", pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
-        scores = self.pool_losses(model, pool, candidates)
+        scores = self.item_scores(model, pool, candidates)
         order = torch.sort(scores, descending=True, stable=True).indices[:budget]
         return candidates[order], scores[order]
 
-    def pool_losses(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
+    def item_scores(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
         """The module's predicted losses (float32, CPU) of the pool items ``rows``: one forward each."""
         if self.module is None or self.trained_batches == 0:
             raise ValueError("LearningLoss: the loss-prediction module never trained; train the model with strategy.training_loss and strategy.extra_parameters")

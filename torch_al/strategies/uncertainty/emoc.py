@@ -201,6 +201,14 @@ class EMOC(Strategy):
         return torch.randperm(len(pool), generator=generator)[: self.sample_size].sort().values
 
     def rank(self, model, pool, budget):
+        candidates = pool.unlabeled_indices
+        scores = self.item_scores(model, pool, candidates)
+        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
+        return candidates[order], scores[order]
+
+    def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
+        """Tensor[n] scores (CPU) of the pool items ``rows``, averaged over this round's sample of
+        the whole pool."""
         if model is None:
             raise ValueError("EMOC scores with a model; got model=None")
         capture = _Capture(linear_layers_of(model, self.linear_layers))
@@ -209,15 +217,13 @@ class EMOC(Strategy):
         try:
             with torch.enable_grad():
                 sample = self._pool_sample(model, capture, pool)
-                candidates = pool.unlabeled_indices
-                scores = self._scores(model, capture, pool, candidates, sample)
+                scores = self._scores(model, capture, pool, rows, sample)
         finally:
             capture.close()
             model.train(was_training)
         if scores.isnan().any():
             raise ValueError("EMOC: the output changes are NaN for some items (non-finite activations in linear_layers?)")
-        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-        return candidates[order], scores[order]
+        return scores
 
     def _pool_sample(self, model: nn.Module, capture: _Capture, pool: ActivePool) -> _PoolSample:
         indices = self.sample_indices(pool)
