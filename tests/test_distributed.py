@@ -536,3 +536,35 @@ def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(t
     assert failed.returncode != 0
     assert failed.stderr.count("torch-al select: error: distributed_select: DiscriminativeAL has no distributed form yet") == 2
     assert not (tmp_path / "ranks.pt").exists()
+
+
+def bgadl_worker(rank, world_size, folder):
+    """BGADL over the ranks: BALD's picks (each rank's own masks), then the same generator and
+    twins on every rank."""
+    from test_bgadl import FAST, dropout_model, striped_dataset
+
+    pool = ActivePool(striped_dataset())
+    pool.label([0, 70], [0, 1])
+    torch.manual_seed(5)
+    strategy = make_strategy("bgadl", **FAST)
+    picks = distributed_select(strategy, dropout_model(), pool, 10)
+    state = strategy.state_dict()
+    return picks.tolist(), state["generated_sources"].tolist(), state["generated_inputs"]
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_bgadl_picks_and_twins_agree_on_every_rank(world_size, tmp_path):
+    from test_bgadl import FAST, dropout_model, striped_dataset
+
+    outcomes = run_ranks(bgadl_worker, world_size, tmp_path)
+    picks, sources, inputs = outcomes[0]
+    assert len(set(picks)) == 10 and sources == picks and inputs.shape == (10, 1, 8, 8)
+    for other in outcomes[1:]:
+        assert other[0] == picks and other[1] == sources and torch.equal(other[2], inputs)
+    if world_size == 1:  # one rank draws the masks one process would
+        pool = ActivePool(striped_dataset())
+        pool.label([0, 70], [0, 1])
+        torch.manual_seed(5)
+        alone = make_strategy("bgadl", **FAST)
+        assert alone.select(dropout_model(), pool, 10).tolist() == picks
+        assert torch.equal(alone.state_dict()["generated_inputs"], inputs)

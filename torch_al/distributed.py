@@ -526,6 +526,8 @@ def distributed_select(
       draw boundary; the contiguous layout only: the draw walks the pool in index order).
     - CEAL: the query as a score strategy's (exact); ``last_pseudo_labels`` is the union of the
       ranks' confident items, the same on every rank.
+    - BGADL: BALD's picks as above, then every rank trains the same seeded generator on the whole
+      pool and keeps the picks' generated twins (its training set; the MC-dropout caveat applies).
     - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
       the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
       labeled draws on rank 0 as one process would.
@@ -541,6 +543,8 @@ def distributed_select(
     """
     from torch_al.strategies.base import ScoreStrategy, SelectionCost
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
+    from torch_al.strategies.generative.bgadl import BGADL
+    from torch_al.strategies.generative.images import pool_image_shape
     from torch_al.strategies.diversity.badge import BADGE
     from torch_al.strategies.diversity.coreset import CoreSet
     from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
@@ -562,13 +566,13 @@ def distributed_select(
     for kind, distributed_form in special.items():
         if isinstance(strategy, kind):
             return distributed_form(strategy, model, pool, budget, owned, group)
-    ranks_by_item_scores = isinstance(strategy, (LearningLoss, EMOC)) or (
+    ranks_by_item_scores = isinstance(strategy, (LearningLoss, EMOC, BGADL)) or (
         isinstance(strategy, ScoreStrategy) and type(strategy).rank is ScoreStrategy.rank
     )
     if not ranks_by_item_scores:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), ceal, emoc, learning-loss, pcc / pfk / eba, "
+            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, pcc / pfk / eba, "
             "badge, suggestive, core-set and random do"
         )
     strategy.last_cost = SelectionCost()
@@ -578,7 +582,11 @@ def distributed_select(
             return torch.empty(0, dtype=torch.float64)
         return strategy.item_scores(model, pool, owned).double().cpu()
 
-    return distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+    picks = distributed_topk(_on_every_rank(local, group), owned, budget, group)[1]
+    if isinstance(strategy, BGADL):  # the generator trains on the whole pool: the same on every rank
+        image_shape = pool_image_shape("BGADL", pool, int(pool.unlabeled_indices[0]))
+        _on_every_rank(lambda: strategy.add_twins(model, pool, picks, image_shape), group)
+    return picks
 
 
 def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:

@@ -6,7 +6,7 @@ acquisition function says where the model needs data, and the augmentation adds 
 """
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from torch_al.generated_items_pool import GeneratedItemsPool, TrainingSet
@@ -87,6 +87,12 @@ class BGADL(BALD):
             raise ValueError("BGADL scores with a model; got model=None")
         image_shape = pool_image_shape("BGADL", pool, int(pool.unlabeled_indices[0]))  # before BALD's passes
         picks, scores = super().rank(model, pool, budget)
+        self.add_twins(model, pool, picks, image_shape)
+        return picks, scores
+
+    def add_twins(self, model: nn.Module, pool: ActivePool, picks: Tensor, image_shape: tuple[int, int, int]) -> None:
+        """Trains this round's generator on the whole pool (seeded by (seed, round)) and keeps one
+        generated twin per pick for the next training."""
         device = model_device(model)
         # Forked: the initial weights come from a seeded CPU RNG; the caller's RNG is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -98,7 +104,6 @@ class BGADL(BALD):
         earlier = generated[:0] if self._inputs is None else self._inputs[kept]
         self._inputs, self._sources = torch.cat([earlier, generated]), torch.cat([self._sources[kept], picks])
         self.last_generator = vae
-        return picks, scores
 
     def _train(self, vae: ConvVAE, pool: ActivePool, image_shape: tuple[int, int, int], device: torch.device) -> None:
         optimizer = torch.optim.Adam(vae.parameters(), lr=self.generator_lr)
