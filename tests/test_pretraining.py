@@ -9,7 +9,9 @@ from torch import nn
 
 import torch_al.experiment
 from torch_al.experiment import RunConfig, run_experiment
+from torch_al.loop import CHECKPOINT_KIND
 from torch_al.models import LeNet, SmallResNet
+from torch_al.persistence import load_state
 from torch_al.pretraining import last_linear, rotated_batch, rotation_pretrain
 
 
@@ -91,7 +93,9 @@ def test_rotation_strategies_pretrain_once_and_not_again_on_resume(tmp_path, mon
     results = run_experiment(config)
     assert len(calls) == 1 and set(results) == {"random", "random+rotation", "entropy+rotation"}
     saved = json.loads((tmp_path / "metrics.json").read_text())["results"]
-    assert saved["random"] != saved["random+rotation"]  # same labels drawn, different initial model
+    checkpoints = {name: load_state(str(tmp_path / name / "state.pt"), CHECKPOINT_KIND) for name in ("random", "random+rotation")}
+    assert torch.equal(checkpoints["random"]["pool/ledger_index"], checkpoints["random+rotation"]["pool/ledger_index"])  # same labels drawn
+    assert not torch.equal(checkpoints["random"]["model/conv1.weight"], checkpoints["random+rotation"]["model/conv1.weight"])  # another initial model
     assert [r["labeled"] for r in saved["entropy+rotation"]] == [20, 40]
     run_experiment(config)  # resumes from the checkpoints: nothing to pretrain
     assert len(calls) == 1
