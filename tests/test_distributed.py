@@ -568,3 +568,38 @@ def test_bgadl_picks_and_twins_agree_on_every_rank(world_size, tmp_path):
         alone = make_strategy("bgadl", **FAST)
         assert alone.select(dropout_model(), pool, 10).tolist() == picks
         assert torch.equal(alone.state_dict()["generated_inputs"], inputs)
+
+
+def killed_rank_worker(rank, world_size, folder):
+    """The last rank dies (os._exit, no exception, no message) after the state is saved and before
+    the round's selection; the others must fail, not hang, and leave the saved state as it was."""
+    model, pool, budget = strategy_problem(30)
+    path = os.path.join(folder, "state.pool")
+    save_pool(pool, path)
+    with open(path, "rb") as f:
+        before = f.read()
+    if rank == world_size - 1:
+        os._exit(1)
+    try:
+        picked = distributed_select(make_strategy("entropy", progress=False), model, pool, budget)
+        pool.label(picked, torch.zeros(budget, dtype=torch.int64))
+        save_pool(pool, path)
+        outcome = "saved"
+    except Exception as error:  # noqa: BLE001 - recorded for the parent to check
+        outcome = type(error).__name__
+    with open(path, "rb") as f:
+        return outcome, f.read() == before, sorted(os.listdir(folder))
+
+
+def test_a_killed_rank_makes_the_others_fail_and_leaves_the_saved_state_as_it_was(tmp_path):
+    init_file = tempfile.NamedTemporaryFile(dir=tmp_path, delete=False).name
+    context = mp.get_context("spawn")
+    ranks = [context.Process(target=_rank_main, args=(rank, killed_rank_worker, 2, init_file, str(tmp_path))) for rank in range(2)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=150)
+    assert [process.exitcode for process in ranks] == [0, 1]
+    outcome, unchanged, files = torch.load(tmp_path / "rank0.pt")
+    assert outcome in ("RuntimeError", "DistBackendError") and unchanged  # gloo: the peer closed the connection
+    assert [name for name in files if name.startswith("state")] == ["state.pool"]  # no temporary left behind

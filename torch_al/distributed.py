@@ -9,8 +9,10 @@ volume per call is world_size × rows × k pairs, whatever the pool size.
 Failure: each rank's local step (scoring, the local op, input checks) is followed by one small
 all-gather of its outcome, so when a rank raises, every rank raises at once (the failing rank its
 own error, the others a RankFailedError naming that rank and its message) instead of waiting in the
-next collective. A rank that dies without raising leaves the others waiting until the process
-group's timeout (``init_process_group(timeout=...)``).
+next collective. When a rank dies without raising, the others' next collective fails: at once
+under gloo (the connection closes), at the process group's timeout otherwise
+(``init_process_group(timeout=...)``); only rank 0 writes state, after every rank agrees, so the
+saved state stays as it was.
 """
 
 from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Tuple, TypeVar
