@@ -14,11 +14,12 @@ Workloads and their per-rank formulas (P picks, L dims, M query rows, k per-row 
   score    distributed_select(entropy, a LeNet, a pool of 28x28 images, P): 16 P bytes (one top-P merge)
   pfk      distributed_select_unique(product kernel, M = P rows, k = 32, L): 12 M k bytes per query
            (float32 value + int64 index), queries = 1 + re-queries
-  kcenter  distributed_kcenter_greedy(L, 1000 initial centers, P picks): P (16 + 4 L) for rank 0
-           (16 bytes per gathered candidate; the winner's row goes out from its owner)
+  kcenter  distributed_kcenter_greedy(L, 1000 initial centers, P picks): P (16 + 8 L): one
+           all-gather per pick of each rank's candidate (value, index) with its row in float64, so
+           the winner's row arrives with the decision
   kmeanspp distributed_kmeanspp_factored(C = 10, D = L, no initial centers, P picks): P (16 + 8 (C + D))
-           + (P - 1) (8 + 8 [W > 1]) (the candidate gather and the pick's float64 factors; after the
-           first pick also the running sum passed on and the total broadcast)
+           + (P - 1) (8 + 8 [W > 1]) (the candidate gather with its float64 factors; after the first
+           pick also the running sum passed on and the total broadcast)
   facility distributed_facility_location_greedy(K = c candidates, L, P picks; Suggestive
            annotation's second step): 8 K P (one all-reduce of K float64 gains per pick)
 The issue's scale (N = 1M, P = 1250, L = 768) is too slow to run on 2 cores (the pfk workload alone
@@ -197,7 +198,7 @@ def formula_bytes(name: str, size: dict, world_size: int) -> int:
     if name == "pfk":
         return 12 * size["p"] * ISSUE_SCALE["k"]
     if name == "kcenter":
-        return size["p"] * (16 + 4 * size["l"])
+        return size["p"] * (16 + 8 * size["l"])
     if name == "facility":
         return 8 * size["c"] * size["p"]
     return size["p"] * (16 + 8 * (size["c"] + size["l"])) + (size["p"] - 1) * (8 + 8 * (world_size > 1))

@@ -67,6 +67,7 @@ def main() -> int:
         owned = shard(pool.unlabeled_indices, rank, world_size, args.layout)
         picked = distributed_select(strategy, model, pool, args.budget, layout=args.layout)
         print(f"rank {rank}: scored {owned.numel()} of {pool.unlabeled_indices.numel()} unlabeled items, {strategy.last_cost.forward} forward passes")
+        dist.barrier()  # no rank closes its connections while another still uses them
         if rank != 0:
             return 0
         print(f"selected ({world_size} ranks): {picked.tolist()}")

@@ -170,6 +170,7 @@ def _torchrun_group():
     dist.init_process_group("gloo")
     try:
         yield True
+        dist.barrier()  # no rank closes its connections while another still uses them (gloo aborts that one)
     finally:
         dist.destroy_process_group()
 

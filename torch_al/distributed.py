@@ -207,10 +207,10 @@ def distributed_kcenter_greedy(
     its shard's points and the same initial centers; the picks are those of ``kcenter_greedy`` on
     one process over every shard's points with the centers as its initial set, ties included.
 
-    Per pick, the ranks all-gather their farthest point (value, global index: 16 bytes a rank), the
-    winner's owner broadcasts its row (D values), and every rank lowers its points' distances with
-    it (:func:`torch_al.kcenter_greedy_step`, the arithmetic of ``kcenter_greedy``): 2 collectives
-    and one pass over the shard per pick. Identical bit for bit when there are at most 16 centers;
+    Per pick, the ranks all-gather their farthest point (value, global index) with its row in
+    float64 (16 + 8 D bytes a rank), and every rank lowers its points' distances with the winner's
+    row (:func:`torch_al.kcenter_greedy_step`, the arithmetic of ``kcenter_greedy``): one
+    collective and one pass over the shard per pick. Identical bit for bit when there are at most 16 centers;
     with more, each point's nearest center comes from a blocked matrix product as on one process,
     whose rounding could only differ between two centers at near-equal distance from a point.
 
@@ -237,32 +237,30 @@ def distributed_kcenter_greedy(
     selectable = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
 
     def candidate() -> Tuple[Tensor, Tensor]:
-        """This rank's claim to the first pick: its farthest point from the centers, or, with no
-        centers, ``first`` (or its smallest global index) if it holds it."""
+        """This rank's claim to the first pick (value, local row; -1: none): its farthest point
+        from the centers, or, with no centers, ``first`` (or its smallest global index) if held."""
         _check_kcenter_inputs(x, k, centers, global_indices, metric)
         if has_centers:
-            value, index = kcenter_greedy_step(x, centers, min_sq, selectable, metric)
-            return value, _to_global(index.reshape(1), global_indices)[0]
-        held = global_indices[:1] if first is None else global_indices[global_indices == first]
+            return kcenter_greedy_step(x, centers, min_sq, selectable, metric)
+        held = torch.arange(min(x.shape[0], 1)) if first is None else (global_indices == first).nonzero().flatten().cpu()
         return (torch.tensor(0.0), held[0]) if held.numel() else (torch.tensor(-1.0), torch.tensor(-1))
 
-    value, index = _on_every_rank(candidate, group)
+    value, local = _on_every_rank(candidate, group)
     total = torch.tensor([x.shape[0]])
     dist.all_reduce(total, group=group)
     if k > int(total):
         raise ValueError(f"distributed_kcenter_greedy: k={k} is larger than the {int(total)} points of all ranks")
     picks: List[int] = []
     for _ in range(k):
-        winner, owner = _farthest_over_ranks(value, index, group)
+        row = int(local)
+        claim = (global_indices[row], x[row]) if row >= 0 else (torch.tensor(-1), x.new_zeros(x.shape[1]))
+        winner, owner, center = _farthest_over_ranks(value, claim[0], group, row=claim[1])
         if owner < 0:  # only the first pick without centers can find no candidate
             raise ValueError(f"distributed_kcenter_greedy: first={first} is the global index of no rank's point")
         picks.append(winner)
-        row = x.new_empty((1, x.shape[1]))
-        if owner == rank:
-            local_row = int(torch.searchsorted(global_indices.contiguous(), winner))
-            row, selectable[local_row] = x[local_row : local_row + 1], False
-        value, index = kcenter_greedy_step(x, _broadcast_row(row, owner, group), min_sq, selectable, metric)
-        index = _to_global(index.reshape(1), global_indices)[0]
+        if owner == rank:  # the winner is this rank's claim
+            selectable[row] = False
+        value, local = kcenter_greedy_step(x, center.to(x.device, x.dtype)[None], min_sq, selectable, metric)
     min_dist = min_sq * 0.5 if metric == "cosine" else min_sq.sqrt()
     return torch.tensor(picks, dtype=torch.int64), min_dist
 
@@ -283,8 +281,8 @@ def distributed_kmeanspp_factored(
     pick t is the first row, in global order, whose float64 running sum of D² exceeds
     ``u[t] · Σ D²``, so the running sum is passed from rank to rank (W - 1 point-to-point hops per
     pick) and every rank holds the same total. The first pick without centers is the largest
-    ‖e_i‖; when every D² is 0, the lowest-index row not yet picked. The owner of each pick
-    broadcasts its factors and every rank lowers its D² with them.
+    ‖e_i‖; when every D² is 0, the lowest-index row not yet picked. Each rank's claim travels with
+    its factors, and every rank lowers its D² with the winner's.
 
     Same picks as ``kmeanspp_factored`` over every shard's rows (tested), up to float64 rounding:
     the distances here are float64 torch products and sums, the op's are float64 sums in another
@@ -329,19 +327,18 @@ def distributed_kmeanspp_factored(
         raise ValueError(f"{op}: count={count} is larger than the {int(total_rows)} rows of all ranks")
     selectable = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
     rank, picks = _rank(group), []
+    factors = torch.cat([a64, b64], dim=1)  # a row's claim carries its factors: no broadcast per pick
     for t in range(count):
         if t == 0 and not centers:  # the largest embedding, ties to the lower index
             best = int(norms.argmax()) if a.shape[0] else -1
-            value, index = (norms[best], global_indices[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1))
-            winner, owner = _farthest_over_ranks(value, index, group)
+            claim = (norms[best], global_indices[best], factors[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1), factors.new_zeros(factors.shape[1]))
+            winner, owner, row = _farthest_over_ranks(*claim[:2], group, row=claim[2])
         else:
-            winner, owner = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], global_indices, group)
+            winner, owner, row = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], global_indices, factors, group)
         picks.append(winner)
-        row = a64.new_empty((1, a.shape[1] + b.shape[1]))
         if owner == rank:
-            local_row = int(torch.searchsorted(global_indices.contiguous(), winner))
-            row, selectable[local_row] = torch.cat([a64[local_row], b64[local_row]])[None], False
-        row = _broadcast_row(row, owner, group)
+            selectable[int(torch.searchsorted(global_indices.contiguous(), winner))] = False
+        row = row.to(a.device)[None]
         min_sq = torch.minimum(min_sq, _factored_sq(a64, b64, norms, row[:, : a.shape[1]], row[:, a.shape[1] :])[:, 0])
         min_sq[~selectable] = 0.0
     return torch.tensor(picks, dtype=torch.int64)
@@ -354,9 +351,11 @@ def _factored_sq(a: Tensor, b: Tensor, norms: Tensor, center_a: Tensor, center_b
     return (norms[:, None] + center_norms[None, :] - 2 * (a @ center_a.T) * (b @ center_b.T)).clamp_min(0)
 
 
-def _drawn_over_ranks(weights: Tensor, selectable: Tensor, u: Tensor, global_indices: Tensor, group: Optional[dist.ProcessGroup]) -> Tuple[int, int]:
-    """(global index, owner rank) of the D² draw u: the first row in global order whose running
-    sum of weights exceeds u · total, the sum carried from rank to rank."""
+def _drawn_over_ranks(
+    weights: Tensor, selectable: Tensor, u: Tensor, global_indices: Tensor, factors: Tensor, group: Optional[dist.ProcessGroup]
+) -> Tuple[int, int, Tensor]:
+    """(global index, owner rank, factors) of the D² draw u: the first row in global order whose
+    running sum of weights exceeds u · total, the sum carried from rank to rank."""
     rank, world_size = _rank(group), _world_size(group)
     device = _collective_device(group)
     running = torch.zeros(1, dtype=torch.float64, device=device)
@@ -367,21 +366,23 @@ def _drawn_over_ranks(weights: Tensor, selectable: Tensor, u: Tensor, global_ind
     if rank + 1 < world_size:
         dist.send(total, dst=_global(rank + 1, group), group=group)
     dist.broadcast(total, src=_global(world_size - 1, group), group=group)
-    positive = bool(total.item() > 0)
     ids = global_indices.cpu()
-    if positive:
-        threshold = u * total.cpu()
-        first = int(torch.searchsorted(cumulative, threshold, right=True)) if cumulative.numel() else 0
-        reached = ids[first] if first < ids.numel() else torch.tensor(-1)
-        winner, owner = _farthest_over_ranks(torch.tensor(0.0), reached, group)
-        if owner >= 0:
-            return winner, owner
-        # u · total rounded up to the total itself: the last weighted row is the one reached
+
+    def claim(value: float, local: Optional[int]) -> Tuple[int, int, Tensor]:
+        if local is None:
+            return _farthest_over_ranks(torch.tensor(-1.0), torch.tensor(-1), group, row=factors.new_zeros(factors.shape[1]))
+        return _farthest_over_ranks(torch.tensor(value), ids[local], group, row=factors[local])
+
+    if bool(total.item() > 0):
+        first = int(torch.searchsorted(cumulative, u * total.cpu(), right=True)) if cumulative.numel() else 0
+        drawn = claim(0.0, first if first < ids.numel() else None)  # the lowest global index reached
+        if drawn[1] >= 0:
+            return drawn
+        # u · total rounded up to the total itself: the last weighted row (largest index) is the one reached
         weighted = (weights.cpu() > 0).nonzero().flatten()
-        last = ids[weighted[-1]] if weighted.numel() else torch.tensor(-1)
-        return _farthest_over_ranks(last.double(), last, group)
+        return claim(float(ids[weighted[-1]]), int(weighted[-1])) if weighted.numel() else claim(0.0, None)
     held = selectable.cpu().nonzero().flatten()
-    return _farthest_over_ranks(torch.tensor(0.0), ids[held[0]] if held.numel() else torch.tensor(-1), group)
+    return claim(0.0, int(held[0]) if held.numel() else None)
 
 
 def _check_rank_order(op: str, global_indices: Tensor, group: Optional[dist.ProcessGroup]) -> None:
@@ -480,26 +481,23 @@ def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_i
             raise ValueError(f"{op}: metric 'cosine' needs rows with a nonzero, finite norm; {name} row {int(unusable.nonzero()[0])} fails")
 
 
-def _farthest_over_ranks(value: Tensor, index: Tensor, group: Optional[dist.ProcessGroup]) -> Tuple[int, int]:
-    """(global index, owner rank) of the best of every rank's (value, global index) by value
-    descending, then index ascending; (-1, -1) when no rank has a candidate (index -1)."""
+def _farthest_over_ranks(
+    value: Tensor, index: Tensor, group: Optional[dist.ProcessGroup], row: Optional[Tensor] = None
+) -> Tuple[int, int, Optional[Tensor]]:
+    """(global index, owner rank, owner's row) of the best of every rank's claim (value, global
+    index, row) by value descending, then index ascending; owner -1 when no rank has a candidate
+    (index -1). One all-gather of [value, index, *row] in float64 (exact for every float dtype and
+    for indices below 2^53): the winner's row arrives with the decision."""
     device = _collective_device(group)
-    values = [torch.empty((), dtype=torch.float64, device=device) for _ in range(_world_size(group))]
-    indices = [torch.empty((), dtype=torch.int64, device=device) for _ in range(_world_size(group))]
-    dist.all_gather(values, value.to(device, torch.float64), group=group)
-    dist.all_gather(indices, index.to(device, torch.int64), group=group)
-    candidates = [(float(v), int(i), r) for r, (v, i) in enumerate(zip(values, indices)) if int(i) >= 0]
+    mine = torch.cat([value.reshape(1).double().cpu(), index.reshape(1).double().cpu(), (row.double().cpu() if row is not None else torch.empty(0, dtype=torch.float64))])
+    parts = [torch.empty_like(mine, device=device) for _ in range(_world_size(group))]
+    dist.all_gather(parts, mine.to(device), group=group)
+    parts = [part.cpu() for part in parts]
+    candidates = [(float(part[0]), int(part[1]), r) for r, part in enumerate(parts) if int(part[1]) >= 0]
     if not candidates:
-        return -1, -1
+        return -1, -1, None
     _, winner, owner = min(candidates, key=lambda c: (-c[0], c[1]))
-    return winner, owner
-
-
-def _broadcast_row(row: Tensor, owner: int, group: Optional[dist.ProcessGroup]) -> Tensor:
-    """The owner's row [1, D] on every rank, on the device of ``row``."""
-    moved = row.to(_collective_device(group)).contiguous()
-    dist.broadcast(moved, src=dist.get_global_rank(group, owner) if group is not None else owner, group=group)
-    return moved.to(row.device)
+    return winner, owner, parts[owner][2:] if row is not None else None
 
 
 def distributed_select(
