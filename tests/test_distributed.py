@@ -603,3 +603,36 @@ def test_a_killed_rank_makes_the_others_fail_and_leaves_the_saved_state_as_it_wa
     outcome, unchanged, files = torch.load(tmp_path / "rank0.pt")
     assert outcome in ("RuntimeError", "DistBackendError") and unchanged  # gloo: the peer closed the connection
     assert [name for name in files if name.startswith("state")] == ["state.pool"]  # no temporary left behind
+
+
+def vaal_worker(rank, world_size, folder):
+    """VAAL and M2-VAAL over the ranks: the same seeded training on every rank, the shards scored
+    by the discriminator and merged; with nothing labeled, rank 0's draw."""
+    from striped_images import two_kind_pool
+
+    results = {}
+    for name in ("vaal", "m2-vaal"):
+        pool, _ = two_kind_pool(seed=3)
+        pool.label(list(range(200, 210)), [1] * 10)
+        options = {"iterations": 20, "batch_size": 16, "progress": False, **({"num_classes": 2} if name == "m2-vaal" else {})}
+        results[name] = distributed_select(make_strategy(name, **options), None, pool, 30).tolist()
+        results[name, "unlabeled"] = distributed_select(make_strategy(name, **options), None, ActivePool(pool.dataset), 5).tolist()
+    try:
+        distributed_select(make_strategy("m2-anchor-distance", iterations=2, progress=False), None, pool, 5)
+    except TypeError as error:
+        results["rule 1"] = str(error)
+    return results
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_vaal_and_m2_vaal_equal_one_process(world_size, tmp_path):
+    from striped_images import two_kind_pool
+
+    for results in run_ranks(vaal_worker, world_size, tmp_path):
+        for name in ("vaal", "m2-vaal"):
+            pool, _ = two_kind_pool(seed=3)
+            pool.label(list(range(200, 210)), [1] * 10)
+            options = {"iterations": 20, "batch_size": 16, "progress": False, **({"num_classes": 2} if name == "m2-vaal" else {})}
+            assert results[name] == make_strategy(name, **options).select(None, pool, 30).tolist()
+            assert results[name, "unlabeled"] == make_strategy(name, **options).select(None, ActivePool(pool.dataset), 5).tolist()
+        assert results["rule 1"].startswith("distributed_select: M2VAAL rule 'anchor-distance' has no distributed form yet")

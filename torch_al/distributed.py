@@ -528,6 +528,9 @@ def distributed_select(
       ranks' confident items, the same on every rank.
     - BGADL: BALD's picks as above, then every rank trains the same seeded generator on the whole
       pool and keeps the picks' generated twins (its training set; the MC-dropout caveat applies).
+    - VAAL and M2-VAAL: every rank trains the same seeded networks on batches drawn from the
+      whole pool, scores its shard with the discriminator, then :func:`distributed_topk`; with
+      nothing labeled, rank 0 draws. M2-VAAL's latent-distance rules have no distributed form yet.
     - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
       the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
       labeled draws on rank 0 as one process would.
@@ -545,6 +548,7 @@ def distributed_select(
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
     from torch_al.strategies.generative.bgadl import BGADL
     from torch_al.strategies.generative.images import pool_image_shape
+    from torch_al.strategies.generative.vaal import VAAL
     from torch_al.strategies.diversity.badge import BADGE
     from torch_al.strategies.diversity.coreset import CoreSet
     from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
@@ -554,10 +558,10 @@ def distributed_select(
     from torch_al.strategies.uncertainty.emoc import EMOC
     from torch_al.validation import check_budget
 
-    name = type(strategy).__name__
+    name = type(strategy).__name__ + (f" rule {strategy.rule!r}" if hasattr(strategy, "rule") else "")
     rank, world_size = _rank(group), _world_size(group)
     budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
-    if isinstance(strategy, Random) or (isinstance(strategy, LearningLoss) and not pool.labeled_indices.numel()):  # both draw at random
+    if isinstance(strategy, Random) or (isinstance(strategy, (LearningLoss, VAAL)) and not pool.labeled_indices.numel()):  # they draw at random
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
@@ -566,14 +570,15 @@ def distributed_select(
     for kind, distributed_form in special.items():
         if isinstance(strategy, kind):
             return distributed_form(strategy, model, pool, budget, owned, group)
-    ranks_by_item_scores = isinstance(strategy, (LearningLoss, EMOC, BGADL)) or (
+    discriminator_rule = isinstance(strategy, VAAL) and getattr(strategy, "rule", "discriminator") == "discriminator"
+    ranks_by_item_scores = discriminator_rule or isinstance(strategy, (LearningLoss, EMOC, BGADL)) or (
         isinstance(strategy, ScoreStrategy) and type(strategy).rank is ScoreStrategy.rank
     )
     if not ranks_by_item_scores:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, pcc / pfk / eba, "
-            "badge, suggestive, core-set and random do"
+            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, vaal, m2-vaal, "
+            "pcc / pfk / eba, badge, suggestive, core-set and random do"
         )
     strategy.last_cost = SelectionCost()
 

@@ -213,7 +213,7 @@ class M2VAAL(VAAL):
         self.classifier_weight = None if classifier_weight is None else check_real(classifier_weight, "M2VAAL: classifier_weight", at_least=0)
         self.num_classes = None if num_classes is None else check_int(num_classes, "M2VAAL: num_classes", 2)
 
-    def _trained_query(self, pool, labeled, candidates, budget, image_shape, device):
+    def _trained_networks(self, pool, labeled, candidates, image_shape, device):
         labels = pool.labels_of(labeled)
         model = M2VAE(image_shape, self._classes(labels), self.latent_dim).to(device)
         adversary = self.rule == "discriminator" or self.adversary_weight > 0
@@ -222,9 +222,18 @@ class M2VAAL(VAAL):
         self.last_classifier_weight = weight if weight is not None else KINGMA_ALPHA * len(pool) / labeled.numel()
         self._train(model, discriminator, pool, labeled, candidates, image_shape, device)
         self.last_vae, self.last_discriminator = model, discriminator
+        return model, discriminator
+
+    @staticmethod
+    def _labeled_logit(networks):
+        model, discriminator = networks
+        return lambda x: discriminator(model.latent(x))
+
+    def _trained_query(self, pool, labeled, candidates, budget, image_shape, device):
         if self.rule == "discriminator":
-            logits = self._outputs(lambda x: discriminator(model.latent(x)), [model, discriminator], pool, candidates, image_shape, device)
-            return surest_unlabeled(candidates, logits, budget)
+            return super()._trained_query(pool, labeled, candidates, budget, image_shape, device)
+        model, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
+        labels = pool.labels_of(labeled)
         codes = self._outputs(model.latent, [model], pool, candidates, image_shape, device)
         labeled_codes = self._outputs(model.latent, [model], pool, labeled, image_shape, device)
         correct = labeled_codes[:, -model.classes :].argmax(1) == labels

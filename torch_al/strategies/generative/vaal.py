@@ -9,9 +9,10 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy, model_device
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
@@ -153,14 +154,37 @@ class VAAL(Strategy):
             torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
             return self._trained_query(pool, labeled, candidates, budget, image_shape, device)
 
+    def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
+        """Minus the discriminator logit of the pool items ``rows`` after this round's training on
+        the whole pool (the query's scores; needs a labeled item): what a distributed query merges,
+        the same training on every rank."""
+        candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
+        image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
+        device = model_device(model) if model is not None else torch.device("cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
+            networks = self._trained_networks(pool, labeled, candidates, image_shape, device)
+            return -self._outputs(self._labeled_logit(networks), list(networks), pool, rows, image_shape, device)
+
     def _trained_query(self, pool, labeled, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
         """Builds and trains the networks, then ranks ``candidates`` (the global RNG is seeded)."""
+        networks = self._trained_networks(pool, labeled, candidates, image_shape, device)
+        logits = self._outputs(self._labeled_logit(networks), list(networks), pool, candidates, image_shape, device)
+        return surest_unlabeled(candidates, logits, budget)
+
+    def _trained_networks(self, pool, labeled, candidates, image_shape, device) -> tuple[nn.Module, nn.Module]:
+        """The generative network and the discriminator, trained (the global RNG is seeded)."""
         vae = ConvVAE(image_shape, self.latent_dim).to(device)
         discriminator = LatentDiscriminator(self.latent_dim).to(device)
         self._train(vae, discriminator, pool, labeled, candidates, image_shape, device)
         self.last_vae, self.last_discriminator = vae, discriminator
-        logits = self._outputs(lambda x: discriminator(vae.encode(x)[0]), [vae, discriminator], pool, candidates, image_shape, device)
-        return surest_unlabeled(candidates, logits, budget)
+        return vae, discriminator
+
+    @staticmethod
+    def _labeled_logit(networks: tuple[nn.Module, nn.Module]):
+        """images -> the discriminator's logit of P(labeled) on their latent code."""
+        vae, discriminator = networks
+        return lambda x: discriminator(vae.encode(x)[0])
 
     def _generator_loss(self, vae, discriminator, pool, labeled_rows, labeled_images, unlabeled_images, noise) -> Tensor:
         return vae_loss(vae, discriminator, labeled_images, unlabeled_images, self.beta, self.adversary_weight, noise).total
