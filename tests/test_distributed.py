@@ -605,20 +605,23 @@ def test_a_killed_rank_makes_the_others_fail_and_leaves_the_saved_state_as_it_wa
     assert [name for name in files if name.startswith("state")] == ["state.pool"]  # no temporary left behind
 
 
+VAAL_FAMILY = ("vaal", "m2-vaal", "m2-confidence-distance")
+
+
 def vaal_case(name: str):
     """The striped two-kind image pool with both kinds labeled, and short-training options."""
     from striped_images import two_kind_pool
 
     pool, _ = two_kind_pool(seed=3)
     pool.label(list(range(200, 210)), [1] * 10)
-    return pool, {"iterations": 20, "batch_size": 16, "progress": False, **({"num_classes": 2} if name == "m2-vaal" else {})}
+    return pool, {"iterations": 20, "batch_size": 16, "progress": False, **({"num_classes": 2} if name.startswith("m2") else {})}
 
 
 def vaal_worker(rank, world_size, folder):
     """VAAL and M2-VAAL over the ranks: the same seeded training on every rank, the shards scored
     by the discriminator and merged; with nothing labeled, rank 0's draw."""
     results = {}
-    for name in ("vaal", "m2-vaal"):
+    for name in VAAL_FAMILY:
         pool, options = vaal_case(name)
         results[name] = distributed_select(make_strategy(name, **options), None, pool, 30).tolist()
         results[name, "unlabeled"] = distributed_select(make_strategy(name, **options), None, ActivePool(pool.dataset), 5).tolist()
@@ -632,7 +635,7 @@ def vaal_worker(rank, world_size, folder):
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_vaal_and_m2_vaal_equal_one_process(world_size, tmp_path):
     for results in run_ranks(vaal_worker, world_size, tmp_path):
-        for name in ("vaal", "m2-vaal"):
+        for name in VAAL_FAMILY:
             pool, options = vaal_case(name)
             assert results[name] == make_strategy(name, **options).select(None, pool, 30).tolist()
             assert results[name, "unlabeled"] == make_strategy(name, **options).select(None, ActivePool(pool.dataset), 5).tolist()

@@ -530,7 +530,9 @@ def distributed_select(
       pool and keeps the picks' generated twins (its training set; the MC-dropout caveat applies).
     - VAAL and M2-VAAL: every rank trains the same seeded networks on batches drawn from the
       whole pool, scores its shard with the discriminator, then :func:`distributed_topk`; with
-      nothing labeled, rank 0 draws. M2-VAAL's latent-distance rules have no distributed form yet.
+      nothing labeled, rank 0 draws. M2-VAAL's rule 1 has no distributed form yet.
+    - M2-VAAL's rule 2 (``m2-confidence-distance``): the same training on every rank, the
+      per-class largest distances all-reduced, then :func:`distributed_topk` (exact).
     - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
       the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
       labeled draws on rank 0 as one process would.
@@ -566,6 +568,8 @@ def distributed_select(
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
         return picked
     owned = shard(pool.unlabeled_indices, rank, world_size, layout)
+    if getattr(strategy, "rule", None) == "confidence-distance":
+        return _distributed_confidence_distance(strategy, model, pool, budget, owned, group)
     special = {CEAL: _distributed_ceal, DistributionMatching: _distributed_matching, SuggestiveAnnotation: _distributed_suggestive, BADGE: _distributed_badge, CoreSet: _distributed_coreset}
     for kind, distributed_form in special.items():
         if isinstance(strategy, kind):
@@ -577,7 +581,7 @@ def distributed_select(
     if not ranks_by_item_scores:
         raise TypeError(
             f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, vaal, m2-vaal, "
+            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, vaal, m2-vaal, m2-confidence-distance, "
             "pcc / pfk / eba, badge, suggestive, core-set and random do"
         )
     strategy.last_cost = SelectionCost()
@@ -592,6 +596,20 @@ def distributed_select(
         image_shape = pool_image_shape("BGADL", pool, int(pool.unlabeled_indices[0]))
         _on_every_rank(lambda: strategy.add_twins(model, pool, picks, image_shape), group)
     return picks
+
+
+def _distributed_confidence_distance(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """M2-VAAL's rule 2 over the ranks: the same seeded training on every rank, each rank's shard
+    scored up to the per-class normalisation, whose largest distances one all-reduce (a maximum:
+    exact) makes the whole pool's; then one merge."""
+    from torch_al.strategies.base import SelectionCost
+    from torch_al.strategies.generative.m2_vaal import class_largest_distances, confidence_distance_from_parts
+
+    strategy.last_cost = SelectionCost()
+    parts, classes = _on_every_rank(lambda: strategy.confidence_distance_parts(model, pool, owned), group)
+    largest = class_largest_distances(parts, classes).to(_collective_device(group))
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
+    return distributed_topk(confidence_distance_from_parts(parts, largest.cpu()), owned, budget, group)[1]
 
 
 def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:

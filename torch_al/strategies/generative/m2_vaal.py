@@ -11,8 +11,12 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from torch_al.pool import ActivePool
+from torch_al.sampler import derived_seed
+from torch_al.strategies.base import model_device
+from torch_al.strategies.generative.images import pool_image_shape
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
 from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss, surest_unlabeled
 from torch_al.validation import check_int, check_real
@@ -139,12 +143,34 @@ def confidence_distance_scores(codes: Tensor, probabilities: Tensor, anchor_code
     ``anchor_codes`` Tensor[M, D] of class ``anchor_classes`` Tensor[M]); d̃ = d̄ divided by its
     largest value among the rows predicted as the same class (0 where that is 0), and 1 for a
     class without anchors (nothing known of it)."""
+    parts = confidence_distance_parts(codes, probabilities, anchor_codes, anchor_classes)
+    return confidence_distance_from_parts(parts, class_largest_distances(parts, probabilities.shape[1]))
+
+
+class ConfidenceDistanceParts(NamedTuple):
+    """What rule 2 needs of each row before the per-class normalisation, float64 / int64 Tensor[N]."""
+
+    uncertainty: Tensor  # 1 − max_y q(y | x)
+    predictions: Tensor  # argmax_y q(y | x), ties to the lower class
+    mean_distance: Tensor  # d̄(x)
+    anchors: Tensor  # how many anchors the row's predicted class has
+
+
+def confidence_distance_parts(codes: Tensor, probabilities: Tensor, anchor_codes: Tensor, anchor_classes: Tensor) -> ConfidenceDistanceParts:
     confidence, predictions = probabilities.double().max(1)
     sums, counts = class_distance_sums(codes, predictions, anchor_codes, anchor_classes)
-    mean_distance = sums / counts.clamp_min(1)
-    largest = mean_distance.new_zeros(probabilities.shape[1]).scatter_reduce(0, predictions, mean_distance, "amax")
-    normalised = torch.where(counts > 0, mean_distance / largest[predictions].clamp_min(torch.finfo(torch.float64).tiny), 1.0)
-    return (1 - confidence) * normalised
+    return ConfidenceDistanceParts(1 - confidence, predictions, sums / counts.clamp_min(1), counts)
+
+
+def class_largest_distances(parts: ConfidenceDistanceParts, classes: int) -> Tensor:
+    """float64 Tensor[K]: the largest d̄ among the rows predicted as each class (0 for none); a
+    maximum, so shards' values combine exactly by an all-reduce."""
+    return parts.mean_distance.new_zeros(classes).scatter_reduce(0, parts.predictions, parts.mean_distance, "amax")
+
+
+def confidence_distance_from_parts(parts: ConfidenceDistanceParts, largest: Tensor) -> Tensor:
+    normalised = parts.mean_distance / largest[parts.predictions].clamp_min(torch.finfo(torch.float64).tiny)
+    return parts.uncertainty * torch.where(parts.anchors > 0, normalised, 1.0)
 
 
 class M2VAAL(VAAL):
@@ -229,15 +255,33 @@ class M2VAAL(VAAL):
         model, discriminator = networks
         return lambda x: discriminator(model.latent(x))
 
+    def confidence_distance_parts(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> tuple[ConfidenceDistanceParts, int]:
+        """Rule 2's parts for the pool items ``rows`` after this round's training on the whole pool
+        (needs a labeled item), and the class count K: what a distributed query combines, the same
+        training on every rank."""
+        candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
+        image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
+        device = model_device(model) if model is not None else torch.device("cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
+            network, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
+            codes, anchors = self._codes_and_anchors(network, pool, labeled, rows, image_shape, device)
+        return confidence_distance_parts(codes, codes[:, -network.classes :], *anchors), network.classes
+
+    def _codes_and_anchors(self, network, pool, labeled, rows, image_shape, device) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The latent codes of ``rows`` and the anchors: the codes and labels of the correctly
+        classified labeled items."""
+        labels = pool.labels_of(labeled)
+        codes = self._outputs(network.latent, [network], pool, rows, image_shape, device) if rows.numel() else torch.zeros(0, self.latent_dim + network.classes)
+        labeled_codes = self._outputs(network.latent, [network], pool, labeled, image_shape, device)
+        correct = labeled_codes[:, -network.classes :].argmax(1) == labels
+        return codes, (labeled_codes[correct], labels[correct])
+
     def _trained_query(self, pool, labeled, candidates, budget, image_shape, device):
         if self.rule == "discriminator":
             return super()._trained_query(pool, labeled, candidates, budget, image_shape, device)
         model, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
-        labels = pool.labels_of(labeled)
-        codes = self._outputs(model.latent, [model], pool, candidates, image_shape, device)
-        labeled_codes = self._outputs(model.latent, [model], pool, labeled, image_shape, device)
-        correct = labeled_codes[:, -model.classes :].argmax(1) == labels
-        anchors = labeled_codes[correct], labels[correct]
+        codes, anchors = self._codes_and_anchors(model, pool, labeled, candidates, image_shape, device)
         if self.rule == "anchor-distance":
             rows, scores = anchor_distance_select(codes, codes[:, -model.classes :].argmax(1), *anchors, budget)
         else:
