@@ -14,9 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torch_al.pool import ActivePool
-from torch_al.sampler import derived_seed
-from torch_al.strategies.base import model_device
-from torch_al.strategies.generative.images import pool_image_shape
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
 from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss, surest_unlabeled
 from torch_al.validation import check_int, check_real
@@ -259,13 +256,8 @@ class M2VAAL(VAAL):
         """Rule 2's parts for the pool items ``rows`` after this round's training on the whole pool
         (needs a labeled item), and the class count K: what a distributed query combines, the same
         training on every rank."""
-        candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
-        image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
-        device = model_device(model) if model is not None else torch.device("cpu")
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
-            network, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
-            codes, anchors = self._codes_and_anchors(network, pool, labeled, rows, image_shape, device)
+        with self.round_training(model, pool) as ((network, _), image_shape, device):
+            codes, anchors = self._codes_and_anchors(network, pool, pool.labeled_indices, rows, image_shape, device)
         return confidence_distance_parts(codes, codes[:, -network.classes :], *anchors), network.classes
 
     def _codes_and_anchors(self, network, pool, labeled, rows, image_shape, device) -> tuple[Tensor, tuple[Tensor, Tensor]]:

@@ -5,6 +5,7 @@ means learns to tell labeled from unlabeled items; the VAE is also trained to fo
 the unlabeled items the discriminator is surest are unlabeled: what the labeled set does not cover.
 """
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -158,13 +159,20 @@ class VAAL(Strategy):
         """Minus the discriminator logit of the pool items ``rows`` after this round's training on
         the whole pool (the query's scores; needs a labeled item): what a distributed query merges,
         the same training on every rank."""
+        with self.round_training(model, pool) as (networks, image_shape, device):
+            return -self._outputs(self._labeled_logit(networks), list(networks), pool, rows, image_shape, device)
+
+    @contextlib.contextmanager
+    def round_training(self, model: nn.Module | None, pool: ActivePool):
+        """This round's networks trained on the whole pool (seeded by (seed, round), torch's RNG
+        left as it was on exit), with the image shape and device scoring needs: yields
+        (networks, image_shape, device)."""
         candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
         image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
         device = model_device(model) if model is not None else torch.device("cpu")
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
-            networks = self._trained_networks(pool, labeled, candidates, image_shape, device)
-            return -self._outputs(self._labeled_logit(networks), list(networks), pool, rows, image_shape, device)
+            yield self._trained_networks(pool, labeled, candidates, image_shape, device), image_shape, device
 
     def _trained_query(self, pool, labeled, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
         """Builds and trains the networks, then ranks ``candidates`` (the global RNG is seeded)."""
