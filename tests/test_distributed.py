@@ -488,12 +488,12 @@ def kcenter_errors_worker(rank, world_size, folder):
 def test_distributed_kcenter_and_kmeanspp_bad_input_fails_on_every_rank(tmp_path):
     outcomes = run_ranks(kcenter_errors_worker, 2, tmp_path)
     for rank, outcome in enumerate(outcomes):
-        assert outcome["k"] == "ValueError: distributed_kcenter_greedy: k=13 is larger than the 12 points of all ranks"
+        assert outcome["k"] == "ValueError: distributed_kcenter_greedy: 13 picks are more than the 12 rows of all ranks"
         assert outcome["first"] == "ValueError: distributed_kcenter_greedy: first=99 is the global index of no rank's point"
         assert "global_indices must be strictly increasing" in outcome["order"]
         assert "centers must be Tensor[S, 2]" in outcome["width"]
         assert outcome["strided"].startswith("ValueError: distributed_kmeanspp_factored: the draw walks the rows in global order, so the ranks must hold contiguous shards")
-        assert outcome["count"] == "ValueError: distributed_kmeanspp_factored: count=13 is larger than the 12 rows of all ranks"
+        assert outcome["count"] == "ValueError: distributed_kmeanspp_factored: 13 picks are more than the 12 rows of all ranks"
         if rank == 1:  # rank 1's rows are all zero: no cosine direction
             assert outcome["cosine"].startswith("ValueError: distributed_kcenter_greedy: metric 'cosine' needs rows with a nonzero, finite norm")
         else:

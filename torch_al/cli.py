@@ -179,8 +179,10 @@ def _select(config: SelectConfig, distributed: bool) -> None:
     """Every rank loads the same state and scores its shard; rank 0 alone writes and prints."""
     speaks = not distributed or dist.get_rank() == 0
     pool = _pool_for(config.data)
-    if os.path.exists(config.state):
-        load_pool(pool, config.state) if distributed else pool.load(config.state)
+    if os.path.exists(config.state) and distributed:
+        load_pool(pool, config.state)
+    elif os.path.exists(config.state):
+        pool.load(config.state)
     if pool.pending_query is None:
         options = {"validation": _load_validation(config.validation), "layers": config.layers} if config.validation else {}
         strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
@@ -190,7 +192,10 @@ def _select(config: SelectConfig, distributed: bool) -> None:
         else:
             indices, scores = strategy.select(model, pool, config.budget, return_scores=True)
         pool.propose(indices, scores, strategy=config.strategy)
-        save_pool(pool, config.state) if distributed else pool.save(config.state)
+        if distributed:
+            save_pool(pool, config.state)
+        else:
+            pool.save(config.state)
     elif speaks:  # re-issue it: stdout stays the JSON line, the notice goes to stderr
         print(f"torch-al select: re-issuing the pending query for {_pending_summary(pool)}", file=sys.stderr)
         differs = []

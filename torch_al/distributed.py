@@ -246,10 +246,7 @@ def distributed_kcenter_greedy(
         return (torch.tensor(0.0), held[0]) if held.numel() else (torch.tensor(-1.0), torch.tensor(-1))
 
     value, local = _on_every_rank(candidate, group)
-    total = torch.tensor([x.shape[0]])
-    dist.all_reduce(total, group=group)
-    if k > int(total):
-        raise ValueError(f"distributed_kcenter_greedy: k={k} is larger than the {int(total)} points of all ranks")
+    _rows_of_every_rank("distributed_kcenter_greedy", x.shape[0], k, group)
     picks: List[int] = []
     for _ in range(k):
         row = int(local)
@@ -308,9 +305,7 @@ def distributed_kmeanspp_factored(
                 raise ValueError(f"{op}: {name} must be a finite floating Tensor[rows, width], got shape {tuple(rows.shape)} dtype {rows.dtype}")
         if a.shape[0] != b.shape[0] or (centers and (centers[0].shape[1:] != a.shape[1:] or centers[1].shape[1:] != b.shape[1:])):
             raise ValueError(f"{op}: a {tuple(a.shape)} and b {tuple(b.shape)} need the same rows, centers their widths")
-        _check_global_indices(op, global_indices, a.shape[0])
-        if global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
-            raise ValueError(f"{op}: global_indices must be strictly increasing")
+        _check_global_indices(op, global_indices, a.shape[0], increasing=True)
         a64, b64 = a.double(), b.double()
         norms = a64.square().sum(1) * b64.square().sum(1)
         min_sq = torch.full((a.shape[0],), float("inf"), dtype=torch.float64, device=a.device)
@@ -321,23 +316,21 @@ def distributed_kmeanspp_factored(
 
     a64, b64, norms, min_sq = _on_every_rank(local, group)
     _check_rank_order(op, global_indices, group)
-    total_rows = torch.tensor([a.shape[0]])
-    dist.all_reduce(total_rows, group=group)
-    if count > int(total_rows):
-        raise ValueError(f"{op}: count={count} is larger than the {int(total_rows)} rows of all ranks")
+    _rows_of_every_rank(op, a.shape[0], count, group)
     selectable = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
     rank, picks = _rank(group), []
     factors = torch.cat([a64, b64], dim=1)  # a row's claim carries its factors: no broadcast per pick
+    ids = global_indices.cpu()  # the draws search on the CPU
     for t in range(count):
         if t == 0 and not centers:  # the largest embedding, ties to the lower index
             best = int(norms.argmax()) if a.shape[0] else -1
             claim = (norms[best], global_indices[best], factors[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1), factors.new_zeros(factors.shape[1]))
             winner, owner, row = _farthest_over_ranks(*claim[:2], group, row=claim[2])
         else:
-            winner, owner, row = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], global_indices, factors, group)
+            winner, owner, row = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], ids, factors, group)
         picks.append(winner)
         if owner == rank:
-            selectable[int(torch.searchsorted(global_indices.contiguous(), winner))] = False
+            selectable[int(torch.searchsorted(ids, winner))] = False
         row = row.to(a.device)[None]
         min_sq = torch.minimum(min_sq, _factored_sq(a64, b64, norms, row[:, : a.shape[1]], row[:, a.shape[1] :])[:, 0])
         min_sq[~selectable] = 0.0
@@ -352,10 +345,11 @@ def _factored_sq(a: Tensor, b: Tensor, norms: Tensor, center_a: Tensor, center_b
 
 
 def _drawn_over_ranks(
-    weights: Tensor, selectable: Tensor, u: Tensor, global_indices: Tensor, factors: Tensor, group: Optional[dist.ProcessGroup]
+    weights: Tensor, selectable: Tensor, u: Tensor, ids: Tensor, factors: Tensor, group: Optional[dist.ProcessGroup]
 ) -> Tuple[int, int, Tensor]:
     """(global index, owner rank, factors) of the D² draw u: the first row in global order whose
-    running sum of weights exceeds u · total, the sum carried from rank to rank."""
+    running sum of weights exceeds u · total, the sum carried from rank to rank (``ids``: the
+    rows' global indices, on the CPU)."""
     rank, world_size = _rank(group), _world_size(group)
     device = _collective_device(group)
     running = torch.zeros(1, dtype=torch.float64, device=device)
@@ -366,7 +360,6 @@ def _drawn_over_ranks(
     if rank + 1 < world_size:
         dist.send(total, dst=_global(rank + 1, group), group=group)
     dist.broadcast(total, src=_global(world_size - 1, group), group=group)
-    ids = global_indices.cpu()
 
     def claim(value: float, local: Optional[int]) -> Tuple[int, int, Tensor]:
         if local is None:
@@ -463,9 +456,7 @@ def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_i
         raise ValueError(f'{op}: need k >= 0 and metric "euclidean" or "cosine", got k={k} metric={metric!r}')
     if centers is not None and (centers.dim() != 2 or centers.shape[1] != x.shape[1] or centers.device != x.device):
         raise ValueError(f"{op}: centers must be Tensor[S, {x.shape[1]}] on {x.device}, got shape {tuple(centers.shape)} on {centers.device}")
-    _check_global_indices(op, global_indices, x.shape[0])
-    if global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
-        raise ValueError(f"{op}: global_indices must be strictly increasing (ties go to the lower global index)")
+    _check_global_indices(op, global_indices, x.shape[0], increasing=True)
     if global_indices.device != x.device:
         raise ValueError(f"{op}: global_indices must be on x's device {x.device}, got {global_indices.device}")
     if centers is not None and centers.dtype != x.dtype:
@@ -565,8 +556,9 @@ def distributed_select(
     budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
     if isinstance(strategy, Random) or (isinstance(strategy, (LearningLoss, VAAL)) and not pool.labeled_indices.numel()):  # they draw at random
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
-        dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
+        dist.broadcast(picked, src=_global(0, group), group=group)
         return picked
+    strategy.last_cost = SelectionCost()  # each distributed form charges this rank's passes to it
     owned = shard(pool.unlabeled_indices, rank, world_size, layout)
     if getattr(strategy, "rule", None) == "confidence-distance":
         return _distributed_confidence_distance(strategy, model, pool, budget, owned, group)
@@ -584,7 +576,6 @@ def distributed_select(
             "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, vaal, m2-vaal, m2-confidence-distance, "
             "pcc / pfk / eba, badge, suggestive, core-set and random do"
         )
-    strategy.last_cost = SelectionCost()
 
     def local() -> Tensor:
         if not owned.numel():
@@ -602,10 +593,8 @@ def _distributed_confidence_distance(strategy, model: Optional[nn.Module], pool:
     """M2-VAAL's rule 2 over the ranks: the same seeded training on every rank, each rank's shard
     scored up to the per-class normalisation, whose largest distances one all-reduce (a maximum:
     exact) makes the whole pool's; then one merge."""
-    from torch_al.strategies.base import SelectionCost
     from torch_al.strategies.generative.m2_vaal import class_largest_distances, confidence_distance_from_parts
 
-    strategy.last_cost = SelectionCost()
     parts, classes = _on_every_rank(lambda: strategy.confidence_distance_parts(model, pool, owned), group)
     largest = class_largest_distances(parts, classes).to(_collective_device(group))
     dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
@@ -618,13 +607,11 @@ def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", 
     global indices, as on one process)."""
     from torch_al.pseudo_labeled_pool import PseudoLabelSet
     from torch_al.sampler import inputs_loader
-    from torch_al.strategies.base import SelectionCost
     from torch_al.strategies.uncertainty.ceal import ceal_pseudo_labels
     from torch_al.validation import LogitsCheck
 
     if model is None:
         raise ValueError("distributed_select: CEAL scores with a model; got model=None")
-    strategy.last_cost = SelectionCost()
     threshold = strategy.threshold(pool.round)
     try:
         local = lambda: strategy.scores(model, inputs_loader(pool, owned, strategy.batch_size), LogitsCheck("CEAL", owned)).double().cpu() if owned.numel() else torch.empty(0, dtype=torch.float64)  # noqa: E731
@@ -646,10 +633,6 @@ def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", 
 def _distributed_matching(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
     """PCC / PFK / EBA over the ranks: every rank describes the validation set (the query side is
     the same everywhere) and its shard of the pool, then :func:`distributed_select_unique`."""
-    from torch_al.strategies.base import SelectionCost
-
-    strategy.last_cost = SelectionCost()
-
     def describe() -> Tuple[List[Tensor], Optional[List[Tensor]], List[Tensor], Optional[List[Tensor]]]:
         query = strategy.query_descriptors(model, pool, budget)
         pool_z, pool_g = strategy.pool_descriptors(model, pool, owned, query)
@@ -666,9 +649,6 @@ def _distributed_matching(strategy, model: Optional[nn.Module], pool: "ActivePoo
 def _distributed_badge(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
     """BADGE over the ranks: every rank forms its shard's gradient-embedding factors (and, with
     ``labeled_centers``, the labeled items'), then :func:`distributed_kmeanspp_factored` draws."""
-    from torch_al.strategies.base import SelectionCost
-
-    strategy.last_cost = SelectionCost()
     labeled = pool.labeled_indices if strategy.labeled_centers else owned[:0]
 
     def factors() -> Tuple[Optional[Tuple[Tensor, Tensor]], Optional[Tuple[Tensor, Tensor]]]:
@@ -690,9 +670,6 @@ def _distributed_suggestive(strategy, model: Optional[nn.Module], pool: "ActiveP
     """Suggestive annotation over the ranks: each rank scores and describes its shard; the K most
     uncertain items over every rank (:func:`distributed_topk`) have their descriptors gathered to
     every rank, then :func:`distributed_facility_location_greedy` covers the sharded pool."""
-    from torch_al.strategies.base import SelectionCost
-
-    strategy.last_cost = SelectionCost()
     count = strategy.shortlist_size(budget, int(pool.unlabeled_indices.numel()))
     uncertainty, unit = _on_every_rank(lambda: strategy.describe(model, pool, owned) if owned.numel() else (torch.empty(0), None), group)
     _, shortlist = distributed_topk(uncertainty.double().cpu(), owned, count, group)
@@ -713,10 +690,8 @@ def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool
     """Core-set over the ranks: every rank embeds the labeled items (the initial centers) and its
     shard of the unlabeled ones, then :func:`distributed_kcenter_greedy` picks."""
     from torch_al.sampler import inputs_loader
-    from torch_al.strategies.base import SelectionCost
     from torch_al.strategies.diversity.coreset import embed
 
-    strategy.last_cost = SelectionCost()
     labeled = pool.labeled_mask.nonzero().flatten()
 
     def embeddings() -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -825,12 +800,23 @@ def _to_global(local: Tensor, global_indices: Tensor) -> Tensor:
     return torch.cat([global_indices, global_indices.new_full((1,), -1)])[local]
 
 
-def _check_global_indices(op: str, global_indices: Tensor, rows: int) -> None:
+def _check_global_indices(op: str, global_indices: Tensor, rows: int, increasing: bool = False) -> None:
+    """``increasing``: the greedy selections break ties by local order, which must then be global order."""
     if global_indices.dim() != 1 or global_indices.dtype != torch.int64 or global_indices.shape[0] != rows:
         raise ValueError(
             f"{op}: global_indices must be an int64 Tensor[n] with n = {rows} (this rank's pool rows), "
             f"got shape {tuple(global_indices.shape)} dtype {global_indices.dtype}"
         )
+    if increasing and global_indices.numel() > 1 and not bool((global_indices[1:] > global_indices[:-1]).all()):
+        raise ValueError(f"{op}: global_indices must be strictly increasing (ties go to the lower global index)")
+
+
+def _rows_of_every_rank(op: str, rows: int, picks: int, group: Optional[dist.ProcessGroup]) -> None:
+    """Checks that ``picks`` does not exceed the rows of all ranks together (one all-reduce)."""
+    total = torch.tensor([rows])
+    dist.all_reduce(total, group=group)
+    if picks > int(total):
+        raise ValueError(f"{op}: {picks} picks are more than the {int(total)} rows of all ranks")
 
 
 def _world_size(group: Optional[dist.ProcessGroup]) -> int:
