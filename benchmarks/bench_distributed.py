@@ -22,6 +22,8 @@ Workloads and their per-rank formulas (P picks, L dims, M query rows, k per-row 
            pick also the running sum passed on and the total broadcast)
   facility distributed_facility_location_greedy(K = c candidates, L, P picks; Suggestive
            annotation's second step): 8 K P (one all-reduce of K float64 gains per pick)
+  batchbald distributed_batchbald_select(T = t passes, C = c classes, P picks): 8 P (3 + T C) (one
+           all-gather per pick of each rank's best gain, index and E H with the item's probabilities)
 The issue's scale (N = 1M, P = 1250, L = 768) is too slow to run on 2 cores (the pfk workload alone
 is 4 TFLOP); its volume follows from the formulas, which do not depend on N, and is printed beside.
 """
@@ -42,6 +44,7 @@ import torch_al
 from common import print_table, write_results
 from torch_al import ActivePool
 from torch_al.distributed import (
+    distributed_batchbald_select,
     distributed_facility_location_greedy,
     distributed_kcenter_greedy,
     distributed_kmeanspp_factored,
@@ -50,7 +53,7 @@ from torch_al.distributed import (
     shard,
 )
 from torch_al.models import LeNet
-from torch_al.strategies import make_strategy
+from torch_al.strategies import batchbald_select, make_strategy
 
 FULL = {
     "score": {"n": 50_000, "p": 1250},
@@ -58,6 +61,7 @@ FULL = {
     "kcenter": {"n": 100_000, "p": 250, "l": 768},
     "kmeanspp": {"n": 100_000, "p": 250, "c": 10, "l": 512},
     "facility": {"n": 20_000, "p": 50, "c": 500, "l": 80},
+    "batchbald": {"n": 10_000, "p": 10, "c": 10, "t": 16},
 }
 QUICK = {
     "score": {"n": 3_000, "p": 100},
@@ -65,9 +69,10 @@ QUICK = {
     "kcenter": {"n": 3_000, "p": 50, "l": 64},
     "kmeanspp": {"n": 3_000, "p": 50, "c": 10, "l": 64},
     "facility": {"n": 3_000, "p": 20, "c": 80, "l": 32},
+    "batchbald": {"n": 1_000, "p": 5, "c": 10, "t": 8},
 }
 INITIAL_CENTERS = 1000
-ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32, "c": 10}  # c: BADGE's classes (K = 4P for facility)
+ISSUE_SCALE = {"n": 1_000_000, "p": 1250, "l": 768, "k": 32, "c": 10, "t": 128}  # c: BADGE's and BatchBALD's classes (K = 4P for facility)
 
 
 class CollectiveBytes:
@@ -129,6 +134,11 @@ def facility_problem(n: int, k: int, l: int):
     return universe[:k].clone(), universe
 
 
+def batchbald_problem(n: int, c: int, t: int):
+    generator = torch.Generator().manual_seed(6)
+    return torch.randn(n, t, c, generator=generator, dtype=torch.float64).mul(2).softmax(-1)
+
+
 def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[list[int], dict]:
     """This rank's part of one workload: (picks, {seconds, bytes})."""
     if name == "score":
@@ -148,6 +158,11 @@ def run_workload(name: str, size: dict, rank: int, world_size: int) -> tuple[lis
         candidates, universe = facility_problem(size["n"], size["c"], size["l"])
         local = universe[shard(torch.arange(size["n"]), rank, world_size)]
         call = lambda: distributed_facility_location_greedy(candidates, local, size["p"])[0]  # noqa: E731
+    elif name == "batchbald":
+        owned = shard(torch.arange(size["n"]), rank, world_size)
+        local = batchbald_problem(size["n"], size["c"], size["t"])[owned]
+        generator = torch.Generator().manual_seed(7)
+        call = lambda: distributed_batchbald_select(local, size["p"], generator=generator, global_indices=owned)[0]  # noqa: E731
     else:
         a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
         owned = shard(torch.arange(size["n"]), rank, world_size)
@@ -177,6 +192,9 @@ def single_process_picks(name: str, size: dict) -> list[int]:
         return (torch_al.kcenter_greedy(x, size["p"], torch.arange(INITIAL_CENTERS))[0] - INITIAL_CENTERS).tolist()
     if name == "facility":
         return torch_al.facility_location_greedy(*facility_problem(size["n"], size["c"], size["l"]), size["p"])[0].tolist()
+    if name == "batchbald":
+        probabilities = batchbald_problem(size["n"], size["c"], size["t"])
+        return batchbald_select(probabilities, size["p"], generator=torch.Generator().manual_seed(7))[0].tolist()
     a, b = kmeanspp_problem(size["n"], size["c"], size["l"])
     return torch_al.kmeanspp_factored(a, b, size["p"], generator=torch.Generator().manual_seed(4))[0].tolist()
 
@@ -201,6 +219,8 @@ def formula_bytes(name: str, size: dict, world_size: int) -> int:
         return size["p"] * (16 + 8 * size["l"])
     if name == "facility":
         return 8 * size["c"] * size["p"]
+    if name == "batchbald":
+        return 8 * size["p"] * (3 + size["t"] * size["c"])
     return size["p"] * (16 + 8 * (size["c"] + size["l"])) + (size["p"] - 1) * (8 + 8 * (world_size > 1))
 
 
@@ -228,7 +248,7 @@ def main(quick: bool = False) -> str:
                         "same_as_one": picks == expected[name],
                     }
                 )
-    print_table(rows, ["workload", "n", "p", "c", "l", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
+    print_table(rows, ["workload", "n", "p", "c", "l", "t", "world", "seconds", "speedup", "bytes_measured", "bytes_formula", "same_as_one"])
     issue_scale = {name: formula_bytes(name, {**ISSUE_SCALE, "c": 4 * ISSUE_SCALE["p"]} if name == "facility" else ISSUE_SCALE, 2) for name in sizes}
     print(f"per-rank volume at N = 1M, P = 1250, L = 768 (formulas): {issue_scale}")
     return write_results("distributed", rows, threads_per_rank=1, initial_centers=INITIAL_CENTERS, issue_scale_bytes_per_rank=issue_scale)

@@ -45,7 +45,7 @@ def build(pool_size: int, seed: int) -> tuple[ActivePool, torch.nn.Module]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategy", default="entropy", help="a strategy with a distributed form: entropy, margin, least-confidence, badge, suggestive, coreset, random, ...")
+    parser.add_argument("--strategy", default="entropy", help="any built-in strategy (its CLI name) that runs on this small MLP: entropy, badge, coreset, dal, suggestive, ...")
     parser.add_argument("--pool", type=int, default=3001, help="pool size")
     parser.add_argument("--budget", type=int, default=50)
     parser.add_argument("--layout", choices=["contiguous", "strided"], default="contiguous")

@@ -21,9 +21,12 @@ import torch.multiprocessing as mp
 import torch_al
 from pfk_reference import COMBINES, fixed_shape_problem
 from torch_al import ActivePool
-from torch_al.strategies import Committee, make_strategy
+from torch_al.strategies import Committee, Strategy, batchbald_select, make_strategy
+from torch_al.strategies.generative.m2_vaal import anchor_distance_select
 from torch_al.distributed import (
+    RankArbiter,
     check_same_pool,
+    distributed_batchbald_select,
     distributed_facility_location_greedy,
     distributed_kcenter_greedy,
     distributed_kmeanspp_factored,
@@ -216,6 +219,63 @@ def distributed_facility(items, layout, rank, world_size):
     return picks.tolist(), gains.tolist()
 
 
+BATCHBALD_CASES = [(items, option) for items in POOL_SIZES for option in ("exact", "sampled", "shortlist")]
+
+
+def batchbald_problem(items: int, option: str):
+    """MC-dropout probabilities Tensor[items, 4, 3] whose rows come in threes (equal gains: ties),
+    the budget, and batchbald_select's options: exact joint entropies, sampled configurations
+    after two picks, or a shortlist."""
+    generator = torch.Generator().manual_seed(items + 11)
+    probabilities = torch.randn((items + 2) // 3, 4, 3, generator=generator, dtype=torch.float64).softmax(-1).repeat_interleave(3, 0)[:items]
+    budget = min(6, items)
+    options = {"exact": {}, "sampled": {"max_configurations": 9, "samples": 20}, "shortlist": {"shortlist": budget + 4}}[option]
+    return probabilities, budget, {**options, "generator": torch.Generator().manual_seed(3)}
+
+
+def single_process_batchbald(items, option):
+    probabilities, budget, options = batchbald_problem(items, option)
+    picks, scores = batchbald_select(probabilities, budget, **options)
+    return picks.tolist(), scores.tolist()
+
+
+def distributed_batchbald(items, option, layout, rank, world_size):
+    probabilities, budget, options = batchbald_problem(items, option)
+    owned = shard(torch.arange(items), rank, world_size, layout)
+    picks, scores = distributed_batchbald_select(probabilities[owned], budget, **options, global_indices=owned)
+    return picks.tolist(), scores.tolist()
+
+
+def anchor_problem(items: int):
+    """Small-integer latent codes (equal distance sums: ties), predictions over three classes (the
+    last one without anchors), and anchors of classes 0 and 1."""
+    generator = torch.Generator().manual_seed(items + 7)
+    codes = torch.randint(-2, 3, (items, 3), generator=generator).double()
+    predictions = torch.randint(0, 3, (items,), generator=generator)
+    anchors = torch.randint(-2, 3, (5, 3), generator=generator).double(), torch.tensor([0, 1, 1, 0, 1])
+    return codes, predictions, anchors, min(items, 11)
+
+
+def single_process_anchor_distance(items):
+    codes, predictions, anchors, budget = anchor_problem(items)
+    picks, scores = anchor_distance_select(codes, predictions, *anchors, budget, 3)
+    return picks.tolist(), scores.tolist()
+
+
+def distributed_anchor_distance(items, layout, rank, world_size):
+    codes, predictions, anchors, budget = anchor_problem(items)
+    owned = shard(torch.arange(items), rank, world_size, layout)
+    picks, scores = anchor_distance_select(codes[owned], predictions[owned], *anchors, budget, 3, RankArbiter(owned))
+    return picks.tolist(), scores.tolist()
+
+
+class FirstItems(Strategy):
+    """A user's own strategy: distributed_select has no form for it."""
+
+    def rank(self, model, pool, budget):
+        return pool.unlabeled_indices[:budget], None
+
+
 SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
 
 
@@ -269,6 +329,7 @@ def trained_learning_loss(items: int):
     return model, pool, budget, strategy
 
 
+DAL_OPTIONS = {"sub_queries": 3, "discriminator_steps": 8, "train_batch_size": 64, "hidden": 16}
 ENSEMBLE_STRATEGIES = ("ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy")
 
 
@@ -307,9 +368,13 @@ def strategy_results(rank, world_size):
         results[items, "learning-loss", "contiguous"] = distributed_select(strategy, model, pool, budget).tolist()
         emoc = make_strategy("emoc", progress=False, sample_size=50)
         results[items, "emoc", "strided"] = distributed_select(emoc, model, pool, budget, layout="strided").tolist()
+        model, pool, budget = strategy_problem(items)
+        for layout in LAYOUTS:
+            results[items, "dal", layout] = distributed_select(make_strategy("dal", **DAL_OPTIONS), model, pool, budget, layout=layout).tolist()
+        results[items, "dal", "unlabeled"] = distributed_select(make_strategy("dal", **DAL_OPTIONS), model, ActivePool(pool.dataset), 4).tolist()
     model, pool, budget = strategy_problem(7)
     try:
-        distributed_select(make_strategy("dal", progress=False), model, pool, 2)
+        distributed_select(FirstItems(), model, pool, 2)
     except TypeError as error:
         results["unsupported"] = str(error)
     return results
@@ -342,6 +407,10 @@ def single_process_strategy_results():
         model, pool, budget, strategy = trained_learning_loss(items)
         results[items, "learning-loss", "contiguous"] = strategy.select(model, pool, budget).tolist()
         results[items, "emoc", "strided"] = make_strategy("emoc", progress=False, sample_size=50).select(model, pool, budget).tolist()
+        model, pool, budget = strategy_problem(items)
+        picked = make_strategy("dal", **DAL_OPTIONS).select(model, pool, budget).tolist()
+        results.update({(items, "dal", layout): picked for layout in LAYOUTS})
+        results[items, "dal", "unlabeled"] = make_strategy("dal", **DAL_OPTIONS).select(model, ActivePool(pool.dataset), 4).tolist()
     return results
 
 
@@ -368,6 +437,8 @@ def selection_worker(rank, world_size, folder):
     results["facility"] = {(items, layout): distributed_facility(items, layout, rank, world_size) for items in POOL_SIZES for layout in LAYOUTS}
     results["kmeanspp"] = {case: distributed_kmeanspp(*case, rank, world_size) for case in KMEANSPP_CASES}
     results["kcenter"] = {case + (layout,): distributed_kcenter(*case, layout, rank, world_size) for case in KCENTER_CASES for layout in LAYOUTS}
+    results["batchbald"] = {case + (layout,): distributed_batchbald(*case, layout, rank, world_size) for case in BATCHBALD_CASES for layout in LAYOUTS}
+    results["anchor-distance"] = {(items, layout): distributed_anchor_distance(items, layout, rank, world_size) for items in POOL_SIZES for layout in LAYOUTS}
     results["strategies"] = strategy_results(rank, world_size)
     return results
 
@@ -391,8 +462,12 @@ def test_every_rank_returns_the_single_process_selection(world_size, tmp_path):
             expected_picks, expected_min_dist = single_process_kcenter(items, centers, metric)
             assert picks == expected_picks, (rank, items, centers, metric, layout)
             assert torch.equal(min_dist, expected_min_dist[owned]), (rank, items, centers, metric, layout)
+        for (items, option, layout), outcome in results["batchbald"].items():
+            assert outcome == single_process_batchbald(items, option), (rank, items, option, layout)
+        for (items, layout), outcome in results["anchor-distance"].items():
+            assert outcome == single_process_anchor_distance(items), (rank, items, layout)
         strategies = results["strategies"]
-        assert strategies.pop("unsupported").startswith("distributed_select: DiscriminativeAL has no distributed form yet")
+        assert strategies.pop("unsupported").startswith("distributed_select: FirstItems has no distributed form: every built-in strategy has one")
         assert strategies == expected_strategies
 
 
@@ -531,10 +606,10 @@ def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
     assert again.stdout == ranks.stdout and again.stderr.count("re-issuing the pending query") == 1
 
 
-def test_cli_select_under_torchrun_names_a_strategy_without_a_distributed_form(tmp_path):
-    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "dal", *cli_files(tmp_path)])
+def test_cli_select_under_torchrun_fails_on_every_rank_and_writes_nothing(tmp_path):
+    failed = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", "dal", *cli_files(tmp_path)])  # an exported model has no nn.Linear
     assert failed.returncode != 0
-    assert failed.stderr.count("torch-al select: error: distributed_select: DiscriminativeAL has no distributed form yet") == 2
+    assert failed.stderr.count("torch-al select: error: DiscriminativeAL: the model has no nn.Linear") == 2
     assert not (tmp_path / "ranks.pt").exists()
 
 
@@ -549,18 +624,22 @@ def bgadl_worker(rank, world_size, folder):
     strategy = make_strategy("bgadl", **FAST)
     picks = distributed_select(strategy, dropout_model(), pool, 10)
     state = strategy.state_dict()
-    return picks.tolist(), state["generated_sources"].tolist(), state["generated_inputs"]
+    torch.manual_seed(5)
+    batchbald = distributed_select(make_strategy("batchbald", passes=8, progress=False), dropout_model(), pool, 6)
+    return picks.tolist(), state["generated_sources"].tolist(), state["generated_inputs"], batchbald.tolist()
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
-def test_bgadl_picks_and_twins_agree_on_every_rank(world_size, tmp_path):
+def test_mc_dropout_greedy_picks_agree_on_every_rank(world_size, tmp_path):
+    """BGADL (picks and twins) and BatchBALD; at world size 1, one process's picks."""
     from test_bgadl import FAST, dropout_model, striped_dataset
 
     outcomes = run_ranks(bgadl_worker, world_size, tmp_path)
-    picks, sources, inputs = outcomes[0]
+    picks, sources, inputs, batchbald = outcomes[0]
     assert len(set(picks)) == 10 and sources == picks and inputs.shape == (10, 1, 8, 8)
+    assert len(set(batchbald)) == 6
     for other in outcomes[1:]:
-        assert other[0] == picks and other[1] == sources and torch.equal(other[2], inputs)
+        assert other[0] == picks and other[1] == sources and torch.equal(other[2], inputs) and other[3] == batchbald
     if world_size == 1:  # one rank draws the masks one process would
         pool = ActivePool(striped_dataset())
         pool.label([0, 70], [0, 1])
@@ -568,6 +647,8 @@ def test_bgadl_picks_and_twins_agree_on_every_rank(world_size, tmp_path):
         alone = make_strategy("bgadl", **FAST)
         assert alone.select(dropout_model(), pool, 10).tolist() == picks
         assert torch.equal(alone.state_dict()["generated_inputs"], inputs)
+        torch.manual_seed(5)
+        assert make_strategy("batchbald", passes=8, progress=False).select(dropout_model(), pool, 6).tolist() == batchbald
 
 
 def killed_rank_worker(rank, world_size, folder):
@@ -605,7 +686,7 @@ def test_a_killed_rank_makes_the_others_fail_and_leaves_the_saved_state_as_it_wa
     assert [name for name in files if name.startswith("state")] == ["state.pool"]  # no temporary left behind
 
 
-VAAL_FAMILY = ("vaal", "m2-vaal", "m2-confidence-distance")
+VAAL_FAMILY = ("vaal", "m2-vaal", "m2-confidence-distance", "m2-anchor-distance")
 
 
 def vaal_case(name: str):
@@ -625,10 +706,6 @@ def vaal_worker(rank, world_size, folder):
         pool, options = vaal_case(name)
         results[name] = distributed_select(make_strategy(name, **options), None, pool, 30).tolist()
         results[name, "unlabeled"] = distributed_select(make_strategy(name, **options), None, ActivePool(pool.dataset), 5).tolist()
-    try:
-        distributed_select(make_strategy("m2-anchor-distance", iterations=2, progress=False), None, pool, 5)
-    except TypeError as error:
-        results["rule 1"] = str(error)
     return results
 
 
@@ -639,4 +716,3 @@ def test_vaal_and_m2_vaal_equal_one_process(world_size, tmp_path):
             pool, options = vaal_case(name)
             assert results[name] == make_strategy(name, **options).select(None, pool, 30).tolist()
             assert results[name, "unlabeled"] == make_strategy(name, **options).select(None, ActivePool(pool.dataset), 5).tolist()
-        assert results["rule 1"].startswith("distributed_select: M2VAAL rule 'anchor-distance' has no distributed form yet")

@@ -15,11 +15,14 @@ under gloo (the connection closes), at the process group's timeout otherwise
 saved state stays as it was.
 """
 
-from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Tuple, TypeVar
+import math
+from typing import TYPE_CHECKING, Callable, List, Literal, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from torch_al.strategies.arbiter import Arbiter, Pick, first_maximum
 
 if TYPE_CHECKING:
     from torch_al.pool import ActivePool
@@ -448,6 +451,58 @@ def distributed_facility_location_greedy(
     return torch.tensor(picks, dtype=torch.int64), torch.tensor(gains, dtype=torch.float64)
 
 
+def distributed_batchbald_select(
+    probabilities: Tensor,
+    budget: int,
+    max_configurations: int = 1024,
+    samples: int = 1024,
+    shortlist: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    *,
+    global_indices: Tensor,
+    group: Optional[dist.ProcessGroup] = None,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`torch_al.strategies.batchbald_select` with the items sharded over the ranks: the
+    same picks and scores as one process over every shard's items, ties included.
+
+    The shortlist (the ``shortlist`` highest BALD scores) is one :func:`distributed_topk`. Each
+    pick, every rank computes its candidates' joint-entropy gains against the configurations of
+    the picks so far and claims its best with that item's T × C probabilities
+    (:class:`RankArbiter`: one all-gather of 8·(3 + T·C) bytes a rank); every rank extends the
+    same configurations with the winner's probabilities, drawing the sampled ones from
+    ``generator`` in the same state on every rank.
+
+    Args:
+        probabilities: Tensor[n, T, C], this rank's items' p_t(y | x) (the same T and C on every
+            rank; n may be 0).
+        budget, max_configurations, samples, shortlist, generator: as ``batchbald_select``; the
+            budget is at most every rank's items together.
+        global_indices: int64 Tensor[n], strictly increasing, each item's global index.
+
+    Returns:
+        (int64 Tensor[budget] global indices in pick order, float64 Tensor[budget] scores), the
+        same on every rank.
+    """
+    from torch_al.strategies import sample_scores
+    from torch_al.strategies.bayesian.batchbald import batchbald_greedy, check_inputs
+
+    op = "distributed_batchbald_select"
+
+    def local() -> Tensor:
+        check_inputs(op, probabilities, budget, max_configurations, samples, shortlist)
+        _check_global_indices(op, global_indices, probabilities.shape[0], increasing=True)
+        return probabilities.double()
+
+    candidates = _on_every_rank(local, group)
+    _rows_of_every_rank(op, candidates.shape[0], budget, group)
+    ids = global_indices.cpu()
+    if shortlist is not None:
+        listed = distributed_topk(sample_scores.bald(candidates).cpu(), ids, shortlist, group)[1]
+        keep = torch.isin(ids, listed)
+        candidates, ids = candidates[keep.to(candidates.device)], ids[keep]
+    return batchbald_greedy(candidates, budget, max_configurations, samples, generator, RankArbiter(ids, group))
+
+
 def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_indices: Tensor, metric: str) -> None:
     op = "distributed_kcenter_greedy"
     if x.dim() != 2 or not x.dtype.is_floating_point:
@@ -491,6 +546,48 @@ def _farthest_over_ranks(
     return winner, owner, parts[owner][2:] if row is not None else None
 
 
+class RankArbiter(Arbiter):
+    """The :class:`~torch_al.strategies.arbiter.Arbiter` of ranks that each hold a shard of the
+    candidates (``global_indices``: int64 Tensor[n], increasing, this rank's rows): the loops of
+    BatchBALD, M2's anchor-distance rule and DAL run on every rank with it and make the picks of
+    one process.
+
+    - a pick: one all-gather of every rank's first maximum (value, global index) with its rows in
+      float64 (exact for every float dtype); the best by value descending, then global index
+      ascending, arrives on every rank with its rows;
+    - a total: one all-reduce, whose result is the same on every rank (what data-parallel
+      training relies on);
+    - the top of scores: :func:`distributed_topk`.
+    """
+
+    def __init__(self, global_indices: Tensor, group: Optional[dist.ProcessGroup] = None) -> None:
+        self.global_indices, self.group, self.rank = global_indices.cpu(), group, _rank(group)
+
+    def total(self, values: Tensor) -> Tensor:
+        reduced = values.to(_collective_device(self.group), copy=True)
+        dist.all_reduce(reduced, group=self.group)
+        return reduced.to(values.device)
+
+    def top(self, values: Tensor, indices: Tensor, count: int) -> Tuple[Tensor, Tensor]:
+        found, picks = distributed_topk(values.double().cpu(), indices.cpu(), count, self.group)
+        return picks, found.to(values.device, values.dtype)
+
+    def pick(self, values: Tensor, available: Tensor, rows: Sequence[Tensor]) -> Pick:
+        flat = [part.reshape(part.shape[0], math.prod(part.shape[1:])).double() for part in rows]
+        widths = [1] + [part.shape[1] for part in flat]
+        local = first_maximum(values, available)
+        if local >= 0:
+            claim = torch.cat([values[local].double().reshape(1), *(part[local] for part in flat)])
+            winner, owner, row = _farthest_over_ranks(values[local], self.global_indices[local], self.group, row=claim)
+        else:
+            winner, owner, row = _farthest_over_ranks(torch.tensor(-1.0), torch.tensor(-1), self.group, row=torch.zeros(sum(widths), dtype=torch.float64))
+        if owner < 0:
+            raise RuntimeError("RankArbiter.pick: no rank has an available candidate")
+        value, *parts = row.split(widths)
+        winner_rows = tuple(part.view(original.shape[1:]).to(original.device, original.dtype) for part, original in zip(parts, rows))
+        return Pick(winner, value[0].to(values.device), winner_rows, local if owner == self.rank else -1)
+
+
 def distributed_select(
     strategy: "Strategy",
     model: Optional[nn.Module],
@@ -521,9 +618,17 @@ def distributed_select(
       pool and keeps the picks' generated twins (its training set; the MC-dropout caveat applies).
     - VAAL and M2-VAAL: every rank trains the same seeded networks on batches drawn from the
       whole pool, scores its shard with the discriminator, then :func:`distributed_topk`; with
-      nothing labeled, rank 0 draws. M2-VAAL's rule 1 has no distributed form yet.
+      nothing labeled, rank 0 draws.
     - M2-VAAL's rule 2 (``m2-confidence-distance``): the same training on every rank, the
       per-class largest distances all-reduced, then :func:`distributed_topk` (exact).
+    - M2-VAAL's rule 1 (``m2-anchor-distance``): the same training on every rank, then the
+      rule's greedy with a :class:`RankArbiter` (exact: one all-gather a pick).
+    - BatchBALD: each rank runs the T passes over its shard (BALD's caveat), then
+      :func:`distributed_batchbald_select` (exact given the probabilities).
+    - DAL: each rank embeds its shard (rank 0 the labeled items too), each sub-query's
+      discriminator trains data-parallel on the one-process minibatches (its gradients summed
+      over the ranks in another order than one process sums them: the same picks unless two
+      probabilities agree to within that rounding), then one merge per sub-query.
     - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
       the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
       labeled draws on rank 0 as one process would.
@@ -533,11 +638,14 @@ def distributed_select(
     - Core-set: each rank embeds the labeled items and its shard, then
       :func:`distributed_kcenter_greedy` picks (exact, under the same batch caveat).
     - Random: rank 0 draws, the others receive its picks (exact).
-    - The others have no distributed form yet: a TypeError names the strategy.
+    - A strategy of another kind (a user's own ``Strategy``, or a ``ScoreStrategy`` whose
+      ``rank`` is its own) has no distributed form: a TypeError names it.
 
     ``strategy.last_cost`` counts this rank's passes.
     """
     from torch_al.strategies.base import ScoreStrategy, SelectionCost
+    from torch_al.strategies.bayesian.batchbald import BatchBALD
+    from torch_al.strategies.learned.discriminative import DiscriminativeAL
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
     from torch_al.strategies.generative.bgadl import BGADL
     from torch_al.strategies.generative.images import pool_image_shape
@@ -554,15 +662,21 @@ def distributed_select(
     name = type(strategy).__name__ + (f" rule {strategy.rule!r}" if hasattr(strategy, "rule") else "")
     rank, world_size = _rank(group), _world_size(group)
     budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
+    strategy.last_cost = SelectionCost()  # each distributed form charges this rank's passes to it
+    if budget == 0:
+        return torch.empty(0, dtype=torch.int64)
     if isinstance(strategy, Random) or (isinstance(strategy, (LearningLoss, VAAL)) and not pool.labeled_indices.numel()):  # they draw at random
         picked = _on_every_rank(lambda: strategy.select(model, pool, budget) if rank == 0 else torch.empty(budget, dtype=torch.int64), group)
         dist.broadcast(picked, src=_global(0, group), group=group)
         return picked
-    strategy.last_cost = SelectionCost()  # each distributed form charges this rank's passes to it
     owned = shard(pool.unlabeled_indices, rank, world_size, layout)
-    if getattr(strategy, "rule", None) == "confidence-distance":
-        return _distributed_confidence_distance(strategy, model, pool, budget, owned, group)
-    special = {CEAL: _distributed_ceal, DistributionMatching: _distributed_matching, SuggestiveAnnotation: _distributed_suggestive, BADGE: _distributed_badge, CoreSet: _distributed_coreset}
+    distance_rules = {"confidence-distance": _distributed_confidence_distance, "anchor-distance": _distributed_anchor_distance}
+    if getattr(strategy, "rule", None) in distance_rules:
+        return distance_rules[strategy.rule](strategy, model, pool, budget, owned, group)
+    special = {
+        CEAL: _distributed_ceal, DistributionMatching: _distributed_matching, SuggestiveAnnotation: _distributed_suggestive,
+        BADGE: _distributed_badge, CoreSet: _distributed_coreset, BatchBALD: _distributed_batchbald, DiscriminativeAL: _distributed_dal,
+    }  # fmt: skip
     for kind, distributed_form in special.items():
         if isinstance(strategy, kind):
             return distributed_form(strategy, model, pool, budget, owned, group)
@@ -572,9 +686,9 @@ def distributed_select(
     )
     if not ranks_by_item_scores:
         raise TypeError(
-            f"distributed_select: {name} has no distributed form yet; score strategies (entropy, margin, "
-            "least-confidence, the MC-dropout family, ensembles), bgadl, ceal, emoc, learning-loss, vaal, m2-vaal, m2-confidence-distance, "
-            "pcc / pfk / eba, badge, suggestive, core-set and random do"
+            f"distributed_select: {name} has no distributed form: every built-in strategy has one, and a "
+            "ScoreStrategy that keeps ScoreStrategy.rank (its items' scores merge exactly); build another "
+            "from torch_al.distributed's pieces (distributed_topk, RankArbiter, ...)"
         )
 
     def local() -> Tensor:
@@ -593,12 +707,55 @@ def _distributed_confidence_distance(strategy, model: Optional[nn.Module], pool:
     """M2-VAAL's rule 2 over the ranks: the same seeded training on every rank, each rank's shard
     scored up to the per-class normalisation, whose largest distances one all-reduce (a maximum:
     exact) makes the whole pool's; then one merge."""
-    from torch_al.strategies.generative.m2_vaal import class_largest_distances, confidence_distance_from_parts
+    from torch_al.strategies.generative.m2_vaal import class_largest_distances, confidence_distance_from_parts, confidence_distance_parts
 
-    parts, classes = _on_every_rank(lambda: strategy.confidence_distance_parts(model, pool, owned), group)
+    def local():
+        codes, anchors, classes = strategy.latent_codes(model, pool, owned)
+        return confidence_distance_parts(codes, codes[:, -classes:], *anchors), classes
+
+    parts, classes = _on_every_rank(local, group)
     largest = class_largest_distances(parts, classes).to(_collective_device(group))
     dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
     return distributed_topk(confidence_distance_from_parts(parts, largest.cpu()), owned, budget, group)[1]
+
+
+def _distributed_anchor_distance(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """M2-VAAL's rule 1 over the ranks: the same seeded training on every rank, each rank's
+    shard's latent codes, then the rule's greedy with a :class:`RankArbiter` (per pick one
+    all-gather carrying the winner's code; per-class counts by one all-reduce)."""
+    from torch_al.strategies.generative.m2_vaal import anchor_distance_select
+
+    codes, anchors, classes = _on_every_rank(lambda: strategy.latent_codes(model, pool, owned), group)
+    return anchor_distance_select(codes, codes[:, -classes:].argmax(1), *anchors, budget, classes, RankArbiter(owned, group))[0]
+
+
+def _distributed_batchbald(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """BatchBALD over the ranks: each rank runs the T passes over its shard (its own dropout
+    masks, BALD's caveat), then :func:`distributed_batchbald_select`."""
+    from torch_al.strategies.base import model_device
+
+    probabilities = _on_every_rank(lambda: strategy.probabilities_of(model, pool, owned, budget), group)
+    (classes,) = _largest_over_ranks([probabilities.shape[2] if probabilities is not None else -1], group)
+    if probabilities is None:
+        probabilities = torch.zeros(0, strategy.passes, classes, device=model_device(model))
+    generator = strategy.generator(pool)
+    return distributed_batchbald_select(
+        probabilities, budget, strategy.max_configurations, strategy.samples, strategy.shortlist, generator, global_indices=owned, group=group
+    )[0]
+
+
+def _distributed_dal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
+    """DAL over the ranks: each rank embeds its shard (rank 0 the labeled items too); each
+    sub-query's discriminator trains data-parallel over every rank's rows (the one-process
+    minibatches, one all-reduce of the gradients a step), then the ranks' scores merge."""
+    from torch_al.strategies.base import model_device
+
+    held = torch.cat([pool.labeled_indices, owned]).sort().values if _rank(group) == 0 else owned
+    features = _on_every_rank(lambda: strategy.features_of(model, pool, held), group)
+    (width,) = _largest_over_ranks([features.shape[1] if features is not None else -1], group)
+    if features is None:
+        features = torch.zeros(0, width, device=model_device(model))
+    return strategy.query(features, pool, budget, held, RankArbiter(held, group))[0]
 
 
 def _distributed_ceal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
@@ -656,11 +813,10 @@ def _distributed_badge(strategy, model: Optional[nn.Module], pool: "ActivePool",
         return centers, mine
 
     centers, mine = _on_every_rank(factors, group)
-    widths = torch.tensor(list(mine[0].shape[1:]) + list(mine[1].shape[1:]) if mine else [-1, -1])
-    dist.all_reduce(widths, op=dist.ReduceOp.MAX, group=group)  # a rank with no rows learns C and D from the others
+    widths = _largest_over_ranks([*mine[0].shape[1:], *mine[1].shape[1:]] if mine else [-1, -1], group)
     if mine is None:
         device = centers[0].device if centers else torch.device("cpu")
-        mine = tuple(torch.empty(0, max(int(width), 0), device=device) for width in widths)
+        mine = tuple(torch.empty(0, width, device=device) for width in widths)
     return distributed_kmeanspp_factored(
         *mine, budget, centers, global_indices=owned.to(mine[0].device), generator=strategy.generator(pool), group=group
     ).cpu()
@@ -673,10 +829,9 @@ def _distributed_suggestive(strategy, model: Optional[nn.Module], pool: "ActiveP
     count = strategy.shortlist_size(budget, int(pool.unlabeled_indices.numel()))
     uncertainty, unit = _on_every_rank(lambda: strategy.describe(model, pool, owned) if owned.numel() else (torch.empty(0), None), group)
     _, shortlist = distributed_topk(uncertainty.double().cpu(), owned, count, group)
-    width = torch.tensor([unit.shape[1] if unit is not None else -1])
-    dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)
+    (width,) = _largest_over_ranks([unit.shape[1] if unit is not None else -1], group)
     device = unit.device if unit is not None else torch.device("cpu")
-    unit = unit if unit is not None else torch.zeros(0, max(int(width), 0), device=device)
+    unit = unit if unit is not None else torch.zeros(0, width, device=device)
     # Each rank writes the shortlisted rows it holds; the others' zeros add nothing.
     candidates = torch.zeros(count, unit.shape[1], dtype=unit.dtype, device=_collective_device(group))
     mine = torch.isin(shortlist, owned)
@@ -702,11 +857,10 @@ def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool
         return rows[0], rows[1]
 
     centers, x = _on_every_rank(embeddings, group)
-    width = torch.tensor([x.shape[1] if x is not None else -1 if centers is None else centers.shape[1]])
-    dist.all_reduce(width, op=dist.ReduceOp.MAX, group=group)  # a rank with no rows learns D from the others
+    (width,) = _largest_over_ranks([x.shape[1] if x is not None else -1 if centers is None else centers.shape[1]], group)
     if x is None:
         reference = centers if centers is not None else torch.empty(0)
-        x = torch.empty(0, max(int(width), 0), dtype=torch.float32, device=reference.device)
+        x = torch.empty(0, width, dtype=torch.float32, device=reference.device)
     picked, _ = distributed_kcenter_greedy(
         x, budget, centers, global_indices=owned.to(x.device), first=strategy.first_pick(pool), metric=strategy.metric, group=group
     )
@@ -817,6 +971,14 @@ def _rows_of_every_rank(op: str, rows: int, picks: int, group: Optional[dist.Pro
     dist.all_reduce(total, group=group)
     if picks > int(total):
         raise ValueError(f"{op}: {picks} picks are more than the {int(total)} rows of all ranks")
+
+
+def _largest_over_ranks(sizes: List[int], group: Optional[dist.ProcessGroup]) -> List[int]:
+    """Each of ``sizes`` (-1: unknown here) as its largest over the ranks, at least 0: a rank that
+    holds no rows learns its tensors' widths from the others (one all-reduce)."""
+    largest = torch.tensor(sizes)
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
+    return [max(int(size), 0) for size in largest]
 
 
 def _world_size(group: Optional[dist.ProcessGroup]) -> int:

@@ -4,10 +4,13 @@ mutual information between its labels and the weights, over T MC-dropout samples
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.special import entr
 
+from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies import sample_scores
+from torch_al.strategies.arbiter import Arbiter, Pick
 from torch_al.strategies.bayesian.mc_dropout import BALD
 from torch_al.validation import LogitsCheck, check_int
 
@@ -120,54 +123,70 @@ def batchbald_select(
         (int64 Tensor[budget] indices in pick order, float64 Tensor[budget] scores: score n is
         a({x_1..x_n}), the mutual information of the batch so far; score 1 is BALD's).
     """
-    _check_inputs(probabilities, budget, max_configurations, samples, shortlist)
+    check_inputs("batchbald_select", probabilities, budget, max_configurations, samples, shortlist)
+    if budget > probabilities.shape[0]:
+        raise ValueError(f"batchbald_select: budget {budget} is larger than the {probabilities.shape[0]} items")
     probabilities = probabilities.double()
-    items, passes, classes = probabilities.shape
-    conditional = entr(probabilities).sum(-1).mean(1)  # [N] E_θ H(y|θ)
-    candidates = torch.arange(items, device=probabilities.device)
-    if shortlist is not None and shortlist < items:
-        bald = entr(probabilities.mean(1)).sum(-1) - conditional
-        candidates = torch.sort(bald, descending=True, stable=True).indices[:shortlist].sort().values  # ascending: ties stay with the lower index
-        probabilities, conditional = probabilities[candidates], conditional[candidates]
+    candidates = torch.arange(probabilities.shape[0], device=probabilities.device)
+    if shortlist is not None and shortlist < probabilities.shape[0]:
+        candidates = torch.sort(sample_scores.bald(probabilities), descending=True, stable=True).indices[:shortlist].sort().values  # ascending: ties stay with the lower index
+    picks, scores = batchbald_greedy(probabilities[candidates], budget, max_configurations, samples, generator)
+    return candidates[picks.to(candidates.device)], scores
+
+
+def batchbald_greedy(
+    probabilities: Tensor,
+    budget: int,
+    max_configurations: int,
+    samples: int,
+    generator: torch.Generator | None,
+    arbiter: Arbiter = Arbiter(),
+) -> tuple[Tensor, Tensor]:
+    """:func:`batchbald_select`'s greedy over the candidates' float64 probabilities Tensor[n, T, C]
+    (no shortlist, no checks): (int64 Tensor[budget] picks in the arbiter's index space, float64
+    Tensor[budget] scores). Each pick's winner comes from ``arbiter`` with its probabilities and
+    E_θ H(y|θ), so a rank holding a shard of the candidates extends the configurations as one
+    process does."""
+    passes, classes = probabilities.shape[1:]
+    conditional = entr(probabilities).sum(-1).mean(1)  # [n] E_θ H(y|θ)
     by_class = probabilities.transpose(1, 2).contiguous()
     configurations = _Configurations(probabilities.new_ones(passes, 1), probabilities.new_zeros(1))
-    picked: list[int] = []
-    scores = []
+    available = torch.ones(probabilities.shape[0], dtype=torch.bool, device=probabilities.device)
+    picked: list[Pick] = []
     for step in range(budget):
         if step:
-            item = probabilities[picked[-1]]
+            item = picked[-1].rows[0]
             if configurations.posterior is not None:
                 configurations = configurations.extend_sampled(item, generator)
             elif configurations.ratios.shape[1] * classes <= max_configurations:
                 configurations = configurations.extend_exact(item)
             else:
-                configurations = _sample([probabilities[i] for i in picked], samples, generator)
-        gains = configurations.joint_entropies(by_class) - conditional - conditional[picked].sum()
-        gains[picked] = -torch.inf
-        best = int(gains.argmax())  # the first maximum: ties go to the lower index
-        picked.append(best)
-        scores.append(gains[best])
+                configurations = _sample([pick.rows[0] for pick in picked], samples, generator)
+        picked_conditional = torch.stack([pick.rows[1] for pick in picked]).sum() if picked else 0.0
+        gains = configurations.joint_entropies(by_class) - conditional - picked_conditional
+        picked.append(arbiter.pick(gains, available, (probabilities, conditional)))
+        if picked[-1].local >= 0:
+            available[picked[-1].local] = False
     if not picked:
-        return torch.empty(0, dtype=torch.int64, device=candidates.device), probabilities.new_empty(0)
-    return candidates[torch.tensor(picked, device=candidates.device)], torch.stack(scores)
+        return torch.empty(0, dtype=torch.int64), probabilities.new_empty(0)
+    return torch.tensor([pick.index for pick in picked], dtype=torch.int64), torch.stack([pick.value for pick in picked]).to(probabilities)
 
 
-def _check_inputs(probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None) -> None:
+def check_inputs(op: str, probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None) -> None:
+    """The checks of :func:`batchbald_select` but the budget against N, with ``op`` naming the function."""
     if not isinstance(probabilities, Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
         got = f"shape {tuple(probabilities.shape)}, dtype {probabilities.dtype}" if isinstance(probabilities, Tensor) else type(probabilities).__name__
-        raise ValueError(f"batchbald_select: probabilities must be a floating Tensor[N, T, C], got {got}")
-    items, passes, classes = probabilities.shape
+        raise ValueError(f"{op}: probabilities must be a floating Tensor[N, T, C], got {got}")
+    _, passes, classes = probabilities.shape
     if passes < 2 or classes < 2:
-        raise ValueError(f"batchbald_select: probabilities need T >= 2 passes and C >= 2 classes, got shape {tuple(probabilities.shape)}")
+        raise ValueError(f"{op}: probabilities need T >= 2 passes and C >= 2 classes, got shape {tuple(probabilities.shape)}")
     if not bool(probabilities.isfinite().all()) or bool((probabilities < 0).any()):
-        raise ValueError("batchbald_select: probabilities must be finite and non-negative (NaN, inf or a negative value found)")
-    check_int(budget, "batchbald_select: budget", 0)
-    if budget > items:
-        raise ValueError(f"batchbald_select: budget {budget} is larger than the {items} items")
-    check_int(max_configurations, "batchbald_select: max_configurations", 1)
-    check_int(samples, "batchbald_select: samples", 1)
-    if shortlist is not None and check_int(shortlist, "batchbald_select: shortlist", 1) < budget:
-        raise ValueError(f"batchbald_select: shortlist {shortlist} is smaller than the budget {budget}")
+        raise ValueError(f"{op}: probabilities must be finite and non-negative (NaN, inf or a negative value found)")
+    check_int(budget, f"{op}: budget", 0)
+    check_int(max_configurations, f"{op}: max_configurations", 1)
+    check_int(samples, f"{op}: samples", 1)
+    if shortlist is not None and check_int(shortlist, f"{op}: shortlist", 1) < budget:
+        raise ValueError(f"{op}: shortlist {shortlist} is smaller than the budget {budget}")
 
 
 class BatchBALD(BALD):
@@ -210,13 +229,22 @@ class BatchBALD(BALD):
         self.seed = seed
 
     def rank(self, model, pool, budget):
+        candidates = pool.unlabeled_indices
+        probabilities = self.probabilities_of(model, pool, candidates, budget)
+        picks, scores = batchbald_select(probabilities, budget, self.max_configurations, self.samples, self.shortlist, self.generator(pool))
+        return candidates[picks.cpu()], scores.cpu()
+
+    def probabilities_of(self, model: nn.Module | None, pool: ActivePool, rows: Tensor, budget: int) -> Tensor | None:
+        """The T passes' p_t(y | x) of the pool items ``rows``, Tensor[n, T, C] (None when n = 0),
+        for a selection of ``budget`` items."""
         if model is None:
             raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
         if self.shortlist is not None and self.shortlist < budget:
             raise ValueError(f"{type(self).__name__}: shortlist {self.shortlist} is smaller than the budget {budget}")
-        candidates = pool.unlabeled_indices
-        loader = inputs_loader(pool, candidates, self.batch_size)
-        probabilities = self.per_batch(model, loader, LogitsCheck(type(self).__name__, candidates), lambda batch: batch)
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, "batchbald", pool.round))
-        picks, scores = batchbald_select(probabilities, budget, self.max_configurations, self.samples, self.shortlist, generator)
-        return candidates[picks.cpu()], scores.cpu()
+        if not rows.numel():
+            return None
+        return self.per_batch(model, inputs_loader(pool, rows, self.batch_size), LogitsCheck(type(self).__name__, rows), lambda batch: batch)
+
+    def generator(self, pool: ActivePool) -> torch.Generator:
+        """The draws of the sampled configurations, seeded by (seed, round)."""
+        return torch.Generator().manual_seed(derived_seed(self.seed, "batchbald", pool.round))

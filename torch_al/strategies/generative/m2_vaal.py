@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torch_al.pool import ActivePool
+from torch_al.strategies.arbiter import Arbiter, Pick
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
 from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss, surest_unlabeled
 from torch_al.validation import check_int, check_real
@@ -105,32 +106,44 @@ def class_distance_sums(codes: Tensor, predictions: Tensor, anchor_codes: Tensor
     return torch.cat(sums), torch.cat(counts)
 
 
-def anchor_distance_select(codes: Tensor, predictions: Tensor, anchor_codes: Tensor, anchor_classes: Tensor, budget: int) -> tuple[Tensor, Tensor]:
-    """The slides' Algorithm 1 on latent codes: ``budget`` rows of ``codes`` Tensor[N, D] and
-    their scores (float64 Tensor[budget]), in the order picked.
+def anchor_distance_select(
+    codes: Tensor,
+    predictions: Tensor,
+    anchor_codes: Tensor,
+    anchor_classes: Tensor,
+    budget: int,
+    classes: int | None = None,
+    arbiter: Arbiter = Arbiter(),
+) -> tuple[Tensor, Tensor]:
+    """The slides' Algorithm 1 on latent codes: ``budget`` rows of ``codes`` Tensor[N, D] (in the
+    arbiter's index space: rows here on one process) and their scores (float64 Tensor[budget]),
+    in the order picked.
 
     The classes take turns, in ascending order, each picking once per turn while it has rows
-    predicted (``predictions`` int64 Tensor[N]) as that class left: a class picks its row with
-    the largest sum of Euclidean distances to its anchors (``anchor_codes`` Tensor[M, D] of class
-    ``anchor_classes`` Tensor[M], and the rows it has picked so far), ties to the lower row. A
-    class with no anchor yet scores all its rows 0, so it picks its lowest row first.
+    predicted (``predictions`` int64 Tensor[N], below ``classes``; default its largest + 1) as
+    that class left: a class picks its row with the largest sum of Euclidean distances to its
+    anchors (``anchor_codes`` Tensor[M, D] of class ``anchor_classes`` Tensor[M], and the rows it
+    has picked so far), ties to the lower row. A class with no anchor yet scores all its rows 0,
+    so it picks its lowest row first. Each pick's winner comes from ``arbiter`` with its code, so
+    ranks holding shards of the rows make the picks one process makes.
     """
     codes = codes.double()
     sums, _ = class_distance_sums(codes, predictions, anchor_codes, anchor_classes)
+    classes = classes if classes is not None else int(predictions.max()) + 1 if predictions.numel() else 0
+    left = arbiter.total(torch.bincount(predictions.cpu(), minlength=classes))
     available = torch.ones(codes.shape[0], dtype=torch.bool, device=codes.device)
-    picks, scores = [], []
-    while len(picks) < budget:
-        for class_ in predictions[available].unique().tolist():
-            if len(picks) == budget:
+    picked: list[Pick] = []
+    while len(picked) < budget:
+        for class_ in left.nonzero().flatten().tolist():
+            if len(picked) == budget:
                 break
-            candidates = torch.nonzero(available & (predictions == class_)).squeeze(1)
-            best = int(candidates[torch.argmax(sums[candidates])])  # the first of equal maxima
-            picks.append(best)
-            scores.append(float(sums[best]))
-            available[best] = False
-            members = torch.nonzero(predictions == class_).squeeze(1)
-            sums[members] += torch.linalg.vector_norm(codes[members] - codes[best], dim=1)
-    return torch.tensor(picks, dtype=torch.int64), torch.tensor(scores, dtype=torch.float64)
+            members = predictions == class_
+            picked.append(arbiter.pick(sums, available & members, (codes,)))
+            left[class_] -= 1
+            if picked[-1].local >= 0:
+                available[picked[-1].local] = False
+            sums[members] += torch.linalg.vector_norm(codes[members] - picked[-1].rows[0], dim=1)
+    return torch.tensor([pick.index for pick in picked], dtype=torch.int64), torch.tensor([float(pick.value) for pick in picked], dtype=torch.float64)
 
 
 def confidence_distance_scores(codes: Tensor, probabilities: Tensor, anchor_codes: Tensor, anchor_classes: Tensor) -> Tensor:
@@ -252,13 +265,13 @@ class M2VAAL(VAAL):
         model, discriminator = networks
         return lambda x: discriminator(model.latent(x))
 
-    def confidence_distance_parts(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> tuple[ConfidenceDistanceParts, int]:
-        """Rule 2's parts for the pool items ``rows`` after this round's training on the whole pool
-        (needs a labeled item), and the class count K: what a distributed query combines, the same
-        training on every rank."""
+    def latent_codes(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
+        """The latent codes of the pool items ``rows``, the anchors (codes and labels) and the
+        class count K after this round's training on the whole pool (needs a labeled item): what
+        a distributed query of the distance rules works from, the same training on every rank."""
         with self.round_training(model, pool) as ((network, _), image_shape, device):
             codes, anchors = self._codes_and_anchors(network, pool, pool.labeled_indices, rows, image_shape, device)
-        return confidence_distance_parts(codes, codes[:, -network.classes :], *anchors), network.classes
+        return codes, anchors, network.classes
 
     def _codes_and_anchors(self, network, pool, labeled, rows, image_shape, device) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The latent codes of ``rows`` and the anchors: the codes and labels of the correctly
@@ -275,7 +288,7 @@ class M2VAAL(VAAL):
         model, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
         codes, anchors = self._codes_and_anchors(model, pool, labeled, candidates, image_shape, device)
         if self.rule == "anchor-distance":
-            rows, scores = anchor_distance_select(codes, codes[:, -model.classes :].argmax(1), *anchors, budget)
+            rows, scores = anchor_distance_select(codes, codes[:, -model.classes :].argmax(1), *anchors, budget, model.classes)
         else:
             scores = confidence_distance_scores(codes, codes[:, -model.classes :], *anchors)
             rows = torch.sort(scores, descending=True, stable=True).indices[:budget]

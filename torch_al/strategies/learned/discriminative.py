@@ -9,7 +9,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.strategies.arbiter import Arbiter
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.diversity.coreset import embed
 from torch_al.validation import check_int, check_real
@@ -53,12 +55,14 @@ def train_discriminator(
     batch_size: int,
     lr: float,
     stop_accuracy: float,
+    held: Tensor | None = None,
+    arbiter: Arbiter = Arbiter(),
 ) -> nn.Sequential:
     """A fresh :func:`discriminator` trained to tell ``is_unlabeled`` rows from the others.
 
     Args:
-        features: float Tensor[N, D], ψ of every item (labeled and unlabeled).
-        is_unlabeled: bool Tensor[N], the training targets; both classes must be present.
+        features: float Tensor[n, D], ψ of the rows ``held`` (labeled and unlabeled).
+        is_unlabeled: bool Tensor[N], the training targets of all N rows; both classes must be present.
         generator: CPU generator of the initialisation and the minibatch order.
         hidden: width of the hidden layers.
         steps: at most this many Adam steps on minibatches of ``batch_size`` rows, in shuffled
@@ -66,6 +70,11 @@ def train_discriminator(
         lr: Adam's learning rate.
         stop_accuracy: stop at the end of a pass whose class-balanced accuracy (the mean of the
             two classes' accuracies, from the predictions made while training) reaches this.
+        held: int64 Tensor[n] (CPU), the increasing rows of the N that ``features`` holds; None:
+            all of them (n = N).
+        arbiter: sums each step's gradients and each pass's accuracy counts over every holder of
+            rows: ranks holding shards of the rows train the same classifier (data-parallel: one
+            all-reduce of the gradients per step), one process trains alone.
 
     Each class carries half of the loss's weight (row weight N / N_class, as in the authors'
     code), so the few labeled rows are not drowned out by the unlabeled ones. No regularisation:
@@ -75,36 +84,54 @@ def train_discriminator(
     counts = torch.bincount(is_unlabeled.long(), minlength=2)
     if not bool(counts.all()):
         raise ValueError(f"train_discriminator: is_unlabeled must hold both classes, got {counts[0]} labeled and {counts[1]} unlabeled rows")
+    held = torch.arange(is_unlabeled.numel()) if held is None else held
     model = discriminator(features.shape[1], hidden, generator).to(features.device)
-    targets = is_unlabeled.to(features.device, features.dtype)
-    class_weight = targets.numel() / counts.to(targets)
+    targets = is_unlabeled.cpu()[held].to(features.device, features.dtype)
+    class_weight = is_unlabeled.numel() / counts.to(targets)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = 0
     while step < steps:
-        order = torch.randperm(targets.numel(), generator=generator)[: (steps - step) * batch_size]  # the last pass may stop short
-        batches = order.to(features.device).split(batch_size)
-        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches)
+        order = torch.randperm(is_unlabeled.numel(), generator=generator)[: (steps - step) * batch_size]  # the last pass may stop short
+        batches = [(_held_rows(batch, held).to(features.device), batch.numel()) for batch in order.split(batch_size)]
+        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches, arbiter)
         step += len(batches)
         if accuracy >= stop_accuracy:
             break
     return model.eval()
 
 
-def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches) -> float:
-    """One Adam step per batch of row indices; the pass's class-balanced accuracy, from each
-    batch's predictions before its step (NaN when a class was absent from the pass)."""
-    correct = torch.zeros(2, device=features.device)
-    seen = torch.zeros(2, device=features.device)
-    for batch in batches:
-        labels = targets[batch]
-        logits = model(features[batch]).squeeze(1)
-        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).mean()
+def _held_rows(batch: Tensor, held: Tensor) -> Tensor:
+    """The positions in ``held`` of the batch's rows that it holds."""
+    if not held.numel():
+        return batch[:0]
+    position = torch.searchsorted(held, batch).clamp_max(held.numel() - 1)
+    return position[held[position] == batch]
+
+
+def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches, arbiter: Arbiter) -> float:
+    """One Adam step per batch (the rows held here, the batch's size); the pass's class-balanced
+    accuracy, from each batch's predictions before its step (NaN when a class was absent from the pass)."""
+    counts = torch.zeros(2, 2, device=features.device)  # correct, seen per class
+    for rows, size in batches:
+        labels = targets[rows]
+        logits = model(features[rows]).squeeze(1)
+        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).sum() / size
         optimizer.zero_grad()
         loss.backward()
+        _sum_gradients(model, arbiter)
         optimizer.step()
-        correct += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
-        seen += torch.bincount(labels.long(), minlength=2)
+        counts[0] += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
+        counts[1] += torch.bincount(labels.long(), minlength=2)
+    correct, seen = arbiter.total(counts)
     return float((correct / seen).mean())
+
+
+def _sum_gradients(model: nn.Module, arbiter: Arbiter) -> None:
+    """Every parameter's gradient summed over the holders of rows (one call for all of them)."""
+    parameters = list(model.parameters())
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in parameters])
+    for parameter, total in zip(parameters, arbiter.total(flat).split([p.numel() for p in parameters])):
+        parameter.grad = total.view_as(parameter)
 
 
 @torch.no_grad()
@@ -171,31 +198,39 @@ class DiscriminativeAL(Strategy):
         self.seed = seed
 
     def rank(self, model, pool, budget):
+        everything = torch.arange(len(pool))
+        return self.query(self.features_of(model, pool, everything), pool, budget, everything)
+
+    def features_of(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor | None:
+        """ψ of the pool items ``rows`` (int64 Tensor[n]), float Tensor[n, D]; None when n = 0."""
         if model is None:
             raise ValueError("DiscriminativeAL embeds the pool with a model; got model=None")
-        everything = torch.arange(len(pool))
-        features = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything, name=type(self).__name__)
-        self.charge(forward=len(pool))
-        is_unlabeled = ~pool.labeled_mask.to(features.device)
+        self.charge(forward=rows.numel())
+        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=type(self).__name__) if rows.numel() else None
+
+    def query(self, features: Tensor, pool: ActivePool, budget: int, held: Tensor, arbiter: Arbiter = Arbiter()) -> tuple[Tensor, Tensor]:
+        """The sub-queries' picks and their P(unlabeled | ψ), from ``features`` Tensor[n, D] of the
+        pool items ``held`` (int64 Tensor[n], increasing); ``arbiter`` joins this process to the
+        holders of the other items: on one process every item is held; over ranks, each rank
+        holds its shard and one of them the labeled items (:func:`torch_al.distributed.distributed_select`)."""
+        is_unlabeled = ~pool.labeled_mask
         picks, scores = [], []
         for sub_query, size in enumerate(split_budget(budget, self.sub_queries)):
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "dal", pool.round, sub_query))
-            chosen, probability = self._sub_query(features, is_unlabeled, size, generator)
+            chosen, probability = self._sub_query(features, is_unlabeled, held, size, generator, arbiter)
             is_unlabeled[chosen] = False
             picks.append(chosen)
             scores.append(probability)
         return torch.cat(picks).cpu(), torch.cat(scores).float().cpu()
 
-    def _sub_query(self, features: Tensor, is_unlabeled: Tensor, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``size`` rows of ``features`` among ``is_unlabeled`` and their P(unlabeled | ψ)."""
-        candidates = is_unlabeled.nonzero().squeeze(1)
-        if bool(is_unlabeled.all()):
-            drawn = torch.randperm(candidates.numel(), generator=generator)[:size].to(candidates.device)
-            return candidates[drawn], torch.ones(size, device=features.device)  # P(unlabeled) = 1: everything is
+    def _sub_query(self, features: Tensor, is_unlabeled: Tensor, held: Tensor, size: int, generator: torch.Generator, arbiter: Arbiter) -> tuple[Tensor, Tensor]:
+        """``size`` items among ``is_unlabeled`` (bool Tensor[N]) and their P(unlabeled | ψ)."""
+        if bool(is_unlabeled.all()):  # every holder draws the same
+            return torch.randperm(is_unlabeled.numel(), generator=generator)[:size], torch.ones(size)  # P(unlabeled) = 1: everything is
         classifier = train_discriminator(
             features, is_unlabeled, generator, hidden=self.hidden, steps=self.discriminator_steps,
-            batch_size=self.train_batch_size, lr=self.lr, stop_accuracy=self.stop_accuracy,
+            batch_size=self.train_batch_size, lr=self.lr, stop_accuracy=self.stop_accuracy, held=held, arbiter=arbiter,
         )  # fmt: skip
-        probability = unlabeled_probability(classifier, features[candidates])
-        order = torch.sort(probability, descending=True, stable=True).indices[:size]
-        return candidates[order], probability[order]
+        candidates = is_unlabeled[held]
+        probability = unlabeled_probability(classifier, features[candidates.to(features.device)])
+        return arbiter.top(probability, held[candidates], size)
