@@ -254,7 +254,7 @@ def distributed_kcenter_greedy(
     for _ in range(k):
         row = int(local)
         claim = (global_indices[row], x[row]) if row >= 0 else (torch.tensor(-1), x.new_zeros(x.shape[1]))
-        winner, owner, center = _farthest_over_ranks(value, claim[0], group, row=claim[1])
+        winner, owner, center = _best_over_ranks(value, claim[0], group, row=claim[1])
         if owner < 0:  # only the first pick without centers can find no candidate
             raise ValueError(f"distributed_kcenter_greedy: first={first} is the global index of no rank's point")
         picks.append(winner)
@@ -328,7 +328,7 @@ def distributed_kmeanspp_factored(
         if t == 0 and not centers:  # the largest embedding, ties to the lower index
             best = int(norms.argmax()) if a.shape[0] else -1
             claim = (norms[best], global_indices[best], factors[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1), factors.new_zeros(factors.shape[1]))
-            winner, owner, row = _farthest_over_ranks(*claim[:2], group, row=claim[2])
+            winner, owner, row = _best_over_ranks(*claim[:2], group, row=claim[2])
         else:
             winner, owner, row = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], ids, factors, group)
         picks.append(winner)
@@ -366,8 +366,8 @@ def _drawn_over_ranks(
 
     def claim(value: float, local: Optional[int]) -> Tuple[int, int, Tensor]:
         if local is None:
-            return _farthest_over_ranks(torch.tensor(-1.0), torch.tensor(-1), group, row=factors.new_zeros(factors.shape[1]))
-        return _farthest_over_ranks(torch.tensor(value), ids[local], group, row=factors[local])
+            return _best_over_ranks(torch.tensor(-1.0), torch.tensor(-1), group, row=factors.new_zeros(factors.shape[1]))
+        return _best_over_ranks(torch.tensor(value), ids[local], group, row=factors[local])
 
     if bool(total.item() > 0):
         first = int(torch.searchsorted(cumulative, u * total.cpu(), right=True)) if cumulative.numel() else 0
@@ -527,7 +527,7 @@ def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_i
             raise ValueError(f"{op}: metric 'cosine' needs rows with a nonzero, finite norm; {name} row {int(unusable.nonzero()[0])} fails")
 
 
-def _farthest_over_ranks(
+def _best_over_ranks(
     value: Tensor, index: Tensor, group: Optional[dist.ProcessGroup], row: Optional[Tensor] = None
 ) -> Tuple[int, int, Optional[Tensor]]:
     """(global index, owner rank, owner's row) of the best of every rank's claim (value, global
@@ -578,9 +578,9 @@ class RankArbiter(Arbiter):
         local = first_maximum(values, available)
         if local >= 0:
             claim = torch.cat([values[local].double().reshape(1), *(part[local] for part in flat)])
-            winner, owner, row = _farthest_over_ranks(values[local], self.global_indices[local], self.group, row=claim)
+            winner, owner, row = _best_over_ranks(values[local], self.global_indices[local], self.group, row=claim)
         else:
-            winner, owner, row = _farthest_over_ranks(torch.tensor(-1.0), torch.tensor(-1), self.group, row=torch.zeros(sum(widths), dtype=torch.float64))
+            winner, owner, row = _best_over_ranks(torch.tensor(-1.0), torch.tensor(-1), self.group, row=torch.zeros(sum(widths), dtype=torch.float64))
         if owner < 0:
             raise RuntimeError("RankArbiter.pick: no rank has an available candidate")
         value, *parts = row.split(widths)
