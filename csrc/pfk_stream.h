@@ -41,8 +41,9 @@ template <PfkReduction reduction, PfkStream stream>
 std::tuple<at::Tensor, at::Tensor> pfk_kernel(
     at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
     const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine,
-    c10::string_view precision) {
-  return pfk_stream_with({query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision}, reduction, stream);
+    c10::string_view precision, bool check_finite) {
+  return pfk_stream_with(
+      {query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision, check_finite}, reduction, stream);
 }
 
 }  // namespace torch_al::ops

@@ -64,7 +64,7 @@ void check_dtype_and_device(
 }  // namespace
 
 void check_pfk_topk_inputs(const char* op, const PfkArgs& args) {
-  const auto& [query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision] = args;
+  const auto& [query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision, check_finite] = args;
   TORCH_CHECK(!query_z.empty(), op, ": query_z must hold at least one scale, got an empty list");
   TORCH_CHECK(
       query_z[0].dim() == 2, op, ": query_z[0] must be (M, C), got shape ", query_z[0].sizes());
@@ -187,19 +187,19 @@ void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
 std::tuple<at::Tensor, at::Tensor> pfk_topk(
     at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
     const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine,
-    c10::string_view precision) {
+    c10::string_view precision, bool check_finite) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::pfk_topk", "")
                        .typed<decltype(pfk_topk)>();
-  return op.call(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision);
+  return op.call(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision, check_finite);
 }
 
 TORCH_LIBRARY_FRAGMENT(torch_al, m) {
   m.set_python_module("torch_al._meta_registrations");
   m.def(
       "pfk_topk(Tensor[] query_z, Tensor[] pool_z, Tensor[] query_g, Tensor[] pool_g, "
-      "Tensor? pool_mask, int k, str combine=\"product\", str precision=\"exact\") -> (Tensor values, "
-      "Tensor indices)");
+      "Tensor? pool_mask, int k, str combine=\"product\", str precision=\"exact\", bool check_finite=True) "
+      "-> (Tensor values, Tensor indices)");
 }
 
 }  // namespace torch_al::ops

@@ -17,11 +17,13 @@ namespace torch_al::ops {
 // precision "exact" computes every product in the descriptors' dtype; "fast" screens the pool
 // with bfloat16 products (float32 on CUDA; elsewhere the screen is exact) for the best
 // pfk_screen_width(k, N) columns, then re-scores those exactly (see pfk_rescore.h).
+// check_finite false skips the finiteness pass and its host synchronisation (for a caller that
+// has validated the descriptors: a NaN or inf then decides picks without an error).
 // Returns (values[M, k], indices[M, k] int64).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_topk(
     at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
     const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine = "product",
-    c10::string_view precision = "exact");
+    c10::string_view precision = "exact", bool check_finite = true);
 
 // The arguments pfk_topk and pfk_column_topk share, in their schemas' order; the tensors are
 // borrowed from the caller for the duration of one call.
@@ -34,6 +36,7 @@ struct PfkArgs {
   int64_t k;
   c10::string_view combine;
   c10::string_view precision;
+  bool check_finite;
 };
 
 // Validation shared by every backend of pfk_topk and pfk_column_topk (the Python fake mirrors it):

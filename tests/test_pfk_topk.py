@@ -274,6 +274,52 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.torch_al.pfk_topk.default, ([torch.randn(4, 3)], [torch.randn(9, 3)], [], [], None, 2))
 
 
+@pytest.mark.parametrize("op", [torch_al.pfk_topk, torch_al.pfk_column_topk])
+def test_check_finite_false_skips_the_finiteness_check_alone(op):
+    generator = torch.Generator().manual_seed(21)
+    name = op.__name__
+    for combine in COMBINES:
+        problem = random_problem(generator, torch.float32, max_rows=6, max_columns=300)
+        mask = random_mask(generator, problem[1][0].shape[0], "random", 4)
+        expected = op(*problem, pool_mask=mask, k=4, combine=combine)
+        unchecked = op(*problem, pool_mask=mask, k=4, combine=combine, check_finite=False)
+        assert all(torch.equal(a, b) for a, b in zip(unchecked, expected))
+        torch.library.opcheck(getattr(torch.ops.torch_al, name).default, (*problem, mask, 4, combine, "exact", False))
+    args = good_args()
+    args["pool_z"][1][2, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=rf"{name}: pool_z\[1\] contains NaN"):
+        op(**args)
+    values, indices = op(**args, check_finite=False)  # the caller vouched for the inputs: no error
+    assert indices.dtype == torch.int64 and values.shape == indices.shape
+    with pytest.raises(RuntimeError, match="k must be >= 0, got -1"):  # every other check stays
+        op(**(good_args() | dict(k=-1)), check_finite=False)
+
+
+def test_check_finite_through_torchscript():
+    @torch.jit.script
+    def unchecked(query: torch.Tensor, pool: torch.Tensor):
+        return torch_al.pfk_topk([query], [pool], k=2, check_finite=False)
+
+    query, pool = torch.randn(3, 4), torch.randn(9, 4)
+    for result, expected in zip(unchecked(query, pool), torch_al.pfk_topk([query], [pool], k=2)):
+        assert torch.equal(result, expected)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("op", [torch_al.pfk_topk, torch_al.pfk_column_topk])
+def test_unchecked_call_never_waits_on_the_device(op):
+    generator = torch.Generator().manual_seed(22)
+    problem = [[t.cuda() for t in part] for part in random_problem(generator, torch.float32, max_rows=6, max_columns=3000)]
+    mask = (torch.rand(problem[1][0].shape[0], generator=generator) < 0.3).cuda()
+    expected = op(*problem, pool_mask=mask, k=5)  # also warms cuBLAS up
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        values, indices = op(*problem, pool_mask=mask, k=5, check_finite=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(values, expected[0]) and torch.equal(indices, expected[1])
+
+
 def selection_scores(query_z, pool_z, query_g, pool_g, mask):
     values, indices = torch_al.pfk_topk(query_z, pool_z, query_g, pool_g, mask, k=3, combine="fisher")
     return values.clamp_min(-1e9).sum(), indices + 1

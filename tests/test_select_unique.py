@@ -143,7 +143,7 @@ def test_scripted_selection_in_fresh_process(tmp_path):
         f"""
         import torch, torch_al
         select = torch.jit.load({str(path)!r})
-        print(select([torch.ones(5, 2)], [torch.arange(40.0).reshape(20, 2)], 12, None, None, None, 1, "product", "rank", "exact").tolist())
+        print(select([torch.ones(5, 2)], [torch.arange(40.0).reshape(20, 2)], 12, None, None, None, 1, "product", "rank", "exact", True).tolist())
         """
     )
     assert output.strip() == str(expected.tolist())

@@ -118,13 +118,13 @@ if has_ops():
         torch._check(precision in ("exact", "fast"), lambda: f'{op}: precision must be "exact" or "fast", got "{precision}"')
 
     @torch.library.register_fake("torch_al::pfk_topk")
-    def _pfk_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact"):
+    def _pfk_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact", check_finite=True):
         _check_pfk_topk_inputs("pfk_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
         rows = query_z[0].shape[0]
         return query_z[0].new_empty((rows, k)), query_z[0].new_empty((rows, k), dtype=torch.int64)
 
     @torch.library.register_fake("torch_al::pfk_column_topk")
-    def _pfk_column_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact"):
+    def _pfk_column_topk_fake(query_z, pool_z, query_g, pool_g, pool_mask, k, combine="product", precision="exact", check_finite=True):
         _check_pfk_topk_inputs("pfk_column_topk", query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)
         return query_z[0].new_empty((k,)), query_z[0].new_empty((k,), dtype=torch.int64)
 

@@ -127,6 +127,7 @@ def distributed_pfk_topk(
     *,
     global_indices: Tensor,
     precision: str = "exact",
+    check_finite: bool = True,
     group: Optional[dist.ProcessGroup] = None,
 ) -> Tuple[Tensor, Tensor]:
     """:func:`torch_al.pfk_topk` with the pool sharded over the ranks: each rank passes the same
@@ -135,7 +136,7 @@ def distributed_pfk_topk(
     every rank to ``pfk_topk`` over the whole pool."""
     from torch_al.ops.pfk_topk import pfk_topk
 
-    query = lambda: pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision)  # noqa: E731
+    query = lambda: pfk_topk(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision, check_finite)  # noqa: E731
     return _merged_lists("distributed_pfk_topk", query, global_indices, pool_z[0].shape[0], k, group)
 
 
@@ -187,8 +188,8 @@ def distributed_select_unique(
     found = int((selected >= 0).sum())
     while found < budget:  # each re-query has an unmasked point and a query row: it adds at least one
         mask = mask | torch.isin(global_indices, selected[:found])
-        values, indices = distributed_pfk_topk(
-            query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, group=group
+        values, indices = distributed_pfk_topk(  # the same descriptors: checked by the first query
+            query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, check_finite=False, group=group
         )
         more = select_unique_ranked(values, indices, budget - found)
         selected[found:] = more

@@ -91,4 +91,18 @@ TEST(PfkTopk, NanNamesTheTensor) {
       "pfk_topk: pool_z[0] contains NaN");
 }
 
+TEST(PfkTopk, UncheckedCallTrustsTheCaller) {
+  auto pool = torch::randn({4, 3});
+  pool.index_put_({1, 2}, std::numeric_limits<float>::quiet_NaN());
+  const auto query = torch::randn({2, 3});
+  const auto [values, indices] =
+      torch_al::ops::pfk_topk({query}, {pool}, {}, {}, std::nullopt, 2, "product", "exact", /*check_finite=*/false);
+  EXPECT_EQ(indices.sizes(), torch::IntArrayRef({2, 2}));
+  const auto [clean_values, clean_indices] = torch_al::ops::pfk_column_topk(
+      {query}, {pool.nan_to_num()}, {}, {}, std::nullopt, 3, "product", "exact", /*check_finite=*/false);
+  const auto [checked_values, checked_indices] =
+      torch_al::ops::pfk_column_topk({query}, {pool.nan_to_num()}, {}, {}, std::nullopt, 3);
+  EXPECT_TRUE(torch::equal(clean_indices, checked_indices));
+}
+
 }  // namespace

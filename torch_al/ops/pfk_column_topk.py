@@ -18,6 +18,7 @@ def pfk_column_topk(
     k: int = 1,
     combine: str = "product",
     precision: str = "exact",
+    check_finite: bool = True,
 ) -> Tuple[Tensor, Tensor]:
     """The k pool points whose best kernel value over the query rows is largest.
 
@@ -27,7 +28,7 @@ def pfk_column_topk(
     (one (N,) vector, then one stable sort, no host synchronisation).
 
     Args:
-        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision: as in :func:`pfk_topk`
+        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision, check_finite: as in :func:`pfk_topk`
             (``"fast"`` screens the column maxima, then recomputes the kept columns' maxima
             exactly over every query row).
         k (int): number of pool points, >= 0.
@@ -43,5 +44,5 @@ def pfk_column_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_column_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision, check_finite
     )

@@ -17,6 +17,7 @@ def pfk_topk(
     k: int = 1,
     combine: str = "product",
     precision: str = "exact",
+    check_finite: bool = True,
 ) -> Tuple[Tensor, Tensor]:
     """Per query row, the k pool points with the largest kernel value, never building the M x N matrix.
 
@@ -49,6 +50,11 @@ def pfk_topk(
             a product; values are exact float32 products, not necessarily bit-equal to
             ``"exact"``'s (another summation order). Elsewhere (CPU, float64) the screen is
             exact and the result equals ``"exact"``'s.
+        check_finite (bool): True (default): a NaN or inf in a descriptor is an error naming it,
+            which costs one pass over the inputs and, on CUDA, the call's one host
+            synchronisation. False: no check and no synchronisation (the call then queues on the
+            stream, and can be captured in a CUDA graph), for descriptors the caller has already
+            validated; a NaN or inf then decides picks silently.
 
     All descriptors share one dtype (float32 or float64) and one device.
 
@@ -59,13 +65,12 @@ def pfk_topk(
 
     Raises:
         RuntimeError: on a bad shape, dtype, device, k, mask or combine (the message names the
-            argument), or when a descriptor contains NaN or inf (checking costs one pass over the
-            inputs and, on CUDA, one host synchronisation).
+            argument), or, with ``check_finite``, when a descriptor contains NaN or inf.
     """
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision
+        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision, check_finite
     )
 
 

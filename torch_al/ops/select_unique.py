@@ -39,6 +39,7 @@ def select_unique(
     combine: str = "product",
     rule: str = "rank",
     precision: str = "exact",
+    check_finite: bool = True,
 ) -> Tensor:
     """Selects ``budget`` distinct unmasked pool points that best match the query rows.
 
@@ -51,7 +52,9 @@ def select_unique(
     ``budget`` best (:func:`pfk_column_topk`).
 
     Args:
-        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision: as in :func:`pfk_topk`.
+        query_z, pool_z, query_g, pool_g, pool_mask, combine, precision, check_finite: as in
+            :func:`pfk_topk`, for the first query (a re-query reads the same descriptors and
+            does not check them again).
         budget (int): number of points P to select, >= 0.
         k (int): candidates per query row and query (rank rule), >= 1; the authors use 32.
         rule (str): ``"rank"`` (default) or ``"column"``.
@@ -79,10 +82,10 @@ def select_unique(
     # The first query validates every input before the budget is checked against the mask.
     if rule == "column":
         values, indices = torch.ops.torch_al.pfk_column_topk(
-            query_z, pool_z, query_g_list, pool_g_list, mask, budget, combine, precision
+            query_z, pool_z, query_g_list, pool_g_list, mask, budget, combine, precision, check_finite
         )
     else:
-        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision)
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision, check_finite)
     selectable = mask.shape[0] - int(mask.sum().item())
     if budget > selectable:
         raise ValueError(
@@ -97,7 +100,7 @@ def select_unique(
     # Each re-query has an unmasked point and a query row, so it adds at least one point.
     while found < budget:
         mask = mask.index_fill(0, selected[:found], True)
-        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision)
+        values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision, False)
         more = torch.ops.torch_al.select_unique_ranked(values, indices, budget - found)
         selected[found:] = more
         found += int((more >= 0).sum().item())
