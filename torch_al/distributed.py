@@ -574,11 +574,10 @@ class RankArbiter(Arbiter):
         return picks, found.to(values.device, values.dtype)
 
     def pick(self, values: Tensor, available: Tensor, rows: Sequence[Tensor]) -> Pick:
-        flat = [part.reshape(part.shape[0], math.prod(part.shape[1:])).double() for part in rows]
-        widths = [1] + [part.shape[1] for part in flat]
+        widths = [1] + [math.prod(part.shape[1:]) for part in rows]
         local = first_maximum(values, available)
-        if local >= 0:
-            claim = torch.cat([values[local].double().reshape(1), *(part[local] for part in flat)])
+        if local >= 0:  # only the claimed rows are converted: no pass over the shard per pick
+            claim = torch.cat([values[local].double().reshape(1), *(part[local].double().reshape(-1) for part in rows)])
             winner, owner, row = _best_over_ranks(values[local], self.global_indices[local], self.group, row=claim)
         else:
             winner, owner, row = _best_over_ranks(torch.tensor(-1.0), torch.tensor(-1), self.group, row=torch.zeros(sum(widths), dtype=torch.float64))
