@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from torch_al.strategies.arbiter import Arbiter, Pick, first_maximum
+from torch_al.strategies.base import model_device
 
 if TYPE_CHECKING:
     from torch_al.pool import ActivePool
@@ -176,8 +177,7 @@ def distributed_select_unique(
         values, indices = distributed_pfk_topk(
             query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, group=group
         )
-    selectable = (~mask).sum().reshape(1)
-    dist.all_reduce(selectable, group=group)
+    selectable = _all_reduced((~mask).sum().reshape(1), group)
     if budget > int(selectable):
         raise ValueError(f"distributed_select_unique: budget {budget} exceeds the {int(selectable)} selectable (unmasked) pool points")
     if budget > 0 and query_z[0].shape[0] == 0:
@@ -212,7 +212,7 @@ def distributed_kcenter_greedy(
     one process over every shard's points with the centers as its initial set, ties included.
 
     Per pick, the ranks all-gather their farthest point (value, global index) with its row in
-    float64 (16 + 8 D bytes a rank), and every rank lowers its points' distances with the winner's
+    float64 (16 + 8 D bytes a rank; :meth:`RankArbiter.claim`), and every rank lowers its points' distances with the winner's
     row (:func:`torch_al.kcenter_greedy_step`, the arithmetic of ``kcenter_greedy``): one
     collective and one pass over the shard per pick. Identical bit for bit when there are at most 16 centers;
     with more, each point's nearest center comes from a blocked matrix product as on one process,
@@ -235,7 +235,6 @@ def distributed_kcenter_greedy(
     """
     from torch_al.ops.kcenter_greedy_step import kcenter_greedy_step
 
-    rank = _rank(group)
     has_centers = centers is not None and centers.shape[0] > 0
     min_sq = torch.full((x.shape[0],), float("inf"), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
     selectable = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -251,17 +250,16 @@ def distributed_kcenter_greedy(
 
     value, local = _on_every_rank(candidate, group)
     _rows_of_every_rank("distributed_kcenter_greedy", x.shape[0], k, group)
+    arbiter = RankArbiter(global_indices, group)
     picks: List[int] = []
     for _ in range(k):
-        row = int(local)
-        claim = (global_indices[row], x[row]) if row >= 0 else (torch.tensor(-1), x.new_zeros(x.shape[1]))
-        winner, owner, center = _best_over_ranks(value, claim[0], group, row=claim[1])
-        if owner < 0:  # only the first pick without centers can find no candidate
+        pick = arbiter.claim(float(value), int(local), (x,))
+        if pick.index < 0:  # only the first pick without centers can find no candidate
             raise ValueError(f"distributed_kcenter_greedy: first={first} is the global index of no rank's point")
-        picks.append(winner)
-        if owner == rank:  # the winner is this rank's claim
-            selectable[row] = False
-        value, local = kcenter_greedy_step(x, center.to(x.device, x.dtype)[None], min_sq, selectable, metric)
+        picks.append(pick.index)
+        if pick.local >= 0:
+            selectable[pick.local] = False
+        value, local = kcenter_greedy_step(x, pick.rows[0][None], min_sq, selectable, metric)
     min_dist = min_sq * 0.5 if metric == "cosine" else min_sq.sqrt()
     return torch.tensor(picks, dtype=torch.int64), min_dist
 
@@ -322,20 +320,18 @@ def distributed_kmeanspp_factored(
     _check_rank_order(op, global_indices, group)
     _rows_of_every_rank(op, a.shape[0], count, group)
     selectable = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
-    rank, picks = _rank(group), []
+    picks = []
     factors = torch.cat([a64, b64], dim=1)  # a row's claim carries its factors: no broadcast per pick
-    ids = global_indices.cpu()  # the draws search on the CPU
+    arbiter = RankArbiter(global_indices, group)
     for t in range(count):
         if t == 0 and not centers:  # the largest embedding, ties to the lower index
-            best = int(norms.argmax()) if a.shape[0] else -1
-            claim = (norms[best], global_indices[best], factors[best]) if best >= 0 else (torch.tensor(-1.0), torch.tensor(-1), factors.new_zeros(factors.shape[1]))
-            winner, owner, row = _best_over_ranks(*claim[:2], group, row=claim[2])
+            pick = arbiter.pick(norms, selectable, (factors,))
         else:
-            winner, owner, row = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], ids, factors, group)
-        picks.append(winner)
-        if owner == rank:
-            selectable[int(torch.searchsorted(ids, winner))] = False
-        row = row.to(a.device)[None]
+            pick = _drawn_over_ranks(torch.where(selectable, min_sq, 0.0), selectable, uniforms[t], factors, arbiter)
+        picks.append(pick.index)
+        if pick.local >= 0:
+            selectable[pick.local] = False
+        row = pick.rows[0][None]
         min_sq = torch.minimum(min_sq, _factored_sq(a64, b64, norms, row[:, : a.shape[1]], row[:, a.shape[1] :])[:, 0])
         min_sq[~selectable] = 0.0
     return torch.tensor(picks, dtype=torch.int64)
@@ -348,12 +344,10 @@ def _factored_sq(a: Tensor, b: Tensor, norms: Tensor, center_a: Tensor, center_b
     return (norms[:, None] + center_norms[None, :] - 2 * (a @ center_a.T) * (b @ center_b.T)).clamp_min(0)
 
 
-def _drawn_over_ranks(
-    weights: Tensor, selectable: Tensor, u: Tensor, ids: Tensor, factors: Tensor, group: Optional[dist.ProcessGroup]
-) -> Tuple[int, int, Tensor]:
-    """(global index, owner rank, factors) of the D² draw u: the first row in global order whose
-    running sum of weights exceeds u · total, the sum carried from rank to rank (``ids``: the
-    rows' global indices, on the CPU)."""
+def _drawn_over_ranks(weights: Tensor, selectable: Tensor, u: Tensor, factors: Tensor, arbiter: "RankArbiter") -> Pick:
+    """The D² draw u over the ranks: the first row in global order whose running sum of
+    weights exceeds u · total, the sum carried from rank to rank, with its factors."""
+    group, ids = arbiter.group, arbiter.global_indices
     rank, world_size = _rank(group), _world_size(group)
     device = _collective_device(group)
     running = torch.zeros(1, dtype=torch.float64, device=device)
@@ -364,22 +358,17 @@ def _drawn_over_ranks(
     if rank + 1 < world_size:
         dist.send(total, dst=_global(rank + 1, group), group=group)
     dist.broadcast(total, src=_global(world_size - 1, group), group=group)
-
-    def claim(value: float, local: Optional[int]) -> Tuple[int, int, Tensor]:
-        if local is None:
-            return _best_over_ranks(torch.tensor(-1.0), torch.tensor(-1), group, row=factors.new_zeros(factors.shape[1]))
-        return _best_over_ranks(torch.tensor(value), ids[local], group, row=factors[local])
-
     if bool(total.item() > 0):
         first = int(torch.searchsorted(cumulative, u * total.cpu(), right=True)) if cumulative.numel() else 0
-        drawn = claim(0.0, first if first < ids.numel() else None)  # the lowest global index reached
-        if drawn[1] >= 0:
+        drawn = arbiter.claim(0.0, first if first < ids.numel() else -1, (factors,))  # the lowest global index reached
+        if drawn.index >= 0:
             return drawn
         # u · total rounded up to the total itself: the last weighted row (largest index) is the one reached
         weighted = (weights.cpu() > 0).nonzero().flatten()
-        return claim(float(ids[weighted[-1]]), int(weighted[-1])) if weighted.numel() else claim(0.0, None)
+        last = int(weighted[-1]) if weighted.numel() else -1
+        return arbiter.claim(float(ids[last]) if last >= 0 else 0.0, last, (factors,))
     held = selectable.cpu().nonzero().flatten()
-    return claim(0.0, int(held[0]) if held.numel() else None)
+    return arbiter.claim(0.0, int(held[0]) if held.numel() else -1, (factors,))
 
 
 def _check_rank_order(op: str, global_indices: Tensor, group: Optional[dist.ProcessGroup]) -> None:
@@ -441,9 +430,7 @@ def distributed_facility_location_greedy(
         for start in range(0, universe.shape[0], 4096):
             similarity = candidates @ universe[start : start + 4096].T
             gain += (similarity - cover[start : start + 4096]).clamp_min(0).sum(1, dtype=torch.float64)
-        gain = gain.to(_collective_device(group))
-        dist.all_reduce(gain, group=group)
-        gain = gain.cpu().masked_fill(taken, -1.0)
+        gain = _all_reduced(gain, group).cpu().masked_fill(taken, -1.0)
         best = int(gain.argmax())  # the first maximum: ties to the lower candidate index
         picks.append(best)
         gains.append(float(gain[best]))
@@ -528,34 +515,14 @@ def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_i
             raise ValueError(f"{op}: metric 'cosine' needs rows with a nonzero, finite norm; {name} row {int(unusable.nonzero()[0])} fails")
 
 
-def _best_over_ranks(
-    value: Tensor, index: Tensor, group: Optional[dist.ProcessGroup], row: Optional[Tensor] = None
-) -> Tuple[int, int, Optional[Tensor]]:
-    """(global index, owner rank, owner's row) of the best of every rank's claim (value, global
-    index, row) by value descending, then index ascending; owner -1 when no rank has a candidate
-    (index -1). One all-gather of [value, index, *row] in float64 (exact for every float dtype and
-    for indices below 2^53): the winner's row arrives with the decision."""
-    device = _collective_device(group)
-    mine = torch.cat([value.reshape(1).double().cpu(), index.reshape(1).double().cpu(), (row.double().cpu() if row is not None else torch.empty(0, dtype=torch.float64))])
-    parts = [torch.empty_like(mine, device=device) for _ in range(_world_size(group))]
-    dist.all_gather(parts, mine.to(device), group=group)
-    parts = [part.cpu() for part in parts]
-    candidates = [(float(part[0]), int(part[1]), r) for r, part in enumerate(parts) if int(part[1]) >= 0]
-    if not candidates:
-        return -1, -1, None
-    _, winner, owner = min(candidates, key=lambda c: (-c[0], c[1]))
-    return winner, owner, parts[owner][2:] if row is not None else None
-
-
 class RankArbiter(Arbiter):
     """The :class:`~torch_al.strategies.arbiter.Arbiter` of ranks that each hold a shard of the
     candidates (``global_indices``: int64 Tensor[n], increasing, this rank's rows): the loops of
     BatchBALD, M2's anchor-distance rule and DAL run on every rank with it and make the picks of
-    one process.
+    one process, and the k-center and D² greedy selections claim their picks through it.
 
-    - a pick: one all-gather of every rank's first maximum (value, global index) with its rows in
-      float64 (exact for every float dtype); the best by value descending, then global index
-      ascending, arrives on every rank with its rows;
+    - a pick: every rank claims its first maximum; :meth:`claim` is the one all-gather that
+      decides and brings the winner's rows to every rank;
     - a total: one all-reduce, whose result is the same on every rank (what data-parallel
       training relies on);
     - the top of scores: :func:`distributed_topk`.
@@ -565,27 +532,41 @@ class RankArbiter(Arbiter):
         self.global_indices, self.group, self.rank = global_indices.cpu(), group, _rank(group)
 
     def total(self, values: Tensor) -> Tensor:
-        reduced = values.to(_collective_device(self.group), copy=True)
-        dist.all_reduce(reduced, group=self.group)
-        return reduced.to(values.device)
+        return _all_reduced(values, self.group)
 
     def top(self, values: Tensor, indices: Tensor, count: int) -> Tuple[Tensor, Tensor]:
         found, picks = distributed_topk(values.double().cpu(), indices.cpu(), count, self.group)
         return picks, found.to(values.device, values.dtype)
 
     def pick(self, values: Tensor, available: Tensor, rows: Sequence[Tensor]) -> Pick:
-        widths = [1] + [math.prod(part.shape[1:]) for part in rows]
         local = first_maximum(values, available)
-        if local >= 0:  # only the claimed rows are converted: no pass over the shard per pick
-            claim = torch.cat([values[local].double().reshape(1), *(part[local].double().reshape(-1) for part in rows)])
-            winner, owner, row = _best_over_ranks(values[local], self.global_indices[local], self.group, row=claim)
-        else:
-            winner, owner, row = _best_over_ranks(torch.tensor(-1.0), torch.tensor(-1), self.group, row=torch.zeros(sum(widths), dtype=torch.float64))
-        if owner < 0:
+        pick = self.claim(float(values[local]) if local >= 0 else 0.0, local, rows)
+        if pick.index < 0:
             raise RuntimeError("RankArbiter.pick: no rank has an available candidate")
-        value, *parts = row.split(widths)
-        winner_rows = tuple(part.view(original.shape[1:]).to(original.device, original.dtype) for part, original in zip(parts, rows))
-        return Pick(winner, value[0].to(values.device), winner_rows, local if owner == self.rank else -1)
+        return pick
+
+    def claim(self, value: float, local: int, rows: Sequence[Tensor]) -> Pick:
+        """The best of every rank's claim (``value`` for its row ``local``; -1: no claim) by value
+        descending, then global index ascending, with the winner's rows of ``rows`` (each
+        Tensor[n, ...]) in their dtype and device; index -1 when no rank claims. One all-gather of
+        [value, global index, *rows] in float64 (exact for every float dtype and for indices
+        below 2^53): the winner's rows arrive with the decision."""
+        widths = [math.prod(part.shape[1:]) for part in rows]
+        if local >= 0:  # only the claimed rows are converted: no pass over the shard per pick
+            head = torch.tensor([value, float(self.global_indices[local])], dtype=torch.float64)
+            mine = torch.cat([head, *(part[local].reshape(-1).double().cpu() for part in rows)])
+        else:
+            mine = torch.cat([torch.tensor([-1.0, -1.0], dtype=torch.float64), torch.zeros(sum(widths), dtype=torch.float64)])
+        device = _collective_device(self.group)
+        parts = [torch.empty_like(mine, device=device) for _ in range(_world_size(self.group))]
+        dist.all_gather(parts, mine.to(device), group=self.group)
+        parts = [part.cpu() for part in parts]
+        claims = [(float(part[0]), int(part[1]), owner) for owner, part in enumerate(parts) if int(part[1]) >= 0]
+        if not claims:
+            return Pick(-1, torch.tensor(float("nan"), dtype=torch.float64), (), -1)
+        _, winner, owner = min(claims, key=lambda c: (-c[0], c[1]))
+        winner_rows = tuple(part.view(original.shape[1:]).to(original.device, original.dtype) for part, original in zip(parts[owner][2:].split(widths), rows))
+        return Pick(winner, parts[owner][0], winner_rows, local if owner == self.rank else -1)
 
 
 def distributed_select(
@@ -714,9 +695,8 @@ def _distributed_confidence_distance(strategy, model: Optional[nn.Module], pool:
         return confidence_distance_parts(codes, codes[:, -classes:], *anchors), classes
 
     parts, classes = _on_every_rank(local, group)
-    largest = class_largest_distances(parts, classes).to(_collective_device(group))
-    dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
-    return distributed_topk(confidence_distance_from_parts(parts, largest.cpu()), owned, budget, group)[1]
+    largest = _all_reduced(class_largest_distances(parts, classes), group, dist.ReduceOp.MAX)
+    return distributed_topk(confidence_distance_from_parts(parts, largest), owned, budget, group)[1]
 
 
 def _distributed_anchor_distance(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
@@ -732,12 +712,8 @@ def _distributed_anchor_distance(strategy, model: Optional[nn.Module], pool: "Ac
 def _distributed_batchbald(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
     """BatchBALD over the ranks: each rank runs the T passes over its shard (its own dropout
     masks, BALD's caveat), then :func:`distributed_batchbald_select`."""
-    from torch_al.strategies.base import model_device
-
     probabilities = _on_every_rank(lambda: strategy.probabilities_of(model, pool, owned, budget), group)
-    (classes,) = _largest_over_ranks([probabilities.shape[2] if probabilities is not None else -1], group)
-    if probabilities is None:
-        probabilities = torch.zeros(0, strategy.passes, classes, device=model_device(model))
+    probabilities = _held_or_empty(probabilities, 2, model_device(model), group)
     generator = strategy.generator(pool)
     return distributed_batchbald_select(
         probabilities, budget, strategy.max_configurations, strategy.samples, strategy.shortlist, generator, global_indices=owned, group=group
@@ -748,13 +724,8 @@ def _distributed_dal(strategy, model: Optional[nn.Module], pool: "ActivePool", b
     """DAL over the ranks: each rank embeds its shard (rank 0 the labeled items too); each
     sub-query's discriminator trains data-parallel over every rank's rows (the one-process
     minibatches, one all-reduce of the gradients a step), then the ranks' scores merge."""
-    from torch_al.strategies.base import model_device
-
     held = torch.cat([pool.labeled_indices, owned]).sort().values if _rank(group) == 0 else owned
-    features = _on_every_rank(lambda: strategy.features_of(model, pool, held), group)
-    (width,) = _largest_over_ranks([features.shape[1] if features is not None else -1], group)
-    if features is None:
-        features = torch.zeros(0, width, device=model_device(model))
+    features = _held_or_empty(_on_every_rank(lambda: strategy.features_of(model, pool, held), group), 1, model_device(model), group)
     return strategy.query(features, pool, budget, held, RankArbiter(held, group))[0]
 
 
@@ -813,12 +784,9 @@ def _distributed_badge(strategy, model: Optional[nn.Module], pool: "ActivePool",
         return centers, mine
 
     centers, mine = _on_every_rank(factors, group)
-    widths = _largest_over_ranks([*mine[0].shape[1:], *mine[1].shape[1:]] if mine else [-1, -1], group)
-    if mine is None:
-        device = centers[0].device if centers else torch.device("cpu")
-        mine = tuple(torch.empty(0, width, device=device) for width in widths)
+    a, b = (_held_or_empty(part, 1, model_device(model), group) for part in (mine or (None, None)))
     return distributed_kmeanspp_factored(
-        *mine, budget, centers, global_indices=owned.to(mine[0].device), generator=strategy.generator(pool), group=group
+        a, b, budget, centers, global_indices=owned.to(a.device), generator=strategy.generator(pool), group=group
     ).cpu()
 
 
@@ -829,15 +797,12 @@ def _distributed_suggestive(strategy, model: Optional[nn.Module], pool: "ActiveP
     count = strategy.shortlist_size(budget, int(pool.unlabeled_indices.numel()))
     uncertainty, unit = _on_every_rank(lambda: strategy.describe(model, pool, owned) if owned.numel() else (torch.empty(0), None), group)
     _, shortlist = distributed_topk(uncertainty.double().cpu(), owned, count, group)
-    (width,) = _largest_over_ranks([unit.shape[1] if unit is not None else -1], group)
-    device = unit.device if unit is not None else torch.device("cpu")
-    unit = unit if unit is not None else torch.zeros(0, width, device=device)
+    unit = _held_or_empty(unit, 1, model_device(model), group)
     # Each rank writes the shortlisted rows it holds; the others' zeros add nothing.
-    candidates = torch.zeros(count, unit.shape[1], dtype=unit.dtype, device=_collective_device(group))
+    candidates = unit.new_zeros(count, unit.shape[1])
     mine = torch.isin(shortlist, owned)
-    candidates[mine] = unit[torch.searchsorted(owned.contiguous(), shortlist[mine])].to(candidates.device)
-    dist.all_reduce(candidates, group=group)
-    picks, _ = distributed_facility_location_greedy(candidates.to(device), unit, budget, group=group)
+    candidates[mine] = unit[torch.searchsorted(owned.contiguous(), shortlist[mine])]
+    picks, _ = distributed_facility_location_greedy(_all_reduced(candidates, group), unit, budget, group=group)
     return shortlist[picks]
 
 
@@ -857,10 +822,7 @@ def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool
         return rows[0], rows[1]
 
     centers, x = _on_every_rank(embeddings, group)
-    (width,) = _largest_over_ranks([x.shape[1] if x is not None else -1 if centers is None else centers.shape[1]], group)
-    if x is None:
-        reference = centers if centers is not None else torch.empty(0)
-        x = torch.empty(0, width, dtype=torch.float32, device=reference.device)
+    x = _held_or_empty(x, 1, model_device(model), group)
     picked, _ = distributed_kcenter_greedy(
         x, budget, centers, global_indices=owned.to(x.device), first=strategy.first_pick(pool), metric=strategy.metric, group=group
     )
@@ -967,18 +929,26 @@ def _check_global_indices(op: str, global_indices: Tensor, rows: int, increasing
 
 def _rows_of_every_rank(op: str, rows: int, picks: int, group: Optional[dist.ProcessGroup]) -> None:
     """Checks that ``picks`` does not exceed the rows of all ranks together (one all-reduce)."""
-    total = torch.tensor([rows])
-    dist.all_reduce(total, group=group)
+    total = _all_reduced(torch.tensor([rows]), group)
     if picks > int(total):
         raise ValueError(f"{op}: {picks} picks are more than the {int(total)} rows of all ranks")
 
 
-def _largest_over_ranks(sizes: List[int], group: Optional[dist.ProcessGroup]) -> List[int]:
-    """Each of ``sizes`` (-1: unknown here) as its largest over the ranks, at least 0: a rank that
-    holds no rows learns its tensors' widths from the others (one all-reduce)."""
-    largest = torch.tensor(sizes)
-    dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
-    return [max(int(size), 0) for size in largest]
+def _all_reduced(values: Tensor, group: Optional[dist.ProcessGroup], op=dist.ReduceOp.SUM) -> Tensor:
+    """``values`` reduced over the ranks (a copy; the result is the same on every rank), on their
+    own device: the collective itself runs on the backend's device."""
+    reduced = values.to(_collective_device(group), copy=True)
+    dist.all_reduce(reduced, op=op, group=group)
+    return reduced.to(values.device)
+
+
+def _held_or_empty(rows: Optional[Tensor], dims: int, device: torch.device, group: Optional[dist.ProcessGroup]) -> Tensor:
+    """``rows`` (Tensor[n, *widths], ``dims`` widths), or on a rank that holds none, an empty
+    float32 Tensor[0, *widths] on ``device`` with the other ranks' widths (one all-reduce of the
+    maxima, on every rank)."""
+    known = list(rows.shape[1:]) if rows is not None else [-1] * dims
+    widths = [max(int(width), 0) for width in _all_reduced(torch.tensor(known), group, dist.ReduceOp.MAX)]
+    return rows if rows is not None else torch.zeros(0, *widths, device=device)
 
 
 def _world_size(group: Optional[dist.ProcessGroup]) -> int:
