@@ -624,7 +624,7 @@ def distributed_select(
 
     ``strategy.last_cost`` counts this rank's passes.
     """
-    from torch_al.strategies.base import ScoreStrategy, SelectionCost
+    from torch_al.strategies.base import ItemScoreStrategy, SelectionCost
     from torch_al.strategies.bayesian.batchbald import BatchBALD
     from torch_al.strategies.learned.discriminative import DiscriminativeAL
     from torch_al.strategies.distribution_matching.matching import DistributionMatching
@@ -637,7 +637,6 @@ def distributed_select(
     from torch_al.strategies.learned.learning_loss import LearningLoss
     from torch_al.strategies.random_sampling import Random
     from torch_al.strategies.uncertainty.ceal import CEAL
-    from torch_al.strategies.uncertainty.emoc import EMOC
     from torch_al.validation import check_budget
 
     name = type(strategy).__name__ + (f" rule {strategy.rule!r}" if hasattr(strategy, "rule") else "")
@@ -662,13 +661,13 @@ def distributed_select(
         if isinstance(strategy, kind):
             return distributed_form(strategy, model, pool, budget, owned, group)
     discriminator_rule = isinstance(strategy, VAAL) and getattr(strategy, "rule", "discriminator") == "discriminator"
-    ranks_by_item_scores = discriminator_rule or isinstance(strategy, (LearningLoss, EMOC, BGADL)) or (
-        isinstance(strategy, ScoreStrategy) and type(strategy).rank is ScoreStrategy.rank
+    ranks_by_item_scores = discriminator_rule or isinstance(strategy, BGADL) or (
+        isinstance(strategy, ItemScoreStrategy) and type(strategy).rank in (ItemScoreStrategy.rank, LearningLoss.rank)
     )
     if not ranks_by_item_scores:
         raise TypeError(
             f"distributed_select: {name} has no distributed form: every built-in strategy has one, and a "
-            "ScoreStrategy that keeps ScoreStrategy.rank (its items' scores merge exactly); build another "
+            "ItemScoreStrategy that keeps its rank (its items' scores merge exactly); build another "
             "from torch_al.distributed's pieces (distributed_topk, RankArbiter, ...)"
         )
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from functools import partial
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
-from torch_al.strategies.base import ScoreStrategy, SelectionCost, Strategy, predict_probabilities
+from torch_al.strategies.base import ItemScoreStrategy, ScoreStrategy, SelectionCost, Strategy, predict_probabilities
 from torch_al.strategies.bayesian.batchbald import BatchBALD, batchbald_select
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
@@ -98,6 +98,7 @@ __all__ = [
     "CEAL",
     "EBA",
     "EMOC",
+    "ItemScoreStrategy",
     "PCC",
     "PFK",
     "SHARED_OPTIONS",

@@ -32,14 +32,20 @@ class Arbiter:
     def top(self, values: Tensor, indices: Tensor, count: int) -> tuple[Tensor, Tensor]:
         """(indices, values) of the ``count`` highest ``values`` (Tensor[n]) over every holder,
         ties to the lower index (``indices``: int64 Tensor[n], increasing)."""
-        order = torch.sort(values, descending=True, stable=True).indices[:count]
-        return indices[order.to(indices.device)], values[order]
+        return highest_first(values, indices, count)
 
     def pick(self, values: Tensor, available: Tensor, rows: Sequence[Tensor]) -> Pick:
         """The first maximum of ``values`` (Tensor[n]) among the ``available`` rows (bool
         Tensor[n], one at least), ties to the lower row, with its rows of ``rows`` (each Tensor[n, ...])."""
         best = first_maximum(values, available)
         return Pick(best, values[best].clone(), tuple(part[best] for part in rows), best)  # the caller may update values in place
+
+
+def highest_first(values: Tensor, indices: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """(indices, values) of the ``count`` highest ``values`` (Tensor[n]), best first, ties to the
+    earlier entry (``indices``: Tensor[n] on any device)."""
+    order = torch.sort(values, descending=True, stable=True).indices[:count]
+    return indices[order.to(indices.device)], values[order]
 
 
 def first_maximum(values: Tensor, available: Tensor) -> int:

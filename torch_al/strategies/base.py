@@ -21,6 +21,7 @@ from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.sampler import inputs_loader
+from torch_al.strategies.arbiter import highest_first
 from torch_al.validation import LogitsCheck, check_budget
 
 logger = logging.getLogger("torch_al")
@@ -164,7 +165,22 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, progress: bool =
     return torch.cat(chunks)
 
 
-class ScoreStrategy(Strategy):
+class ItemScoreStrategy(Strategy):
+    """A strategy whose query is the ``budget`` unlabeled items of highest :meth:`item_scores`,
+    ties to the lower global index. An item's score depends on the item alone, so shards of the
+    pool scored apart merge into the same query (:func:`torch_al.distributed.distributed_select`)."""
+
+    def rank(self, model, pool, budget):
+        candidates = pool.unlabeled_indices
+        picks, scores = highest_first(self.item_scores(model, pool, candidates), candidates, budget)
+        return picks, scores.cpu()
+
+    @abstractmethod
+    def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
+        """Tensor[n] scores of the pool items ``rows``, higher is more informative."""
+
+
+class ScoreStrategy(ItemScoreStrategy):
     """Scores every unlabeled item from the model's predicted probabilities and keeps the top
     ``budget``. Ties go to the lower global index.
 
@@ -187,12 +203,6 @@ class ScoreStrategy(Strategy):
     @abstractmethod
     def score(self, probabilities: Tensor) -> Tensor:
         """Tensor[N, C] probabilities → Tensor[N] scores, higher is more informative."""
-
-    def rank(self, model, pool, budget):
-        candidates = pool.unlabeled_indices
-        scores = self.item_scores(model, pool, candidates)
-        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-        return candidates[order.cpu()], scores[order].cpu()
 
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
         """Tensor[n] scores of the pool items ``rows`` (checked: one per item, no NaN)."""

@@ -270,23 +270,24 @@ class M2VAAL(VAAL):
         class count K after this round's training on the whole pool (needs a labeled item): what
         a distributed query of the distance rules works from, the same training on every rank."""
         with self.round_training(model, pool) as ((network, _), image_shape, device):
-            codes, anchors = self._codes_and_anchors(network, pool, pool.labeled_indices, rows, image_shape, device)
+            codes, anchors = self._codes_and_anchors(network, pool, rows, image_shape, device)
         return codes, anchors, network.classes
 
-    def _codes_and_anchors(self, network, pool, labeled, rows, image_shape, device) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def _codes_and_anchors(self, network, pool, rows, image_shape, device) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The latent codes of ``rows`` and the anchors: the codes and labels of the correctly
         classified labeled items."""
+        labeled = pool.labeled_indices
         labels = pool.labels_of(labeled)
         codes = self._outputs(network.latent, [network], pool, rows, image_shape, device) if rows.numel() else torch.zeros(0, self.latent_dim + network.classes)
         labeled_codes = self._outputs(network.latent, [network], pool, labeled, image_shape, device)
         correct = labeled_codes[:, -network.classes :].argmax(1) == labels
         return codes, (labeled_codes[correct], labels[correct])
 
-    def _trained_query(self, pool, labeled, candidates, budget, image_shape, device):
+    def _query(self, networks, pool, candidates, budget, image_shape, device):
         if self.rule == "discriminator":
-            return super()._trained_query(pool, labeled, candidates, budget, image_shape, device)
-        model, _ = self._trained_networks(pool, labeled, candidates, image_shape, device)
-        codes, anchors = self._codes_and_anchors(model, pool, labeled, candidates, image_shape, device)
+            return super()._query(networks, pool, candidates, budget, image_shape, device)
+        model = networks[0]
+        codes, anchors = self._codes_and_anchors(model, pool, candidates, image_shape, device)
         if self.rule == "anchor-distance":
             rows, scores = anchor_distance_select(codes, codes[:, -model.classes :].argmax(1), *anchors, budget, model.classes)
         else:

@@ -143,30 +143,27 @@ class VAAL(Strategy):
 
     def rank(self, model, pool, budget):
         self.last_vae = self.last_discriminator = None
-        candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
-        image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
-        if labeled.numel() == 0:
+        candidates = pool.unlabeled_indices
+        if pool.labeled_indices.numel() == 0:
+            pool_image_shape(type(self).__name__, pool, int(candidates[0]))  # a draw, but of an image pool
             generator = torch.Generator().manual_seed(derived_seed(self.seed, self.seed_name, pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
-        device = model_device(model) if model is not None else torch.device("cpu")
-        # Forked: the initial weights come from a seeded CPU RNG, and each DataLoader draws a
-        # seed of its own from it; the caller's RNG is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
-            return self._trained_query(pool, labeled, candidates, budget, image_shape, device)
+        with self.round_training(model, pool) as (networks, image_shape, device):
+            return self._query(networks, pool, candidates, budget, image_shape, device)
 
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
         """Minus the discriminator logit of the pool items ``rows`` after this round's training on
         the whole pool (the query's scores; needs a labeled item): what a distributed query merges,
         the same training on every rank."""
         with self.round_training(model, pool) as (networks, image_shape, device):
-            return -self._outputs(self._labeled_logit(networks), list(networks), pool, rows, image_shape, device)
+            return -self._labeled_logits(networks, pool, rows, image_shape, device)
 
     @contextlib.contextmanager
     def round_training(self, model: nn.Module | None, pool: ActivePool):
-        """This round's networks trained on the whole pool (seeded by (seed, round), torch's RNG
-        left as it was on exit), with the image shape and device scoring needs: yields
-        (networks, image_shape, device)."""
+        """This round's networks trained on the whole pool, with the image shape and device scoring
+        needs: yields (networks, image_shape, device). Forked: the initial weights come from a CPU
+        RNG seeded by (seed, round), and each DataLoader draws a seed of its own from it; the
+        caller's RNG is left as it was."""
         candidates, labeled = pool.unlabeled_indices, pool.labeled_indices
         image_shape = pool_image_shape(type(self).__name__, pool, int(candidates[0]))
         device = model_device(model) if model is not None else torch.device("cpu")
@@ -174,11 +171,13 @@ class VAAL(Strategy):
             torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
             yield self._trained_networks(pool, labeled, candidates, image_shape, device), image_shape, device
 
-    def _trained_query(self, pool, labeled, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
-        """Builds and trains the networks, then ranks ``candidates`` (the global RNG is seeded)."""
-        networks = self._trained_networks(pool, labeled, candidates, image_shape, device)
-        logits = self._outputs(self._labeled_logit(networks), list(networks), pool, candidates, image_shape, device)
-        return surest_unlabeled(candidates, logits, budget)
+    def _query(self, networks, pool, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
+        """Ranks ``candidates`` with this round's trained networks (inside :meth:`round_training`)."""
+        return surest_unlabeled(candidates, self._labeled_logits(networks, pool, candidates, image_shape, device), budget)
+
+    def _labeled_logits(self, networks, pool, rows, image_shape, device) -> Tensor:
+        """The discriminator's logits of P(labeled), Tensor[n], for the pool items ``rows``."""
+        return self._outputs(self._labeled_logit(networks), list(networks), pool, rows, image_shape, device)
 
     def _trained_networks(self, pool, labeled, candidates, image_shape, device) -> tuple[nn.Module, nn.Module]:
         """The generative network and the discriminator, trained (the global RNG is seeded)."""

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from torch_al.nn.capture import resolve_layers
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import Strategy, model_device
+from torch_al.strategies.base import ItemScoreStrategy, model_device
 from torch_al.validation import LogitsCheck, check_int, check_real
 
 PAPER_STOP_FRACTION = 120 / 200  # the paper stops the module's gradient into the model after epoch 120 of 200
@@ -89,7 +89,7 @@ class _LayerFeatures:
             handle.remove()
 
 
-class LearningLoss(Strategy):
+class LearningLoss(ItemScoreStrategy):
     """Queries the unlabeled items whose loss a trained loss-prediction module predicts highest.
 
     The module trains *with* the task model: a training loop calls :meth:`training_loss` instead
@@ -199,9 +199,7 @@ class LearningLoss(Strategy):
         if pool.labeled_indices.numel() == 0:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "learning-loss", pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
-        scores = self.item_scores(model, pool, candidates)
-        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-        return candidates[order], scores[order]
+        return super().rank(model, pool, budget)
 
     def item_scores(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
         """The module's predicted losses (float32, CPU) of the pool items ``rows``: one forward each."""

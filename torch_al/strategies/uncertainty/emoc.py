@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import Strategy, model_device
+from torch_al.strategies.base import ItemScoreStrategy, model_device
 from torch_al.validation import LogitsCheck, check_int
 
 LABELS = ("map", "expected")
@@ -140,7 +140,7 @@ class _PoolSample:
         return total
 
 
-class EMOC(Strategy):
+class EMOC(ItemScoreStrategy):
     """Expected model output change: the ``budget`` unlabeled items x' with the highest
     E_x ‖∇_θ f(x)ᵀ ∇_θ L(θ; (x', y'))‖₁ (ties to the lower global index).
 
@@ -199,12 +199,6 @@ class EMOC(Strategy):
         without replacement from (seed, round), ascending (int64, CPU)."""
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "emoc", pool.round))
         return torch.randperm(len(pool), generator=generator)[: self.sample_size].sort().values
-
-    def rank(self, model, pool, budget):
-        candidates = pool.unlabeled_indices
-        scores = self.item_scores(model, pool, candidates)
-        order = torch.sort(scores, descending=True, stable=True).indices[:budget]
-        return candidates[order], scores[order]
 
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
         """Tensor[n] scores (CPU) of the pool items ``rows``, averaged over this round's sample of
