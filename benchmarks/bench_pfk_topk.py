@@ -13,6 +13,9 @@ in the shared machine's load weighs on all of them alike:
   ours     torch_al.pfk_topk
   column   torch_al.pfk_column_topk (same arguments, k = the budget over all rows)
   bound    the torch.mm calls above
+  onednn   the same products by oneDNN's GEMM (`mkldnn_linear` on oneDNN tensors, N <= 200k): on a
+           CPU where MKL runs its AVX2 code (AMD), this is the fastest GEMM torch has, and the
+           speed our AVX-512 engine (oneDNN's small-matrix kernels) is measured against
   faiss    faiss-cpu IndexFlatIP.search over the unmasked pool rows (pcc form only: an inner-product
            index has no product/fisher/sum kernels); install faiss-cpu for it, never a dependency
   naive    mm + masked_fill + topk over the materialised M x N kernel, where it fits in memory
@@ -43,6 +46,8 @@ FULL = [
 QUICK = [(125, 50_000, 80, "pcc", 1), (125, 50_000, 80, "product", 32), (125, 20_000, 768, "fisher", 1)]
 NAIVE_LIMIT_MIB = {"cpu": 4 * 1024, "cuda": 32 * 1024}
 BOUND_CHUNK = 50_000  # bound products are written 50k columns at a time into one reused output
+# oneDNN allocates each product: chunks small enough for the allocator to reuse, not fault in, memory
+ONEDNN_CHUNK = 4096
 DEVICES = ("cpu", "cuda")
 
 
@@ -91,6 +96,20 @@ def bound_call(factors, rows: int, columns: int):
             for begin in range(0, columns, BOUND_CHUNK):
                 tile = pool[begin : begin + BOUND_CHUNK]
                 torch.mm(query, tile.T, out=out[:, : tile.shape[0]])
+
+    return call
+
+
+def onednn_bound_call(factors, columns: int):
+    converted = [
+        (query.contiguous().to_mkldnn(), [pool[b : b + ONEDNN_CHUNK].contiguous().to_mkldnn() for b in range(0, columns, ONEDNN_CHUNK)])
+        for query, pool in factors
+    ]  # fmt: skip
+
+    def call():
+        for query, chunks in converted:
+            for chunk in chunks:
+                torch._C._nn.mkldnn_linear(query, chunk)
 
     return call
 
@@ -172,6 +191,8 @@ def measure(rows: int, columns: int, width: int, form: str, k: int, repeats: int
     }
     if form == "pcc" and device() == "cpu" and faiss_installed() and columns <= 200_000:
         calls["faiss"], found = faiss_call(problem[0], problem[1], mask, k)
+    if device() == "cpu" and torch.backends.mkldnn.is_available() and columns <= 200_000:
+        calls["onednn"] = onednn_bound_call(bound_factors(*problem, form), columns)
     naive_mib = rows * columns * 4 * (3 if form == "pcc" else 5) / 2**20
     if naive_mib <= NAIVE_LIMIT_MIB[device()]:
         calls["naive"] = lambda: naive(*problem, mask, k, form)
@@ -201,6 +222,8 @@ def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict
     row = {"M": rows, "N": columns, "L": width, "form": form, "k": k, "ours_s": result["ours"], "bound_s": result["bound"],
            "ours/bound": result["ours"] / result["bound"], "column/ours": result["column"] / result["ours"],
            "ours_extra_MiB": result["ours_extra_mib"]}  # fmt: skip
+    if "onednn" in result:
+        row["ours/onednn"] = result["ours"] / result["onednn"]
     if "faiss" in result:
         row |= {"faiss/ours": result["faiss"] / result["ours"], "faiss_same_indices": result["faiss_same_indices"]}
     if "naive" in result:
@@ -210,7 +233,7 @@ def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict
 
 def main(quick: bool) -> str:
     rows_out = []
-    columns = ["M", "N", "L", "form", "k", "ours_s", "bound_s", "ours/bound", "column/ours", "faiss/ours",
+    columns = ["M", "N", "L", "form", "k", "ours_s", "bound_s", "ours/bound", "ours/onednn", "column/ours", "faiss/ours",
                "faiss_same_indices", "naive/ours", "ours_extra_MiB"]  # fmt: skip
     for workload in QUICK if quick else FULL:
         rows_out.append(workload_row(*workload))

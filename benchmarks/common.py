@@ -81,10 +81,21 @@ def run_isolated(module: str, function: str, **kwargs: Any) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in f if ":" in line)}
+    except OSError:
+        return platform.processor()
+    return f"{fields.get('model name')} (family {fields.get('cpu family')}, model {fields.get('model')})"
+
+
 def machine_info() -> dict:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -37,7 +37,7 @@ at::Tensor factor_values(const PfkFactor& factor, int64_t first, int64_t count, 
   return at::bmm(pool_rows.view({count, columns.size(1), factor.width}), query.unsqueeze(2)).squeeze(2);
 }
 
-// R[m, columns[m, j]] of rows [first, first + count) under the plan's combine, NaN as -inf.
+// R[m, columns[m, j]] of rows [first, first + count) under the plan's combine, a non-finite value as -inf.
 at::Tensor exact_values(const PfkPlan& plan, int64_t first, int64_t count, const at::Tensor& columns) {
   at::Tensor total;
   for (const auto& term : plan.terms) {
@@ -47,7 +47,7 @@ at::Tensor exact_values(const PfkPlan& plan, int64_t first, int64_t count, const
     }
     total = total.defined() ? total.add(value) : value;
   }
-  return at::where(total.isnan(), -std::numeric_limits<double>::infinity(), total);
+  return at::where(total.isfinite(), total, -std::numeric_limits<double>::infinity());
 }
 
 int64_t widest_factor(const PfkPlan& plan) {

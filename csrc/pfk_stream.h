@@ -21,7 +21,8 @@ using PfkStream = void (*)(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices);
 
-// csrc/cpu/pfk_stream.cpp: BLAS products, then a fused epilogue parallel over rows.
+// csrc/cpu/pfk_stream.cpp: BLAS products, then a fused epilogue parallel over rows; or, where
+// pfk_blocks_apply says so, csrc/cpu/pfk_blocks.cpp's per-thread GEMM blocks.
 void pfk_stream_cpu(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices);

@@ -15,12 +15,14 @@
 namespace torch_al::ops {
 
 // One kernel value from the tile products: base + lhs * rhs. A plan without a base passes 0, a
-// single-factor plan passes rhs = 1. Finite descriptors can still overflow to inf - inf = NaN;
-// such a value maps to -inf so it can never outrank a real match.
+// single-factor plan passes rhs = 1. Finite descriptors can still overflow, to inf or to
+// inf - inf = NaN as the GEMM's summation order and FMAs decide: such a value maps to -inf, so it
+// ranks last on every backend and can never outrank a real match.
 template <typename scalar_t>
 C10_HOST_DEVICE inline scalar_t pfk_value(scalar_t base, scalar_t lhs, scalar_t rhs) {
   const scalar_t value = base + lhs * rhs;
-  return value != value ? -static_cast<scalar_t>(INFINITY) : value;
+  const bool finite = value - value == scalar_t(0);
+  return finite ? value : -static_cast<scalar_t>(INFINITY);
 }
 
 // Whether candidate (value, index) ranks strictly before (other_value, other_index).

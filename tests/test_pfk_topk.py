@@ -91,9 +91,12 @@ def test_many_tiles_and_a_ragged_last_tile(threads, k, rows, columns):
     assert torch.equal(values.double(), expected_values)
 
 
-def test_the_scalar_and_avx2_threshold_scans_give_the_reference_lists():
-    # ATEN_CPU_CAPABILITY=default turns the AVX2 scan off (as for torch's own kernels); both scans
-    # must give the reference's lists, ties included, per row and per column.
+@pytest.mark.parametrize("capability", ["default", "avx2", None])
+def test_every_cpu_engine_and_scan_gives_the_reference_lists(capability):
+    # ATEN_CPU_CAPABILITY (as for torch's own kernels) picks the CPU path: "default" the BLAS tiles
+    # with the scalar scan, "avx2" the tiles with the AVX2 scan, and on an AVX-512 machine its own
+    # capability (None) the oneDNN GEMM blocks for float32. Each must give the reference's lists,
+    # ties included, per row and per column.
     code = """
     import sys, torch, torch_al
     sys.path.insert(0, "tests")
@@ -110,8 +113,12 @@ def test_the_scalar_and_avx2_threshold_scans_give_the_reference_lists():
                 assert torch.equal(torch_al.pfk_column_topk(*problem, pool_mask=mask, k=k, combine=combine)[1], best)
     print(torch.backends.cpu.get_cpu_capability())
     """
-    assert run_in_fresh_process(code, env={"ATEN_CPU_CAPABILITY": "default"}).strip() == "DEFAULT"
-    run_in_fresh_process(code)
+    if capability == "avx2" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this CPU has no AVX2")
+    env = {} if capability is None else {"ATEN_CPU_CAPABILITY": capability}
+    ran_under = run_in_fresh_process(code, env=env).strip()
+    if capability is not None:
+        assert ran_under == capability.upper()
 
 
 def test_single_scale_product_equals_fisher():
@@ -197,13 +204,17 @@ def test_non_finite_input_in_one_store_names_the_scale(name, position):
         torch_al.pfk_topk(**problem, k=2)
 
 
-def test_value_overflowing_to_nan_never_outranks_a_finite_one():
-    # Finite descriptors whose products overflow: inf - inf = NaN must rank as -inf.
-    big = 1e30
-    query, pool = [torch.tensor([[big, big]])], [torch.tensor([[big, -big], [1.0, 0.0]])]
+@pytest.mark.parametrize("overflowing_row", [[1e30, -1e30], [1e30, 1e30]], ids=["cancelling", "too-large"])
+def test_value_overflowing_never_outranks_a_finite_one(overflowing_row):
+    # Finite descriptors whose products overflow float32: the GEMM's order and FMAs decide whether
+    # the value is inf, -inf or NaN (1e60 - 1e60 is NaN summed plainly, inf fused); each ranks as -inf.
+    query, pool = [torch.tensor([[1e30, 1e30]])], [torch.tensor([overflowing_row, [1.0, 0.0]])]
     values, indices = torch_al.pfk_topk(query, pool, k=2)
     assert indices.tolist() == [[1, 0]]
-    assert values[0, 1].isneginf()
+    assert values[0, 0] == 1e30 and values[0, 1].isneginf()
+    column_values, column_indices = torch_al.pfk_column_topk(query, pool, k=2)
+    assert column_indices.tolist() == [1, 0]
+    assert column_values[1].isneginf()
 
 
 @pytest.mark.parametrize("name, position", [("query_z", 0), ("pool_z", 1), ("query_g", 1), ("pool_g", 0)])

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../pfk_topk_math.h"
+#include "pfk_blocks.h"
 #include "pfk_threshold_scan.h"
 
 namespace torch_al::ops {
@@ -39,32 +40,6 @@ struct TopKLists {
   int64_t* indices;
   int64_t k;
 };
-
-// Whether the threshold scan may use AVX2: the CPU has it and torch's CPU capability allows it
-// (ATEN_CPU_CAPABILITY=default turns it off, as for torch's own kernels).
-bool scan_with_avx2() {
-#ifdef TORCH_AL_AVX2_SCAN
-  static const bool allowed = [] {
-    const auto capability = at::get_cpu_capability();
-    return (capability == "AVX2" || capability == "AVX512") && __builtin_cpu_supports("avx2");
-  }();
-  return allowed;
-#else
-  return false;
-#endif
-}
-
-// Row m of a tile whose (M, width) buffers are row-major.
-template <typename scalar_t, bool kBase, bool kRhs>
-inline TileRow<scalar_t> tile_row(
-    const scalar_t* base, const scalar_t* lhs, const scalar_t* rhs, int64_t offset, const scalar_t* penalty) {
-  return {kBase ? base + offset : nullptr, lhs + offset, kRhs ? rhs + offset : nullptr, penalty};
-}
-
-template <typename scalar_t, bool kBase, bool kRhs>
-inline scalar_t row_value(const TileRow<scalar_t>& row, int64_t n) {
-  return pfk_value<scalar_t>(kBase ? row.base[n] : scalar_t(0), row.lhs[n], kRhs ? row.rhs[n] : scalar_t(1));
-}
 
 // Merges one tile row (pool columns begin .. begin + width) into a best-first list. Every column
 // of this tile has a larger pool index than the entries already listed, so once the list is
@@ -170,9 +145,25 @@ void fill_penalty(const bool* mask, int64_t begin, int64_t width, scalar_t* pena
 
 }  // namespace
 
+bool scan_with_avx2() {
+#ifdef TORCH_AL_AVX2_SCAN
+  static const bool allowed = [] {
+    const auto capability = at::get_cpu_capability();
+    return (capability == "AVX2" || capability == "AVX512") && __builtin_cpu_supports("avx2");
+  }();
+  return allowed;
+#else
+  return false;
+#endif
+}
+
 void pfk_stream_cpu(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices) {
+  if (pfk_blocks_apply(plan, values.scalar_type())) {
+    pfk_stream_blocks(plan, mask, reduction, values, indices);
+    return;
+  }
   const auto options = values.options();
   const int64_t k = values.size(1);
   const int64_t width = tile_width(plan.rows, plan.columns, options.dtype().itemsize());
