@@ -5,8 +5,12 @@
 #include <ATen/Version.h>
 #include <ATen/native/CPUBlas.h>
 
+#include <ATen/ops/zeros.h>
+
 #include <algorithm>
+#include <array>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -18,10 +22,11 @@ namespace torch_al::ops {
 
 namespace {
 
-// 64 x 64 float blocks (16 KiB per factor) stay in L1 from the GEMM to the epilogue; the kernels
-// measured fastest at this size among 16..64 x 32..64 at L = 80 and 768. The lane masks of the
+// Blocks of 128 pool rows by 64 query rows (32 KiB per factor, in L2 from the GEMM to the
+// epilogue): among 16..256 x 32..128 the kernel ran fastest about here over L = 80 and 768 and
+// M = 128 and 1264 (158-222 GFLOP/s on one Zen 5 core; 64 x 64: 128-216). The lane masks of the
 // epilogue hold one bit per query row of a block.
-constexpr int64_t kPoolBlock = 64;
+constexpr int64_t kPoolBlock = 128;
 constexpr int64_t kQueryBlock = 64;
 constexpr float kInfinity = std::numeric_limits<float>::infinity();
 // The threshold of a list still filling: every value compares unordered with it, so it enters.
@@ -36,10 +41,11 @@ struct PoolRun {
   int64_t width;
 };
 
-// A similarity factor as the blocks read it: the query side transposed once per call, (L, M)
-// row-major (the GEMM's right operand), and the pool runs (its left operand).
+// A similarity factor as the blocks read it: the query side transposed once per call, (L, M) with
+// rows `query_stride` apart (the GEMM's right operand), and the pool runs (its left operand).
 struct BlockFactor {
   at::Tensor query_t;
+  int64_t query_stride;
   std::vector<PoolRun> runs;
 };
 
@@ -84,8 +90,16 @@ std::vector<PoolRun> pool_runs(const std::vector<at::Tensor>& pool) {
   return runs;
 }
 
+// Rows of the transposed query padded to whole cache lines: the GEMM kernel's vector loads of a
+// query block then never straddle two lines (unpadded, M = 125 ran 1.2x slower).
+constexpr int64_t kLineFloats = 16;
+
 BlockFactor block_factor(const PfkFactor& factor) {
-  return {factor.query.t().contiguous(), pool_runs(factor.pool)};
+  const int64_t queries = factor.query.size(0);
+  const int64_t stride = (queries + kLineFloats - 1) / kLineFloats * kLineFloats;
+  auto query_t = at::zeros({factor.width, stride}, factor.query.options());
+  query_t.narrow(1, 0, queries).copy_(factor.query.t());
+  return {query_t, stride, pool_runs(factor.pool)};
 }
 
 std::vector<BlockTerm> block_terms(const PfkPlan& plan) {
@@ -104,16 +118,18 @@ struct BlockSpan {
   int64_t cols;
 };
 
-// out[n, m] = <pool row pool_begin + n, query row query_begin + m> over the factor's channels,
-// (rows, cols) row-major.
-void factor_block(const BlockFactor& factor, const BlockSpan& span, int64_t queries, float* out) {
+// out[n * kQueryBlock + m] = <pool row pool_begin + n, query row query_begin + m> over the
+// factor's channels.
+void factor_block(const BlockFactor& factor, const BlockSpan& span, float* out) {
   const float* query_t = factor.query_t.const_data_ptr<float>();
   bool accumulate = false;
+  // The last block's padding columns (zeros) are multiplied too: whole vectors beat masked ones.
+  const int64_t columns = std::min(kQueryBlock, factor.query_stride - span.query_begin);
   for (const auto& run : factor.runs) {
     at::native::cpublas::brgemm(
-        span.rows, span.cols, run.width, run.stride, queries, span.cols, accumulate,
-        run.data + span.pool_begin * run.stride, query_t + run.channel * queries + span.query_begin, out,
-        /*is_vnni=*/false);
+        span.rows, columns, run.width, run.stride, factor.query_stride, kQueryBlock, accumulate,
+        run.data + span.pool_begin * run.stride, query_t + run.channel * factor.query_stride + span.query_begin,
+        out, /*is_vnni=*/false);
     accumulate = true;
   }
 }
@@ -137,33 +153,33 @@ struct Lists {
   int64_t k;
 };
 
-// The scratch one thread reuses for every block.
-struct BlockScratch {
-  std::vector<float> base = std::vector<float>(kPoolBlock * kQueryBlock);
-  std::vector<float> lhs = std::vector<float>(kPoolBlock * kQueryBlock);
-  std::vector<float> rhs = std::vector<float>(kPoolBlock * kQueryBlock);
+// The scratch one thread reuses for every block: (kPoolBlock, kQueryBlock) blocks on cache lines.
+struct alignas(64) BlockScratch {
+  std::array<float, kPoolBlock * kQueryBlock> base;
+  std::array<float, kPoolBlock * kQueryBlock> lhs;
+  std::array<float, kPoolBlock * kQueryBlock> rhs;
   // Per pool row of the block, its best value over the query rows so far (pfk_column_topk).
-  std::vector<float> best = std::vector<float>(kPoolBlock);
+  std::array<float, kPoolBlock> best;
 };
 
 // Computes the block's R = base + lhs * rhs into the scratch and returns its pieces as
 // TileRow<float>{base, lhs, rhs} (base and rhs null when absent). Earlier fisher scales fold into
 // the base; the last term is fused into the epilogue, as in the BLAS tiles.
-TileRow<float> compute_block(
-    const std::vector<BlockTerm>& terms, const BlockSpan& span, int64_t queries, BlockScratch& scratch) {
+TileRow<float> compute_block(const std::vector<BlockTerm>& terms, const BlockSpan& span, BlockScratch& scratch) {
   const size_t last = terms.size() - 1;
-  const int64_t elements = span.rows * span.cols;
   for (size_t t = 0;; ++t) {
-    factor_block(terms[t].lhs, span, queries, scratch.lhs.data());
+    factor_block(terms[t].lhs, span, scratch.lhs.data());
     if (terms[t].rhs.has_value()) {
-      factor_block(*terms[t].rhs, span, queries, scratch.rhs.data());
+      factor_block(*terms[t].rhs, span, scratch.rhs.data());
     }
     if (t == last) {
       break;
     }
-    for (int64_t i = 0; i < elements; ++i) {
-      const float product = scratch.lhs[i] * scratch.rhs[i];
-      scratch.base[i] = t == 0 ? product : scratch.base[i] + product;
+    for (int64_t n = 0; n < span.rows; ++n) {
+      for (int64_t i = n * kQueryBlock; i < n * kQueryBlock + span.cols; ++i) {
+        const float product = scratch.lhs[i] * scratch.rhs[i];
+        scratch.base[i] = t == 0 ? product : scratch.base[i] + product;
+      }
     }
   }
   return {
@@ -185,7 +201,7 @@ void merge_block_per_query(
     if (masked(mask, span.pool_begin + n)) {
       continue;
     }
-    const auto row = tile_row<float, kBase, kRhs>(block.base, block.lhs, block.rhs, n * span.cols, nullptr);
+    const auto row = tile_row<float, kBase, kRhs>(block.base, block.lhs, block.rhs, n * kQueryBlock, nullptr);
     uint64_t lanes = lanes_may_enter<float, kBase, kRhs>(row, lists.thresholds.data() + span.query_begin, span.cols, avx2);
     while (lanes != 0) {
       const int m = __builtin_ctzll(lanes);
@@ -200,7 +216,7 @@ void merge_block_per_query(
 template <bool kBase, bool kRhs>
 void fold_block_per_column(const TileRow<float>& block, const BlockSpan& span, bool avx2, float* best) {
   for (int64_t n = 0; n < span.rows; ++n) {
-    const auto row = tile_row<float, kBase, kRhs>(block.base, block.lhs, block.rhs, n * span.cols, nullptr);
+    const auto row = tile_row<float, kBase, kRhs>(block.base, block.lhs, block.rhs, n * kQueryBlock, nullptr);
     best[n] = row_max<float, kBase, kRhs>(row, span.cols, best[n], avx2);
   }
 }
@@ -238,7 +254,8 @@ void stream_pool_blocks(
     const std::vector<BlockTerm>& terms, const PfkPlan& plan, const bool* mask, PfkReduction reduction,
     int64_t first, int64_t end, Lists& lists) {
   const bool avx2 = scan_with_avx2();
-  BlockScratch scratch;
+  const auto scratch_holder = std::make_unique<BlockScratch>();
+  BlockScratch& scratch = *scratch_holder;
   for (int64_t b = first; b < end; ++b) {
     const int64_t pool_begin = b * kPoolBlock;
     const int64_t rows = std::min(kPoolBlock, plan.columns - pool_begin);
@@ -248,7 +265,7 @@ void stream_pool_blocks(
     std::fill(scratch.best.begin(), scratch.best.end(), -kInfinity);
     for (int64_t query_begin = 0; query_begin < plan.rows; query_begin += kQueryBlock) {
       const BlockSpan span{pool_begin, rows, query_begin, std::min(kQueryBlock, plan.rows - query_begin)};
-      const auto block = compute_block(terms, span, plan.rows, scratch);
+      const auto block = compute_block(terms, span, scratch);
       reduce_block_any_form(block, span, reduction, mask, avx2, scratch, lists);
     }
     if (reduction == PfkReduction::kPerPoolColumn) {

@@ -2,7 +2,7 @@
 
 // The CPU streaming engine where oneDNN's small-matrix GEMM kernel (ATen's cpublas::brgemm) outruns
 // BLAS: float32 on a CPU whose torch capability is AVX-512. On one AMD Zen 5 core it multiplied
-// 64 x 64 blocks at 1.7-2x the speed of MKL's sgemm on the whole product; limited to AVX2 it ran at
+// small blocks at 1.7-2x the speed of MKL's sgemm on the whole product; limited to AVX2 it ran at
 // 0.6-0.75x MKL, so AVX2 machines keep the BLAS tiles of pfk_stream.cpp.
 //
 // Each thread takes its own range of pool rows and computes the kernel matrix in blocks of
