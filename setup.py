@@ -41,6 +41,13 @@ class BuildInOneFolder(BuildExtension):
         self.build_temp = os.path.join(ROOT, "build", "objects")
 
 
+# at::parallel_for is a header template that runs its range serially unless the including code is
+# compiled with OpenMP (torch's own build uses it; torch.utils.cpp_extension does not add it), and
+# the library's kernels share their work over threads through it. Linking with it names
+# libgomp.so.1, the runtime torch has already loaded, so both use one thread pool.
+OPENMP_FLAGS = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+
+
 def _files(*patterns: str) -> list[str]:
     return sorted(os.path.relpath(p, ROOT) for pattern in patterns for p in glob.glob(os.path.join(ROOT, pattern)))
 
@@ -49,7 +56,7 @@ def extension():
     sources = _files("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/autograd/*.cpp", "csrc/python/*.cpp")
     # No FMA contraction: the CPU kernels share their arithmetic with the CUDA ones (csrc/*_math.h),
     # and a compiler that fused a * b + c where the target has FMA would change their results.
-    compile_args = {"cxx": ["-O3", "-ffp-contract=off", "-DTORCH_AL_BUILD_LIBRARY"]}
+    compile_args = {"cxx": ["-O3", "-ffp-contract=off", "-DTORCH_AL_BUILD_LIBRARY", *OPENMP_FLAGS]}
     macros = []
     if CUDA.build_cuda:
         sources += _files("csrc/cuda/*.cu")
@@ -64,6 +71,7 @@ def extension():
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
         extra_compile_args=compile_args,
+        extra_link_args=OPENMP_FLAGS,
         py_limited_api=True,
     )
 

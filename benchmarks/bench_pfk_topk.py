@@ -20,7 +20,9 @@ in the shared machine's load weighs on all of them alike:
            index has no product/fisher/sum kernels); install faiss-cpu for it, never a dependency
   naive    mm + masked_fill + topk over the materialised M x N kernel, where it fits in memory
 
-THREADS (default 1) torch threads, and faiss's OpenMP threads, per process.
+THREADS (default 1) torch threads, and faiss's OpenMP threads, per process. On an AVX-512 CPU,
+ATEN_CPU_CAPABILITY=avx2 measures the BLAS-tile engine that AVX2 machines run (results named
+pfk_topk_avx2.json).
 
 DEVICE=cuda (`benchmarks/run.py --device cuda`) runs the same table on the GPU: the bound is
 cuBLAS's fp32 GEMM (TF32 off, as in ours), extra memory is CUDA's peak allocation above what the
@@ -240,6 +242,8 @@ def main(quick: bool) -> str:
         print_table(rows_out[-1:], columns)
     print_table(rows_out, columns)
     name = "pfk_topk_cuda" if device() == "cuda" else "pfk_topk" if threads() == 1 else f"pfk_topk_threads{threads()}"
+    if device() == "cpu" and "ATEN_CPU_CAPABILITY" in os.environ:  # a lowered capability: the BLAS tiles
+        name += f"_{os.environ['ATEN_CPU_CAPABILITY']}"
     return write_results(
         name, rows_out, quick=quick, masked_fraction=0.1, device=device(), threads=threads(),
         faiss=device() == "cpu" and faiss_installed(),

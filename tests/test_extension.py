@@ -1,5 +1,6 @@
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -41,6 +42,20 @@ def test_cuda_kernels_were_compiled(op):
     assert torch_al.cuda_version() >= 11000
     assert torch_al.cuda_version() // 1000 == int(torch.version.cuda.split(".")[0])
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"torch_al::{op}", "CUDA")
+
+
+@pytest.mark.skipif(
+    not (torch.backends.openmp.is_available() and sys.platform.startswith("linux")),
+    reason="setup.py compiles with OpenMP where torch uses it, on Linux",
+)
+def test_kernels_can_share_work_over_threads():
+    """at::parallel_for, a header template, runs its whole range on the calling thread unless the
+    including code is compiled with OpenMP; every kernel that shares work over threads uses it."""
+    from torch_al import _C
+
+    with open(_C.__file__, "rb") as library:
+        dynamic_symbols = library.read()
+    assert b"GOMP_parallel" in dynamic_symbols, "torch_al._C was compiled without OpenMP"
 
 
 def selection_calls():

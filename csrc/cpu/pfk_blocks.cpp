@@ -143,7 +143,7 @@ struct Lists {
   void offer(int64_t r, float value, int64_t index) {
     float* list_values = values.data() + r * k;
     int64_t* list_indices = indices.data() + r * k;
-    insert_sorted(list_values, list_indices, k, value, index);
+    insert_after_listed(list_values, list_indices, k, value, index);
     thresholds[r] = list_indices[k - 1] < 0 ? kFilling : list_values[k - 1];
   }
 

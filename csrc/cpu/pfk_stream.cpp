@@ -52,7 +52,7 @@ void merge_row(
   int64_t n = 0;
   for (; n < width && indices[k - 1] < 0; ++n) {  // filling the list: every allowed column enters
     if (row.penalty[n] == 0) {
-      insert_sorted(values, indices, k, row_value<scalar_t, kBase, kRhs>(row, n), begin + n);
+      insert_after_listed(values, indices, k, row_value<scalar_t, kBase, kRhs>(row, n), begin + n);
     }
   }
   scalar_t threshold = values[k - 1];
@@ -63,7 +63,7 @@ void merge_row(
     for (int64_t j = n; j < end; ++j) {
       const scalar_t value = row_value<scalar_t, kBase, kRhs>(row, j);
       if (row.penalty[j] == 0 && value > threshold) {
-        insert_sorted(values, indices, k, value, begin + j);
+        insert_after_listed(values, indices, k, value, begin + j);
         threshold = values[k - 1];
       }
     }
