@@ -234,6 +234,7 @@ def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict
 
 
 def main(quick: bool) -> str:
+    torch.set_num_threads(threads())  # the workloads run in child processes; the record reads this one's
     rows_out = []
     columns = ["M", "N", "L", "form", "k", "ours_s", "bound_s", "ours/bound", "ours/onednn", "column/ours", "faiss/ours",
                "faiss_same_indices", "naive/ours", "ours_extra_MiB"]  # fmt: skip
