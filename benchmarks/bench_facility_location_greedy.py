@@ -81,7 +81,6 @@ def dense_greedy(candidates: torch.Tensor, universe: torch.Tensor, count: int) -
 
 def measure(variant: str, n: int, d: int, k: int, count: int, data: str = "relu") -> dict:
     """Runs one variant in this (fresh) process: seconds, picks and peak memory above the inputs."""
-    torch.set_num_threads(1)
     candidates, universe = make_data(n, d, k, data)
     if variant == "apricot":
         return measure_apricot(universe, count)
@@ -154,6 +153,7 @@ def apricot_row(n: int, d: int, count: int) -> dict:
 
 
 def main(quick: bool) -> str:
+    torch.set_num_threads(1)  # the measuring processes inherit it
     n, d, k, count = (5000, 80, 500, 100) if quick else (50_000, 80, 4000, PICKS)
     rows = [dense_row(data, n, d, k, count) for data in ("relu", "gaussian")]
     if apricot_installed():

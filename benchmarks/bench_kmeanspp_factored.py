@@ -69,7 +69,6 @@ def measure(variant: str, n: int, c: int, d: int, picks: int) -> dict:
     """Runs one variant in this process (called through run_isolated): picks, seconds, peak extra MiB."""
     import torch_al  # noqa: F401  (registers the op)
 
-    torch.set_num_threads(1)
     a, b, uniforms = factors(n, c, d)
     uniforms = uniforms[:picks]
     reset_peak_rss()
@@ -85,7 +84,6 @@ def measure(variant: str, n: int, c: int, d: int, picks: int) -> dict:
 
 def stream(n: int, c: int, d: int, picks: int) -> dict:
     """Seconds per pick of one matrix-vector product over b and over E (float32), interleaved."""
-    torch.set_num_threads(1)
     a, b, _ = factors(n, c, d)
     e = torch.einsum("nc,nd->ncd", a, b).reshape(n, -1)
     times = time_interleaved({"b": lambda: [b @ b[i] for i in range(picks)], "E": lambda: [e @ e[i] for i in range(picks)]})
@@ -93,6 +91,7 @@ def stream(n: int, c: int, d: int, picks: int) -> dict:
 
 
 def main(quick: bool) -> str:
+    torch.set_num_threads(1)  # the measuring processes inherit it
     n, picks, dense_picks = (5_000, 200, 50) if quick else (N, P, DENSE_PICKS)
     runs = {"ours": run_isolated("bench_kmeanspp_factored", "measure", variant="ours", n=n, c=C, d=D, picks=picks)}
     for variant in ("dense64", "dense32"):

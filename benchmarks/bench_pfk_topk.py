@@ -179,7 +179,6 @@ def extra_mib(call) -> tuple[float, tuple]:
 def measure(rows: int, columns: int, width: int, form: str, k: int, repeats: int) -> dict:
     import torch_al
 
-    torch.set_num_threads(threads())
     torch.backends.cuda.matmul.allow_tf32 = False  # the bound and ours both in exact fp32
     problem, mask = make_problem(rows, columns, width, form)
     combine = "product" if form == "pcc" else form
@@ -234,7 +233,7 @@ def workload_row(rows: int, columns: int, width: int, form: str, k: int) -> dict
 
 
 def main(quick: bool) -> str:
-    torch.set_num_threads(threads())  # the workloads run in child processes; the record reads this one's
+    torch.set_num_threads(threads())  # the measuring processes inherit it
     rows_out = []
     columns = ["M", "N", "L", "form", "k", "ours_s", "bound_s", "ours/bound", "ours/onednn", "column/ours", "faiss/ours",
                "faiss_same_indices", "naive/ours", "ours_extra_MiB"]  # fmt: skip

@@ -68,11 +68,14 @@ def run_isolated(module: str, function: str, **kwargs: Any) -> dict:
     """Runs `module.function(**kwargs)` in a fresh interpreter and returns its dict result.
 
     Peak memory is a per-process high-water mark, so each measured variant gets its own process.
+    It runs with this process's torch thread count, the one the results record names.
     """
     code = (
-        "import json, sys; sys.path.insert(0, {here!r}); import {module} as m; "
-        "print(json.dumps(m.{function}(**json.loads(sys.argv[1]))))"
-    ).format(here=os.path.dirname(os.path.abspath(__file__)), module=module, function=function)
+        "import json, sys, torch; torch.set_num_threads({threads}); sys.path.insert(0, {here!r}); "
+        "import {module} as m; print(json.dumps(m.{function}(**json.loads(sys.argv[1]))))"
+    ).format(
+        threads=torch.get_num_threads(), here=os.path.dirname(os.path.abspath(__file__)), module=module, function=function
+    )
     result = subprocess.run(
         [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False
     )

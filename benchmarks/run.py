@@ -3,7 +3,9 @@
 Each `bench_<op>.py` module defines `main(quick: bool) -> str` that times ours against its
 baselines in one run, prints a table and returns the JSON path it wrote under benchmarks/results/.
 A benchmark with a CUDA mode lists it in `DEVICES` and reads the device from the `DEVICE`
-environment variable (so the fresh processes it measures in see it too).
+environment variable (so the fresh processes it measures in see it too). A benchmark sets torch's
+thread count in its `main` if it needs one; the next benchmark starts from torch's default again,
+and the processes `common.run_isolated` starts inherit the count.
 """
 
 import argparse
@@ -32,12 +34,16 @@ def main() -> None:
         parser.error("--device cuda: torch sees no CUDA device here")
     os.environ["DEVICE"] = args.device
     sys.path.insert(0, HERE)
+    import torch
+
+    default_threads = torch.get_num_threads()
     for name in args.names or available():
         module = importlib.import_module(f"bench_{name}")
         if args.device not in getattr(module, "DEVICES", ("cpu",)):
             print(f"== {name}: no {args.device} mode, skipped")
             continue
         print(f"== {name}")
+        torch.set_num_threads(default_threads)
         path = module.main(quick=args.quick)
         print(f"-> {os.path.relpath(path)}")
 
