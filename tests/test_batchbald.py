@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.strategies import BALD, STRATEGIES, BatchBALD, batchbald_select, make_strategy
+from torch_al.strategies.bayesian.batchbald import sub_batch_starts
 
 
 def configurations(probabilities: torch.Tensor, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,3 +218,45 @@ def test_bad_input_is_a_clear_error_and_records_nothing():
 def test_batchbald_select_rejects_bad_input(probabilities, budget, options, message):
     with pytest.raises(ValueError, match=message):
         batchbald_select(probabilities, budget, **options)
+
+
+def test_restart_closes_a_sub_batch_at_its_share_of_log_t_and_the_next_starts_afresh():
+    probabilities = dirichlet(12, 4, 3, 0.5, seed=7)
+    ceiling = 0.5 * math.log(4)
+    picks, scores = batchbald_select(probabilities, 9, max_configurations=10_000, restart_at=0.5)
+    # The reference: the plain greedy over the items not yet picked, cut after the pick that reaches the ceiling.
+    expected_picks, expected_scores, available = [], [], list(range(12))
+    while len(expected_picks) < 9:
+        plain, plain_scores = batchbald_select(probabilities[available], min(9 - len(expected_picks), len(available)), max_configurations=10_000)
+        reached = (plain_scores >= ceiling).nonzero()
+        size = int(reached[0]) + 1 if reached.numel() else plain.numel()
+        expected_picks += [available[i] for i in plain[:size].tolist()]
+        expected_scores += plain_scores[:size].tolist()
+        available = [i for i in available if i not in expected_picks]
+    assert picks.tolist() == expected_picks
+    torch.testing.assert_close(scores, torch.tensor(expected_scores, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    starts = sub_batch_starts(scores, 4, 0.5)
+    assert len(starts) > 2 and starts == [0] + [n + 1 for n in range(8) if scores[n] >= ceiling]
+    assert sub_batch_starts(scores, 4, None) == [0] and sub_batch_starts(scores[:0], 4, 0.5) == []
+    plain = batchbald_select(probabilities, 9, max_configurations=10_000)
+    assert float(plain[1][-1]) <= math.log(4) + 1e-9  # one batch: its information is capped at log T
+    with pytest.raises(ValueError, match="restart_at must be a finite float > 0 and <= 1, got 1.5"):
+        batchbald_select(probabilities, 2, restart_at=1.5)
+
+
+def test_the_strategy_warns_when_the_budget_outruns_log_t_and_notes_its_sub_batches(caplog):
+    generator = torch.Generator().manual_seed(0)
+    x = 8 * torch.randn(60, 6, generator=generator)  # confident passes that disagree: BALD near its maximum
+    pool = ActivePool(TensorDataset(x, torch.zeros(60, dtype=torch.int64)))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Dropout(0.7), nn.Linear(64, 4))
+    strategy = BatchBALD(passes=4, progress=False)
+    with caplog.at_level("WARNING", logger="torch_al"):
+        _, scores = strategy.select(model, pool, 20, return_scores=True)
+    details = strategy.last_cost.details
+    assert details["sub_batches"] == len(sub_batch_starts(scores, 4, 0.9)) > 1
+    assert details["sub_batch_picks"] == round(20 / details["sub_batches"], 2)
+    assert any("outrun the ceiling log T = 1.39 nats of T = 4 passes" in record.getMessage() for record in caplog.records)
+    single = BatchBALD(passes=4, progress=False, restart_at=None)
+    single.select(model, pool, 20)
+    assert single.last_cost.details["sub_batches"] == 1

@@ -219,17 +219,17 @@ def distributed_facility(items, layout, rank, world_size):
     return picks.tolist(), gains.tolist()
 
 
-BATCHBALD_CASES = [(items, option) for items in POOL_SIZES for option in ("exact", "sampled", "shortlist")]
+BATCHBALD_CASES = [(items, option) for items in POOL_SIZES for option in ("exact", "sampled", "shortlist", "restart")]
 
 
 def batchbald_problem(items: int, option: str):
     """MC-dropout probabilities Tensor[items, 4, 3] whose rows come in threes (equal gains: ties),
     the budget, and batchbald_select's options: exact joint entropies, sampled configurations
-    after two picks, or a shortlist."""
+    after two picks, a shortlist, or sub-batches closed at 0.3 · log T."""
     generator = torch.Generator().manual_seed(items + 11)
     probabilities = torch.randn((items + 2) // 3, 4, 3, generator=generator, dtype=torch.float64).softmax(-1).repeat_interleave(3, 0)[:items]
     budget = min(6, items)
-    options = {"exact": {}, "sampled": {"max_configurations": 9, "samples": 20}, "shortlist": {"shortlist": budget + 4}}[option]
+    options = {"exact": {}, "sampled": {"max_configurations": 9, "samples": 20}, "shortlist": {"shortlist": budget + 4}, "restart": {"restart_at": 0.3}}[option]
     return probabilities, budget, {**options, "generator": torch.Generator().manual_seed(3)}
 
 
@@ -279,16 +279,29 @@ class FirstItems(Strategy):
 SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
 
 
+def dyadic(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every parameter rounded to a multiple of 1/64: with dyadic inputs, its
+    linear layers then compute without rounding, so twin rows get equal outputs in any batch
+    (a GEMM's rounding of a row can depend on the rows beside it) and their ties are exact."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_((parameter * 64).round() / 64)
+    return module
+
+
 def strategy_problem(items: int):
     """A float64 linear model over a pool whose rows come in threes (equal scores: ties), a few
     of them labeled."""
     generator = torch.Generator().manual_seed(items)
-    inputs = torch.randn((items + 2) // 3, 4, generator=generator, dtype=torch.float64).repeat_interleave(3, 0)[:items]
+    # Sign patterns times a power of two: unit rows of ±1/2, so cosines (Suggestive's, core-set's) are exact too.
+    signs = torch.randint(0, 2, ((items + 2) // 3, 4), generator=generator, dtype=torch.float64) * 2 - 1
+    scales = 2.0 ** torch.randint(-2, 2, ((items + 2) // 3, 1), generator=generator, dtype=torch.float64)
+    inputs = (signs * scales).repeat_interleave(3, 0)[:items]
     pool = ActivePool(torch.utils.data.TensorDataset(inputs, torch.zeros(items, dtype=torch.int64)))
     labeled = list(range(0, items, 5))
     pool.label(labeled, torch.zeros(len(labeled), dtype=torch.int64))
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3).double()
+    model = dyadic(torch.nn.Linear(4, 3).double())
     return model, pool, min(50, items - len(labeled))
 
 
@@ -302,9 +315,9 @@ def matching_problem(items: int):
     inputs = pool.dataset.tensors[0]
     pool.dataset.tensors = (inputs, (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0).long())
     torch.manual_seed(1)
-    model = torch.nn.Sequential(
+    model = dyadic(torch.nn.Sequential(
         collections.OrderedDict(fc1=torch.nn.Linear(4, 6), act1=torch.nn.ReLU(), fc2=torch.nn.Linear(6, 3))
-    ).double()
+    ).double())
     generator = torch.Generator().manual_seed(5)
     validation = (torch.randn(40, 4, generator=generator, dtype=torch.float64), torch.randint(0, 3, (40,), generator=generator))
     return model, pool, budget, {"validation": validation, "layers": ("act1", "fc2"), "progress": False}
@@ -326,6 +339,8 @@ def trained_learning_loss(items: int):
         optimizer.zero_grad()
         strategy.training_loss(model, inputs[rows], targets[rows], 0, 1).backward()
         optimizer.step()
+    dyadic(model)
+    dyadic(strategy.module)
     return model, pool, budget, strategy
 
 
@@ -337,7 +352,7 @@ def committee_problem(items: int):
     """strategy_problem's pool with a committee of three float64 linear members."""
     _, pool, budget = strategy_problem(items)
     torch.manual_seed(2)
-    return Committee([torch.nn.Linear(4, 3).double() for _ in range(3)]), pool, budget
+    return Committee([dyadic(torch.nn.Linear(4, 3).double()) for _ in range(3)]), pool, budget
 
 
 def strategy_results(rank, world_size):
@@ -614,8 +629,8 @@ def test_cli_select_under_torchrun_fails_on_every_rank_and_writes_nothing(tmp_pa
 
 
 def bgadl_worker(rank, world_size, folder):
-    """BGADL over the ranks: BALD's picks (each rank's own masks), then the same generator and
-    twins on every rank."""
+    """BGADL over the ranks: BALD's picks (the masks of (seed, round) on every rank), then the
+    same generator and twins on every rank."""
     from test_bgadl import FAST, dropout_model, striped_dataset
 
     pool = ActivePool(striped_dataset())
@@ -631,7 +646,7 @@ def bgadl_worker(rank, world_size, folder):
 
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_mc_dropout_greedy_picks_agree_on_every_rank(world_size, tmp_path):
-    """BGADL (picks and twins) and BatchBALD; at world size 1, one process's picks."""
+    """BGADL (picks and twins) and BatchBALD: one process's picks at every world size."""
     from test_bgadl import FAST, dropout_model, striped_dataset
 
     outcomes = run_ranks(bgadl_worker, world_size, tmp_path)
@@ -640,15 +655,12 @@ def test_mc_dropout_greedy_picks_agree_on_every_rank(world_size, tmp_path):
     assert len(set(batchbald)) == 6
     for other in outcomes[1:]:
         assert other[0] == picks and other[1] == sources and torch.equal(other[2], inputs) and other[3] == batchbald
-    if world_size == 1:  # one rank draws the masks one process would
-        pool = ActivePool(striped_dataset())
-        pool.label([0, 70], [0, 1])
-        torch.manual_seed(5)
-        alone = make_strategy("bgadl", **FAST)
-        assert alone.select(dropout_model(), pool, 10).tolist() == picks
-        assert torch.equal(alone.state_dict()["generated_inputs"], inputs)
-        torch.manual_seed(5)
-        assert make_strategy("batchbald", passes=8, progress=False).select(dropout_model(), pool, 6).tolist() == batchbald
+    pool = ActivePool(striped_dataset())  # every rank ran the passes one process runs
+    pool.label([0, 70], [0, 1])
+    alone = make_strategy("bgadl", **FAST)
+    assert alone.select(dropout_model(), pool, 10).tolist() == picks
+    assert torch.equal(alone.state_dict()["generated_inputs"], inputs)
+    assert make_strategy("batchbald", passes=8, progress=False).select(dropout_model(), pool, 6).tolist() == batchbald
 
 
 def killed_rank_worker(rank, world_size, folder):

@@ -6,7 +6,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
-from torch_al.strategies import BALD, MaxEntropy, VariationRatio, make_strategy
+from torch_al.strategies import BALD, BatchBALD, MaxEntropy, VariationRatio, batchbald_select, make_strategy
+from torch_al.strategies.bayesian.consistent_dropout import ConsistentMasks, dropout_modules
 
 
 def reference_score(name: str, probabilities: torch.Tensor) -> torch.Tensor:
@@ -120,9 +121,7 @@ def _pool(n=37, shape=(1, 8, 8)):
 @pytest.mark.parametrize("name", CLASSES)
 @pytest.mark.parametrize("chunk", [3, 7])
 def test_prefix_once_draws_the_same_masks_as_full_replication(name, chunk, caplog):
-    # Same seed, same chunk: both paths draw masks for tensors of the same shape (count·B ×
-    # features at each dropout), the prefix draws no random numbers and the probe runs in a forked
-    # RNG, so the masks coincide and the scores match to rounding.
+    # Both paths apply pass t's masks to the rows of pass t, so the scores match to rounding.
     model, pool = Pinned().eval(), _pool()
     once = make_strategy(name, passes=7, chunk=chunk, batch_size=10, progress=False)
     full = make_strategy(name, passes=7, chunk=chunk, batch_size=10, progress=False, prefix_once=False)
@@ -133,8 +132,8 @@ def test_prefix_once_draws_the_same_masks_as_full_replication(name, chunk, caplo
     torch.testing.assert_close(scores, reference_scores, atol=1e-5, rtol=1e-5)
     if name != "variation-ratio":  # ties in vote counts can reorder within rounding
         assert indices.tolist() == reference_indices.tolist()
-    different_seed = _scores(once, model, pool, seed=1)[1]
-    assert not torch.allclose(different_seed.sort().values, scores.sort().values)  # the masks are random
+    different_seed = _scores(make_strategy(name, passes=7, chunk=chunk, batch_size=10, progress=False, seed=1), model, pool)[1]
+    assert not torch.allclose(different_seed.sort().values, scores.sort().values)  # the masks follow the strategy's seed
     assert once.last_cost.forward == 7 * 37 + 8 and full.last_cost.forward == 7 * 37
 
 
@@ -247,3 +246,158 @@ def test_a_dropout_that_never_runs_falls_back_and_a_single_pass_needs_no_probe(c
     strategy = BALD(passes=1, progress=False)
     _scores(strategy, Pinned().eval(), _pool(n=5))
     assert strategy.last_cost.forward == 5
+
+
+# Consistent masks: pass t is one weight sample θ_t shared by every item of the pool.
+
+
+def _probabilities(model, pool, passes=9, seed=0, **options):
+    """[N̂, T, C] probabilities of the MC passes the strategy runs, in unlabeled order."""
+    strategy = BatchBALD(passes=passes, progress=False, seed=seed, **options)
+    rows = pool.unlabeled_indices
+    return strategy.probabilities_of(model, pool, rows, 1)
+
+
+def _pool_with_copies(n=37, copies=((3, 29), (3, 36), (10, 11))):
+    """A pool whose item b is a copy of item a for each (a, b)."""
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 1, 8, 8, generator=generator)
+    for a, b in copies:
+        x[b] = x[a]
+    return ActivePool(TensorDataset(x, torch.zeros(n, dtype=torch.int64)))
+
+
+@pytest.mark.parametrize("prefix_once", [True, False])
+@pytest.mark.parametrize("batch_size, chunk", [(1, None), (5, 2), (10, 3), (37, None), (36, 9)])
+def test_copies_of_one_input_get_the_same_prediction_in_every_pass(batch_size, chunk, prefix_once):
+    model, pool = Pinned().eval(), _pool_with_copies()
+    probabilities = _probabilities(model, pool, batch_size=batch_size, chunk=chunk, prefix_once=prefix_once)
+    for a, b in ((3, 29), (3, 36), (10, 11)):  # other batches, other positions in the loader
+        torch.testing.assert_close(probabilities[b], probabilities[a], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(probabilities[3, 0], probabilities[3, 1])  # the passes differ
+    # The same weight samples whatever the batching, chunking and path.
+    reference = _probabilities(model, pool, batch_size=37, chunk=9, prefix_once=False)
+    torch.testing.assert_close(probabilities, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_the_masks_follow_the_seed_and_the_round_not_torch_s_global_rng():
+    model, pool = Pinned().eval(), _pool_with_copies()
+    torch.manual_seed(0)
+    first = _probabilities(model, pool)
+    torch.manual_seed(1)
+    assert torch.equal(_probabilities(model, pool), first)
+    assert not torch.allclose(_probabilities(model, pool, seed=1), first)
+    pool.label([0], [0])
+    pool.propose(torch.tensor([1]))
+    pool.label([1], [0])  # round 1: new weight samples
+    assert not torch.allclose(_probabilities(model, pool)[:5], first[2:7])
+    # The first T passes of a larger T are the same passes.
+    torch.testing.assert_close(_probabilities(model, pool, passes=12)[:, :9], _probabilities(model, pool), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", [nn.Dropout, nn.AlphaDropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout])
+def test_each_covered_module_applies_torch_s_rule_with_one_mask_per_pass(kind):
+    shape = {nn.Dropout1d: (6, 5), nn.Dropout2d: (6, 3, 4), nn.Dropout3d: (6, 2, 3, 2), nn.FeatureAlphaDropout: (6, 3, 4)}.get(kind, (40,))
+    module, p, passes, items = kind(0.4), 0.4, 5, 3
+    x = torch.full((passes * items, *shape), 0.7, dtype=torch.float64)
+    masks = ConsistentMasks(dropout_modules(nn.Sequential(module)), passes, seed=3)
+    masks.passes(0, passes, items)
+    with masks.applied():
+        assert not module.training
+        ours = module(x).unflatten(0, (passes, items))
+    module.train()
+    torch.manual_seed(0)
+    theirs = module(x)
+    assert ours.unique().tolist() == pytest.approx(theirs.unique().tolist())  # the kept and the dropped value
+    assert all(torch.equal(ours[t, 0], ours[t, i]) for t in range(passes) for i in range(items))  # one mask per pass
+    assert not torch.equal(ours[0, 0], ours[1, 0])
+    if kind not in (nn.Dropout, nn.AlphaDropout):  # whole channels kept or dropped
+        channels = ours[:, 0].flatten(2)
+        assert torch.equal(channels.amin(2), channels.amax(2))
+    kept = (ours[:, 0] == ours.max()).double().mean()
+    assert abs(float(kept) - (1 - p)) < 0.25  # masks drawn at the module's rate
+    masks.passes(2, 2, items)  # a chunk of passes 2 and 3 reads those passes' masks
+    with masks.applied():
+        assert torch.equal(module(x[: 2 * items]).unflatten(0, (2, items)), ours[2:4])
+
+
+def test_a_module_called_twice_in_a_forward_draws_a_mask_per_call():
+    module = nn.Dropout(0.5)
+    masks = ConsistentMasks(dropout_modules(module), passes=2, seed=0)
+    masks.passes(0, 2, 1)
+    x = torch.ones(2, 64)
+    with masks.applied():
+        first, second = module(x), module(x)
+        masks.passes(0, 2, 1)  # the next forward: the same masks again
+        assert torch.equal(module(x), first) and torch.equal(module(x), second)
+    assert not torch.equal(first, second)
+
+
+def test_masks_take_t_times_the_features_per_module():
+    model, pool = Pinned().eval(), _pool_with_copies()
+    masks = ConsistentMasks(dropout_modules(model), passes=9, seed=0)
+    masks.passes(0, 9, 2)
+    with masks.applied(), torch.no_grad():
+        model(pool.dataset[0][0].unsqueeze(0).repeat(18, 1, 1, 1))
+    shapes = sorted(tuple(keep.shape) for _, module_masks in masks.modules for keep in module_masks.cache.values())
+    assert shapes == [(9, 4, 1, 1), (9, 16)]  # Dropout2d: a mask per channel; Dropout: per feature
+
+
+def test_an_uncovered_dropout_rule_and_a_dropout_not_batch_first_are_named_errors():
+    class Custom(nn.Dropout):
+        def forward(self, x):
+            return x * 2
+
+    class Inherited(nn.Dropout):  # torch's rule unchanged: covered
+        pass
+
+    pool = ActivePool(TensorDataset(torch.randn(6, 3), torch.zeros(6, dtype=torch.int64)))
+    model = nn.Sequential(nn.Linear(3, 4), Custom(0.5), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"module '1' \(Custom\) overrides the dropout rule; consistent masks cover Dropout, Dropout1d"):
+        BALD(passes=2, progress=False).select(model, pool, 2)
+    assert [name for name, _ in dropout_modules(nn.Sequential(nn.Linear(3, 4), Inherited(0.5)))] == ["1"]
+
+    class FeaturesFirst(nn.Module):  # the dropout sees (features, rows)
+        def __init__(self):
+            super().__init__()
+            self.fc, self.drop, self.out = nn.Linear(3, 5), nn.Dropout(0.5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.out(self.drop(self.fc(x).T).T)
+
+    with pytest.raises(ValueError, match=r"module 'drop' got input of shape \(5, 12\); consistent masks need one row per item and pass first \(2 passes × 6 items"):
+        BALD(passes=2, progress=False, batch_size=6).select(FeaturesFirst(), pool, 2)
+
+
+def test_the_per_item_marginal_is_unchanged_in_expectation():
+    # Consistent masks change which items share a weight sample, not the distribution of an
+    # item's prediction: with many passes, the mean prediction and BALD match per-item masks'.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3)).eval()
+    x = torch.randn(6, 4) * 2
+    pool = ActivePool(TensorDataset(x, torch.zeros(6, dtype=torch.int64)))
+    passes = 4000
+    consistent = _probabilities(model, pool, passes=passes, batch_size=6).double()
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        per_item = model(x.repeat(passes, 1)).softmax(-1).unflatten(0, (passes, 6)).transpose(0, 1).double()
+    model.eval()
+    standard_error = per_item.std(1) / passes**0.5
+    assert ((consistent.mean(1) - per_item.mean(1)).abs() < 4 * standard_error + 1e-9).all()
+    bald = reference_score("bald", consistent)
+    torch.testing.assert_close(bald, reference_score("bald", per_item), atol=0.01, rtol=0.05)
+
+
+def test_batchbald_of_an_input_and_its_copy_is_their_joint_entropy_minus_twice_the_conditional():
+    model, pool = Pinned().eval(), _pool_with_copies()
+    probabilities = _probabilities(model, pool, passes=16).double()
+    pair = probabilities[[3, 29]] / probabilities[[3, 29]].sum(-1, keepdim=True)  # rows summing to 1 in float64
+    assert torch.equal(pair[0], pair[1])
+    _, scores = batchbald_select(pair, 2)
+    p = pair[0]  # [T, C]: both items see θ_t, so p(y, y') = mean_t p_t(y) p_t(y')
+    joint = torch.einsum("tc,td->cd", p, p) / p.shape[0]
+    joint_entropy = -(joint * joint.clamp_min(1e-300).log()).sum()
+    conditional = -(p * p.clamp_min(1e-300).log()).sum(1).mean()
+    torch.testing.assert_close(scores[1], joint_entropy - 2 * conditional, atol=1e-12, rtol=1e-12)
+    assert scores[1] < 2 * scores[0]  # the copy adds less than a second, independent item would

@@ -446,6 +446,7 @@ def distributed_batchbald_select(
     samples: int = 1024,
     shortlist: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
+    restart_at: Optional[float] = None,
     *,
     global_indices: Tensor,
     group: Optional[dist.ProcessGroup] = None,
@@ -463,7 +464,7 @@ def distributed_batchbald_select(
     Args:
         probabilities: Tensor[n, T, C], this rank's items' p_t(y | x) (the same T and C on every
             rank; n may be 0).
-        budget, max_configurations, samples, shortlist, generator: as ``batchbald_select``; the
+        budget, max_configurations, samples, shortlist, generator, restart_at: as ``batchbald_select``; the
             budget is at most every rank's items together.
         global_indices: int64 Tensor[n], strictly increasing, each item's global index.
 
@@ -477,7 +478,7 @@ def distributed_batchbald_select(
     op = "distributed_batchbald_select"
 
     def local() -> Tensor:
-        check_inputs(op, probabilities, budget, max_configurations, samples, shortlist)
+        check_inputs(op, probabilities, budget, max_configurations, samples, shortlist, restart_at)
         _check_global_indices(op, global_indices, probabilities.shape[0], increasing=True)
         return probabilities.double()
 
@@ -488,7 +489,7 @@ def distributed_batchbald_select(
         listed = distributed_topk(sample_scores.bald(candidates).cpu(), ids, shortlist, group)[1]
         keep = torch.isin(ids, listed)
         candidates, ids = candidates[keep.to(candidates.device)], ids[keep]
-    return batchbald_greedy(candidates, budget, max_configurations, samples, generator, RankArbiter(ids, group))
+    return batchbald_greedy(candidates, budget, max_configurations, samples, generator, RankArbiter(ids, group), restart_at)
 
 
 def _check_kcenter_inputs(x: Tensor, k: int, centers: Optional[Tensor], global_indices: Tensor, metric: str) -> None:
@@ -584,8 +585,8 @@ def distributed_select(
     - Score strategies (entropy, margin, least confidence, the MC-dropout family, ensembles):
       each rank scores its shard, then :func:`distributed_topk` merges. Exact (the single-process
       selection, ties to the lower index) wherever an item's score does not depend on which
-      other items share its batch; the MC-dropout family draws its masks from each rank's RNG,
-      so its picks follow another draw than one process's.
+      other items share its batch; the MC-dropout family included, whose consistent masks come
+      from (seed, round) on every rank.
     - PCC, PFK, EBA: each rank describes the validation set and its shard, then
       :func:`distributed_select_unique` (exact under the same batch caveat, except with the
       Monte-Carlo estimators ``trace_cov`` / ``mutual_info``, whose perturbations are each rank's
@@ -596,7 +597,7 @@ def distributed_select(
     - CEAL: the query as a score strategy's (exact); ``last_pseudo_labels`` is the union of the
       ranks' confident items, the same on every rank.
     - BGADL: BALD's picks as above, then every rank trains the same seeded generator on the whole
-      pool and keeps the picks' generated twins (its training set; the MC-dropout caveat applies).
+      pool and keeps the picks' generated twins (its training set).
     - VAAL and M2-VAAL: every rank trains the same seeded networks on batches drawn from the
       whole pool, scores its shard with the discriminator, then :func:`distributed_topk`; with
       nothing labeled, rank 0 draws.
@@ -604,7 +605,7 @@ def distributed_select(
       per-class largest distances all-reduced, then :func:`distributed_topk` (exact).
     - M2-VAAL's rule 1 (``m2-anchor-distance``): the same training on every rank, then the
       rule's greedy with a :class:`RankArbiter` (exact: one all-gather a pick).
-    - BatchBALD: each rank runs the T passes over its shard (BALD's caveat), then
+    - BatchBALD: each rank runs the T passes over its shard (the same masks as one process), then
       :func:`distributed_batchbald_select` (exact given the probabilities).
     - DAL: each rank embeds its shard (rank 0 the labeled items too), each sub-query's
       discriminator trains data-parallel on the one-process minibatches (its gradients summed
@@ -709,14 +710,17 @@ def _distributed_anchor_distance(strategy, model: Optional[nn.Module], pool: "Ac
 
 
 def _distributed_batchbald(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
-    """BatchBALD over the ranks: each rank runs the T passes over its shard (its own dropout
-    masks, BALD's caveat), then :func:`distributed_batchbald_select`."""
+    """BatchBALD over the ranks: each rank runs the T passes over its shard (the masks of
+    (seed, round), as one process), then :func:`distributed_batchbald_select`."""
     probabilities = _on_every_rank(lambda: strategy.probabilities_of(model, pool, owned, budget), group)
     probabilities = _held_or_empty(probabilities, 2, model_device(model), group)
     generator = strategy.generator(pool)
-    return distributed_batchbald_select(
-        probabilities, budget, strategy.max_configurations, strategy.samples, strategy.shortlist, generator, global_indices=owned, group=group
-    )[0]
+    picks, scores = distributed_batchbald_select(
+        probabilities, budget, strategy.max_configurations, strategy.samples, strategy.shortlist, generator, strategy.restart_at,
+        global_indices=owned, group=group,
+    )  # fmt: skip
+    strategy.report(scores)
+    return picks
 
 
 def _distributed_dal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:

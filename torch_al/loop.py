@@ -33,7 +33,9 @@ class ActiveLearningLoop:
     the query (with the strategy's class name, ``pool.pending_strategy``), ask the oracle, record
     its labels. Each metrics record holds ``train_seconds`` and,
     when that model selected the next query, its cost: ``select_forward`` and ``select_backward``
-    (images through a forward / backward pass) and ``select_seconds``. ``checkpoint_dir/state.pt`` (pool, model weights,
+    (images through a forward / backward pass) and ``select_seconds``, and what else the strategy
+    measured as ``select_<name>`` (``SelectionCost.details``: DAL's discriminator accuracy,
+    BatchBALD's sub-batches). ``checkpoint_dir/state.pt`` (pool, model weights,
     metrics) is written atomically after training, after selection and after labelling, so a
     killed run resumes from its last step: no label lost or duplicated, a saved query re-issued
     as it was. Before training and before selecting, torch's global RNG is seeded from
@@ -189,6 +191,7 @@ class ActiveLearningLoop:
         """The cost of a selection goes into the record of the model that made it (the last one),
         checkpointed with the query, so a resumed run keeps it."""
         self.metrics[-1].update(select_forward=cost.forward, select_backward=cost.backward, select_seconds=round(cost.seconds, 3))
+        self.metrics[-1].update({f"select_{name}": value for name, value in cost.details.items()})
 
     def _checkpoint(self) -> None:
         if self.state_path is None:

@@ -8,7 +8,7 @@ budget before and the answer after, so every method gives the same guarantees an
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, overload
 
 import torch
@@ -36,6 +36,7 @@ class SelectionCost:
     forward: int = 0
     backward: int = 0
     seconds: float = 0.0
+    details: dict[str, float] = field(default_factory=dict)  # what else the strategy measured (DAL: its discriminators' accuracy)
 
 
 class Strategy(ABC):
@@ -126,6 +127,13 @@ class Strategy(ABC):
             self.last_cost = SelectionCost()
         self.last_cost.forward += forward
         self.last_cost.backward += backward
+
+    def note(self, **details: float) -> None:
+        """Records figures of this selection in ``last_cost.details`` (the loop's metrics record
+        them as ``select_<name>``)."""
+        if self.last_cost is None:
+            self.last_cost = SelectionCost()
+        self.last_cost.details.update(details)
 
     def _check_answer(self, pool: ActivePool, indices: Tensor, budget: int) -> None:
         name = type(self).__name__

@@ -1,6 +1,8 @@
 """BatchBALD (Kirsch, van Amersfoort & Gal, NeurIPS 2019): a batch chosen greedily to maximise the
 mutual information between its labels and the weights, over T MC-dropout samples."""
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +14,9 @@ from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies import sample_scores
 from torch_al.strategies.arbiter import Arbiter, Pick
 from torch_al.strategies.bayesian.mc_dropout import BALD
-from torch_al.validation import LogitsCheck, check_int
+from torch_al.validation import LogitsCheck, check_int, check_real
+
+logger = logging.getLogger("torch_al")
 
 _CHUNK_ELEMENTS = 2**18  # float64 elements of one candidate chunk's [rows·C, configurations] tensor: 2 MiB stay in cache between the product and the log
 
@@ -100,6 +104,7 @@ def batchbald_select(
     samples: int = 1024,
     shortlist: int | None = None,
     generator: torch.Generator | None = None,
+    restart_at: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Greedy BatchBALD over fixed MC-dropout probabilities.
 
@@ -110,6 +115,13 @@ def batchbald_select(
     beyond, it is estimated from ``samples`` configurations drawn from the joint (the paper's
     importance-sampled estimator), extended by one drawn label per pick. Ties go to the lower index.
 
+    The batch's mutual information cannot exceed log T (T equally likely weight samples carry
+    log T nats), so once it nears that ceiling every further gain is close to 0 and the picks are
+    close to arbitrary. With ``restart_at`` = ρ, a pick that brings the batch to ρ · log T closes
+    a sub-batch: the next pick starts a new one, its gains taken against that sub-batch's picks
+    alone (the picks so far stay unavailable). :func:`sub_batch_starts` recovers the sub-batches
+    from the scores.
+
     Args:
         probabilities: Tensor[N, T, C], p_t(y | x_i) of pass t (any float dtype; rows sum to 1).
         budget: how many items, 0 <= budget <= N.
@@ -118,20 +130,31 @@ def batchbald_select(
         shortlist: restrict the greedy to the items with the ``shortlist`` highest BALD scores
             (>= budget); None: all N.
         generator: draws the sampled configurations (CPU); None: torch's global generator.
+        restart_at: ρ in (0, 1], or None (default): one batch whatever its mutual information.
 
     Returns:
         (int64 Tensor[budget] indices in pick order, float64 Tensor[budget] scores: score n is
-        a({x_1..x_n}), the mutual information of the batch so far; score 1 is BALD's).
+        the mutual information of the (sub-)batch up to pick n; score 1 is BALD's).
     """
-    check_inputs("batchbald_select", probabilities, budget, max_configurations, samples, shortlist)
+    check_inputs("batchbald_select", probabilities, budget, max_configurations, samples, shortlist, restart_at)
     if budget > probabilities.shape[0]:
         raise ValueError(f"batchbald_select: budget {budget} is larger than the {probabilities.shape[0]} items")
     probabilities = probabilities.double()
     candidates = torch.arange(probabilities.shape[0], device=probabilities.device)
     if shortlist is not None and shortlist < probabilities.shape[0]:
         candidates = torch.sort(sample_scores.bald(probabilities), descending=True, stable=True).indices[:shortlist].sort().values  # ascending: ties stay with the lower index
-    picks, scores = batchbald_greedy(probabilities[candidates], budget, max_configurations, samples, generator)
+    picks, scores = batchbald_greedy(probabilities[candidates], budget, max_configurations, samples, generator, restart_at=restart_at)
     return candidates[picks.to(candidates.device)], scores
+
+
+def sub_batch_starts(scores: Tensor, passes: int, restart_at: float | None) -> list[int]:
+    """The picks (0-based) that began a sub-batch of a :func:`batchbald_select` with
+    ``restart_at``, from its scores: pick 0, and each pick after one whose score reached
+    ``restart_at`` · log ``passes``."""
+    if restart_at is None or not scores.numel():
+        return [0] if scores.numel() else []
+    closed = (scores[:-1] >= restart_at * math.log(passes)).nonzero().squeeze(1) + 1
+    return [0, *closed.tolist()]
 
 
 def batchbald_greedy(
@@ -141,6 +164,7 @@ def batchbald_greedy(
     samples: int,
     generator: torch.Generator | None,
     arbiter: Arbiter = Arbiter(),
+    restart_at: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """:func:`batchbald_select`'s greedy over the candidates' float64 probabilities Tensor[n, T, C]
     (no shortlist, no checks): (int64 Tensor[budget] picks in the arbiter's index space, float64
@@ -150,29 +174,32 @@ def batchbald_greedy(
     passes, classes = probabilities.shape[1:]
     conditional = entr(probabilities).sum(-1).mean(1)  # [n] E_θ H(y|θ)
     by_class = probabilities.transpose(1, 2).contiguous()
-    configurations = _Configurations(probabilities.new_ones(passes, 1), probabilities.new_zeros(1))
+    ceiling = None if restart_at is None else restart_at * math.log(passes)
     available = torch.ones(probabilities.shape[0], dtype=torch.bool, device=probabilities.device)
     picked: list[Pick] = []
-    for step in range(budget):
-        if step:
-            item = picked[-1].rows[0]
-            if configurations.posterior is not None:
-                configurations = configurations.extend_sampled(item, generator)
-            elif configurations.ratios.shape[1] * classes <= max_configurations:
-                configurations = configurations.extend_exact(item)
-            else:
-                configurations = _sample([pick.rows[0] for pick in picked], samples, generator)
-        picked_conditional = torch.stack([pick.rows[1] for pick in picked]).sum() if picked else 0.0
-        gains = configurations.joint_entropies(by_class) - conditional - picked_conditional
-        picked.append(arbiter.pick(gains, available, (probabilities, conditional)))
-        if picked[-1].local >= 0:
-            available[picked[-1].local] = False
+    batch: list[Pick] = []  # the picks of the current sub-batch
+    for _ in range(budget):
+        if not batch:
+            configurations = _Configurations(probabilities.new_ones(passes, 1), probabilities.new_zeros(1))
+        elif configurations.posterior is not None:
+            configurations = configurations.extend_sampled(batch[-1].rows[0], generator)
+        elif configurations.ratios.shape[1] * classes <= max_configurations:
+            configurations = configurations.extend_exact(batch[-1].rows[0])
+        else:
+            configurations = _sample([pick.rows[0] for pick in batch], samples, generator)
+        batch_conditional = torch.stack([pick.rows[1] for pick in batch]).sum() if batch else 0.0
+        gains = configurations.joint_entropies(by_class) - conditional - batch_conditional
+        pick = arbiter.pick(gains, available, (probabilities, conditional))
+        picked.append(pick)
+        batch = [] if ceiling is not None and float(pick.value) >= ceiling else [*batch, pick]
+        if pick.local >= 0:
+            available[pick.local] = False
     if not picked:
         return torch.empty(0, dtype=torch.int64), probabilities.new_empty(0)
     return torch.tensor([pick.index for pick in picked], dtype=torch.int64), torch.stack([pick.value for pick in picked]).to(probabilities)
 
 
-def check_inputs(op: str, probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None) -> None:
+def check_inputs(op: str, probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None, restart_at: float | None = None) -> None:
     """The checks of :func:`batchbald_select` but the budget against N, with ``op`` naming the function."""
     if not isinstance(probabilities, Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
         got = f"shape {tuple(probabilities.shape)}, dtype {probabilities.dtype}" if isinstance(probabilities, Tensor) else type(probabilities).__name__
@@ -187,6 +214,8 @@ def check_inputs(op: str, probabilities: Tensor, budget: int, max_configurations
     check_int(samples, f"{op}: samples", 1)
     if shortlist is not None and check_int(shortlist, f"{op}: shortlist", 1) < budget:
         raise ValueError(f"{op}: shortlist {shortlist} is smaller than the budget {budget}")
+    if restart_at is not None:
+        check_real(restart_at, f"{op}: restart_at", above=0, at_most=1)
 
 
 class BatchBALD(BALD):
@@ -194,6 +223,15 @@ class BatchBALD(BALD):
     mutual information between the labels of the batch so far and the weights
     (:func:`batchbald_select`); the passes are :class:`MonteCarloDropout`'s (one data load per
     batch, the prefix before the first dropout once per forward). Budget 1 is BALD's pick.
+
+    Sized to its budget: the batch's mutual information is at most log T, which a budget of P
+    picks outruns when its items together carry more (measured on 100 : 1 Fashion-MNIST with a
+    LeNet, T = 64: 93% of log T after 20 picks, 98% after 30). Past that point the gains are
+    close to 0 and the picks close to arbitrary, so by default a pick that brings the batch to
+    ``restart_at`` · log T closes a sub-batch and the greedy starts another (:func:`batchbald_select`):
+    every pick is chosen while its batch can still tell the weight samples apart. When that
+    happens (P outruns log T), a warning says after how many picks and suggests more passes;
+    ``last_cost.details`` holds ``sub_batches`` and ``sub_batch_picks`` (the mean size).
 
     Cost (``last_cost.forward``): T·N̂ images through the stochastic part, as BALD (plus the
     probe's at most 8). The greedy then costs O(budget · N̂ · T · C · K) float64 multiply-adds and
@@ -205,8 +243,9 @@ class BatchBALD(BALD):
         samples: M, the configurations drawn beyond that, from (seed, round).
         shortlist: run the greedy over the ``shortlist`` unlabeled items of highest BALD score
             only (>= budget); None (default): over all of them.
+        restart_at: ρ in (0, 1]: close a sub-batch at ρ · log T (default 0.9); None: one batch.
         chunk, batch_size, progress, prefix_once: as :class:`MonteCarloDropout`.
-        seed: base seed of the sampled configurations.
+        seed: base seed of the masks and of the sampled configurations.
     """
 
     def __init__(
@@ -220,19 +259,34 @@ class BatchBALD(BALD):
         seed: int = 0,
         progress: bool = True,
         prefix_once: bool = True,
+        restart_at: float | None = 0.9,
     ) -> None:
         check_int(passes, "BatchBALD: passes", 2)
-        super().__init__(passes, chunk, batch_size, progress, prefix_once)
+        super().__init__(passes, chunk, batch_size, progress, prefix_once, seed)
         self.max_configurations = check_int(max_configurations, "BatchBALD: max_configurations", 1)
         self.samples = check_int(samples, "BatchBALD: samples", 1)
         self.shortlist = shortlist if shortlist is None else check_int(shortlist, "BatchBALD: shortlist", 1)
-        self.seed = seed
+        self.restart_at = restart_at if restart_at is None else check_real(restart_at, "BatchBALD: restart_at", above=0, at_most=1)
 
     def rank(self, model, pool, budget):
         candidates = pool.unlabeled_indices
         probabilities = self.probabilities_of(model, pool, candidates, budget)
-        picks, scores = batchbald_select(probabilities, budget, self.max_configurations, self.samples, self.shortlist, self.generator(pool))
+        picks, scores = batchbald_select(
+            probabilities, budget, self.max_configurations, self.samples, self.shortlist, self.generator(pool), self.restart_at
+        )  # fmt: skip
+        self.report(scores)
         return candidates[picks.cpu()], scores.cpu()
+
+    def report(self, scores: Tensor) -> None:
+        """Notes the selection's sub-batches and warns when the budget outran log T."""
+        starts = sub_batch_starts(scores, self.passes, self.restart_at)
+        self.note(sub_batches=len(starts), sub_batch_picks=round(scores.numel() / max(1, len(starts)), 2))
+        if len(starts) > 1:
+            logger.warning(
+                "BatchBALD: %d picks outrun the ceiling log T = %.2f nats of T = %d passes: the batch reached %.0f%% of it after "
+                "%d picks, so it was built as %d sub-batches (starting at picks %s); more passes make them larger",
+                scores.numel(), math.log(self.passes), self.passes, 100 * self.restart_at, starts[1], len(starts), starts[:8],
+            )  # fmt: skip
 
     def probabilities_of(self, model: nn.Module | None, pool: ActivePool, rows: Tensor, budget: int) -> Tensor | None:
         """The T passes' p_t(y | x) of the pool items ``rows``, Tensor[n, T, C] (None when n = 0),
@@ -243,7 +297,7 @@ class BatchBALD(BALD):
             raise ValueError(f"{type(self).__name__}: shortlist {self.shortlist} is smaller than the budget {budget}")
         if not rows.numel():
             return None
-        return self.per_batch(model, inputs_loader(pool, rows, self.batch_size), LogitsCheck(type(self).__name__, rows), lambda batch: batch)
+        return self.per_batch(model, inputs_loader(pool, rows, self.batch_size), LogitsCheck(type(self).__name__, rows), lambda batch: batch, pool.round)
 
     def generator(self, pool: ActivePool) -> torch.Generator:
         """The draws of the sampled configurations, seeded by (seed, round)."""

@@ -9,8 +9,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.sampler import derived_seed
 from torch_al.strategies import sample_scores
 from torch_al.strategies.base import ScoreStrategy, model_device
+from torch_al.strategies.bayesian.consistent_dropout import ConsistentMasks, dropout_modules
 from torch_al.validation import LogitsCheck
 
 logger = logging.getLogger("torch_al")
@@ -19,10 +21,6 @@ _CHUNK = 32  # passes per forward when ``chunk`` is None and every pass runs the
 _EXPANDED_ELEMENTS = 2**23  # prefix-once with ``chunk=None``: elements of the expanded tensor at the first dropout
 _PROBE_ROWS = 2  # the probe's images ...
 _PROBE_PASSES = 2  # ... and passes (2·2 rows: a 2-row tensor cannot meet a 4-row one without an error)
-
-
-def _dropout_modules(model: nn.Module) -> list[nn.Module]:
-    return [module for module in model.modules() if isinstance(module, nn.modules.dropout._DropoutNd)]
 
 
 def _replicate(x: Tensor, count: int) -> Tensor:
@@ -50,30 +48,37 @@ class _Expand:
 
 
 class MonteCarloDropout(ScoreStrategy):
-    """Scores from T stochastic passes p_t = softmax f(x; dropout mask t), t = 1..T.
+    """Scores from T stochastic passes p_t = softmax f(x; θ_t), t = 1..T, with consistent masks:
+    pass t applies one dropout mask per module to every item (:mod:`consistent_dropout`), drawn
+    from (``seed``, round, module, t), so pass t is one weight sample θ_t shared by the pool. Two
+    copies of one input get the same prediction in every pass, whatever their batch or position,
+    and the per-item marginal over passes is the usual MC-dropout estimate. Masks take
+    O(T × features) memory per dropout module. Covered: ``nn.Dropout``, ``nn.Dropout1d/2d/3d``
+    and ``nn.FeatureAlphaDropout`` (channel masks), ``nn.AlphaDropout``; another dropout module
+    class with a ``forward`` of its own is an error naming it, and dropout called as ``F.dropout``
+    inside ``forward`` (no module) is not seen (docs/methods.md shows how to MC-dropout such models).
 
     Each batch is loaded once. Every layer before the first dropout module (in forward-execution
     order) is deterministic, so by default (``prefix_once``) that prefix runs once per forward on
     the B images, and a forward pre-hook on the first dropout repeats its input ``chunk`` times
     along the batch dim (pass-major rows, as full replication lays them out): only the part of the
-    network from the first dropout on runs chunk·B rows, and every row draws its own masks. For
-    LeNet the prefix (conv1, conv2) is ~96% of the multiply-adds.
+    network from the first dropout on runs chunk·B rows, and the repeated rows of pass t take pass
+    t's masks. For LeNet the prefix (conv1, conv2) is ~96% of the multiply-adds.
 
     That is only valid when nothing after the dropout joins the repeated rows with a tensor
     computed before it (a residual join across the dropout, a skip connection, a captured
     tensor), and when the dropout's input has one row per image. Each :meth:`scores` call
-    therefore first runs a probe: the first 2 images with 2 passes, once by full replication and
-    once prefix-once, from the same RNG state (the masks then coincide: both paths draw them for
-    tensors of the same shape, 4 × features at the first dropout, and nothing before it draws
-    random numbers). Prefix-once is used only if the probe finds a dropout module that runs, the
+    therefore first runs a probe: the first 2 images with passes 0 and 1, once by full replication
+    and once prefix-once (the same masks, and the same RNG state for any other draw). Prefix-once
+    is used only if the probe finds a dropout module that runs, the
     prefix-once forward raises nothing and its output equals full replication's (same shape,
     ``allclose``); otherwise every pass runs the whole model (full replication, as before), and
     the reason is logged once per strategy and model class (logger ``torch_al``). The probe runs
-    in a forked RNG, so it does not shift the masks of the scoring passes.
+    in a forked RNG, so it leaves torch's global RNG as it was.
 
-    Only the dropout modules run in training mode: batch-norm keeps its running statistics, as at
-    test time. The model's modes are restored afterwards. Masks come from torch's global RNG (the
-    loop seeds it per round). Scores are computed per batch, so memory is O(B·T·C), not O(N·T·C).
+    Every module runs in eval mode (batch-norm keeps its running statistics, as at test time;
+    dropout modules through their masks). The model's modes are restored afterwards. Scores are
+    computed per batch, so memory is O(B·T·C), not O(N·T·C).
 
     Cost (``last_cost.forward``): images sent through the model's stochastic part, i.e. from the
     first dropout module on: T·N̂ for the scoring passes, plus the probe's 2 paths × 2 passes ×
@@ -92,9 +97,10 @@ class MonteCarloDropout(ScoreStrategy):
         progress: show a progress bar.
         prefix_once: run the prefix before the first dropout once per forward when the probe
             allows it; False always repeats the whole model (full replication).
+        seed: base seed of the masks (with the round: every selection draws new weight samples).
     """
 
-    def __init__(self, passes: int = 128, chunk: int | None = None, batch_size: int = 256, progress: bool = True, prefix_once: bool = True) -> None:
+    def __init__(self, passes: int = 128, chunk: int | None = None, batch_size: int = 256, progress: bool = True, prefix_once: bool = True, seed: int = 0) -> None:
         super().__init__(batch_size, progress)
         bad_chunk = chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1)
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1 or bad_chunk:
@@ -102,44 +108,53 @@ class MonteCarloDropout(ScoreStrategy):
         self.passes = passes
         self.chunk = chunk
         self.prefix_once = bool(prefix_once)
+        self.seed = seed
         self._logged: set = set()
 
+    _round = 0  # the round whose masks :meth:`scores` draws, set by :meth:`item_scores`
+
+    def item_scores(self, model, pool, rows):
+        self._round = pool.round
+        return super().item_scores(model, pool, rows)
+
     def scores(self, model: nn.Module, loader: DataLoader, check: LogitsCheck) -> Tensor:
-        return self.per_batch(model, loader, check, self.score)
+        return self.per_batch(model, loader, check, self.score, self._round)
 
     @torch.no_grad()
-    def per_batch(self, model: nn.Module, loader: DataLoader, check: LogitsCheck, reduce: Callable[[Tensor], Tensor]) -> Tensor:
-        """``reduce`` of each batch's float32 Tensor[B, T, C] probabilities from the T passes,
-        concatenated along the first dim; charges the passes to ``last_cost``."""
-        dropouts = _dropout_modules(model)
+    def per_batch(self, model: nn.Module, loader: DataLoader, check: LogitsCheck, reduce: Callable[[Tensor], Tensor], round_: int = 0) -> Tensor:
+        """``reduce`` of each batch's float32 Tensor[B, T, C] probabilities from the T passes of
+        round ``round_``'s masks, concatenated along the first dim; charges the passes to ``last_cost``."""
+        dropouts = dropout_modules(model)
         if not dropouts:
-            raise ValueError(f"{type(self).__name__} needs dropout in the model: with none, all T passes are equal")
+            raise ValueError(
+                f"{type(self).__name__} needs dropout in the model: with none, all T passes are equal (dropout called as "
+                "F.dropout inside forward is not a module and is not seen: docs/methods.md, MC dropout, shows how to add one)"
+            )
+        masks = ConsistentMasks(dropouts, self.passes, derived_seed(self.seed, "mc-dropout", round_))
         device = model_device(model)
-        modes = [(module, module.training) for module in model.modules()]
+        was_training = model.training
         model.eval()
-        for module in dropouts:
-            module.train()
         chunks, start, expand, probed = [], 0, None, not self.prefix_once
         try:
-            for x in tqdm(loader, desc="MC dropout", disable=not self.progress):
-                x = x.to(device)
-                if not probed:
-                    probed = True
-                    expand = self._probe(model, dropouts, x, device)
-                logits = self._sample(model, x, check, expand)
-                check.finite(logits, start)  # once per batch, not once per forward: one host sync
-                chunks.append(reduce(logits.float().softmax(-1)))
-                start += x.shape[0]
+            with masks.applied():
+                for x in tqdm(loader, desc="MC dropout", disable=not self.progress):
+                    x = x.to(device)
+                    if not probed:
+                        probed = True
+                        expand = self._probe(model, [module for _, module in dropouts], masks, x, device)
+                    logits = self._sample(model, x, check, masks, expand)
+                    check.finite(logits, start)  # once per batch, not once per forward: one host sync
+                    chunks.append(reduce(logits.float().softmax(-1)))
+                    start += x.shape[0]
         finally:
             if expand is not None:
                 expand.handle.remove()
-            for module, training in modes:
-                module.training = training
+            model.train(was_training)
         reduced = torch.cat(chunks)
         self.charge(forward=self.passes * reduced.shape[0])
         return reduced
 
-    def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck, expand: _Expand | None = None) -> Tensor:
+    def _sample(self, model: nn.Module, x: Tensor, check: LogitsCheck, masks: ConsistentMasks, expand: _Expand | None = None) -> Tensor:
         """Tensor[B, T, C] logits of T stochastic passes over one batch; with ``expand``, the
         prefix before the first dropout runs once per forward."""
         batch = x.shape[0]
@@ -151,6 +166,7 @@ class MonteCarloDropout(ScoreStrategy):
         passes = []
         for start in range(0, self.passes, chunk):
             count = min(chunk, self.passes - start)
+            masks.passes(start, count, batch)
             if expand is None:
                 logits = model(_replicate(x, count))
             else:
@@ -168,13 +184,14 @@ class MonteCarloDropout(ScoreStrategy):
             self._logged.add(key)
             logger.warning("%s: every pass runs the whole %s (full replication): %s", type(self).__name__, type(model).__name__, reason)
 
-    def _probe(self, model: nn.Module, dropouts: list[nn.Module], x: Tensor, device: torch.device) -> _Expand | None:
+    def _probe(self, model: nn.Module, dropouts: list[nn.Module], masks: ConsistentMasks, x: Tensor, device: torch.device) -> _Expand | None:
         """The hook that runs the prefix once, or None (full replication) when the probe finds
         that prefix-once does not give full replication's outputs; see the class docstring."""
         if self.passes == 1:
             return None  # one pass: nothing to repeat
         rows, count = min(_PROBE_ROWS, x.shape[0]), _PROBE_PASSES
         probe = x[:rows]
+        masks.passes(0, count, rows)
         self.charge(forward=2 * rows * count)
         order: list[nn.Module] = []
         handles = [m.register_forward_pre_hook(lambda m, args: order.append(m) if not order else None) for m in dropouts]
@@ -198,6 +215,7 @@ class MonteCarloDropout(ScoreStrategy):
                 torch.cuda.set_rng_state(state[1], device)
             expand = _Expand(order[0])
             expand.rows, expand.count, expand.pending = rows, count, True
+            masks.passes(0, count, rows)
             try:
                 output = model(probe)
                 same = (

@@ -23,7 +23,7 @@ class BGADL(BALD):
     """BALD's query, plus one generated training image per queried item, on image pools (items
     Tensor[C, H, W], H and W multiples of 4).
 
-    The query is exactly :class:`BALD`'s (same passes, same masks from torch's global RNG). Then
+    The query is exactly :class:`BALD`'s (same passes, same consistent masks from (seed, round)). Then
     a fresh :class:`ConvVAE` is trained for ``generator_iterations`` Adam steps on
     ``generator_batch_size`` pool images each (labeled and unlabeled alike: it uses no label),
     minimising the mean of ‖x̂ − x‖² + β·KL (:func:`elbo_terms`), and each pick x* gets
@@ -53,7 +53,7 @@ class BGADL(BALD):
         latent_dim: size of the latent z.
         beta: β, the weight of the KL term.
         generator_lr: Adam learning rate of the VAE.
-        seed: base seed of the generator's draws.
+        seed: base seed of the masks and of the generator's draws.
     """
 
     last_generator: ConvVAE | None = None
@@ -72,13 +72,12 @@ class BGADL(BALD):
         generator_lr: float = 1e-3,
         seed: int = 0,
     ) -> None:
-        super().__init__(passes, chunk, batch_size, progress, prefix_once)
+        super().__init__(passes, chunk, batch_size, progress, prefix_once, seed)
         self.generator_iterations = check_int(generator_iterations, "BGADL: generator_iterations", 1)
         self.generator_batch_size = check_int(generator_batch_size, "BGADL: generator_batch_size", 1)
         self.latent_dim = check_int(latent_dim, "BGADL: latent_dim", 1)
         self.beta = check_real(beta, "BGADL: beta", at_least=0)
         self.generator_lr = check_real(generator_lr, "BGADL: generator_lr", above=0)
-        self.seed = seed
         self._inputs: Tensor | None = None  # Tensor[G, C, H, W], None before the first generation
         self._sources = torch.empty(0, dtype=torch.int64)
 
