@@ -17,7 +17,7 @@ from torch_al.experiment import RunConfig, run_experiment
 from torch_al.sampler import derived_seed
 from torch_al.strategies import STRATEGIES, DiscriminativeAL, make_strategy
 from torch_al.strategies.learned import discriminative
-from torch_al.strategies.learned.discriminative import discriminator, split_budget, train_discriminator
+from torch_al.strategies.learned.discriminative import discriminator, split_budget, standardised, train_discriminator, training_rows
 
 
 def small_model() -> nn.Module:
@@ -34,18 +34,24 @@ def small_pool(n: int = 90, labeled: tuple[int, ...] = (0, 4, 9, 30, 31, 50)) ->
 
 
 def reference_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ψ: the input of the last linear layer, by running the layers before it in float64."""
-    return copy.deepcopy(model).double()[:-1](x.double())
+    """ψ: the input of the last linear layer, by running the layers before it in float64,
+    standardised per column over the pool."""
+    return reference_standardised(copy.deepcopy(model).double()[:-1](x.double()))
+
+
+def reference_standardised(features: torch.Tensor) -> torch.Tensor:
+    deviation = features.std(0, unbiased=False)
+    return torch.where(deviation > 0, (features - features.mean(0)) / deviation, torch.zeros_like(features))
 
 
 @pytest.fixture
-def trainings(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor, nn.Module]]:
-    """Records every discriminator training: (features, targets, trained classifier)."""
+def trainings(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor, nn.Module, torch.Tensor]]:
+    """Records every discriminator training: (features, targets, trained classifier, training rows)."""
     calls = []
 
     def spy(features, is_unlabeled, generator, **options):
         trained = train_discriminator(features, is_unlabeled, generator, **options)
-        calls.append((features.clone(), is_unlabeled.clone(), trained))
+        calls.append((features.clone(), is_unlabeled.clone(), trained.model, options["rows"].clone()))
         return trained
 
     monkeypatch.setattr(discriminative, "train_discriminator", spy)
@@ -81,7 +87,7 @@ def test_each_sub_query_trains_on_the_picks_so_far_as_labeled(trainings):
     query = strategy.select(small_model(), pool, 23)
     assert len(trainings) == 5
     expected_unlabeled = ~pool.labeled_mask
-    for (_, targets, _), part in zip(trainings, sub_query_slices(23, 5)):
+    for (_, targets, _, _), part in zip(trainings, sub_query_slices(23, 5)):
         assert torch.equal(targets, expected_unlabeled)
         assert part.stop - part.start in (4, 5)
         expected_unlabeled[query[part]] = False
@@ -99,13 +105,15 @@ def test_ranking_equals_a_float64_recomputation_of_each_discriminator(trainings)
     model = small_model()
     query, scores = DiscriminativeAL(sub_queries=4, hidden=16, discriminator_steps=20, seed=2).select(model, pool, 14, return_scores=True)
     psi = reference_features(model, x)
-    for (features, targets, classifier), part in zip(trainings, sub_query_slices(14, 4)):
+    for (features, targets, classifier, rows), part in zip(trainings, sub_query_slices(14, 4)):
         torch.testing.assert_close(features.double(), psi, rtol=1e-5, atol=1e-6)
         probability = torch.sigmoid(copy.deepcopy(classifier).double()(psi).squeeze(1))
         torch.testing.assert_close(scores[part].double(), probability[query[part]], rtol=1e-5, atol=1e-6)
-        passed_over = targets.clone()
+        sampled = torch.zeros_like(targets)
+        sampled[rows] = True
+        passed_over = targets & sampled  # the candidates: the unlabeled items of the training sample
         passed_over[query[part]] = False
-        assert targets[query[part]].all()
+        assert (targets & sampled)[query[part]].all()
         assert probability[query[part]].min() >= probability[passed_over].max() - 1e-6  # the top of the candidates
         assert scores[part].tolist() == sorted(scores[part].tolist(), reverse=True)
 
@@ -124,7 +132,8 @@ def test_one_training_step_is_adam_on_the_class_weighted_loss():
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
     loss.backward()
     optimizer.step()
-    for ours, expected in zip(trained.parameters(), reference.parameters()):
+    assert trained.steps == 1
+    for ours, expected in zip(trained.model.parameters(), reference.parameters()):
         torch.testing.assert_close(ours.double(), expected.detach(), rtol=1e-4, atol=1e-5)
 
 
@@ -156,6 +165,7 @@ def test_nothing_labeled_draws_the_first_sub_query_at_random(trainings):
     assert scores[:4].tolist() == [1.0] * 4  # every item is unlabeled
     assert len(trainings) == 2
     assert torch.equal(~trainings[0][1], torch.isin(torch.arange(len(pool)), query[:4]))
+    assert trainings[0][3].numel() == 4 + 40  # the 4 picks and 10 unlabeled items per pick
     assert query.unique().numel() == 12
 
 
@@ -205,7 +215,13 @@ def test_a_named_layer_is_the_representation(trainings):
     pool, x = small_pool()
     model = small_model()
     DiscriminativeAL(layer="0", sub_queries=1, hidden=8, discriminator_steps=2).select(model, pool, 2)
-    torch.testing.assert_close(trainings[0][0].double(), copy.deepcopy(model).double()[0](x.double()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trainings[0][0].double(), reference_standardised(copy.deepcopy(model).double()[0](x.double())), rtol=1e-5, atol=1e-5)
+
+
+def test_standardised_features_have_mean_0_and_deviation_1_per_column():
+    features = torch.randn(50, 4, dtype=torch.float64) * torch.tensor([1.0, 100.0, 1e-3, 0.0], dtype=torch.float64) + 7
+    torch.testing.assert_close(standardised(features), reference_standardised(features), rtol=1e-9, atol=1e-9)
+    assert standardised(features)[:, 3].eq(0).all() and standardised(features.float()).dtype == torch.float32
 
 
 def test_registered_built_by_name_and_run_by_the_experiment(tmp_path, capsys):
@@ -219,3 +235,47 @@ def test_registered_built_by_name_and_run_by_the_experiment(tmp_path, capsys):
     results = run_experiment(config)
     assert [r["labeled"] for r in results["dal"]] == [0, 10]
 
+
+
+def test_each_discriminator_trains_on_the_labeled_items_and_ten_times_as_many_unlabeled(trainings):
+    pool, _ = small_pool(n=300)
+    query = DiscriminativeAL(sub_queries=3, hidden=8, discriminator_steps=3, seed=5).select(small_model(), pool, 9)
+    labeled = pool.labeled_mask.clone()
+    for sub_query, ((_, targets, _, rows), part) in enumerate(zip(trainings, sub_query_slices(9, 3))):
+        assert torch.equal(~targets, labeled)
+        assert labeled[rows].sum() == labeled.sum() and (~labeled[rows]).sum() == 10 * labeled.sum()  # 6, 9, 12 labeled
+        generator = torch.Generator().manual_seed(derived_seed(5, "dal", 0, sub_query))
+        assert torch.equal(rows, training_rows(targets, 10.0, 3, generator))  # the seeded subsample
+        assert torch.isin(query[part], rows).all()  # picked from the sampled unlabeled items
+        labeled[query[part]] = True
+    everything = DiscriminativeAL(sub_queries=1, hidden=8, discriminator_steps=1, unlabeled_ratio=None)
+    everything.select(small_model(), pool, 2)
+    assert trainings[-1][3].numel() == len(pool)
+    with pytest.raises(ValueError, match="unlabeled_ratio must be a finite float > 0, got 0"):
+        DiscriminativeAL(unlabeled_ratio=0)
+
+
+def test_training_rows_take_at_least_the_sub_query_and_at_most_every_unlabeled_item():
+    is_unlabeled = torch.arange(50) >= 2
+    assert training_rows(is_unlabeled, 10.0, 30, torch.Generator().manual_seed(0)).numel() == 2 + 30
+    assert training_rows(is_unlabeled, 100.0, 1, torch.Generator().manual_seed(0)).tolist() == list(range(50))
+
+
+def test_on_a_separable_pool_the_discriminators_reach_the_stop_accuracy_and_it_is_recorded(tmp_path):
+    x, y = make_blobs(1200, num_classes=6, dim=8, spread=0.3, seed=3)
+    pool = ActivePool(TensorDataset(x, y))
+    covered = torch.nonzero(y < 3).squeeze(1)[:40]
+    pool.label(covered, y[covered])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 6))  # ψ = x: labeled and unlabeled blobs apart
+    strategy = DiscriminativeAL(sub_queries=4, hidden=32, seed=0)
+    picks = strategy.select(model, pool, 20)
+    details = strategy.last_cost.details
+    assert details["discriminator_accuracy"] >= 0.98 and 4 <= details["discriminator_steps"] < 4 * strategy.discriminator_steps
+    assert (y[picks] >= 3).float().mean() >= 0.75  # mostly the missed blobs (a trained-on unlabeled item can look sure too)
+    capped = DiscriminativeAL(sub_queries=2, hidden=4, discriminator_steps=1, train_batch_size=256, seed=0)
+    capped.select(model, pool, 4)
+    assert capped.last_cost.details["discriminator_steps"] == 2 and capped.last_cost.details["discriminator_accuracy"] < 0.98
+    config = RunConfig(dataset="synthetic", strategy=("dal",), rounds=2, budget=10, epochs=1, pool_size=300, sub_queries=2, out=str(tmp_path), progress=False)
+    records = run_experiment(config)["dal"]
+    for record in records[:-1]:  # round 0: a random first sub-query, then a discriminator against its picks
+        assert 0 < record["select_discriminator_accuracy"] <= 1 and record["select_discriminator_steps"] >= 1
