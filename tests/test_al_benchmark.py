@@ -5,11 +5,13 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 from common_utils import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 import al_fashion_mnist as experiment  # noqa: E402
+import seed_statistics  # noqa: E402
 
 
 def records(accuracies, forward, backward=0, labels_per_round=125):
@@ -31,22 +33,29 @@ def test_labels_to_reach_interpolates_the_crossing():
     assert experiment.labels_to_reach(labeled, [0.1, 0.5, 0.7, 0.8], 0.81) is None
 
 
+def line(*runs):
+    return experiment.summarise_line(dict(enumerate(runs)))
+
+
 def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline():
     strategies = {
-        "random": experiment.summarise_strategy([records([0.1, 0.4, 0.5], 0), records([0.1, 0.5, 0.6], 0)]),
-        "entropy": experiment.summarise_strategy([records([0.1, 0.5, 0.6], 1000)]),
-        "variation-ratio": experiment.summarise_strategy([records([0.1, 0.5, 0.7], 16000)]),
-        "pfk": experiment.summarise_strategy([records([0.1, 0.7, 0.8], 1000, 1000), records([0.1, 0.7, 0.8], 1000, 1000)]),
+        "random": line(records([0.1, 0.4, 0.5], 0), records([0.1, 0.5, 0.6], 0)),
+        "entropy": line(records([0.1, 0.5, 0.6], 1000)),
+        "variation-ratio": line(records([0.1, 0.5, 0.7], 16000)),
+        "pfk": line(records([0.1, 0.7, 0.8], 1000, 1000), records([0.1, 0.7, 0.8], 1000, 1000)),
     }
     assert strategies["random"]["accuracy"] == [0.1, 0.45, 0.55] and strategies["random"]["accuracy_std"][1] == pytest.approx(0.0707, abs=1e-4)
+    assert strategies["random"]["accuracy_low"][1] == 0.4 and strategies["random"]["accuracy_high"][1] == 0.5  # two seeds: the bootstrap spans both
     assert strategies["pfk"]["passes_per_round"] == 2000 and strategies["pfk"]["seeds"] == 2
     assert strategies["pfk"]["mean_accuracy"] == 0.75  # rounds 1..B: the model with labels
     comparison = experiment.compare_to_baseline(strategies, experiment.UNCERTAINTY, passes=128)
     assert {k: comparison[k] for k in ("baseline", "target_accuracy", "baseline_labels")} == {"baseline": "variation-ratio", "target_accuracy": 0.7, "baseline_labels": 250}
     pfk, lines = comparison["lines"]["pfk"], comparison["lines"]
     assert pfk["labels_to_reach"] == 125 and pfk["label_savings"] == 0.5 and pfk["compute_ratio_passes"] == 0.125
+    assert pfk["interval"] == {"seeds": 1, "labels_low": 125.0, "labels_high": 125.0, "savings_low": 0.5, "savings_high": 0.5}  # seed 0 alone is shared
     assert "compute_ratio_passes_paper" not in pfk
     assert lines["random"]["labels_to_reach"] is None and lines["entropy"]["label_savings"] is None
+    assert lines["random"]["interval"]["labels_high"] is None  # never reached in the resamples
     assert experiment.check_target(comparison)["pfk"] == {"label_savings": 0.5, "compute_ratio_passes": 0.125, "met": False}  # 1/8 > 1/10
     at_paper_cost = experiment.compare_to_baseline(strategies, experiment.MC_DROPOUT, passes=16)
     assert at_paper_cost["lines"]["pfk"]["compute_ratio_passes_paper"] == 0.0156  # the baseline at T = 8 x 16
@@ -54,6 +63,22 @@ def test_summary_means_over_seeds_and_compares_to_the_best_uncertainty_baseline(
     assert experiment.compare_to_baseline({"pfk": strategies["pfk"]}, experiment.UNCERTAINTY) is None
     without_mc_dropout = {name: strategies[name] for name in ("entropy", "pfk")}  # entropy has no T to scale
     assert "compute_ratio_passes_paper" not in experiment.compare_to_baseline(without_mc_dropout, experiment.UNCERTAINTY, passes=16)["lines"]["pfk"]
+
+
+def test_bootstrap_intervals_and_the_paired_comparison_seed_by_seed():
+    per_seed = np.array([0.50, 0.52, 0.55, 0.49, 0.51, 0.53, 0.50, 0.54, 0.52, 0.50])
+    low, high = seed_statistics.mean_interval(per_seed)
+    assert low < per_seed.mean() < high and high - low < 0.03
+    assert seed_statistics.mean_interval(per_seed[:1]) == (0.5, 0.5)
+    ours = per_seed + np.array([0.02, 0.01, 0.03, -0.01, 0.02, 0.02, 0.0, 0.01, 0.02, 0.03])
+    paired = seed_statistics.paired_difference(ours, per_seed)
+    assert (paired["wins"], paired["ties"], paired["losses"], paired["seeds"]) == (8, 1, 1, 10)
+    assert paired["low"] > 0 and paired["mean"] == 0.015  # the shared part of the noise cancels
+    runs = {seed: records([0.1, 0.5 + d, 0.6 + d], 10) for seed, d in enumerate([0.0, 0.01, -0.01, 0.02])}
+    better = {seed: records([0.1, 0.6 + d, 0.7 + d], 10) for seed, d in enumerate([0.0, 0.01, -0.01, 0.02])}
+    strategies = {"random": experiment.summarise_line(runs), "pfk": experiment.summarise_line(better)}
+    comparison = experiment.paired_comparisons(strategies)["pfk vs random"]
+    assert comparison["final"]["wins"] == 4 and comparison["final"]["mean"] == comparison["final"]["low"] == comparison["final"]["high"] == 0.1
 
 
 def test_non_matching_baselines_are_split_by_setting():
@@ -68,47 +93,58 @@ def test_quick_mode_defaults_and_output_places():
     assert (quick.imbalance, quick.seeds, quick.rounds, quick.strategies) == ([100.0], [0], 5, ["random", "entropy", "pfk"])
     assert quick.results == quick.work  # a quick run never overwrites the recorded full results
     full = experiment.parse_args([])
-    assert full.imbalance == [1.0, 10.0, 100.0] and len(full.seeds) >= 3 and full.results == experiment.RESULTS_DIR
+    assert full.imbalance == [1.0, 10.0, 100.0] and full.seeds == list(range(10)) and full.results == experiment.RESULTS_DIR
+    assert full.records == os.path.join(experiment.RESULTS_DIR, "al_fashion_mnist_runs") and quick.records == quick.work
     assert {"random", "entropy", "bald", "variation-ratio", "coreset", "pcc", "eba", "pfk+rotation", "pfk-product-true"} <= set(full.strategies)
 
 
-def test_variant_lines_are_read_from_their_own_run_folders(tmp_path):
-    args = experiment.parse_args(["--work", str(tmp_path), "--rounds", "2", "--seeds", "0", "1", "--strategies", "pfk", "pfk-L20"])
+def write_run(args, seed, name, run, code="aaa", setup=None):
+    path = experiment.run_path(args, 100.0, seed, name)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(run, f)
+    setup = setup or experiment.setup_hash(experiment.line_config(args, 100.0, seed, name, args.records))
+    with open(os.path.join(path, "run.json"), "w") as f:
+        json.dump({"setup_hash": setup, "code": [{"commit": code, "dirty": False, "sources": code}]}, f)
+
+
+def test_lines_are_read_from_their_own_run_folders(tmp_path):
+    args = experiment.parse_args(["--records", str(tmp_path), "--rounds", "2", "--seeds", "0", "1", "--strategies", "pfk", "pfk-L20", "batchbald"])
     finished, unfinished = records([0.1, 0.5, 0.6], 10), records([0.1, 0.5], 10)
     for seed, name, run in [(0, "pfk", finished), (1, "pfk", unfinished), (0, "pfk-L20", finished), (1, "pfk-L20", finished)]:
-        path = experiment.metrics_path(args, 100.0, seed, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(run, f)
+        write_run(args, seed, name, run)
     assert experiment.metrics_path(args, 100.0, 0, "pfk-L20") == str(tmp_path / "r100" / "seed0" / "pfk-L20" / "pfk" / "metrics.json")
-    assert len(experiment.finished_runs(args, 100.0, "pfk")) == 1  # an interrupted seed is not averaged in
-    assert len(experiment.finished_runs(args, 100.0, "pfk-L20")) == 2
+    assert len(experiment.seed_runs(args, 100.0, "pfk")) == 1  # an interrupted seed is not averaged in
+    assert len(experiment.seed_runs(args, 100.0, "pfk-L20")) == 2
+    config = experiment.line_config(args, 100.0, 3, "batchbald", "w")
+    assert (config.strategy, config.passes, config.shortlist, config.out) == (("batchbald",), 64, 2000, os.path.join("w", "r100", "seed3", "batchbald"))
+    assert experiment.line_config(args, 100.0, 3, "bald", "w").passes == 16
 
 
-def test_carried_lines_fill_in_only_what_the_work_folder_lacks(tmp_path):
-    work, results = tmp_path / "work", tmp_path / "results"
-    args = experiment.parse_args(["--work", str(work), "--results", str(results), "--rounds", "2", "--seeds", "0",
-                                  "--imbalance", "100", "--strategies", "random", "pfk", "bald", "--summarise"])  # fmt: skip
-    os.makedirs(results)
-    path = experiment.metrics_path(args, 100.0, 0, "pfk")
-    os.makedirs(os.path.dirname(path))
-    with open(path, "w") as f:
-        json.dump(records([0.1, 0.5, 0.6], 10), f)
-    earlier_lines = {name: experiment.summarise_strategy([records([0.1, 0.3, accuracy], 5)]) for name, accuracy in [("pfk", 0.9), ("bald", 0.55)]}
-    earlier = tmp_path / "earlier.json"
-    earlier.write_text(json.dumps({"time": "2026-11-25T20:09:07", "imbalance": {"100": {"strategies": earlier_lines}}}))
-    args.carry = str(earlier)
-    strategies = experiment.summarise(args)["imbalance"]["100"]["strategies"]
-    assert list(strategies) == ["pfk", "bald"]  # random: neither run nor carried
-    assert strategies["pfk"]["accuracy"][-1] == 0.6 and "carried_from" not in strategies["pfk"]  # the new run wins
-    assert strategies["bald"] == {**earlier_lines["bald"], "carried_from": "2026-11-25T20:09:07"}
-    assert json.loads((results / "al_fashion_mnist.json").read_text())["imbalance"]["100"]["strategies"]["bald"]["carried_from"] == "2026-11-25T20:09:07"
+def test_lines_of_other_code_or_another_setup_are_refused_unless_mixed(tmp_path):
+    argv = ["--records", str(tmp_path / "runs"), "--results", str(tmp_path), "--rounds", "2", "--seeds", "0", "1",
+            "--imbalance", "100", "--strategies", "random", "pfk", "--summarise"]  # fmt: skip
+    args = experiment.parse_args(argv)
+    for seed in (0, 1):
+        write_run(args, seed, "random", records([0.1, 0.4, 0.5], 0))
+        write_run(args, seed, "pfk", records([0.1, 0.6, 0.7], 10), code="aaa" if seed == 0 else "bbb")
+    with pytest.raises(SystemExit, match="2 code versions"):
+        experiment.summarise(args)
+    mixed = experiment.summarise(experiment.parse_args([*argv, "--mixed"]))["imbalance"]["100"]["strategies"]
+    assert mixed["pfk"]["code"] == ["aaa", "bbb"] and mixed["random"]["code"] == ["aaa"] and mixed["pfk"]["commits"] == ["aaa", "bbb"]
+    write_run(args, 1, "pfk", records([0.1, 0.6, 0.7], 10), code="aaa", setup="another")
+    with pytest.raises(SystemExit, match=r"1 lines of another setup \['pfk'\]"):
+        experiment.summarise(args)
+    write_run(args, 1, "pfk", records([0.1, 0.6, 0.7], 10), code="aaa")
+    report = experiment.summarise(args)
+    assert report["imbalance"]["100"]["strategies"]["pfk"]["code"] == ["aaa"] and (tmp_path / "al_fashion_mnist_r100.png").exists()
+    assert report["imbalance"]["100"]["paired"]["pfk vs random"]["final"]["wins"] == 2
 
 
 def test_a_pretrained_mc_dropout_baseline_is_also_scaled_to_the_papers_passes():
     strategies = {
-        "variation-ratio+rotation": experiment.summarise_strategy([records([0.1, 0.5, 0.7], 16000)]),
-        "pfk+rotation": experiment.summarise_strategy([records([0.1, 0.7, 0.8], 1000, 1000)]),
+        "variation-ratio+rotation": line(records([0.1, 0.5, 0.7], 16000)),
+        "pfk+rotation": line(records([0.1, 0.7, 0.8], 1000, 1000)),
     }
     comparison = experiment.compare_to_baseline(strategies, experiment.non_matching(strategies, pretrained=True), passes=16)
     assert comparison["baseline"] == "variation-ratio+rotation"

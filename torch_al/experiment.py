@@ -20,11 +20,12 @@ from torch_al.datasets import as_float_images, balanced_split, imbalance, load_d
 from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
 from torch_al.persistence import atomic_write_bytes
+from torch_al.provenance import code_version, config_hash, environment
 from torch_al.pool import ActivePool
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.sampler import ActiveSampler, derived_seed
 from torch_al.strategies import (
-    BGADL, CEAL, EBA, STRATEGIES, VAAL, Committee, DiscriminativeAL, DistributionMatching, Ensemble, LearningLoss,
+    BGADL, CEAL, EBA, STRATEGIES, VAAL, BatchBALD, Committee, DiscriminativeAL, DistributionMatching, Ensemble, LearningLoss,
     MonteCarloDropout, Strategy, make_strategy, strategy_class,
 )  # fmt: skip
 
@@ -54,6 +55,7 @@ ROUTED_OPTIONS: dict[str, tuple[str, tuple[type[Strategy], ...]]] = {
     "vaal_iterations": ("iterations", (VAAL,)),
     "sub_queries": ("sub_queries", (DiscriminativeAL,)),
     "generator_iterations": ("generator_iterations", (BGADL,)),
+    "shortlist": ("shortlist", (BatchBALD,)),
 }
 
 
@@ -97,6 +99,7 @@ class RunConfig:
     vaal_iterations: int = field(default=200, metadata={"help": "vaal, m2-*: training iterations of their VAE (M2) and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
     generator_iterations: int = field(default=300, metadata={"help": "bgadl: training steps of its VAE per selection (64 images each)"})
     sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
+    shortlist: int | None = field(default=None, metadata={"help": "batchbald: run the greedy over this many unlabeled items of highest BALD score (default: all)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
@@ -127,6 +130,7 @@ class RunConfig:
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
             (type(self.sub_queries) is int and self.sub_queries >= 1, f"sub_queries must be an int >= 1, got {self.sub_queries!r}"),
             (type(self.generator_iterations) is int and self.generator_iterations >= 1, f"generator_iterations must be an int >= 1, got {self.generator_iterations!r}"),
+            (self.shortlist is None or type(self.shortlist) is int and self.shortlist >= self.budget, f"shortlist must be an int >= budget ({self.budget}), got {self.shortlist!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -236,6 +240,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             torch.manual_seed(derived_seed(config.seed, "model"))
             model = make_model(config, sample).to(config.device)
         checkpoint_dir = os.path.join(config.out, name)
+        record_provenance(config, name, checkpoint_dir)
         if name.endswith(PRETRAINED) and not os.path.exists(os.path.join(checkpoint_dir, "state.pt")):
             pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
             model.load_state_dict(pretrained)
@@ -247,8 +252,50 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip
         results[name] = loop.run()
+        record_provenance(config, name, checkpoint_dir, finished=True)
     write_results(config, results)
     return results
+
+
+# Fields that name a run rather than change what it computes.
+_NOT_SETUP = ("strategy", "seed", "out", "progress")
+
+
+def setup_hash(config: RunConfig) -> str:
+    """The hash of everything that decides an experiment's numbers but the strategy and the
+    seed: its options, torch's thread count and the software (float results depend on both).
+    Lines and seeds of one experiment share it; a summary of lines of different setups is a
+    summary of different experiments."""
+    setup = {key: value for key, value in asdict(config).items() if key not in _NOT_SETUP}
+    environment_ = environment()
+    return config_hash({**setup, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
+
+
+def record_provenance(config: RunConfig, name: str, checkpoint_dir: str, finished: bool = False) -> dict:
+    """Writes ``checkpoint_dir/run.json``: the line (strategy, seed), the configuration and its
+    :func:`setup_hash`, the software, and every code version (:func:`code_version`) that worked on
+    the run, in order (a run resumed by other code lists two: it is no one commit's result).
+
+    Raises:
+        ValueError: the folder holds a run of another strategy, seed or setup (resuming it would
+            mix two experiments).
+    """
+    path = os.path.join(checkpoint_dir, "run.json")
+    line = {"strategy": name, "seed": config.seed, "setup_hash": setup_hash(config)}
+    record = {**line, "config": asdict(config), "environment": environment(), "code": [], "finished": None}
+    if os.path.exists(path):
+        with open(path) as f:
+            record = json.load(f)
+        if {key: record.get(key) for key in line} != line:
+            raise ValueError(f"{checkpoint_dir} holds a run of {({key: record.get(key) for key in line})}, not of {line}: use another --out")
+    code = code_version()
+    if code not in record["code"]:
+        record["code"].append(code)
+    if finished and record["finished"] is None:
+        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+    return record
 
 
 def pretrain(config: RunConfig, model: nn.Module, images: Tensor) -> dict[str, Tensor]:
@@ -266,7 +313,8 @@ def write_results(config: RunConfig, results: dict[str, list[dict]]) -> None:
     from torch_al.plots import learning_curve
 
     os.makedirs(config.out, exist_ok=True)
-    atomic_write_bytes(os.path.join(config.out, "metrics.json"), json.dumps({"config": asdict(config), "results": results}, indent=1).encode())
+    provenance = {"code": code_version(), "environment": environment(), "setup_hash": setup_hash(config)}
+    atomic_write_bytes(os.path.join(config.out, "metrics.json"), json.dumps({"config": asdict(config), **provenance, "results": results}, indent=1).encode())
     rows = [{"strategy": name, **record} for name, records in results.items() for record in records]
     text = io.StringIO()
     # Every key of every row, in first-seen order: strategies add their own (CEAL: pseudo_labeled).

@@ -7,7 +7,7 @@ def learning_curve(
     results: Mapping[str, Sequence[Mapping] | Mapping[str, Sequence]],
     metric: str = "accuracy",
     title: str | None = None,
-    band: str | None = None,
+    band: str | tuple[str, str] | None = None,
 ):
     """Test metric against the number of labels, one line per strategy.
 
@@ -17,7 +17,8 @@ def learning_curve(
             under the same keys (a summary over seeds).
         metric: the key on the y axis.
         title: the plot title.
-        band: a key of per-round half-widths (e.g. a std over seeds) drawn as a band around the line.
+        band: drawn as a band around each line: a key of per-round half-widths (e.g. a std over
+            seeds), or two keys of per-round lower and upper bounds (e.g. a 95% interval).
 
     Returns:
         A ``matplotlib.figure.Figure`` (save it with ``fig.savefig(path)``; never shown).
@@ -33,8 +34,8 @@ def learning_curve(
         style = "-" if index < 10 else "--"  # the colour cycle repeats after 10 lines
         (line,) = axes.plot(x, y, style, marker="o", markersize=3, label=name)
         if band is not None:
-            width = column(band)
-            axes.fill_between(x, [a - w for a, w in zip(y, width)], [a + w for a, w in zip(y, width)], color=line.get_color(), alpha=0.15)
+            low, high = (column(band[0]), column(band[1])) if isinstance(band, tuple) else ([a - w for a, w in zip(y, column(band))], [a + w for a, w in zip(y, column(band))])
+            axes.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
     axes.set_xlabel("labeled items")
     axes.set_ylabel(metric.replace("_", " "))
     axes.grid(alpha=0.3)
