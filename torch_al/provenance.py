@@ -15,7 +15,7 @@ import torch
 from torch_al._version import __version__
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
-_SOURCES = ("torch_al", "csrc", "setup.py", "CMakeLists.txt", "pyproject.toml")  # the code that computes a result
+_SOURCES = ("torch_al", "csrc", "setup.py", "CMakeLists.txt")  # the code that computes a result and how it is built
 
 
 def _git(*args: str, folder: str = _PACKAGE) -> str | None:
