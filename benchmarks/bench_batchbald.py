@@ -12,7 +12,11 @@ selection of `batch` items, the median of the two seeds' runs, ours and baal's t
          configurations of the whole history (num_draw per posterior sample), from the first
          step on; it returns batch items for num_samples = batch − 1 (its loop appends
          num_samples picks to the first, BALD's, pick)
-Ratio: baal/ours (>1: ours is faster).
+  redux  batchbald_redux.batchbald.get_batchbald_batch(log p, batch, num_samples=SAMPLES) (Kirsch's
+         reference code), if it imports: exact joint entropies while C^(picks) <= SAMPLES, then
+         SAMPLES configurations drawn afresh at every step
+Ratios: baal/ours and redux/ours (>1: ours is faster; the goal for redux: >= 10). Batch 4 is in
+the exact regime of both ours and redux: their picks are asserted equal before timing.
 
 Agreement, checked before timing: ours' first pick and score are BALD's (float64 formula), and so
 is baal's first pick. Both rules are Monte-Carlo estimates of the same objective beyond the exact
@@ -82,6 +86,22 @@ def baal_runner(probabilities: torch.Tensor):
     return run
 
 
+def redux_runner(probabilities: torch.Tensor):
+    """run(batch, seed) -> batchbald-redux's picks, or None when it does not import."""
+    try:
+        from batchbald_redux.batchbald import get_batchbald_batch
+    except Exception as error:
+        print(f"batchbald-redux skipped: {error!r}")
+        return None
+    log_probabilities = probabilities.log()  # its input: log p, [N, K = T, C]
+
+    def run(batch: int, seed: int) -> list[int]:
+        torch.manual_seed(seed)  # it draws its sampled configurations from torch's global generator
+        return get_batchbald_batch(log_probabilities, batch, SAMPLES, dtype=torch.float64).indices
+
+    return run
+
+
 def joint_information(probabilities: torch.Tensor, batch: list[int], samples: int, seed: int) -> float:
     """I(y_batch; θ) from ``samples`` configurations drawn from the joint: a posterior sample t,
     then every label from p_t; H ≈ mean of −log p(ŷ), p(ŷ) = mean_t Π_i p_t(ŷ_i)."""
@@ -107,40 +127,43 @@ def main(quick: bool) -> str:
     items = 500 if quick else 2000
     probabilities = mc_probabilities(items)
     baal = baal_runner(probabilities)
+    redux = redux_runner(probabilities)
+    peers = {name: run for name, run in (("baal", baal), ("redux", redux)) if run is not None}
 
     bald = BALD(progress=False).score(probabilities)
     first, first_score = batchbald_select(probabilities, 1)
     assert int(first) == int(bald.argmax()) and abs(float(first_score) - float(bald.max())) < 1e-12
     if baal is not None:
         assert baal(2, 0)[0] == int(bald.argmax()), "baal's first pick is not BALD's"
+    if redux is not None:  # exact joint entropies for both up to 3 picked items (C^3 = 1000 configurations)
+        assert redux(4, 0) == ours(probabilities, 4, 0), "batchbald-redux and ours differ in the exact regime"
 
     rows = []
-    for batch in (10, 20) if quick else (10, 30):
+    for batch in (4, 10, 20) if quick else (4, 10, 30):
         times, picks = {}, {}
-        for name, seed in ([("ours", 0), ("baal", 0), ("ours", 1), ("baal", 1)]):
-            if name == "baal" and baal is None:
-                continue
-            start = time.perf_counter()
-            picks[name, seed] = ours(probabilities, batch, seed) if name == "ours" else baal(batch, seed)
-            times.setdefault(name, []).append(time.perf_counter() - start)
+        for seed in (0, 1):  # ours and each peer take turns
+            for name, run in (("ours", lambda b, s: ours(probabilities, b, s)), *peers.items()):
+                start = time.perf_counter()
+                picks[name, seed] = run(batch, seed)
+                times.setdefault(name, []).append(time.perf_counter() - start)
         row = {"N": items, "T": PASSES, "C": CLASSES, "batch": batch, "M": SAMPLES, "ours_s": statistics.median(times["ours"])}
         row["ours_vs_ours_seed_prefix"], row["ours_vs_ours_seed_overlap"] = agreement(picks["ours", 0], picks["ours", 1])
         row["mi_ours"] = joint_information(probabilities, picks["ours", 0], EVALUATION_SAMPLES, seed=99)
-        if baal is not None:
-            row["baal_s"] = statistics.median(times["baal"])
-            row["baal/ours"] = row["baal_s"] / row["ours_s"]
-            row["ours_vs_baal_prefix"], row["ours_vs_baal_overlap"] = agreement(picks["ours", 0], picks["baal", 0])
-            row["baal_vs_baal_seed_prefix"], row["baal_vs_baal_seed_overlap"] = agreement(picks["baal", 0], picks["baal", 1])
-            row["mi_baal"] = joint_information(probabilities, picks["baal", 0], EVALUATION_SAMPLES, seed=99)
+        for name in peers:
+            row[f"{name}_s"] = statistics.median(times[name])
+            row[f"{name}/ours"] = row[f"{name}_s"] / row["ours_s"]
+            row[f"ours_vs_{name}_prefix"], row[f"ours_vs_{name}_overlap"] = agreement(picks["ours", 0], picks[name, 0])
+            row[f"{name}_vs_{name}_seed_prefix"], row[f"{name}_vs_{name}_seed_overlap"] = agreement(picks[name, 0], picks[name, 1])
+            row[f"mi_{name}"] = joint_information(probabilities, picks[name, 0], EVALUATION_SAMPLES, seed=99)
         rows.append(row)
-    columns = ["batch", "ours_s", "baal_s", "baal/ours", "ours_vs_baal_prefix", "ours_vs_ours_seed_prefix", "baal_vs_baal_seed_prefix",
-               "ours_vs_baal_overlap", "ours_vs_ours_seed_overlap",
-               "baal_vs_baal_seed_overlap", "mi_ours", "mi_baal"]
+    columns = ["batch", "ours_s", "redux_s", "baal_s", "redux/ours", "baal/ours", "ours_vs_redux_prefix", "ours_vs_baal_prefix",
+               "ours_vs_ours_seed_prefix", "redux_vs_redux_seed_prefix", "baal_vs_baal_seed_prefix", "mi_ours", "mi_redux", "mi_baal"]
     print_table(rows, columns)
     return write_results(
         "batchbald", rows, quick=quick, threads=1, max_configurations=MAX_CONFIGURATIONS, samples=SAMPLES,
         evaluation_samples=EVALUATION_SAMPLES, probabilities="softmax(s·z + ε_t), s ~ U[0, 3], z, ε_t ~ N(0, 1), seed 0",
         baal=None if baal is None else importlib.metadata.version("baal"),
+        batchbald_redux=None if redux is None else importlib.metadata.version("batchbald-redux"),
     )
 
 

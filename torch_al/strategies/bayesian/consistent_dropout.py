@@ -73,7 +73,8 @@ class _ModuleMasks:
 
     def keep(self, item_shape: tuple[int, ...], call: int, like: Tensor) -> Tensor:
         """Tensor[T, *mask shape] of 1 (kept) and 0 (dropped) for the module's ``call``-th call in
-        a forward, in ``like``'s dtype and device."""
+        a forward, in ``like``'s dtype and device; without alpha, the kept entries are 1 / (1 − p)
+        instead, so a pass costs one multiply."""
         shape = (item_shape[0], *[1] * (len(item_shape) - 1)) if self.channels and item_shape else item_shape
         key = (shape, call, like.dtype, like.device)
         if key not in self.cache:
@@ -81,7 +82,8 @@ class _ModuleMasks:
             for t in range(self.passes):
                 generator = torch.Generator().manual_seed(derived_seed(self.seed, self.index, call, t))
                 draws.append(torch.rand(shape, generator=generator, dtype=torch.float64) >= self.p)
-            self.cache[key] = torch.stack(draws).to(like.device, like.dtype)
+            keep = torch.stack(draws).to(torch.float64)
+            self.cache[key] = (keep if self.alpha else keep / (1 - self.p)).to(like.device, like.dtype)
         return self.cache[key]
 
     def apply(self, x: Tensor, first: int, count: int, items: int) -> Tensor:
@@ -98,7 +100,7 @@ class _ModuleMasks:
         keep = self.keep(tuple(x.shape[1:]), call, x)[first : first + count].unsqueeze(1)  # [count, 1, *mask]
         rows = x.unflatten(0, (count, items))
         if not self.alpha:
-            return (rows * keep / (1 - self.p)).flatten(0, 1)
+            return (rows * keep).flatten(0, 1)
         scale = ((_SELU_SATURATION**2 * self.p + 1) * (1 - self.p)) ** -0.5
         shift = _SELU_SATURATION * scale
         return (rows * keep * scale + shift * (keep - 1 + self.p)).flatten(0, 1)
