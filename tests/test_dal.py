@@ -17,7 +17,7 @@ from torch_al.experiment import RunConfig, run_experiment
 from torch_al.sampler import derived_seed
 from torch_al.strategies import STRATEGIES, DiscriminativeAL, make_strategy
 from torch_al.strategies.learned import discriminative
-from torch_al.strategies.learned.discriminative import discriminator, split_budget, standardised, train_discriminator, training_rows
+from torch_al.strategies.learned.discriminative import discriminator, gathered_rows, split_budget, standardised, train_discriminator, training_rows
 
 
 def small_model() -> nn.Module:
@@ -34,9 +34,8 @@ def small_pool(n: int = 90, labeled: tuple[int, ...] = (0, 4, 9, 30, 31, 50)) ->
 
 
 def reference_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ψ: the input of the last linear layer, by running the layers before it in float64,
-    standardised per column over the pool."""
-    return reference_standardised(copy.deepcopy(model).double()[:-1](x.double()))
+    """ψ: the input of the last linear layer, by running the layers before it in float64."""
+    return copy.deepcopy(model).double()[:-1](x.double())
 
 
 def reference_standardised(features: torch.Tensor) -> torch.Tensor:
@@ -46,14 +45,20 @@ def reference_standardised(features: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def trainings(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor, nn.Module, torch.Tensor]]:
-    """Records every discriminator training: (features, targets, trained classifier, training rows)."""
-    calls = []
+    """Records every discriminator training: (its rows' features, their targets, the trained
+    classifier, the training rows' global indices)."""
+    calls, drawn = [], []
+
+    def rows_spy(*args):
+        drawn.append(training_rows(*args))
+        return drawn[-1]
 
     def spy(features, is_unlabeled, generator, **options):
         trained = train_discriminator(features, is_unlabeled, generator, **options)
-        calls.append((features.clone(), is_unlabeled.clone(), trained.model, options["rows"].clone()))
+        calls.append((features.clone(), is_unlabeled.clone(), trained.model, drawn[-1].clone()))
         return trained
 
+    monkeypatch.setattr(discriminative, "training_rows", rows_spy)
     monkeypatch.setattr(discriminative, "train_discriminator", spy)
     return calls
 
@@ -87,8 +92,8 @@ def test_each_sub_query_trains_on_the_picks_so_far_as_labeled(trainings):
     query = strategy.select(small_model(), pool, 23)
     assert len(trainings) == 5
     expected_unlabeled = ~pool.labeled_mask
-    for (_, targets, _, _), part in zip(trainings, sub_query_slices(23, 5)):
-        assert torch.equal(targets, expected_unlabeled)
+    for (_, targets, _, rows), part in zip(trainings, sub_query_slices(23, 5)):
+        assert torch.equal(targets, expected_unlabeled[rows]) and (~targets).sum() == (~expected_unlabeled).sum()
         assert part.stop - part.start in (4, 5)
         expected_unlabeled[query[part]] = False
     assert strategy.last_cost.forward == len(pool) and strategy.last_cost.backward == 0
@@ -106,15 +111,15 @@ def test_ranking_equals_a_float64_recomputation_of_each_discriminator(trainings)
     query, scores = DiscriminativeAL(sub_queries=4, hidden=16, discriminator_steps=20, seed=2).select(model, pool, 14, return_scores=True)
     psi = reference_features(model, x)
     for (features, targets, classifier, rows), part in zip(trainings, sub_query_slices(14, 4)):
-        torch.testing.assert_close(features.double(), psi, rtol=1e-5, atol=1e-6)
-        probability = torch.sigmoid(copy.deepcopy(classifier).double()(psi).squeeze(1))
-        torch.testing.assert_close(scores[part].double(), probability[query[part]], rtol=1e-5, atol=1e-6)
-        sampled = torch.zeros_like(targets)
-        sampled[rows] = True
-        passed_over = targets & sampled  # the candidates: the unlabeled items of the training sample
-        passed_over[query[part]] = False
-        assert (targets & sampled)[query[part]].all()
-        assert probability[query[part]].min() >= probability[passed_over].max() - 1e-6  # the top of the candidates
+        expected = reference_standardised(psi[rows])  # standardised over the training rows
+        torch.testing.assert_close(features.double(), expected, rtol=1e-5, atol=1e-5)
+        probability = torch.sigmoid(copy.deepcopy(classifier).double()(expected).squeeze(1))  # per training row
+        picked = torch.searchsorted(rows, query[part])
+        assert torch.equal(rows[picked], query[part]) and targets[picked].all()  # sampled unlabeled items
+        torch.testing.assert_close(scores[part].double(), probability[picked], rtol=1e-5, atol=1e-6)
+        passed_over = targets.clone()  # the candidates: the unlabeled items of the training sample
+        passed_over[picked] = False
+        assert probability[picked].min() >= probability[passed_over].max() - 1e-6  # the top of the candidates
         assert scores[part].tolist() == sorted(scores[part].tolist(), reverse=True)
 
 
@@ -164,7 +169,7 @@ def test_nothing_labeled_draws_the_first_sub_query_at_random(trainings):
     assert query[:4].tolist() == torch.randperm(len(pool), generator=generator)[:4].tolist()
     assert scores[:4].tolist() == [1.0] * 4  # every item is unlabeled
     assert len(trainings) == 2
-    assert torch.equal(~trainings[0][1], torch.isin(torch.arange(len(pool)), query[:4]))
+    assert torch.equal(~trainings[0][1], torch.isin(trainings[0][3], query[:4]))
     assert trainings[0][3].numel() == 4 + 40  # the 4 picks and 10 unlabeled items per pick
     assert query.unique().numel() == 12
 
@@ -215,7 +220,8 @@ def test_a_named_layer_is_the_representation(trainings):
     pool, x = small_pool()
     model = small_model()
     DiscriminativeAL(layer="0", sub_queries=1, hidden=8, discriminator_steps=2).select(model, pool, 2)
-    torch.testing.assert_close(trainings[0][0].double(), reference_standardised(copy.deepcopy(model).double()[0](x.double())), rtol=1e-5, atol=1e-5)
+    psi = copy.deepcopy(model).double()[0](x.double())
+    torch.testing.assert_close(trainings[0][0].double(), reference_standardised(psi[trainings[0][3]]), rtol=1e-5, atol=1e-5)
 
 
 def test_standardised_features_have_mean_0_and_deviation_1_per_column():
@@ -242,10 +248,10 @@ def test_each_discriminator_trains_on_the_labeled_items_and_ten_times_as_many_un
     query = DiscriminativeAL(sub_queries=3, hidden=8, discriminator_steps=3, seed=5).select(small_model(), pool, 9)
     labeled = pool.labeled_mask.clone()
     for sub_query, ((_, targets, _, rows), part) in enumerate(zip(trainings, sub_query_slices(9, 3))):
-        assert torch.equal(~targets, labeled)
+        assert torch.equal(~targets, labeled[rows])
         assert labeled[rows].sum() == labeled.sum() and (~labeled[rows]).sum() == 10 * labeled.sum()  # 6, 9, 12 labeled
         generator = torch.Generator().manual_seed(derived_seed(5, "dal", 0, sub_query))
-        assert torch.equal(rows, training_rows(targets, 10.0, 3, generator))  # the seeded subsample
+        assert torch.equal(rows, training_rows(~labeled, 10.0, 3, generator))  # the seeded subsample
         assert torch.isin(query[part], rows).all()  # picked from the sampled unlabeled items
         labeled[query[part]] = True
     everything = DiscriminativeAL(sub_queries=1, hidden=8, discriminator_steps=1, unlabeled_ratio=None)
@@ -279,3 +285,12 @@ def test_on_a_separable_pool_the_discriminators_reach_the_stop_accuracy_and_it_i
     records = run_experiment(config)["dal"]
     for record in records[:-1]:  # round 0: a random first sub-query, then a discriminator against its picks
         assert 0 < record["select_discriminator_accuracy"] <= 1 and record["select_discriminator_steps"] >= 1
+
+
+def test_gathered_rows_are_the_pool_rows_from_whichever_holder_holds_them():
+    features = torch.randn(10, 3, dtype=torch.float64)
+    rows = torch.tensor([1, 4, 7, 9])
+    assert torch.equal(gathered_rows(features, torch.arange(10), rows), features[rows])
+    halves = [gathered_rows(features[held], held, rows) for held in (torch.tensor([0, 1, 2, 7]), torch.tensor([3, 4, 5, 6, 8, 9]))]
+    assert torch.equal(halves[0] + halves[1], features[rows])  # what the ranks' all-reduce adds: zeros where not held
+    assert torch.equal(gathered_rows(features[:0], torch.arange(0), rows), torch.zeros(4, 3, dtype=torch.float64))

@@ -607,10 +607,10 @@ def distributed_select(
       rule's greedy with a :class:`RankArbiter` (exact: one all-gather a pick).
     - BatchBALD: each rank runs the T passes over its shard (the same masks as one process), then
       :func:`distributed_batchbald_select` (exact given the probabilities).
-    - DAL: each rank embeds its shard (rank 0 the labeled items too), each sub-query's
-      discriminator trains data-parallel on the one-process minibatches (its gradients summed
-      over the ranks in another order than one process sums them: the same picks unless two
-      probabilities agree to within that rounding), then one merge per sub-query.
+    - DAL: each rank embeds its shard (rank 0 the labeled items too); each sub-query's training
+      rows (the labeled items and the sampled unlabeled ones, at most (1 + unlabeled_ratio) ×
+      labeled) are gathered to every rank, which trains the same discriminator and ranks the
+      sampled items as one process does (exact).
     - Learning loss and EMOC: each rank scores its shard (EMOC averages over the same sample of
       the pool on every rank), then :func:`distributed_topk` (exact); learning loss with nothing
       labeled draws on rank 0 as one process would.
@@ -725,8 +725,8 @@ def _distributed_batchbald(strategy, model: Optional[nn.Module], pool: "ActivePo
 
 def _distributed_dal(strategy, model: Optional[nn.Module], pool: "ActivePool", budget: int, owned: Tensor, group) -> Tensor:
     """DAL over the ranks: each rank embeds its shard (rank 0 the labeled items too); each
-    sub-query's discriminator trains data-parallel over every rank's rows (the one-process
-    minibatches, one all-reduce of the gradients a step), then the ranks' scores merge."""
+    sub-query's training rows (the labeled items and the sampled unlabeled ones) are gathered to
+    every rank by one all-reduce, and every rank trains and ranks as one process (exact)."""
     held = torch.cat([pool.labeled_indices, owned]).sort().values if _rank(group) == 0 else owned
     features = _held_or_empty(_on_every_rank(lambda: strategy.features_of(model, pool, held), group), 1, model_device(model), group)
     return strategy.query(features, pool, budget, held, RankArbiter(held, group))[0]

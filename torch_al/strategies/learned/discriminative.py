@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.arbiter import Arbiter
+from torch_al.strategies.arbiter import Arbiter, highest_first
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.diversity.coreset import embed
 from torch_al.validation import check_int, check_real
@@ -66,65 +66,75 @@ def train_discriminator(
     batch_size: int,
     lr: float,
     stop_accuracy: float,
-    held: Tensor | None = None,
-    rows: Tensor | None = None,
-    arbiter: Arbiter = Arbiter(),
 ) -> TrainedDiscriminator:
-    """A fresh :func:`discriminator` trained to tell ``is_unlabeled`` rows from the others.
+    """A fresh :func:`discriminator` trained to tell the ``is_unlabeled`` rows from the others.
 
     Args:
-        features: float Tensor[n, D], ψ of the rows ``held`` (labeled and unlabeled).
-        is_unlabeled: bool Tensor[N], the training targets of all N rows.
+        features: float Tensor[m, D], ψ of the training rows.
+        is_unlabeled: bool Tensor[m], their targets; both classes must be present.
         generator: CPU generator of the initialisation and the minibatch order.
         hidden: width of the hidden layers.
         steps: at most this many Adam steps on minibatches of ``batch_size`` rows, in shuffled
-            passes over the training rows.
+            passes over the rows.
         lr: Adam's learning rate.
         stop_accuracy: stop at the end of a pass whose class-balanced accuracy (the mean of the
             two classes' accuracies, from the predictions made while training) reaches this.
-        held: int64 Tensor[n] (CPU), the increasing rows of the N that ``features`` holds; None:
-            all of them (n = N).
-        rows: int64 Tensor[m] (CPU), the rows of the N that the classifier trains on (DAL: the
-            labeled ones and a sample of the unlabeled ones); None: all N. Both classes must be
-            among them.
-        arbiter: sums each step's gradients and each pass's accuracy counts over every holder of
-            rows: ranks holding shards of the rows train the same classifier (data-parallel: one
-            all-reduce of the gradients per step), one process trains alone.
 
     Each class carries half of the loss's weight (row weight m / m_class, as in the authors'
     code), so the few labeled rows are not drowned out by the unlabeled ones. No regularisation:
     the task is close to fitting a random labelling, and the early stop is what keeps the
-    classifier from memorising it.
+    classifier from memorising it. Everything depends on the inputs and ``generator`` alone, so
+    every holder of the same rows trains the same classifier.
     """
-    rows = torch.arange(is_unlabeled.numel()) if rows is None else rows
-    counts = torch.bincount(is_unlabeled.cpu()[rows].long(), minlength=2)
+    counts = torch.bincount(is_unlabeled.long().cpu(), minlength=2)
     if not bool(counts.all()):
         raise ValueError(f"train_discriminator: is_unlabeled must hold both classes, got {counts[0]} labeled and {counts[1]} unlabeled rows")
-    held = torch.arange(is_unlabeled.numel()) if held is None else held
     model = discriminator(features.shape[1], hidden, generator).to(features.device)
-    targets = is_unlabeled.cpu()[held].to(features.device, features.dtype)
-    class_weight = rows.numel() / counts.to(targets)
+    targets = is_unlabeled.to(features.device, features.dtype)
+    class_weight = is_unlabeled.numel() / counts.to(targets)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step, accuracy = 0, math.nan
     while step < steps:
-        order = rows[torch.randperm(rows.numel(), generator=generator)[: (steps - step) * batch_size]]  # the last pass may stop short
-        batches = [(_held_rows(batch, held).to(features.device), batch.numel()) for batch in order.split(batch_size)]
-        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches, arbiter)
+        order = torch.randperm(is_unlabeled.numel(), generator=generator)[: (steps - step) * batch_size]  # the last pass may stop short
+        batches = [batch.to(features.device) for batch in order.split(batch_size)]
+        accuracy = _train_pass(model, optimizer, features, targets, class_weight, batches)
         step += len(batches)
         if accuracy >= stop_accuracy:
             break
     return TrainedDiscriminator(model.eval(), accuracy, step)
 
 
-def standardised(features: Tensor, arbiter: Arbiter = Arbiter()) -> Tensor:
-    """``features`` (Tensor[n, D]) with every column shifted and scaled to mean 0 and standard
-    deviation 1 over the rows of every holder (a constant column becomes 0). Measured on LeNet's
-    50-d Fashion-MNIST embeddings, 125 labeled: the discriminator reaches 0.98 balanced accuracy
-    in 962 steps instead of 0.90 after 2000."""
+def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches: list[Tensor]) -> float:
+    """One Adam step per batch of rows; the pass's class-balanced accuracy, from each batch's
+    predictions before its step (NaN when a class was absent from the pass)."""
+    counts = torch.zeros(2, 2, device=features.device)  # correct, seen per class
+    for rows in batches:
+        labels = targets[rows]
+        logits = model(features[rows]).squeeze(1)
+        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        counts[0] += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
+        counts[1] += torch.bincount(labels.long(), minlength=2)
+    correct, seen = counts
+    return float((correct / seen).mean())
+
+
+@torch.no_grad()
+def unlabeled_probability(model: nn.Module, features: Tensor) -> Tensor:
+    """P(unlabeled | ψ) = sigmoid of the discriminator's logit, float Tensor[N]."""
+    return torch.sigmoid(model(features).squeeze(1))
+
+
+def standardised(features: Tensor) -> Tensor:
+    """``features`` (Tensor[m, D]) with every column shifted and scaled to mean 0 and standard
+    deviation 1 over its rows (a constant column becomes 0). Measured on LeNet's 50-d
+    Fashion-MNIST embeddings, 125 labeled: the discriminator reaches 0.98 balanced accuracy in
+    962 steps instead of 0.90 after 2000."""
     rows = features.double()
-    count, total = arbiter.total(torch.stack([torch.full_like(rows[0], rows.shape[0]), rows.sum(0)]))
-    mean = total / count
-    deviation = (arbiter.total((rows - mean).square().sum(0)) / count).sqrt()  # two passes: no cancellation
+    mean = rows.mean(0)
+    deviation = (rows - mean).square().mean(0).sqrt()  # two passes: no cancellation
     scale = torch.where(deviation > 1e-12 * mean.abs().clamp_min(1), deviation, torch.inf)
     return ((rows - mean) / scale).to(features.dtype)
 
@@ -140,59 +150,32 @@ def training_rows(is_unlabeled: Tensor, ratio: float | None, at_least: int, gene
     return torch.cat([labeled, unlabeled]).sort().values
 
 
-def _held_rows(batch: Tensor, held: Tensor) -> Tensor:
-    """The positions in ``held`` of the batch's rows that it holds."""
-    if not held.numel():
-        return batch[:0]
-    position = torch.searchsorted(held, batch).clamp_max(held.numel() - 1)
-    return position[held[position] == batch]
-
-
-def _train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, features: Tensor, targets: Tensor, class_weight: Tensor, batches, arbiter: Arbiter) -> float:
-    """One Adam step per batch (the rows held here, the batch's size); the pass's class-balanced
-    accuracy, from each batch's predictions before its step (NaN when a class was absent from the pass)."""
-    counts = torch.zeros(2, 2, device=features.device)  # correct, seen per class
-    for rows, size in batches:
-        labels = targets[rows]
-        logits = model(features[rows]).squeeze(1)
-        loss = (class_weight[labels.long()] * nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")).sum() / size
-        optimizer.zero_grad()
-        loss.backward()
-        _sum_gradients(model, arbiter)
-        optimizer.step()
-        counts[0] += torch.bincount(labels.long(), weights=((logits > 0) == labels.bool()).float(), minlength=2)
-        counts[1] += torch.bincount(labels.long(), minlength=2)
-    correct, seen = arbiter.total(counts)
-    return float((correct / seen).mean())
-
-
-def _sum_gradients(model: nn.Module, arbiter: Arbiter) -> None:
-    """Every parameter's gradient summed over the holders of rows (one call for all of them)."""
-    parameters = list(model.parameters())
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in parameters])
-    for parameter, total in zip(parameters, arbiter.total(flat).split([p.numel() for p in parameters])):
-        parameter.grad = total.view_as(parameter)
-
-
-@torch.no_grad()
-def unlabeled_probability(model: nn.Module, features: Tensor) -> Tensor:
-    """P(unlabeled | ψ) = sigmoid of the discriminator's logit, float Tensor[N]."""
-    return torch.sigmoid(model(features).squeeze(1))
+def gathered_rows(features: Tensor, held: Tensor, rows: Tensor, arbiter: Arbiter = Arbiter()) -> Tensor:
+    """ψ of the pool items ``rows`` (int64 Tensor[m], CPU), Tensor[m, D], on every holder: each
+    fills the rows it holds (``features`` of its increasing items ``held``) and the arbiter sums
+    the holders' tensors; every item is held once, so the sum adds zeros only and is exact."""
+    out = features.new_zeros(rows.numel(), features.shape[1])
+    if held.numel():
+        position = torch.searchsorted(held, rows).clamp_max(held.numel() - 1)
+        mine = held[position] == rows
+        out[mine.to(out.device)] = features[position[mine].to(features.device)]
+    return arbiter.total(out)
 
 
 class DiscriminativeAL(Strategy):
     """Sub-queries of the items a labeled-vs-unlabeled classifier is surest are unlabeled.
 
     ψ(x) is computed once per selection for the whole pool (the task model does not change
-    between sub-queries) and standardised per column over the pool (:func:`standardised`). The budget P is split into n = min(``sub_queries``, P) sub-queries of
+    between sub-queries). The budget P is split into n = min(``sub_queries``, P) sub-queries of
     sizes ⌈P/n⌉ or ⌊P/n⌋, the larger ones first (:func:`split_budget`). For each, as the authors'
     code does: the items chosen by the earlier sub-queries count as labeled; the unlabeled side is
     subsampled to ``unlabeled_ratio`` × |labeled| items, at least the sub-query's size
-    (:func:`training_rows`); a fresh
-    discriminator (:func:`train_discriminator`) learns labeled vs unlabeled on those rows until its
+    (:func:`training_rows`); their ψ, standardised per column over those rows
+    (:func:`standardised`), train a fresh discriminator (:func:`train_discriminator`) until its
     class-balanced training accuracy reaches ``stop_accuracy`` or ``discriminator_steps`` steps;
     and the sub-query takes the sampled unlabeled items of highest P(unlabeled | ψ), ties to the
-    lower global index. With nothing labeled yet there is nothing to discriminate: the first
+    lower global index. Over ranks, the training rows are gathered to every rank
+    (:func:`gathered_rows`), which then trains and ranks as one process does. With nothing labeled yet there is nothing to discriminate: the first
     sub-query is then drawn uniformly at random.
 
     Every random draw (the subsample, the classifier's initialisation, the minibatch order, the
@@ -265,7 +248,6 @@ class DiscriminativeAL(Strategy):
         holders of the other items: on one process every item is held; over ranks, each rank
         holds its shard and one of them the labeled items (:func:`torch_al.distributed.distributed_select`)."""
         is_unlabeled = ~pool.labeled_mask
-        features = standardised(features, arbiter)
         picks, scores, trainings = [], [], []
         for sub_query, size in enumerate(split_budget(budget, self.sub_queries)):
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "dal", pool.round, sub_query))
@@ -286,12 +268,13 @@ class DiscriminativeAL(Strategy):
         if bool(is_unlabeled.all()):  # every holder draws the same
             return torch.randperm(is_unlabeled.numel(), generator=generator)[:size], torch.ones(size), None  # P(unlabeled) = 1: everything is
         rows = training_rows(is_unlabeled, self.unlabeled_ratio, size, generator)
+        training = standardised(gathered_rows(features, held, rows, arbiter))
+        targets = is_unlabeled[rows]
         trained = train_discriminator(
-            features, is_unlabeled, generator, hidden=self.hidden, steps=self.discriminator_steps, batch_size=self.train_batch_size,
-            lr=self.lr, stop_accuracy=self.stop_accuracy, held=held, rows=rows, arbiter=arbiter,
+            training, targets, generator, hidden=self.hidden, steps=self.discriminator_steps, batch_size=self.train_batch_size,
+            lr=self.lr, stop_accuracy=self.stop_accuracy,
         )  # fmt: skip
-        sampled = torch.zeros_like(is_unlabeled)
-        sampled[rows] = True
-        candidates = (is_unlabeled & sampled)[held]
-        probability = unlabeled_probability(trained.model, features[candidates.to(features.device)])
-        return (*arbiter.top(probability, held[candidates], size), trained)
+        candidates = targets.nonzero().squeeze(1)  # the sampled unlabeled rows
+        probability = unlabeled_probability(trained.model, training[candidates.to(training.device)])
+        picks, values = highest_first(probability, rows[candidates], size)
+        return picks, values, trained
