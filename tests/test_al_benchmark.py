@@ -149,3 +149,17 @@ def test_a_pretrained_mc_dropout_baseline_is_also_scaled_to_the_papers_passes():
     comparison = experiment.compare_to_baseline(strategies, experiment.non_matching(strategies, pretrained=True), passes=16)
     assert comparison["baseline"] == "variation-ratio+rotation"
     assert comparison["lines"]["pfk+rotation"]["compute_ratio_passes_paper"] == 0.0156  # 2000 / (16000 · 128/16)
+
+
+def test_the_grid_runs_lines_in_processes_records_them_and_skips_what_is_recorded(tmp_path, capsys):
+    argv = ["--work", str(tmp_path / "work"), "--records", str(tmp_path / "runs"), "--results", str(tmp_path), "--imbalance", "100",
+            "--seeds", "0", "1", "--strategies", "random", "--rounds", "1", "--epochs", "1", "--jobs", "2", "--progress"]  # fmt: skip
+    report = experiment.main(argv)
+    line = report["imbalance"]["100"]["strategies"]["random"]
+    assert line["seeds"] == 2 and line["labeled"] == [0, 125] and len(line["code"]) == 1
+    for seed in (0, 1):
+        recorded = tmp_path / "runs" / "r100" / f"seed{seed}" / "random" / "random"
+        assert json.loads((recorded / "run.json").read_text())["seed"] == seed and (recorded / "metrics.json").exists()
+    assert "2 runs to do, 2 at a time" in capsys.readouterr().out
+    experiment.main(argv)  # everything recorded: nothing runs again
+    assert "0 runs to do" in capsys.readouterr().out
