@@ -21,22 +21,12 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_results  # noqa: E402
+from random_label_model import trained_on_random_labels  # noqa: E402
 
-from torch_al.experiment import MINORITY, RunConfig, load_splits, make_model, make_trainer  # noqa: E402
+from torch_al.experiment import MINORITY, RunConfig  # noqa: E402
 from torch_al.pool import ActivePool  # noqa: E402
 from torch_al.strategies import PFK, predict_probabilities  # noqa: E402
 from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels  # noqa: E402
-
-
-def trained_model(config: RunConfig, labels: int):
-    splits = load_splits(config)
-    torch.manual_seed(config.seed)
-    model = make_model(config, splits.pool.tensors[0][0])
-    pool = ActivePool(splits.pool)
-    chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(config.seed))[:labels]
-    pool.label(chosen, splits.pool.tensors[1][chosen])
-    make_trainer(config)(model, pool, 1)
-    return model.eval(), splits, pool
 
 
 def sample_unlabeled(pool: ActivePool, labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = RunConfig(dataset="fashion-mnist", imbalance=args.imbalance, epochs=args.epochs, seed=args.seed, progress=False)
-    model, splits, pool = trained_model(config, args.labels)
+    model, splits, pool = trained_on_random_labels(config, args.labels)
     picked = sample_unlabeled(pool, splits.pool.tensors[1], args.sample, args.seed)
     inputs, truth = splits.pool.tensors[0][picked], splits.pool.tensors[1][picked]
     rare = torch.isin(truth, torch.tensor(MINORITY))
