@@ -76,6 +76,21 @@ def test_scores_equal_the_torch_func_reference(label, layers):
     assert (strategy.last_cost.forward, strategy.last_cost.backward) == (sample + n_hat, backward)
 
 
+def test_with_the_last_layer_the_score_is_uncertainty_times_alignment_with_the_sample():
+    """docs/methods.md §23: with J = I, score(x') = ‖p(x') − e_ŷ‖₁ · mean_x |h(x)·h(x') + 1|, the
+    factorisation behind EMOC's majority bias."""
+    model, pool = mlp().double(), make_pool()
+    strategy = EMOC(sample_size=9, progress=False)
+    candidates = pool.unlabeled_indices
+    x = pool.dataset.tensors[0]
+    hidden = lambda rows: model[:2](x[rows])  # noqa: E731  (the last layer's input)
+    with torch.no_grad():
+        p = model(x[candidates]).softmax(1)
+        uncertainty = (p - nn.functional.one_hot(p.argmax(1), p.shape[1])).abs().sum(1)
+        alignment = (hidden(candidates) @ hidden(strategy.sample_indices(pool)).T + 1).abs().mean(1)
+    torch.testing.assert_close(strategy.item_scores(model, pool, candidates).double(), uncertainty * alignment, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("label", ["map", "expected"])
 def test_an_output_that_is_not_the_last_layer_itself_goes_through_autograd(label):
     model = mlp(log_softmax=True).double()  # f = log-probabilities: J of the last layer is not I
