@@ -59,19 +59,20 @@ def ours_scores(model, pool, seed: int = 0, **options) -> tuple[torch.Tensor, BA
 
 
 @torch.no_grad()
-def per_item_scores(model, images: torch.Tensor) -> torch.Tensor:
+def per_item_scores(model, images: torch.Tensor, passes: int = PASSES) -> torch.Tensor:
     """BALD with a mask per row: the dropout modules in training mode, the input of the first
-    one repeated T times (pass-major), the prefix before it run once per batch."""
+    one (LeNet's ``drop2``) repeated T = ``passes`` times (pass-major), the prefix before it run
+    once per batch; the masks come from torch's global generator."""
     model.eval()
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
     for module in dropouts:
         module.train()
     handle = model.drop2.register_forward_pre_hook(  # LeNet's first dropout in execution order
-        lambda module, args: (args[0].unsqueeze(0).expand(PASSES, *args[0].shape).flatten(0, 1),))
+        lambda module, args: (args[0].unsqueeze(0).expand(passes, *args[0].shape).flatten(0, 1),))
     try:
         scores = []
         for batch in images.split(BATCH):
-            probabilities = model(batch).softmax(-1).unflatten(0, (PASSES, batch.shape[0])).transpose(0, 1)
+            probabilities = model(batch).softmax(-1).unflatten(0, (passes, batch.shape[0])).transpose(0, 1)
             scores.append(BALD(progress=False).score(probabilities))
     finally:
         handle.remove()
