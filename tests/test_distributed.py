@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -606,18 +607,39 @@ def run_cli(launcher: list, argv: list) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *launcher, "-m", "torch_al", "select", *argv], capture_output=True, text=True, env=environment, timeout=300)
 
 
+def failure_report(run: subprocess.CompletedProcess) -> str:
+    """What a failed command printed: its stdout and its stderr's end, where torchrun puts each
+    worker's own error (a C++ abort's message included) before its summary."""
+    return f"exit {run.returncode}\nstdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-6000:]}"
+
+
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+
+
+def run_torchrun(argv: list) -> subprocess.CompletedProcess:
+    """`torch-al select` under torchrun, run once more when a worker was aborted (SIGABRT): gloo's
+    TCP transport has been seen to abort a worker rarely (1 run of several hundred; not reproduced
+    here in 120 tries). A rerun is what a user does too, and it is safe: rank 0 writes the state
+    only after every rank agrees, so a rerun either selects afresh or re-issues the pending query,
+    and prints the same query either way. The first run's output is kept as a warning."""
+    run = run_cli(TORCHRUN, argv)
+    if run.returncode != 0 and "SIGABRT" in run.stderr:
+        warnings.warn(f"a torchrun worker aborted; ran again once. The first run:\n{failure_report(run)}", stacklevel=2)
+        run = run_cli(TORCHRUN, argv)
+    return run
 
 
 @pytest.mark.parametrize("strategy", ["entropy", "random"])
 def test_cli_select_under_torchrun_equals_one_process(strategy, tmp_path):
     files = cli_files(tmp_path)
     alone = run_cli([], ["--state", str(tmp_path / "alone.pt"), "--strategy", strategy, *files])
-    ranks = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
-    assert alone.returncode == 0 and ranks.returncode == 0, "\n".join(line for line in ranks.stderr.splitlines() if "rank1" in line or "rank0" in line)[-3000:]
+    ranks = run_torchrun(["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
+    assert alone.returncode == 0, failure_report(alone)
+    assert ranks.returncode == 0, failure_report(ranks)
     assert ranks.stdout.count("query") == 1  # rank 0 alone prints
     assert json.loads(ranks.stdout.strip().splitlines()[-1]) == json.loads(alone.stdout.strip())
-    again = run_cli(TORCHRUN, ["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
+    again = run_torchrun(["--state", str(tmp_path / "ranks.pt"), "--strategy", strategy, *files])
+    assert again.returncode == 0, failure_report(again)
     assert again.stdout == ranks.stdout and again.stderr.count("re-issuing the pending query") == 1
 
 
