@@ -61,6 +61,13 @@ def test_learning_curve_returns_a_figure():
     assert figure.axes[0].get_xlabel() == "labeled items" and len(figure.axes[0].lines) == 1
 
 
+def test_learning_curve_gives_every_line_of_twenty_its_own_colour():
+    curves = {f"line {i}": {"labeled": [0, 10], "accuracy": [0.1, 0.1 * i]} for i in range(20)}
+    lines = learning_curve(curves).axes[0].lines
+    assert len({line.get_color() for line in lines}) == 20
+    assert [line.get_linestyle() for line in lines] == ["-"] * 10 + ["--"] * 10
+
+
 def test_run_writes_metrics_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--dataset", "synthetic", "--strategy", "random", "margin", "--imbalance", "10", "--rounds", "2",

@@ -23,16 +23,20 @@ def learning_curve(
     Returns:
         A ``matplotlib.figure.Figure`` (save it with ``fig.savefig(path)``; never shown).
     """
+    from matplotlib import colormaps
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    many = len(results) > 10
+    figure = Figure(figsize=(8, 5) if many else (6, 4), layout="constrained")
     axes = figure.add_subplot()
+    # tab20's strong shades, then its light ones: 20 colours, no two lines alike up to 20 lines.
+    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2] if many else colormaps["tab10"].colors
     for index, name in enumerate(results):
         curve = results[name]
         column = (lambda key: list(curve[key])) if isinstance(curve, Mapping) else (lambda key: [r[key] for r in curve])
         x, y = column("labeled"), column(metric)
-        style = "-" if index < 10 else "--"  # the colour cycle repeats after 10 lines
-        (line,) = axes.plot(x, y, style, marker="o", markersize=3, label=name)
+        style = "-" if index < 10 else "--"  # a light shade of an earlier line's hue: dashed, to tell them apart
+        (line,) = axes.plot(x, y, style, color=palette[index % len(palette)], marker="o", markersize=3, label=name)
         if band is not None:
             low, high = (column(band[0]), column(band[1])) if isinstance(band, tuple) else ([a - w for a, w in zip(y, column(band))], [a + w for a, w in zip(y, column(band))])
             axes.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
