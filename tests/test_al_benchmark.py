@@ -163,3 +163,28 @@ def test_the_grid_runs_lines_in_processes_records_them_and_skips_what_is_recorde
     assert "2 runs to do, 2 at a time" in capsys.readouterr().out
     experiment.main(argv)  # everything recorded: nothing runs again
     assert "0 runs to do" in capsys.readouterr().out
+
+
+def test_the_per_item_mask_counterfactual_gives_copies_their_own_masks_and_restores_the_generator(monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import bald_per_item_loop
+    from torch_al import ActivePool
+    from torch_al.strategies import BALD
+    from torch_al.strategies.bayesian import mc_dropout
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 3)).eval()
+    copies = torch.randn(1, 4).repeat(8, 1)
+    pool = ActivePool(TensorDataset(copies, torch.zeros(8, dtype=torch.long)))
+    scores = lambda: BALD(passes=16, progress=False, seed=3).item_scores(model, pool, pool.unlabeled_indices)  # noqa: E731
+    consistent = scores()
+    monkeypatch.setattr(mc_dropout, "ConsistentMasks", bald_per_item_loop.PerItemMasks)
+    state = torch.get_rng_state()
+    per_item = scores()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(consistent, consistent[:1].expand(8))  # one weight sample per pass: copies agree
+    assert per_item.unique().numel() == 8  # a mask per row: every copy scores differently
+    assert torch.equal(per_item, scores())  # ... from (seed, round), the same each time
+    assert not model.training and not model[2].training  # modes restored
