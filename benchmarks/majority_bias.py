@@ -40,7 +40,7 @@ from torch_al.provenance import code_version  # noqa: E402
 from torch_al.sampler import inputs_loader  # noqa: E402
 from torch_al.strategies import BADGE, CEAL, EMOC, Entropy, Random, ceal_pseudo_labels  # noqa: E402
 from torch_al.strategies.diversity.badge import gradient_embedding_factors  # noqa: E402
-from torch_al.strategies.diversity.coreset import embed_with_logits  # noqa: E402
+from torch_al.embeddings import embed_with_logits  # noqa: E402
 
 BUDGET = 125
 

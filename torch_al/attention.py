@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.descriptors import _check_labels, _inputs_of, _num_samples
+from torch_al.devices import model_device
 from torch_al.nn.capture import LossFn, _sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
 from torch_al.validation import LogitsCheck
@@ -65,7 +66,7 @@ def compute_attention(
         raise ValueError("the loader yields no samples: there is nothing to attend to")
     _check_labels(labels, total)
     integrated_gradients = IntegratedGradients(model, layers, steps, baseline, chunk, loss_fn, channel_dim)
-    device = next(model.parameters()).device
+    device = model_device(model)
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
     store: Tensor | None = None
     columns: dict[str, slice] = {}

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.devices import model_device
 from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy
 from torch_al.validation import LogitsCheck, first_output
 
@@ -91,7 +92,7 @@ def compute_descriptors(
     _check_labels(labels, total)
 
     kinds = {"features": ["features"], "gradients": ["gradients"], "both": ["features", "gradients"]}[capture]
-    device = next(model.parameters()).device
+    device = model_device(model)
     stores: dict[str, Tensor | None] = {}
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
     was_training = model.training

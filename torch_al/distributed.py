@@ -23,7 +23,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from torch_al.strategies.arbiter import Arbiter, Pick, first_maximum
-from torch_al.strategies.base import model_device
+from torch_al.devices import model_device
+from torch_al.embeddings import embed
 
 if TYPE_CHECKING:
     from torch_al.pool import ActivePool
@@ -813,7 +814,6 @@ def _distributed_coreset(strategy, model: Optional[nn.Module], pool: "ActivePool
     """Core-set over the ranks: every rank embeds the labeled items (the initial centers) and its
     shard of the unlabeled ones, then :func:`distributed_kcenter_greedy` picks."""
     from torch_al.sampler import inputs_loader
-    from torch_al.strategies.diversity.coreset import embed
 
     labeled = pool.labeled_mask.nonzero().flatten()
 

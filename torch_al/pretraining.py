@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from torch_al.sampler import derived_seed
-from torch_al.strategies.base import model_device
+from torch_al.devices import model_device
 from torch_al.validation import check_int
 
 ROTATIONS = 4

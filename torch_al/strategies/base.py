@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.devices import model_device
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
@@ -147,11 +148,6 @@ class Strategy(ABC):
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith(("_", "last_")))
         return f"{type(self).__name__}({fields})"
-
-
-def model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from torch_al.sampler import derived_seed
 from torch_al.strategies import sample_scores
-from torch_al.strategies.base import ScoreStrategy, model_device
+from torch_al.devices import model_device
+from torch_al.strategies.base import ScoreStrategy
 from torch_al.strategies.bayesian.consistent_dropout import ConsistentMasks, dropout_modules
 from torch_al.validation import LogitsCheck
 

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import Strategy, model_device
+from torch_al.devices import model_device
+from torch_al.strategies.base import Strategy
 from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
 from torch_al.validation import LogitsCheck, check_int
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.descriptors import _inputs_of, compute_descriptors, standardise
-from torch_al.strategies.base import model_device
+from torch_al.devices import model_device
 from torch_al.validation import LogitsCheck, check_int, first_output
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.base import Strategy
-from torch_al.strategies.diversity.coreset import embed_with_logits
+from torch_al.embeddings import embed_with_logits
 from torch_al.validation import check_int
 
 

@@ -1,86 +1,10 @@
 """Core-set selection (Sener & Savarese, ICLR 2018): k-center greedy on the model's embeddings."""
 
 import torch
-from torch import Tensor, nn
 
+from torch_al.embeddings import embed
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import Strategy, model_device
-from torch_al.validation import LogitsCheck
-
-
-LAYER_OPTION = ("CoreSet", "DiscriminativeAL")  # the strategies whose embedding layer can be named
-SHOWN_LAYER_NAMES = 40
-
-
-def layer_names(modules: dict[str, nn.Module]) -> str:
-    """The named submodules, for an error message (a ResNet has hundreds: the first few)."""
-    names = [name for name in modules if name]
-    if not names:
-        return "(none)"
-    rest = len(names) - SHOWN_LAYER_NAMES
-    return ", ".join(names[:SHOWN_LAYER_NAMES]) + (f", ... ({rest} more)" if rest > 0 else "")
-
-
-def last_linear(model: nn.Module, name: str = "CoreSet") -> nn.Linear:
-    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        hint = "; name the embedding layer with layer=..." if name in LAYER_OPTION else " (its input is the last-layer embedding)"
-        raise ValueError(f"{name}: the model has no nn.Linear{hint}")
-    return linears[-1]
-
-
-def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | None = None, name: str = "CoreSet") -> Tensor:
-    """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer`` (flattened),
-    or by default the input of the model's last ``nn.Linear`` (the last-layer embedding). Each
-    batch's embeddings must be finite, one row per input; a bad row is named by its global index
-    ``indices[row]`` (None: the loader row). The model's outputs are not read. Errors start with
-    ``name`` (the strategy)."""
-    return _capture(model, loader, layer, indices, name, with_logits=False)[0]
-
-
-def embed_with_logits(model: nn.Module, loader, indices: Tensor | None, name: str, layer: str | None = None) -> tuple[Tensor, Tensor]:
-    """:func:`embed`, plus the model's logits Tensor[N, C] from the same forward passes, checked
-    by a :class:`LogitsCheck` named ``name`` (the strategy)."""
-    embeddings, logits = _capture(model, loader, layer, indices, name, with_logits=True)
-    return embeddings, logits
-
-
-@torch.no_grad()
-def _capture(model: nn.Module, loader, layer: str | None, indices: Tensor | None, name: str, with_logits: bool) -> tuple[Tensor, Tensor | None]:
-    captured: list[Tensor] = []
-    if layer is None:
-        handle = last_linear(model, name).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
-    else:
-        modules = dict(model.named_modules())
-        if layer not in modules:
-            raise ValueError(f"{name}: the model has no layer named {layer!r}; its layers: {layer_names(modules)}")
-        module = modules[layer]
-        handle = module.register_forward_hook(lambda module, args, out: captured.append(out.flatten(1).float()))
-    check = LogitsCheck(name, indices)
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    logits: list[Tensor] = []
-    start = 0
-    try:
-        for batch, x in enumerate(loader):
-            outputs = model(x.to(device))
-            if len(captured) != batch + 1:
-                raise ValueError(f"{name}: the embedding layer must run once per forward; it ran {len(captured) - batch} times")
-            if with_logits:  # the model's own output first: a NaN there usually explains one in the embeddings
-                logits.append(check(outputs, start, x.shape[0]))
-            _check_embeddings(captured[-1], x.shape[0], start, check)
-            start += x.shape[0]
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return torch.cat(captured), torch.cat(logits) if with_logits else None
-
-
-def _check_embeddings(embeddings: Tensor, batch_size: int, start: int, check: LogitsCheck) -> None:
-    if embeddings.shape[0] != batch_size:
-        raise ValueError(f"{check.name}: the embedding layer must give one row per input, N = {batch_size}; got shape {tuple(embeddings.shape)}")
-    check.finite(embeddings, start, what="embeddings")
+from torch_al.strategies.base import Strategy
 
 
 class CoreSet(Strategy):

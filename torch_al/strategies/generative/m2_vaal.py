@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch_al.pool import ActivePool
 from torch_al.strategies.arbiter import Arbiter, Pick
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
-from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss, surest_unlabeled
+from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss
 from torch_al.validation import check_int, check_real
 
 RULES = ("discriminator", "anchor-distance", "confidence-distance")

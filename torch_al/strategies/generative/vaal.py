@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import Strategy, model_device
+from torch_al.devices import model_device
+from torch_al.strategies.base import Strategy
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
 from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, elbo_terms
 from torch_al.validation import check_int, check_real

@@ -14,7 +14,7 @@ from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
 from torch_al.strategies.arbiter import Arbiter, highest_first
 from torch_al.strategies.base import Strategy
-from torch_al.strategies.diversity.coreset import embed
+from torch_al.embeddings import embed
 from torch_al.validation import check_int, check_real
 
 HIDDEN_LAYERS = 3  # the paper's discriminator: three hidden ReLU layers

@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from torch_al.nn.capture import resolve_layers
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import ItemScoreStrategy, model_device
-from torch_al.validation import LogitsCheck, check_int, check_real
+from torch_al.devices import model_device
+from torch_al.strategies.base import ItemScoreStrategy
+from torch_al.validation import check_int, check_real
 
 PAPER_STOP_FRACTION = 120 / 200  # the paper stops the module's gradient into the model after epoch 120 of 200
 

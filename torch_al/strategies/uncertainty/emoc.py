@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
 from torch_al.sampler import derived_seed, inputs_loader
-from torch_al.strategies.base import ItemScoreStrategy, model_device
+from torch_al.devices import model_device
+from torch_al.strategies.base import ItemScoreStrategy
 from torch_al.validation import LogitsCheck, check_int
 
 LABELS = ("map", "expected")
