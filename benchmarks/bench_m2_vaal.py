@@ -25,7 +25,7 @@ from torch.utils.data import TensorDataset
 from common import print_table, write_results
 from torch_al import ActivePool
 from torch_al.datasets import as_float_images, load_fashion_mnist
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import M2VAAL
 
 LABELED, UNLABELED, HELD_OUT, BUDGET = 250, 5000, 2000, 64

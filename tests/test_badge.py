@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import BADGE, STRATEGIES, make_strategy
 
 

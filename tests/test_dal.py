@@ -14,7 +14,7 @@ from torch_al import ActivePool
 from torch_al.cli import main
 from torch_al.datasets import make_blobs
 from torch_al.experiment import RunConfig, run_experiment
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import STRATEGIES, DiscriminativeAL, make_strategy
 from torch_al.strategies.learned import discriminative
 from torch_al.strategies.learned.discriminative import discriminator, gathered_rows, split_budget, standardised, train_discriminator, training_rows

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pfk_reference import COMBINES, reference_kernel
 from torch_al import ActivePool
 from torch_al.datasets import imbalance, make_blobs
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import EBA, PCC, PFK, Random, make_strategy
 from torch_al.strategies.distribution_matching.matching import first_center
 from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.experiment import RunConfig, run_experiment
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import M2VAAL, make_strategy
 from torch_al.strategies.generative.m2_vaal import anchor_distance_select, confidence_distance_scores, m2_discriminator_loss, m2_loss
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE

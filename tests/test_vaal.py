@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from torch_al import ActiveLearningLoop, ActivePool
 from torch_al.experiment import RunConfig, run_experiment
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import VAAL, make_strategy
 from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator
 from torch_al.strategies.generative.vaal import discriminator_loss, vae_loss

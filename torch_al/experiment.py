@@ -23,7 +23,8 @@ from torch_al.persistence import atomic_write_bytes
 from torch_al.provenance import code_version, config_hash, environment
 from torch_al.pool import ActivePool
 from torch_al.generated_items_pool import TrainingSet
-from torch_al.sampler import ActiveSampler, derived_seed
+from torch_al.sampler import ActiveSampler
+from torch_al.seeding import derived_seed
 from torch_al.strategies import (
     BGADL, CEAL, EBA, STRATEGIES, VAAL, BatchBALD, Committee, DiscriminativeAL, DistributionMatching, Ensemble, LearningLoss,
     MonteCarloDropout, Strategy, make_strategy, strategy_class,

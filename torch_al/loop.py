@@ -14,7 +14,7 @@ from torch_al.generated_items_pool import TrainingSet
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies import Committee, SelectionCost, Strategy
 from torch_al.validation import as_indices, check_int
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.devices import model_device
 from torch_al.validation import check_int
 

@@ -1,6 +1,5 @@
 """Samplers over a pool's labeled items, and a loader over its unlabeled items for scoring."""
 
-import hashlib
 import math
 from collections.abc import Iterator
 
@@ -11,13 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
-
-
-def derived_seed(*parts: int | str) -> int:
-    """A 63-bit seed from several values (seed, epoch, round, ...): no two tuples share a stream,
-    unlike ``seed + epoch``, where (0, 1) and (1, 0) would."""
-    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+from torch_al.seeding import derived_seed
 
 
 class ActiveSampler(Sampler[int]):

@@ -2,7 +2,7 @@
 
 import torch
 
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 from torch_al.strategies.base import Strategy
 
 

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.special import entr
 
 from torch_al.pool import ActivePool
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.strategies import sample_scores
 from torch_al.strategies.arbiter import Arbiter, Pick
 from torch_al.strategies.bayesian.mc_dropout import BALD

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from torch_al.sampler import derived_seed
+from torch_al.seeding import derived_seed
 
 # Dropout modules whose rule this file reproduces, as (class, drops whole channels, alpha dropout).
 _COVERED: tuple[tuple[type[nn.Module], bool, bool], ...] = (

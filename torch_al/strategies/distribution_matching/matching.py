@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.pool import ActivePool
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.devices import model_device
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels

@@ -6,7 +6,9 @@ in different directions for different kinds of items."""
 import torch
 from torch import Tensor, nn
 
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+
+from torch_al.seeding import derived_seed
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed_with_logits
 from torch_al.validation import check_int

@@ -3,7 +3,8 @@
 import torch
 
 from torch_al.embeddings import embed
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.strategies.base import Strategy
 
 

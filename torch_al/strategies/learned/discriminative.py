@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from torch_al.pool import ActivePool
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.strategies.arbiter import Arbiter, highest_first
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from torch_al.pool import ActivePool
-from torch_al.sampler import derived_seed, inputs_loader
+from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.devices import model_device
 from torch_al.strategies.base import ItemScoreStrategy
 from torch_al.validation import LogitsCheck, check_int
