@@ -9,9 +9,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from torch_al.descriptors import _check_labels, _inputs_of, _num_samples
+from torch_al.batches import check_labels, inputs_of, num_samples
 from torch_al.devices import model_device
-from torch_al.nn.capture import LossFn, _sum_cross_entropy
+from torch_al.nn.capture import LossFn, sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
 from torch_al.validation import LogitsCheck
 
@@ -40,7 +40,7 @@ def compute_attention(
     chunk: int = 16,
     baseline: float | Tensor = 0.0,
     labels: Tensor | Literal["argmax"] = "argmax",
-    loss_fn: LossFn = _sum_cross_entropy,
+    loss_fn: LossFn = sum_cross_entropy,
     channel_dim: int = 1,
     progress: bool = True,
     check: LogitsCheck | None = None,
@@ -61,10 +61,10 @@ def compute_attention(
         check: validates each batch's raw outputs as logits (a strategy's :class:`LogitsCheck`,
             which rejects tuples); default: take the first item of a tuple, check nothing.
     """
-    total = _num_samples(loader)
+    total = num_samples(loader)
     if total == 0:
         raise ValueError("the loader yields no samples: there is nothing to attend to")
-    _check_labels(labels, total)
+    check_labels(labels, total)
     integrated_gradients = IntegratedGradients(model, layers, steps, baseline, chunk, loss_fn, channel_dim)
     device = model_device(model)
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
@@ -72,7 +72,7 @@ def compute_attention(
     columns: dict[str, slice] = {}
     start = 0
     for batch in tqdm(loader, desc="attention", disable=not progress):
-        x = _inputs_of(batch).to(device)
+        x = inputs_of(batch).to(device)
         end = start + x.shape[0]
         if end > total:
             raise ValueError(f"the loader yielded more than the {total} samples it reports")

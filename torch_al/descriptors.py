@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.batches import check_labels, inputs_of, num_samples
 from torch_al.devices import model_device
-from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy
+from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, backward_to_layers, sum_cross_entropy
 from torch_al.validation import LogitsCheck, first_output
 
 
@@ -32,27 +33,11 @@ class Descriptors:
     columns: dict[str, slice]
 
 
-def _inputs_of(batch) -> Tensor:
-    if isinstance(batch, Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-        return batch[0]
-    raise TypeError(f"batches must be a Tensor or an (inputs, ...) tuple, got {type(batch).__name__}")
-
-
 def _logits_of(outputs, check: LogitsCheck | None, start: int, rows: int) -> Tensor:
     """The logits of loader rows ``start .. start + rows``: checked, or the first item of a tuple."""
     if check is not None:
         return check(outputs, start, rows)
     return first_output(outputs)
-
-
-def _num_samples(loader: DataLoader) -> int:
-    if loader.batch_size is None:
-        raise ValueError("the loader must batch its samples (batch_size must not be None)")
-    if loader.drop_last:
-        return len(loader) * loader.batch_size
-    return len(loader.sampler)
 
 
 def compute_descriptors(
@@ -61,7 +46,7 @@ def compute_descriptors(
     layers: Sequence[str | nn.Module],
     capture: CaptureKind = "both",
     labels: Tensor | Literal["argmax"] = "argmax",
-    loss_fn: LossFn = _sum_cross_entropy,
+    loss_fn: LossFn = sum_cross_entropy,
     channel_dim: int = 1,
     progress: bool = True,
     check: LogitsCheck | None = None,
@@ -86,10 +71,10 @@ def compute_descriptors(
         check: validates each batch's raw outputs as logits (a strategy's :class:`LogitsCheck`,
             which rejects tuples); default: take the first item of a tuple, check nothing.
     """
-    total = _num_samples(loader)
+    total = num_samples(loader)
     if total == 0:
         raise ValueError("the loader yields no samples: there is nothing to describe")
-    _check_labels(labels, total)
+    check_labels(labels, total)
 
     kinds = {"features": ["features"], "gradients": ["gradients"], "both": ["features", "gradients"]}[capture]
     device = model_device(model)
@@ -101,7 +86,7 @@ def compute_descriptors(
     try:
         with DescriptorCapture(model, layers, capture=capture, channel_dim=channel_dim) as hooks:
             for batch in tqdm(loader, desc="descriptors", disable=not progress):
-                x = _inputs_of(batch).to(device)
+                x = inputs_of(batch).to(device)
                 rows = slice(start, start + x.shape[0])
                 if rows.stop > total:
                     raise ValueError(f"the loader yielded more than the {total} samples it reports")
@@ -112,7 +97,7 @@ def compute_descriptors(
                     logits = _logits_of(model(x), check, start, x.shape[0])
                     batch_labels = logits.argmax(1) if isinstance(labels, str) else labels[start : start + x.shape[0]].to(device)
                     if capture != "features":
-                        _backward_to_layers(hooks, loss_fn(logits, batch_labels), x)
+                        backward_to_layers(hooks, loss_fn(logits, batch_labels), x)
                 used_labels[rows] = batch_labels.detach()
                 if not stores:
                     stores = _allocate_from_first_batch(hooks, kinds, total, rows)
@@ -138,16 +123,6 @@ def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
         std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
         torch.div(x - x.mean(dim=1, keepdim=True), std + 1e-10, out=standardised[:, span])
     return [standardised[:, span] for span in columns.values()]
-
-
-def _check_labels(labels: Tensor | str, total: int) -> None:
-    if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
-        raise ValueError(
-            f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
-            f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
-        )
-    if not isinstance(labels, Tensor) and labels != "argmax":
-        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
 
 
 def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: slice) -> dict[str, Tensor | None]:

@@ -175,11 +175,13 @@ class DescriptorCapture:
         return tensor if self.channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(self.channel_dim, 1)
 
 
-def _sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+def sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """The default loss of the gradient descriptors: summed, not averaged, so an item's gradient
+    does not depend on the size of the batch it came in."""
     return F.cross_entropy(logits, labels, reduction="sum")
 
 
-def _backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
+def backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
     """Backpropagates to the input without parameter gradients; the layers' hooks pool theirs on
     the way. Going through to the input (not stopping at the layer outputs) keeps the gradients
     right when a layer output is later modified in place."""

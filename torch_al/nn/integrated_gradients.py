@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from torch_al.nn.capture import DescriptorCapture, LossFn, _backward_to_layers, _sum_cross_entropy, resolve_layers
+from torch_al.nn.capture import DescriptorCapture, LossFn, backward_to_layers, sum_cross_entropy, resolve_layers
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.validation import LogitsCheck, first_output
 
@@ -94,7 +94,7 @@ class IntegratedGradients:
         steps: int = 128,
         baseline: float | Tensor = 0.0,
         chunk: int = 16,
-        loss_fn: LossFn = _sum_cross_entropy,
+        loss_fn: LossFn = sum_cross_entropy,
         channel_dim: int = 1,
     ) -> None:
         self.model = model
@@ -136,7 +136,7 @@ class IntegratedGradients:
                         labels = logits.detach()[:batch].argmax(1)  # the rows of k = K
                     hooks.chunk_shape = (ks.numel(), batch)
                     loss = self.loss_fn(logits, labels.to(logits.device).repeat(ks.numel()))  # step-major rows
-                    _backward_to_layers(hooks, loss, path)
+                    backward_to_layers(hooks, loss, path)
         finally:
             self.model.train(was_training)
         return {name: accumulators[name] for name in self.layers}, labels

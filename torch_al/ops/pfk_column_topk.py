@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from torch_al.extension import assert_has_ops
-from torch_al.ops.pfk_topk import _listed
+from torch_al.ops.pfk_topk import descriptor_list
 
 
 def pfk_column_topk(
@@ -44,5 +44,5 @@ def pfk_column_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_column_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision, check_finite
+        query_z, pool_z, descriptor_list(query_g), descriptor_list(pool_g), pool_mask, k, combine, precision, check_finite
     )

@@ -70,10 +70,10 @@ def pfk_topk(
     if not torch.jit.is_scripting():
         assert_has_ops()
     return torch.ops.torch_al.pfk_topk(
-        query_z, pool_z, _listed(query_g), _listed(pool_g), pool_mask, k, combine, precision, check_finite
+        query_z, pool_z, descriptor_list(query_g), descriptor_list(pool_g), pool_mask, k, combine, precision, check_finite
     )
 
 
-def _listed(descriptors: Optional[List[Tensor]]) -> List[Tensor]:
+def descriptor_list(descriptors: Optional[List[Tensor]]) -> List[Tensor]:
     """The schema's form of optional descriptors: an omitted list is an empty one."""
     return descriptors if descriptors is not None else []

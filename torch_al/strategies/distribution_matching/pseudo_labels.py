@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from torch_al.descriptors import _inputs_of, compute_descriptors, standardise
+from torch_al.batches import inputs_of
+from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.devices import model_device
 from torch_al.validation import LogitsCheck, check_int, first_output
 
@@ -222,7 +223,7 @@ def monte_carlo_pseudo_labels(
     classes, forward, backward, start = 0, 0, 0, 0
     labels = []
     for batch in loader:
-        inputs = _inputs_of(batch).to(device)
+        inputs = inputs_of(batch).to(device)
         rows = inputs.shape[0]
         if not classes:
             classes = _count_classes(model, inputs[:1], check)

@@ -1,0 +1,36 @@
+"""What a loader's batches hold, for the functions that walk a loader once and fill a store per
+sample (descriptors, attention, pseudo-labels): the inputs of a batch, the samples a loader
+yields, the labels checked against them."""
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+
+def inputs_of(batch) -> Tensor:
+    """The inputs of a loader's batch: the batch itself, or the first item of an (inputs, ...) tuple."""
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    raise TypeError(f"batches must be a Tensor or an (inputs, ...) tuple, got {type(batch).__name__}")
+
+
+def num_samples(loader: DataLoader) -> int:
+    """How many samples a batching loader yields in one pass (``drop_last`` included)."""
+    if loader.batch_size is None:
+        raise ValueError("the loader must batch its samples (batch_size must not be None)")
+    if loader.drop_last:
+        return len(loader) * loader.batch_size
+    return len(loader.sampler)
+
+
+def check_labels(labels: Tensor | str, total: int) -> None:
+    """``labels`` is ``"argmax"`` or an int64 Tensor[total], one per sample; else a ValueError."""
+    if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
+        raise ValueError(
+            f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
+            f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
+        )
+    if not isinstance(labels, Tensor) and labels != "argmax":
+        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
