@@ -8,7 +8,7 @@ import torch
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed_with_logits
-from torch_al.strategies.uncertainty.ceal import CRITERIA
+from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
 from torch_al.validation import check_int
 
 CANDIDATES_PER_PICK = 4  # the default K = 4P

@@ -8,10 +8,9 @@ from torch import Tensor
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, predict_probabilities
-from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
+from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
 from torch_al.validation import check_real
 
-CRITERIA = {"entropy": Entropy, "margin": Margin, "least_confidence": LeastConfidence}
 _SCORES = {name: strategy(progress=False) for name, strategy in CRITERIA.items()}  # only their score(): one formula each
 
 

@@ -27,3 +27,7 @@ class LeastConfidence(ScoreStrategy):
 
     def score(self, probabilities: Tensor) -> Tensor:
         return 1 - probabilities.max(1).values
+
+
+# The uncertainty scores by name, for the strategies that take one as an option (CEAL, Suggestive annotation).
+CRITERIA = {"entropy": Entropy, "margin": Margin, "least_confidence": LeastConfidence}
