@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from torch_al.batches import check_labels, inputs_of, num_samples
+from torch_al.batches import check_labels, first_batch_store, num_samples, store_rows
 from torch_al.devices import model_device
 from torch_al.nn.capture import LossFn, sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
@@ -70,32 +70,12 @@ def compute_attention(
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
     store: Tensor | None = None
     columns: dict[str, slice] = {}
-    start = 0
-    for batch in tqdm(loader, desc="attention", disable=not progress):
-        x = inputs_of(batch).to(device)
-        end = start + x.shape[0]
-        if end > total:
-            raise ValueError(f"the loader yielded more than the {total} samples it reports")
-        given = None if isinstance(labels, str) else labels[start:end].to(device)
-        rows_of_store = None if store is None else {name: store[start:end, span] for name, span in columns.items()}
-        batch_check = None if check is None else check.subset(torch.arange(start, end))
+    for x, rows in store_rows(tqdm(loader, desc="attention", disable=not progress), total, device):
+        given = None if isinstance(labels, str) else labels[rows].to(device)
+        rows_of_store = None if store is None else {name: store[rows, span] for name, span in columns.items()}
+        batch_check = None if check is None else check.subset(torch.arange(rows.start, rows.stop))
         attention, batch_labels = integrated_gradients(x, given, out=rows_of_store, check=batch_check)
-        used_labels[start:end] = batch_labels
+        used_labels[rows] = batch_labels
         if store is None:
-            store, columns = _allocate_from_first_batch(attention, total)
-        start = end
-    if start != total:
-        raise ValueError(f"the loader yielded {start} samples but reports {total}")
+            store, columns = first_batch_store(attention, total, rows)
     return Attention(store, used_labels, columns)
-
-
-def _allocate_from_first_batch(attention: dict[str, Tensor], total: int) -> tuple[Tensor, dict[str, slice]]:
-    """Channel counts are known only after the first batch: allocate, then copy it in."""
-    columns, width = {}, 0
-    for name, values in attention.items():
-        columns[name] = slice(width, width + values.shape[1])
-        width += values.shape[1]
-    first = next(iter(attention.values()))
-    store = first.new_zeros((total, width))
-    store[: first.shape[0]] = torch.cat(list(attention.values()), dim=1)
-    return store, columns

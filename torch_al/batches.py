@@ -2,6 +2,8 @@
 sample (descriptors, attention, pseudo-labels): the inputs of a batch, the samples a loader
 yields, the labels checked against them."""
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -34,3 +36,34 @@ def check_labels(labels: Tensor | str, total: int) -> None:
         )
     if not isinstance(labels, Tensor) and labels != "argmax":
         raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
+
+
+def store_rows(loader, total: int, device: torch.device) -> Iterator[tuple[Tensor, slice]]:
+    """Each batch's inputs on ``device`` with its rows of a per-sample store (``total`` rows, in
+    loader order); a ValueError when the loader yields more or fewer samples than ``total``."""
+    start = 0
+    for batch in loader:
+        x = inputs_of(batch).to(device)
+        rows = slice(start, start + x.shape[0])
+        if rows.stop > total:
+            raise ValueError(f"the loader yielded more than the {total} samples it reports")
+        yield x, rows
+        start = rows.stop
+    if start != total:
+        raise ValueError(f"the loader yielded {start} samples but reports {total}")
+
+
+def first_batch_store(per_layer: dict[str, Tensor], total: int, rows: slice, columns: dict[str, slice] | None = None) -> tuple[Tensor, dict[str, slice]]:
+    """A zeroed (total, L) store for per-layer values Tensor[B, L_layer] and the first batch
+    copied into ``rows``: channel counts and dtypes are known only once a batch has run. Each
+    layer takes its ``columns`` (default: side by side in the dict's order)."""
+    if columns is None:
+        columns, width = {}, 0
+        for name, values in per_layer.items():
+            columns[name] = slice(width, width + values.shape[1])
+            width += values.shape[1]
+    width = max(span.stop for span in columns.values())
+    store = next(iter(per_layer.values())).new_zeros((total, width))
+    for name, span in columns.items():
+        store[rows, span] = per_layer[name]
+    return store, columns

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from torch_al.batches import check_labels, inputs_of, num_samples
+from torch_al.batches import check_labels, first_batch_store, num_samples, store_rows
 from torch_al.devices import model_device
 from torch_al.nn.capture import CaptureKind, DescriptorCapture, LossFn, backward_to_layers, sum_cross_entropy
 from torch_al.validation import LogitsCheck, first_output
@@ -82,31 +82,23 @@ def compute_descriptors(
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
     was_training = model.training
     model.eval()
-    start = 0
     try:
         with DescriptorCapture(model, layers, capture=capture, channel_dim=channel_dim) as hooks:
-            for batch in tqdm(loader, desc="descriptors", disable=not progress):
-                x = inputs_of(batch).to(device)
-                rows = slice(start, start + x.shape[0])
-                if rows.stop > total:
-                    raise ValueError(f"the loader yielded more than the {total} samples it reports")
+            for x, rows in store_rows(tqdm(loader, desc="descriptors", disable=not progress), total, device):
                 if stores:
                     hooks.write_into(stores, rows)
                 with torch.enable_grad():
                     x.requires_grad_(capture != "features")
-                    logits = _logits_of(model(x), check, start, x.shape[0])
-                    batch_labels = logits.argmax(1) if isinstance(labels, str) else labels[start : start + x.shape[0]].to(device)
+                    logits = _logits_of(model(x), check, rows.start, x.shape[0])
+                    batch_labels = logits.argmax(1) if isinstance(labels, str) else labels[rows].to(device)
                     if capture != "features":
                         backward_to_layers(hooks, loss_fn(logits, batch_labels), x)
                 used_labels[rows] = batch_labels.detach()
                 if not stores:
-                    stores = _allocate_from_first_batch(hooks, kinds, total, rows)
-                start += x.shape[0]
+                    stores = {kind: first_batch_store(hooks.gradients if kind == "gradients" else hooks.features, total, rows, hooks.columns())[0] for kind in kinds}
             hooks.stop_writing()
     finally:
         model.train(was_training)
-    if start != total:
-        raise ValueError(f"the loader yielded {start} samples but reports {total}")
     columns = hooks.columns() if hooks.channels else {}
     return Descriptors(stores.get("features"), stores.get("gradients"), used_labels, columns)
 
@@ -123,18 +115,3 @@ def standardise(store: Tensor, columns: dict[str, slice]) -> list[Tensor]:
         std = x.std(dim=1, keepdim=True, correction=1 if x.shape[1] > 1 else 0)
         torch.div(x - x.mean(dim=1, keepdim=True), std + 1e-10, out=standardised[:, span])
     return [standardised[:, span] for span in columns.values()]
-
-
-def _allocate_from_first_batch(hooks: DescriptorCapture, kinds: list[str], total: int, rows: slice) -> dict[str, Tensor | None]:
-    """Channel counts and dtypes are known only after the first batch: allocate, then copy it in."""
-    columns = hooks.columns()
-    width = sum(span.stop - span.start for span in columns.values())
-    stores: dict[str, Tensor | None] = {}
-    for kind in kinds:
-        pooled = hooks.gradients if kind == "gradients" else hooks.features
-        first = next(iter(pooled.values()))
-        store = first.new_empty((total, width))
-        for name, span in columns.items():
-            store[rows, span] = pooled[name]
-        stores[kind] = store
-    return stores
