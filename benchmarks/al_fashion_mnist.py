@@ -44,7 +44,7 @@ from seed_statistics import bootstrap, mean_interval, paired_difference  # noqa:
 from torch_al.experiment import PRETRAINED, RunConfig, base_strategy, run_experiment, setup_hash  # noqa: E402
 from torch_al.persistence import atomic_write_bytes  # noqa: E402
 from torch_al.plots import learning_curve  # noqa: E402
-from torch_al.provenance import code_identity  # noqa: E402
+from torch_al.provenance import code_identity, code_version  # noqa: E402
 
 # Cheapest and most telling first, so a grid stopped early has the lines the headline needs.
 STRATEGIES = (
@@ -372,7 +372,7 @@ def check_provenance(lines: dict[str, dict], mixed: bool) -> None:
 def summarise(args: argparse.Namespace) -> dict:
     report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps")},
               "lines": {name: {"strategy": strategy, **options} for name, (strategy, options) in LINES.items()},
-              "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "mixed": args.mixed, "imbalance": {}}  # fmt: skip
+              "machine": machine_info(), "code": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "mixed": args.mixed, "imbalance": {}}  # fmt: skip
     for imbalance in args.imbalance:
         strategies, provenance = {}, {}
         for name in args.strategies:
