@@ -32,7 +32,7 @@ from seed_statistics import paired_difference  # noqa: E402
 
 from torch_al.experiment import run_experiment  # noqa: E402
 from torch_al.provenance import code_version  # noqa: E402
-from torch_al.strategies import BALD, STRATEGIES  # noqa: E402
+from torch_al.strategies.registry import REGISTRY  # noqa: E402
 from torch_al.strategies.bayesian import mc_dropout  # noqa: E402
 
 LINE = "bald-per-item-masks"
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     mc_dropout.ConsistentMasks = PerItemMasks  # this process runs the per-item line alone
-    STRATEGIES[LINE] = BALD
+    REGISTRY[LINE] = REGISTRY["bald"]
     grid = al_fashion_mnist.parse_args(["--imbalance", f"{IMBALANCE:g}", "--seeds", *map(str, args.seeds)])
     rows, per_item, consistent = [], [], []
     for seed in args.seeds:

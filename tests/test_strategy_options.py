@@ -6,9 +6,9 @@ import inspect
 import pytest
 
 from torch_al.cli import main
-from torch_al.experiment import ROUTED_OPTIONS, RunConfig, strategy_options
-from torch_al.strategies import STRATEGIES, make_strategy, strategy_class
-from torch_al.validation import check_real
+from torch_al.experiment import RunConfig, is_ensemble, strategy_options
+from torch_al.strategies import REGISTRY, STRATEGIES, Ensemble, MonteCarloDropout, make_strategy, strategy_class
+from torch_al.checks import check_real
 
 
 def test_every_routed_option_is_a_parameter_of_every_strategy_it_reaches():
@@ -17,9 +17,8 @@ def test_every_routed_option_is_a_parameter_of_every_strategy_it_reaches():
         accepted = inspect.signature(STRATEGIES[name]).parameters
         options = strategy_options(config, name)
         assert set(options) <= set(accepted), name
-        for field, (parameter, classes) in ROUTED_OPTIONS.items():
-            assert (parameter in options) == issubclass(strategy_class(name), classes), (name, field)
-            assert options.get(parameter, getattr(config, field)) == getattr(config, field)
+        for field, parameter in REGISTRY[name].run_options.items():
+            assert options[parameter] == getattr(config, field), (name, field)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +36,16 @@ def test_every_routed_option_is_a_parameter_of_every_strategy_it_reaches():
 )
 def test_strategy_options_by_name(name, expected):
     assert set(strategy_options(RunConfig(), name)) == expected
+
+
+def test_the_registry_knows_each_strategy_kind():
+    """Committee and validation-matching flags agree with the classes behind the names; a routed
+    option reaches exactly the classes that take it (every MC-dropout rule its passes)."""
+    for name, spec in REGISTRY.items():
+        assert spec.committee == issubclass(spec.strategy_class, Ensemble) == is_ensemble(name), name
+        takes = inspect.signature(spec.factory).parameters
+        assert spec.matches_validation == ("k" in takes and "layers" in takes), name
+        assert ("passes" in spec.run_options) == issubclass(spec.strategy_class, MonteCarloDropout), name
 
 
 def test_make_strategy_rejects_an_option_the_strategy_does_not_take():

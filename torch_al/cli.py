@@ -28,7 +28,7 @@ from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
-from torch_al.strategies import STRATEGIES, DistributionMatching, make_strategy, strategy_class
+from torch_al.strategies import STRATEGIES, make_strategy, strategy_spec
 
 
 @dataclass
@@ -55,7 +55,7 @@ class SelectConfig:
                 f"strategy {self.strategy} scores a committee of E separately trained models and select takes one --model: "
                 "use torch-al run --members E, or ActiveLearningLoop with a Committee"
             )
-        matches = issubclass(strategy_class(self.strategy), DistributionMatching)
+        matches = strategy_spec(self.strategy).matches_validation
         if matches and not (self.validation and self.layers):
             raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
         if not matches and (self.validation or self.layers):

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from torch_al.devices import model_device
-from torch_al.validation import LogitsCheck
+from torch_al.checks import LogitsCheck
 
 LAYER_OPTION = ("CoreSet", "DiscriminativeAL")  # the strategies whose embedding layer can be named
 SHOWN_LAYER_NAMES = 40

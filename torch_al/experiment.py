@@ -25,10 +25,8 @@ from torch_al.pool import ActivePool
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.sampler import ActiveSampler
 from torch_al.seeding import derived_seed
-from torch_al.strategies import (
-    BGADL, CEAL, EBA, STRATEGIES, VAAL, BatchBALD, Committee, DiscriminativeAL, DistributionMatching, Ensemble, LearningLoss,
-    MonteCarloDropout, Strategy, make_strategy, strategy_class,
-)  # fmt: skip
+from torch_al.strategies import STRATEGIES, Committee, Strategy
+from torch_al.strategies.registry import REGISTRY, make_strategy, strategy_spec
 
 logger = logging.getLogger("torch_al")
 
@@ -43,33 +41,15 @@ def base_strategy(name: str) -> str:
     return name.removesuffix(PRETRAINED)
 
 
-# RunConfig field -> (constructor parameter, the strategy classes that take it). An option reaches
-# only the classes named here, so a constructor parameter that merely shares an option's name
-# (DAL's discriminator steps vs EBA's integrated-gradient steps) can never capture it.
-ROUTED_OPTIONS: dict[str, tuple[str, tuple[type[Strategy], ...]]] = {
-    "passes": ("passes", (MonteCarloDropout,)),
-    "steps": ("steps", (EBA,)),
-    "k": ("k", (DistributionMatching,)),
-    "layers": ("layers", (DistributionMatching, LearningLoss)),
-    "delta0": ("delta0", (CEAL,)),
-    "decay": ("decay", (CEAL,)),
-    "vaal_iterations": ("iterations", (VAAL,)),
-    "sub_queries": ("sub_queries", (DiscriminativeAL,)),
-    "generator_iterations": ("generator_iterations", (BGADL,)),
-    "shortlist": ("shortlist", (BatchBALD,)),
-}
-
-
 def strategy_options(config: "RunConfig", name: str) -> dict:
-    """The ``config`` fields that configure strategy ``name`` (``ROUTED_OPTIONS``), by parameter."""
-    kind = strategy_class(base_strategy(name))
-    return {parameter: getattr(config, field) for field, (parameter, classes) in ROUTED_OPTIONS.items() if issubclass(kind, classes)}
+    """The ``config`` fields that configure strategy ``name`` (its registry entry's
+    ``run_options``), by constructor parameter."""
+    return {parameter: getattr(config, field) for field, parameter in strategy_spec(base_strategy(name)).run_options.items()}
 
 
 def is_ensemble(name: str) -> bool:
     """Whether the strategy scores a committee of ``members`` models (``ensemble-*``, ``qbc-*``)."""
-    factory = STRATEGIES.get(base_strategy(name))
-    return isinstance(factory, type) and issubclass(factory, Ensemble)
+    return base_strategy(name) in REGISTRY and strategy_spec(base_strategy(name)).committee
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.seeding import derived_seed
 from torch_al.strategies import Committee, SelectionCost, Strategy
-from torch_al.validation import as_indices, check_int
+from torch_al.checks import as_indices, check_int
 
 logger = logging.getLogger("torch_al")
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from torch_al.pool import ActivePool
-from torch_al.validation import as_indices, as_labels
+from torch_al.checks import as_indices, as_labels
 
 
 @dataclass(frozen=True)

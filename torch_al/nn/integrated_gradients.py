@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from torch_al.nn.capture import DescriptorCapture, LossFn, backward_to_layers, sum_cross_entropy, resolve_layers
 from torch_al.ops.ig_accumulate import ig_accumulate
-from torch_al.validation import LogitsCheck, first_output
+from torch_al.checks import LogitsCheck, first_output
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -82,7 +82,7 @@ class IntegratedGradients:
     in the order the layers were given (float32, or float64 for float64 models), and the labels
     used. ``out`` (layer name → Tensor[B, C], e.g. column slices of an (N, L) store) makes the
     call add into those tensors instead. NaN/inf gradients at any step propagate to the result.
-    ``check`` (a :class:`~torch_al.validation.LogitsCheck` whose row i is row i of ``x``)
+    ``check`` (a :class:`~torch_al.checks.LogitsCheck` whose row i is row i of ``x``)
     validates every chunk's raw outputs as logits and the un-scaled rows' logits as finite;
     without it, a tuple's first item is taken as the logits.
     """

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_al.extension import assert_has_ops
-from torch_al.validation import check_int
+from torch_al.checks import check_int
 
 
 def kmeanspp_factored(

@@ -95,13 +95,22 @@ def select_unique(
         raise ValueError("select_unique: no query rows (M = 0) to match a budget of {}".format(budget))
     if rule == "column":
         return indices
-    selected = torch.ops.torch_al.select_unique_ranked(values, indices, budget)
-    found = int((selected >= 0).sum().item())
+    selected = torch.full([budget], -1, dtype=torch.int64, device=indices.device)
+    found = fill_rank_by_rank(selected, 0, values, indices)
     # Each re-query has an unmasked point and a query row, so it adds at least one point.
     while found < budget:
         mask = mask.index_fill(0, selected[:found], True)
         values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision, False)
-        more = torch.ops.torch_al.select_unique_ranked(values, indices, budget - found)
-        selected[found:] = more
-        found += int((more >= 0).sum().item())
+        found = fill_rank_by_rank(selected, found, values, indices)
     return selected
+
+
+def fill_rank_by_rank(selected: Tensor, found: int, values: Tensor, indices: Tensor) -> int:
+    """Continues PFK's batch fill: writes after the ``found`` points already in ``selected``
+    (int64 Tensor[budget]) the next distinct points of one query's per-row lists (values and
+    indices Tensor[M, k], the taken points masked out of that query) in
+    :func:`select_unique_ranked`'s order, and returns how many points ``selected`` now holds.
+    ``select_unique`` and its form over ranks (which passes the ranks' merged lists) share it."""
+    more = torch.ops.torch_al.select_unique_ranked(values, indices, selected.shape[0] - found)
+    selected[found:] = more
+    return found + int((more >= 0).sum().item())

@@ -9,7 +9,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,11 @@ from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.sampler import inputs_loader
-from torch_al.strategies.arbiter import highest_first
-from torch_al.validation import LogitsCheck, check_budget
+from torch_al.arbiter import highest_first
+from torch_al.checks import LogitsCheck, check_budget
+
+if TYPE_CHECKING:
+    from torch_al.distributed import Shard
 
 logger = logging.getLogger("torch_al")
 
@@ -75,6 +78,16 @@ class Strategy(ABC):
             TypeError, ValueError: a budget that is not an int, negative, or larger than the
                 number of unlabeled items.
         """
+        indices, scores = self._selected(pool, budget, lambda budget: self.rank(model, pool, budget))
+        return (indices, scores) if return_scores else indices
+
+    def select_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
+        """This rank's part of :func:`torch_al.distributed.distributed_select`: as :meth:`select`,
+        with the pool's unlabeled items sharded over the ranks (``shard``); every rank returns the
+        same global indices. ``last_cost`` counts this rank's passes."""
+        return self._selected(pool, budget, lambda budget: (self.rank_over_ranks(model, pool, budget, shard), None))[0]
+
+    def _selected(self, pool: ActivePool, budget: int, ranked) -> tuple[Tensor, Tensor | None]:
         budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
         self.last_cost = SelectionCost()
         self.last_pseudo_labels = None  # never a previous round's: a strategy that makes them sets them in rank
@@ -82,17 +95,27 @@ class Strategy(ABC):
         if budget == 0:
             indices, scores = torch.empty(0, dtype=torch.int64), None
         else:
-            indices, scores = self.rank(model, pool, budget)
+            indices, scores = ranked(budget)
             indices = indices.to("cpu", torch.int64)
             self._check_answer(pool, indices, budget)
         self.last_cost.seconds = time.perf_counter() - start
         logger.debug("%s selected %d items at round %d", type(self).__name__, budget, pool.round)
-        return (indices, scores) if return_scores else indices
+        return indices, scores
 
     @abstractmethod
     def rank(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
         """Implementations: ``budget`` (>= 1) distinct unlabeled global indices, most informative
         first, and their scores (or None). They record their passes with :meth:`charge`."""
+
+    def rank_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
+        """The form of :meth:`rank` over ranks: ``budget`` (>= 1) global indices, the same on every
+        rank, from this rank's ``shard`` of the unlabeled items and the collectives it offers
+        (:class:`torch_al.distributed.Shard`). Every built-in strategy has one, beside its rule."""
+        raise TypeError(
+            f"distributed_select: {type(self).__name__}{f' rule {self.rule!r}' if hasattr(self, 'rule') else ''} has no distributed form: every built-in strategy has one, and an "
+            "ItemScoreStrategy that keeps its rank (its items' scores merge exactly); give yours a rank_over_ranks "
+            "from torch_al.distributed's pieces (Shard.top, distributed_topk, RankArbiter, ...)"
+        )
 
     def training_loss(self, model: nn.Module, inputs: Tensor, targets: Tensor, epoch: int, epochs: int) -> Tensor:
         """The loss one training batch minimises, at ``epoch`` of a round's ``epochs``: the mean
@@ -178,6 +201,14 @@ class ItemScoreStrategy(Strategy):
         candidates = pool.unlabeled_indices
         picks, scores = highest_first(self.item_scores(model, pool, candidates), candidates, budget)
         return picks, scores.cpu()
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Each rank scores its shard, one merge of the ranks' best (exact wherever an item's
+        score does not depend on which items share its batch), unless the subclass ranks by a
+        rule of its own."""
+        if type(self).rank is not ItemScoreStrategy.rank:
+            return super().rank_over_ranks(model, pool, budget, shard)
+        return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
 
     @abstractmethod
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:

@@ -24,3 +24,7 @@ class Random(Strategy):
         else:
             generator.manual_seed(derived_seed(self.seed, "random", pool.round))
         return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Rank 0 draws, the others receive its picks (exact)."""
+        return shard.drawn_on_rank_zero(lambda: self.rank(model, pool, budget)[0], budget)

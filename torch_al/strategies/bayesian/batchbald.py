@@ -6,16 +6,21 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.special import entr
 
+from torch_al.devices import model_device
+from torch_al.distributed.collectives import check_global_indices, check_rows_of_every_rank, on_every_rank
+from torch_al.distributed.rank_arbiter import RankArbiter
+from torch_al.distributed.ranked import distributed_topk
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
 from torch_al.strategies import sample_scores
-from torch_al.strategies.arbiter import Arbiter, Pick
+from torch_al.arbiter import Arbiter, Pick
 from torch_al.strategies.bayesian.mc_dropout import BALD
-from torch_al.validation import LogitsCheck, check_int, check_real
+from torch_al.checks import LogitsCheck, check_int, check_real
 
 logger = logging.getLogger("torch_al")
 
@@ -200,6 +205,56 @@ def batchbald_greedy(
     return torch.tensor([pick.index for pick in picked], dtype=torch.int64), torch.stack([pick.value for pick in picked]).to(probabilities)
 
 
+def distributed_batchbald_select(
+    probabilities: Tensor,
+    budget: int,
+    max_configurations: int = 1024,
+    samples: int = 1024,
+    shortlist: int | None = None,
+    generator: torch.Generator | None = None,
+    restart_at: float | None = None,
+    *,
+    global_indices: Tensor,
+    group: dist.ProcessGroup | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`torch_al.strategies.batchbald_select` with the items sharded over the ranks: the
+    same picks and scores as one process over every shard's items, ties included.
+
+    The shortlist (the ``shortlist`` highest BALD scores) is one :func:`distributed_topk`. Each
+    pick, every rank computes its candidates' joint-entropy gains against the configurations of
+    the picks so far and claims its best with that item's T × C probabilities
+    (:class:`RankArbiter`: one all-gather of 8·(3 + T·C) bytes a rank); every rank extends the
+    same configurations with the winner's probabilities, drawing the sampled ones from
+    ``generator`` in the same state on every rank.
+
+    Args:
+        probabilities: Tensor[n, T, C], this rank's items' p_t(y | x) (the same T and C on every
+            rank; n may be 0).
+        budget, max_configurations, samples, shortlist, generator, restart_at: as ``batchbald_select``; the
+            budget is at most every rank's items together.
+        global_indices: int64 Tensor[n], strictly increasing, each item's global index.
+
+    Returns:
+        (int64 Tensor[budget] global indices in pick order, float64 Tensor[budget] scores), the
+        same on every rank.
+    """
+    op = "distributed_batchbald_select"
+
+    def local() -> Tensor:
+        check_inputs(op, probabilities, budget, max_configurations, samples, shortlist, restart_at)
+        check_global_indices(op, global_indices, probabilities.shape[0], increasing=True)
+        return probabilities.double()
+
+    candidates = on_every_rank(local, group)
+    check_rows_of_every_rank(op, candidates.shape[0], budget, group)
+    ids = global_indices.cpu()
+    if shortlist is not None:
+        listed = distributed_topk(sample_scores.bald(candidates).cpu(), ids, shortlist, group)[1]
+        keep = torch.isin(ids, listed)
+        candidates, ids = candidates[keep.to(candidates.device)], ids[keep]
+    return batchbald_greedy(candidates, budget, max_configurations, samples, generator, RankArbiter(ids, group), restart_at)
+
+
 def check_inputs(op: str, probabilities: Tensor, budget: int, max_configurations: int, samples: int, shortlist: int | None, restart_at: float | None = None) -> None:
     """The checks of :func:`batchbald_select` but the budget against N, with ``op`` naming the function."""
     if not isinstance(probabilities, Tensor) or probabilities.dim() != 3 or not probabilities.is_floating_point():
@@ -277,6 +332,18 @@ class BatchBALD(BALD):
         )  # fmt: skip
         self.report(scores)
         return candidates[picks.cpu()], scores.cpu()
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Each rank runs the T passes over its shard (the masks of (seed, round), as one
+        process), then :func:`distributed_batchbald_select` (exact given the probabilities)."""
+        probabilities = shard.on_every_rank(lambda: self.probabilities_of(model, pool, shard.owned, budget))
+        probabilities = shard.held_or_empty(probabilities, 2, model_device(model))
+        picks, scores = distributed_batchbald_select(
+            probabilities, budget, self.max_configurations, self.samples, self.shortlist, self.generator(pool), self.restart_at,
+            global_indices=shard.owned, group=shard.group,
+        )  # fmt: skip
+        self.report(scores)
+        return picks
 
     def report(self, scores: Tensor) -> None:
         """Notes the selection's sub-batches and warns when the budget outran log T."""

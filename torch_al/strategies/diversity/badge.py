@@ -6,12 +6,15 @@ in different directions for different kinds of items."""
 import torch
 from torch import Tensor, nn
 
+from torch_al.devices import model_device
+from torch_al.distributed.greedy import distributed_kmeanspp_factored
+from torch_al.ops.kmeanspp_factored import kmeanspp_factored
 from torch_al.sampler import inputs_loader
 
 from torch_al.seeding import derived_seed
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed_with_logits
-from torch_al.validation import check_int
+from torch_al.checks import check_int
 
 
 def gradient_embedding_factors(logits: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,14 +55,29 @@ class BADGE(Strategy):
         self.seed = seed
 
     def rank(self, model, pool, budget):
-        from torch_al.ops.kmeanspp_factored import kmeanspp_factored
-
         candidates = pool.unlabeled_indices
         rows = torch.cat([candidates, pool.labeled_indices]) if self.labeled_centers else candidates
         a, b = self.factors(model, pool, rows)
         initial = torch.arange(candidates.numel(), rows.numel(), device=a.device) if self.labeled_centers else None
         picked, pick_sq = kmeanspp_factored(a, b, budget, initial, generator=self.generator(pool))
         return candidates[picked.cpu()], pick_sq.float().cpu()
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Every rank forms its shard's gradient-embedding factors (and, with ``labeled_centers``,
+        the labeled items'), then :func:`~torch_al.distributed.distributed_kmeanspp_factored`
+        draws: the same picks up to float64 rounding at a draw boundary; the contiguous layout
+        only (the draw walks the pool in index order)."""
+        labeled = pool.labeled_indices if self.labeled_centers else shard.owned[:0]
+
+        def factors() -> tuple[tuple[Tensor, Tensor] | None, tuple[Tensor, Tensor] | None]:
+            centers, mine = (self.factors(model, pool, rows) if rows.numel() else None for rows in (labeled, shard.owned))
+            return centers, mine
+
+        centers, mine = shard.on_every_rank(factors)
+        a, b = (shard.held_or_empty(part, 1, model_device(model)) for part in (mine or (None, None)))
+        return distributed_kmeanspp_factored(
+            a, b, budget, centers, global_indices=shard.owned.to(a.device), generator=self.generator(pool), group=shard.group
+        ).cpu()
 
     def factors(self, model: nn.Module | None, pool, rows: Tensor) -> tuple[Tensor, Tensor]:
         """The gradient-embedding factors (a[n, C], b[n, D]) of the pool items ``rows``, one

@@ -5,11 +5,15 @@ on the cosine similarity of the model's descriptors)."""
 
 import torch
 
+from torch_al.devices import model_device
+from torch_al.distributed.greedy import distributed_facility_location_greedy
+from torch_al.distributed.ranked import distributed_topk
+from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed_with_logits
 from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
-from torch_al.validation import check_int
+from torch_al.checks import check_int
 
 CANDIDATES_PER_PICK = 4  # the default K = 4P
 
@@ -46,14 +50,28 @@ class SuggestiveAnnotation(Strategy):
         self._uncertainty = CRITERIA[criterion](progress=False)  # only its score(): one formula per criterion
 
     def rank(self, model, pool, budget):
-        from torch_al.ops.facility_location_greedy import facility_location_greedy
-
         unlabeled = pool.unlabeled_indices
         count = self.shortlist_size(budget, unlabeled.numel())
         uncertainty, unit = self.describe(model, pool, unlabeled)
         shortlist = torch.sort(uncertainty, descending=True, stable=True).indices[:count]
         picks, gains = facility_location_greedy(unit[shortlist], unit, budget)
         return unlabeled[shortlist[picks].cpu()], gains.cpu()
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Each rank scores and describes its shard; the K most uncertain items over every rank
+        have their descriptors gathered to every rank, then
+        :func:`~torch_al.distributed.distributed_facility_location_greedy` covers the sharded pool
+        (the same picks unless two gains agree to within rounding)."""
+        count = self.shortlist_size(budget, int(pool.unlabeled_indices.numel()))
+        uncertainty, unit = shard.on_every_rank(lambda: self.describe(model, pool, shard.owned) if shard.owned.numel() else (torch.empty(0), None))
+        _, shortlist = distributed_topk(uncertainty.double().cpu(), shard.owned, count, shard.group)
+        unit = shard.held_or_empty(unit, 1, model_device(model))
+        # Each rank writes the shortlisted rows it holds; the others' zeros add nothing.
+        candidates = unit.new_zeros(count, unit.shape[1])
+        mine = torch.isin(shortlist, shard.owned)
+        candidates[mine] = unit[torch.searchsorted(shard.owned.contiguous(), shortlist[mine])]
+        picks, _ = distributed_facility_location_greedy(shard.all_reduced(candidates), unit, budget, group=shard.group)
+        return shortlist[picks]
 
     def shortlist_size(self, budget: int, unlabeled: int) -> int:
         """K, clipped to the unlabeled items; a budget above an explicit K is an error."""

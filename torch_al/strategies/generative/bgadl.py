@@ -17,7 +17,7 @@ from torch_al.devices import model_device
 from torch_al.strategies.bayesian.mc_dropout import BALD
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
 from torch_al.strategies.generative.networks import ConvVAE, elbo_terms
-from torch_al.validation import check_int, check_real
+from torch_al.checks import check_int, check_real
 
 
 class BGADL(BALD):
@@ -89,6 +89,13 @@ class BGADL(BALD):
         picks, scores = super().rank(model, pool, budget)
         self.add_twins(model, pool, picks, image_shape)
         return picks, scores
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """BALD's picks over the ranks, then every rank trains the same seeded generator on the
+        whole pool and keeps the picks' generated twins (its training set)."""
+        picks = shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
+        shard.on_every_rank(lambda: self.add_twins(model, pool, picks, pool_image_shape("BGADL", pool, int(pool.unlabeled_indices[0]))))
+        return picks
 
     def add_twins(self, model: nn.Module, pool: ActivePool, picks: Tensor, image_shape: tuple[int, int, int]) -> None:
         """Trains this round's generator on the whole pool (seeded by (seed, round)) and keeps one

@@ -10,14 +10,15 @@ discriminator and select by distances in that latent space instead.
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torch_al.pool import ActivePool
-from torch_al.strategies.arbiter import Arbiter, Pick
+from torch_al.arbiter import Arbiter, Pick
 from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
 from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss
-from torch_al.validation import check_int, check_real
+from torch_al.checks import check_int, check_real
 
 RULES = ("discriminator", "anchor-distance", "confidence-distance")
 KINGMA_ALPHA = 0.1  # Kingma et al.'s α = 0.1·N, N the number of items (labeled and unlabeled)
@@ -264,6 +265,20 @@ class M2VAAL(VAAL):
     def _labeled_logit(networks):
         model, discriminator = networks
         return lambda x: discriminator(model.latent(x))
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """The discriminator rule as VAAL's. The distance rules: the same seeded training on every
+        rank, each rank's shard's latent codes, then rule 2 (``confidence-distance``) with the
+        per-class largest distances all-reduced (a maximum: exact) and one merge, or rule 1's
+        greedy (``anchor-distance``) with the shard's arbiter (exact: one all-gather a pick)."""
+        if self.rule == "discriminator" or pool.labeled_indices.numel() == 0:
+            return super().rank_over_ranks(model, pool, budget, shard)
+        codes, anchors, classes = shard.on_every_rank(lambda: self.latent_codes(model, pool, shard.owned))
+        if self.rule == "anchor-distance":
+            return anchor_distance_select(codes, codes[:, -classes:].argmax(1), *anchors, budget, classes, shard.arbiter())[0]
+        parts = shard.on_every_rank(lambda: confidence_distance_parts(codes, codes[:, -classes:], *anchors))
+        largest = shard.all_reduced(class_largest_distances(parts, classes), dist.ReduceOp.MAX)
+        return shard.top(lambda rows: confidence_distance_from_parts(parts, largest), budget)
 
     def latent_codes(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
         """The latent codes of the pool items ``rows``, the anchors (codes and labels) and the

@@ -20,7 +20,7 @@ from torch_al.devices import model_device
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
 from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, elbo_terms
-from torch_al.validation import check_int, check_real
+from torch_al.checks import check_int, check_real
 
 VAE_STEPS = 2  # VAE updates per discriminator update, as in the authors' released code
 
@@ -152,6 +152,13 @@ class VAAL(Strategy):
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
         with self.round_training(model, pool) as (networks, image_shape, device):
             return self._query(networks, pool, candidates, budget, image_shape, device)
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Every rank trains the same seeded networks on batches drawn from the whole pool, scores
+        its shard with the discriminator, then one merge; with nothing labeled, rank 0 draws."""
+        if pool.labeled_indices.numel() == 0:
+            return shard.drawn_on_rank_zero(lambda: self.rank(model, pool, budget)[0], budget)
+        return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
 
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
         """Minus the discriminator logit of the pool items ``rows`` after this round's training on

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from torch_al.devices import model_device
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.strategies.arbiter import Arbiter, highest_first
+from torch_al.arbiter import Arbiter, highest_first
 from torch_al.strategies.base import Strategy
 from torch_al.embeddings import embed
-from torch_al.validation import check_int, check_real
+from torch_al.checks import check_int, check_real
 
 HIDDEN_LAYERS = 3  # the paper's discriminator: three hidden ReLU layers
 
@@ -236,6 +237,15 @@ class DiscriminativeAL(Strategy):
         everything = torch.arange(len(pool))
         return self.query(self.features_of(model, pool, everything), pool, budget, everything)
 
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Each rank embeds its shard (rank 0 the labeled items too); each sub-query's training
+        rows (the labeled items and the sampled unlabeled ones, at most (1 + unlabeled_ratio) ×
+        labeled) reach every rank by one all-reduce, and every rank trains the same discriminator
+        and ranks the sampled items as one process does (exact)."""
+        held = torch.cat([pool.labeled_indices, shard.owned]).sort().values if shard.rank == 0 else shard.owned
+        features = shard.held_or_empty(shard.on_every_rank(lambda: self.features_of(model, pool, held)), 1, model_device(model))
+        return self.query(features, pool, budget, held, shard.arbiter(held))[0]
+
     def features_of(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor | None:
         """ψ of the pool items ``rows`` (int64 Tensor[n]), float Tensor[n, D]; None when n = 0."""
         if model is None:
@@ -247,7 +257,7 @@ class DiscriminativeAL(Strategy):
         """The sub-queries' picks and their P(unlabeled | ψ), from ``features`` Tensor[n, D] of the
         pool items ``held`` (int64 Tensor[n], increasing); ``arbiter`` joins this process to the
         holders of the other items: on one process every item is held; over ranks, each rank
-        holds its shard and one of them the labeled items (:func:`torch_al.distributed.distributed_select`)."""
+        holds its shard and one of them the labeled items (:meth:`rank_over_ranks`)."""
         is_unlabeled = ~pool.labeled_mask
         picks, scores, trainings = [], [], []
         for sub_query, size in enumerate(split_budget(budget, self.sub_queries)):

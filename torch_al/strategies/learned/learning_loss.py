@@ -15,7 +15,7 @@ from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
 from torch_al.devices import model_device
 from torch_al.strategies.base import ItemScoreStrategy
-from torch_al.validation import check_int, check_real
+from torch_al.checks import check_int, check_real
 
 PAPER_STOP_FRACTION = 120 / 200  # the paper stops the module's gradient into the model after epoch 120 of 200
 
@@ -202,6 +202,13 @@ class LearningLoss(ItemScoreStrategy):
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "learning-loss", pool.round))
             return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
         return super().rank(model, pool, budget)
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """Each rank scores its shard, one merge (exact); with nothing labeled, rank 0 draws as one
+        process would and the others receive its picks."""
+        if pool.labeled_indices.numel() == 0:
+            return shard.drawn_on_rank_zero(lambda: self.rank(model, pool, budget)[0], budget)
+        return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
 
     def item_scores(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
         """The module's predicted losses (float32, CPU) of the pool items ``rows``: one forward each."""

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, predict_probabilities
 from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
-from torch_al.validation import check_real
+from torch_al.checks import check_real
 
 _SCORES = {name: strategy(progress=False) for name, strategy in CRITERIA.items()}  # only their score(): one formula each
 
@@ -88,3 +88,20 @@ class CEAL(ScoreStrategy):
         finally:
             self._probabilities = None  # N̂ × C floats: not kept between rounds
         return indices, scores
+
+    def rank_over_ranks(self, model, pool, budget, shard):
+        """The query as a score strategy's (exact); each rank then finds the confident items of its
+        shard, and every rank receives the union as ``last_pseudo_labels`` (ascending global
+        indices, as on one process)."""
+        threshold = self.threshold(pool.round)
+        try:
+            query = shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
+            mine = shard.on_every_rank(lambda: ceal_pseudo_labels(self._probabilities, shard.owned, query, threshold) if shard.owned.numel() else None)
+        finally:
+            self._probabilities = None
+        held = [part for part in shard.all_gathered(None if mine is None else (mine.indices, mine.labels)) if part is not None]
+        indices = torch.cat([part[0] for part in held]) if held else torch.empty(0, dtype=torch.int64)
+        labels = torch.cat([part[1] for part in held]) if held else torch.empty(0, dtype=torch.int64)
+        order = indices.argsort()
+        self.last_pseudo_labels = PseudoLabelSet(indices[order], labels[order], threshold)
+        return query
