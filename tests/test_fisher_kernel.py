@@ -149,8 +149,10 @@ def test_fast_precision_reaches_every_matching_call(method, combine, estimator, 
     # float64 descriptors: the screen is exact, so "fast" must pick what the reference picks; the
     # spy shows the precision reached the ops (the nearest-validation labels and the fill).
     seen = []
-    for name in ("pfk_topk", "select_unique"):
-        module = sys.modules[f"torch_al.ops.{name}"]  # the package's attribute of that name is the function
+    # Each spy sits where its caller reads the op: the estimators call pfk_topk through its module,
+    # the matching module imported select_unique by name.
+    for name, home in (("pfk_topk", "torch_al.ops.pfk_topk"), ("select_unique", "torch_al.strategies.distribution_matching.matching")):
+        module = sys.modules[home]
         real = getattr(module, name)
         spy = lambda *args, _real=real, _name=name, **kwargs: seen.append((_name, kwargs.get("precision"))) or _real(*args, **kwargs)  # noqa: E731
         monkeypatch.setattr(module, name, spy)
