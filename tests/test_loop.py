@@ -15,6 +15,7 @@ from common_utils import REPO_ROOT
 
 from torch_al.loop import CHECKPOINT_KIND
 from torch_al.persistence import StateFileError, load_state
+from torch_al.provenance import code_version
 from torch_al.strategies import Margin, Random
 
 TESTS = os.path.join(REPO_ROOT, "tests")
@@ -75,6 +76,7 @@ def test_a_run_labels_budget_per_round_and_checkpoints(tmp_path, uninterrupted):
     unlabeled_when_selecting = [200 - INITIAL - r * BUDGET for r in range(ROUNDS)]
     assert [m["select_forward"] for m in metrics[:-1]] == unlabeled_when_selecting  # entropy: one forward each
     assert all(m["select_backward"] == 0 for m in metrics[:-1]) and "select_forward" not in metrics[-1]
+    assert {m["commit"] for m in metrics} == {code_version()["commit"]}  # every record names the code that made it
     loop = make_loop(tmp_path)
     assert outcome(loop, loop.run()) == uninterrupted  # determinism across runs with one seed
     saved = load_state(tmp_path / "state.pt", CHECKPOINT_KIND)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
+from torch_al.provenance import code_version
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.seeding import derived_seed
 from torch_al.strategies import Committee, SelectionCost, Strategy
@@ -31,7 +32,8 @@ class ActiveLearningLoop:
 
     One round: train the model on the labeled items, evaluate it, select ``budget`` items, save
     the query (with the strategy's class name, ``pool.pending_strategy``), ask the oracle, record
-    its labels. Each metrics record holds ``train_seconds`` and,
+    its labels. Each metrics record holds ``train_seconds``, ``commit`` (the git commit of the
+    torch_al code that made it, ``"unknown"`` outside a checkout) and,
     when that model selected the next query, its cost: ``select_forward`` and ``select_backward``
     (images through a forward / backward pass) and ``select_seconds``, and what else the strategy
     measured as ``select_<name>`` (``SelectionCost.details``: DAL's discriminator accuracy,
@@ -106,6 +108,7 @@ class ActiveLearningLoop:
         self.initial = initial
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.metrics: list[dict] = []
+        self.commit = code_version()["commit"]  # each record names the code that made it (a resumed run may have two)
         self.pseudo_labels: PseudoLabelSet | None = None  # from the last selection, for the next training only
 
     @property
@@ -162,7 +165,7 @@ class ActiveLearningLoop:
         seconds = time.perf_counter() - start
         self.pseudo_labels = None  # used once: the next selection makes new ones
         labeled = self.pool.labeled_indices
-        record = {"round": round_, "labeled": int(labeled.numel()), **self.evaluate(self.model), "train_seconds": round(seconds, 3)}
+        record = {"round": round_, "labeled": int(labeled.numel()), **self.evaluate(self.model), "train_seconds": round(seconds, 3), "commit": self.commit}
         if training is not labels:
             record["training_items"] = int(training.labeled_indices.numel())
         self.metrics.append(record)
