@@ -49,7 +49,8 @@ def strategy_options(config: "RunConfig", name: str) -> dict:
 
 def is_ensemble(name: str) -> bool:
     """Whether the strategy scores a committee of ``members`` models (``ensemble-*``, ``qbc-*``)."""
-    return base_strategy(name) in REGISTRY and strategy_spec(base_strategy(name)).committee
+    spec = REGISTRY.get(base_strategy(name))
+    return spec is not None and spec.committee
 
 
 @dataclass

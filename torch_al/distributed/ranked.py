@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_al.distributed.collectives import all_reduced, check_global_indices, collective_device, on_every_rank, rank_in, ranks_in
 from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
-from torch_al.ops.select_unique import fill_rank_by_rank
+from torch_al.ops.select_unique import check_budget_fits, check_selection_options, fill_rank_by_rank
 
 
 Layout = Literal["contiguous", "strided"]
@@ -147,10 +147,7 @@ def distributed_select_unique(
     candidates run out every rank masks the points taken from its shard and the ranks query again,
     as the single-process op does. Returns the same global indices on every rank, in the order of
     ``select_unique`` over the whole pool."""
-    if rule not in ("rank", "column"):
-        raise ValueError(f'distributed_select_unique: rule must be "rank" or "column", got {rule!r}')
-    if budget < 0 or k < 1:
-        raise ValueError(f"distributed_select_unique: need budget >= 0 and k >= 1, got budget={budget} k={k}")
+    check_selection_options("distributed_select_unique", rule, budget, k)
     mask = pool_mask if pool_mask is not None else torch.zeros(pool_z[0].shape[0], dtype=torch.bool, device=pool_z[0].device)
     if rule == "column":  # the first query validates every input before the budget is checked
         query = lambda: tuple(t[None] for t in pfk_column_topk(query_z, pool_z, query_g, pool_g, mask, budget, combine, precision))  # noqa: E731
@@ -160,11 +157,7 @@ def distributed_select_unique(
         values, indices = distributed_pfk_topk(
             query_z, pool_z, query_g, pool_g, mask, k, combine, global_indices=global_indices, precision=precision, group=group
         )
-    selectable = all_reduced((~mask).sum().reshape(1), group)
-    if budget > int(selectable):
-        raise ValueError(f"distributed_select_unique: budget {budget} exceeds the {int(selectable)} selectable (unmasked) pool points")
-    if budget > 0 and query_z[0].shape[0] == 0:
-        raise ValueError(f"distributed_select_unique: no query rows (M = 0) to match a budget of {budget}")
+    check_budget_fits("distributed_select_unique", budget, int(all_reduced((~mask).sum().reshape(1), group)), query_z[0].shape[0])
     if rule == "column":
         return indices
     selected = torch.full([budget], -1, dtype=torch.int64, device=indices.device)

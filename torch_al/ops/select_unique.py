@@ -70,10 +70,7 @@ def select_unique(
     """
     if not torch.jit.is_scripting():
         assert_has_ops()
-    if rule != "rank" and rule != "column":
-        raise ValueError('select_unique: rule must be "rank" or "column", got "{}"'.format(rule))
-    if budget < 0 or k < 1:
-        raise ValueError("select_unique: need budget >= 0 and k >= 1, got budget={} k={}".format(budget, k))
+    check_selection_options("select_unique", rule, budget, k)
     query_g_list = query_g if query_g is not None else []
     pool_g_list = pool_g if pool_g is not None else []
     mask = pool_mask
@@ -86,13 +83,7 @@ def select_unique(
         )
     else:
         values, indices = torch.ops.torch_al.pfk_topk(query_z, pool_z, query_g_list, pool_g_list, mask, k, combine, precision, check_finite)
-    selectable = mask.shape[0] - int(mask.sum().item())
-    if budget > selectable:
-        raise ValueError(
-            "select_unique: budget {} exceeds the {} selectable (unmasked) pool points".format(budget, selectable)
-        )
-    if budget > 0 and query_z[0].shape[0] == 0:
-        raise ValueError("select_unique: no query rows (M = 0) to match a budget of {}".format(budget))
+    check_budget_fits("select_unique", budget, mask.shape[0] - int(mask.sum().item()), query_z[0].shape[0])
     if rule == "column":
         return indices
     selected = torch.full([budget], -1, dtype=torch.int64, device=indices.device)
@@ -114,3 +105,20 @@ def fill_rank_by_rank(selected: Tensor, found: int, values: Tensor, indices: Ten
     more = torch.ops.torch_al.select_unique_ranked(values, indices, selected.shape[0] - found)
     selected[found:] = more
     return found + int((more >= 0).sum().item())
+
+
+def check_selection_options(op: str, rule: str, budget: int, k: int) -> None:
+    """The options of ``select_unique`` and its form over ranks, checked before any query."""
+    if rule != "rank" and rule != "column":
+        raise ValueError('{}: rule must be "rank" or "column", got "{}"'.format(op, rule))
+    if budget < 0 or k < 1:
+        raise ValueError("{}: need budget >= 0 and k >= 1, got budget={} k={}".format(op, budget, k))
+
+
+def check_budget_fits(op: str, budget: int, selectable: int, query_rows: int) -> None:
+    """After the first query has validated the descriptors: ``budget`` distinct points need as many
+    unmasked (``selectable``) pool points and at least one query row."""
+    if budget > selectable:
+        raise ValueError("{}: budget {} exceeds the {} selectable (unmasked) pool points".format(op, budget, selectable))
+    if budget > 0 and query_rows == 0:
+        raise ValueError("{}: no query rows (M = 0) to match a budget of {}".format(op, budget))
