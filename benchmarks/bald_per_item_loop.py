@@ -32,8 +32,8 @@ from seed_statistics import paired_difference  # noqa: E402
 
 from torch_al.experiment import run_experiment  # noqa: E402
 from torch_al.provenance import code_version  # noqa: E402
-from torch_al.strategies.registry import REGISTRY  # noqa: E402
 from torch_al.strategies.bayesian import mc_dropout  # noqa: E402
+from torch_al.strategies.registry import REGISTRY  # noqa: E402
 
 LINE = "bald-per-item-masks"
 IMBALANCE = 100.0

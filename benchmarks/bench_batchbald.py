@@ -35,8 +35,8 @@ import time
 
 import numpy as np
 import torch
-
 from common import print_table, write_results
+
 from torch_al.strategies import BALD, batchbald_select
 
 PASSES, CLASSES = 32, 10

@@ -16,10 +16,10 @@ their discriminators reached and their Adam steps are reported.
 import argparse
 
 import torch
+from common import print_table, time_interleaved, write_results
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from common import print_table, time_interleaved, write_results
 from torch_al import ActivePool
 from torch_al.strategies import DiscriminativeAL
 

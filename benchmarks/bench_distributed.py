@@ -38,10 +38,10 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import print_table, write_results
 from torch.utils.data import TensorDataset
 
 import torch_al
-from common import print_table, write_results
 from torch_al import ActivePool
 from torch_al.distributed import (
     distributed_batchbald_select,
@@ -110,27 +110,27 @@ def score_problem(n: int, p: int):
     return LeNet(), pool
 
 
-def pfk_problem(n: int, p: int, l: int):
+def pfk_problem(n: int, p: int, width: int):
     generator = torch.Generator().manual_seed(1)
-    query = [torch.randn(p, l, generator=generator)], [torch.randn(p, l, generator=generator)]
-    pool = [torch.randn(n, l, generator=generator)], [torch.randn(n, l, generator=generator)]
+    query = [torch.randn(p, width, generator=generator)], [torch.randn(p, width, generator=generator)]
+    pool = [torch.randn(n, width, generator=generator)], [torch.randn(n, width, generator=generator)]
     return query, pool
 
 
-def kcenter_problem(n: int, l: int):
+def kcenter_problem(n: int, width: int):
     generator = torch.Generator().manual_seed(2)
-    return torch.randn(n, l, generator=generator), torch.randn(INITIAL_CENTERS, l, generator=generator)
+    return torch.randn(n, width, generator=generator), torch.randn(INITIAL_CENTERS, width, generator=generator)
 
 
-def kmeanspp_problem(n: int, c: int, l: int):
+def kmeanspp_problem(n: int, c: int, width: int):
     generator = torch.Generator().manual_seed(3)
-    return torch.randn(n, c, generator=generator).softmax(1), torch.randn(n, l, generator=generator).relu()
+    return torch.randn(n, c, generator=generator).softmax(1), torch.randn(n, width, generator=generator).relu()
 
 
-def facility_problem(n: int, k: int, l: int):
+def facility_problem(n: int, k: int, width: int):
     """Unit ReLU descriptors (as Suggestive annotation's), the candidates the first k points."""
     generator = torch.Generator().manual_seed(5)
-    universe = torch.nn.functional.normalize(torch.randn(n, l, generator=generator).relu(), dim=1)
+    universe = torch.nn.functional.normalize(torch.randn(n, width, generator=generator).relu(), dim=1)
     return universe[:k].clone(), universe
 
 

@@ -29,8 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-
-from common import print_table, run_isolated, reset_peak_rss, time_call, write_results  # noqa: E402
+from common import print_table, reset_peak_rss, run_isolated, time_call, write_results  # noqa: E402
 
 PICKS = 500  # the issue suggests 1000; 500 keeps the whole run within about five minutes on 2 shared cores
 DENSE_PICKS = 100
@@ -100,8 +99,9 @@ def measure(variant: str, n: int, d: int, k: int, count: int, data: str = "relu"
 
 
 def measure_apricot(universe: torch.Tensor, count: int) -> dict:
-    import torch_al
     from apricot import FacilityLocationSelection
+
+    import torch_al
 
     warm_up = (universe[:200] @ universe[:200].T).clamp_(min=0).numpy()  # numba compiles on the first calls
     for _ in range(2):

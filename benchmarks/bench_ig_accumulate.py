@@ -19,7 +19,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import print_table, run_isolated, write_results
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"

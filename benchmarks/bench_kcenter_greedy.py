@@ -24,10 +24,10 @@ import os
 
 import numpy as np
 import torch
+from common import print_table, time_call, write_results
 from sklearn.metrics import pairwise_distances, pairwise_distances_chunked
 
 import torch_al
-from common import print_table, time_call, write_results
 
 SKLEARN_PICKS = 3
 CHECK_PICKS = 8

@@ -13,9 +13,9 @@ One torch thread.
 import argparse
 
 import torch
+from common import print_table, time_call, write_results
 
 import torch_al
-from common import print_table, time_call, write_results
 
 GRID = [(50_000, 64, 125), (50_000, 512, 125), (200_000, 64, 125)]
 QUICK = [(5_000, 32, 20)]

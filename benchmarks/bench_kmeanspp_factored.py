@@ -24,7 +24,6 @@ import argparse
 import time
 
 import torch
-
 from common import peak_rss_mib, print_table, reset_peak_rss, run_isolated, time_interleaved, write_results
 
 N, C, D, P = 50_000, 10, 512, 1000

@@ -20,9 +20,9 @@ import itertools
 import time
 
 import torch
+from common import print_table, write_results
 from torch.utils.data import TensorDataset
 
-from common import print_table, write_results
 from torch_al import ActivePool
 from torch_al.datasets import as_float_images, load_fashion_mnist
 from torch_al.seeding import derived_seed

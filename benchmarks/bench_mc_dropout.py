@@ -27,9 +27,9 @@ import argparse
 import logging
 
 import torch
+from common import print_table, time_interleaved, write_results
 from torch.utils.data import TensorDataset
 
-from common import print_table, time_interleaved, write_results
 from torch_al import ActivePool
 from torch_al.models import LeNet
 from torch_al.strategies import BALD

@@ -32,7 +32,6 @@ inputs hold, faiss is left out, and the results go to pfk_topk_cuda.json.
 import os
 
 import torch
-
 from common import print_table, reset_peak_rss, run_isolated, time_interleaved, write_results
 
 WIDTHS = {80: (10, 20, 50), 768: (256, 512)}  # LeNet's three descriptor layers; two wide layers

@@ -12,9 +12,9 @@ Goal: capture within 1.15x of plain_input_grad, and its peak memory growing by O
 
 import torch
 import torch.nn.functional as F
+from common import print_table, run_isolated, time_interleaved, write_results
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import print_table, run_isolated, time_interleaved, write_results
 from torch_al.datasets import as_float_images, load_fashion_mnist
 from torch_al.descriptors import compute_descriptors
 from torch_al.models import LeNet, SmallResNet

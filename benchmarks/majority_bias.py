@@ -35,12 +35,12 @@ from common import print_table, write_results  # noqa: E402
 from random_label_model import trained_on_random_labels  # noqa: E402
 from seed_statistics import mean_interval  # noqa: E402
 
+from torch_al.embeddings import embed_with_logits  # noqa: E402
 from torch_al.experiment import MINORITY, RunConfig  # noqa: E402
 from torch_al.provenance import code_version  # noqa: E402
 from torch_al.sampler import inputs_loader  # noqa: E402
 from torch_al.strategies import BADGE, CEAL, EMOC, Entropy, Random, ceal_pseudo_labels  # noqa: E402
 from torch_al.strategies.diversity.badge import gradient_embedding_factors  # noqa: E402
-from torch_al.embeddings import embed_with_logits  # noqa: E402
 
 BUDGET = 125
 

@@ -166,10 +166,10 @@ def test_the_grid_runs_lines_in_processes_records_them_and_skips_what_is_recorde
 
 
 def test_the_per_item_mask_counterfactual_gives_copies_their_own_masks_and_restores_the_generator(monkeypatch):
+    import bald_per_item_loop
     import torch
     from torch.utils.data import TensorDataset
 
-    import bald_per_item_loop
     from torch_al import ActivePool
     from torch_al.strategies import BALD
     from torch_al.strategies.bayesian import mc_dropout

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 import torch
-from striped_images import striped_images
 from al_scenario import outcome, run_until_stopped
+from striped_images import striped_images
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -18,12 +18,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from pfk_reference import COMBINES, fixed_shape_problem
 
 import torch_al
-from pfk_reference import COMBINES, fixed_shape_problem
 from torch_al import ActivePool
-from torch_al.strategies import Committee, Strategy, batchbald_select, make_strategy
-from torch_al.strategies.generative.m2_vaal import anchor_distance_select
 from torch_al.distributed import (
     RankArbiter,
     check_same_pool,
@@ -41,6 +39,8 @@ from torch_al.distributed import (
     save_pool,
     shard,
 )
+from torch_al.strategies import Committee, Strategy, batchbald_select, make_strategy
+from torch_al.strategies.generative.m2_vaal import anchor_distance_select
 
 POOL_SIZES = (0, 1, 7, 3001)
 LAYOUTS = ("contiguous", "strided")
@@ -273,7 +273,7 @@ def distributed_anchor_distance(items, layout, rank, world_size):
 class FirstItems(Strategy):
     """A user's own strategy: distributed_select has no form for it."""
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         return pool.unlabeled_indices[:budget], None
 
 

@@ -207,7 +207,8 @@ class Sequence3d(nn.Module):
     [
         (mlp, ["fc9"], "EMOC: linear_layers names 'fc9', but the model has no module of that name"),
         (mlp, ["1"], "EMOC: linear_layers must name nn.Linear modules; '1' is a ReLU"),
-        (lambda: nn.Sequential(nn.Unflatten(1, (1, 5)), nn.Conv1d(1, 4, 5), nn.Flatten()), None, r"EMOC: the model has no nn.Linear module \(an exported or TorchScript model keeps none: pass the eager model\); name the layers with linear_layers=\.\.\."),
+        (lambda: nn.Sequential(nn.Unflatten(1, (1, 5)), nn.Conv1d(1, 4, 5), nn.Flatten()), None,
+         r"EMOC: the model has no nn.Linear module \(an exported or TorchScript model keeps none: pass the eager model\); name the layers with linear_layers=\.\.\."),
         (Twice, ["body"], "EMOC: linear_layers layer 'body' must run once per forward; it ran 2 times"),
         (Twice, ["aside"], "EMOC: the logits do not depend on linear_layers layer 'aside': its parameters cannot change the outputs"),
         (Sequence3d, ["mix"], r"EMOC: linear_layers layer 'mix' must see inputs of shape \(B, features\) with B = 8, one row per item; got shape \(8, 1, 5\)"),

@@ -16,9 +16,9 @@ from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
 from torch_al.experiment import RunConfig, run_experiment
 from torch_al.models import LeNet
 from torch_al.persistence import save_state, to_json
+from torch_al.plots import learning_curve
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import PFK, Random
-from torch_al.plots import learning_curve
 
 
 def test_imbalance_keeps_classes_0_to_4_and_draws_the_rest_in_ratio():

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda, run_in_fresh_process
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda, run_in_fresh_process
 
 
 def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int):

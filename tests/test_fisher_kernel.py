@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from pfk_reference import COMBINES, reference_kernel
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pfk_reference import COMBINES, reference_kernel
 from torch_al import ActivePool
 from torch_al.datasets import imbalance, make_blobs
 from torch_al.seeding import derived_seed

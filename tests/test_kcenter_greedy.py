@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda, run_in_fresh_process
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda, run_in_fresh_process
 
 DIRECT_INITIAL_LIMIT = 16  # kKCenterDirectInitialCenters: larger initial sets take the matrix-product path
 

@@ -3,10 +3,10 @@ kcenter_greedy itself, bit for bit: the property the distributed k-center greedy
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda
 
 DIRECT_CENTERS_LIMIT = 16  # kKCenterDirectInitialCenters: more centers take the matrix-product path
 

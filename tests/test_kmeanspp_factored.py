@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda, run_in_fresh_process
+from kmeanspp_reference import INF, dense_kmeanspp
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda, run_in_fresh_process
-from kmeanspp_reference import INF, dense_kmeanspp
 
 
 def reference_kmeanspp(a, b, uniforms, initial=None):
@@ -166,7 +166,8 @@ def _u(*values):
         (lambda: (torch.randn(4, 3), torch.randn(4, 2), _u(0.5), torch.tensor([0.5])), "initial must be a 1-D bool mask .* dtype Float"),
         (lambda: (torch.randn(4, 3), torch.randn(4, 2), _u(0.5), torch.ones(3, dtype=torch.bool)), "initial mask has 3 entries but a has N=4"),
         (lambda: (torch.randn(4, 3), torch.randn(4, 2), _u(0.5), torch.tensor([1, 4, -1])), r"initial indices must lie in \[0, N\) with N=4, got 2 out of range"),
-        (lambda: (torch.randn(4, 3), torch.randn(4, 2), _u(0.1, 0.2, 0.3, 0.4), torch.tensor([1])), r"4 picks \(one per uniform\) are more than the 3 rows that are not initial centers \(N=4 minus 1 initial\)"),
+        (lambda: (torch.randn(4, 3), torch.randn(4, 2), _u(0.1, 0.2, 0.3, 0.4), torch.tensor([1])),
+         r"4 picks \(one per uniform\) are more than the 3 rows that are not initial centers \(N=4 minus 1 initial\)"),
         (lambda: (torch.randn(0, 3), torch.randn(0, 2), _u(0.5)), "1 picks .* more than the 0 rows"),
         (lambda: (torch.full((3, 2), 1e200, dtype=torch.float64), torch.full((3, 2), 1e200, dtype=torch.float64), _u(0.5)), r"overflows float64 in 3 row\(s\); the first is row 0"),
     ],

@@ -15,7 +15,7 @@ from torch_al.experiment import RunConfig, run_experiment
 from torch_al.seeding import derived_seed
 from torch_al.strategies import M2VAAL, make_strategy
 from torch_al.strategies.generative.m2_vaal import anchor_distance_select, confidence_distance_scores, m2_discriminator_loss, m2_loss
-from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE
+from torch_al.strategies.generative.networks import M2VAE, LatentDiscriminator
 
 FAST = dict(iterations=30, batch_size=16, num_classes=2, progress=False)
 NAMES = {"m2-vaal": "discriminator", "m2-anchor-distance": "anchor-distance", "m2-confidence-distance": "confidence-distance"}

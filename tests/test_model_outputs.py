@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActivePool
 from torch_al.attention import compute_attention
-from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy, predict_probabilities
 from torch_al.checks import LogitsCheck, check_logits
+from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy, predict_probabilities
 
 HAS_OPS = all(hasattr(torch.ops.torch_al, op) for op in ("pfk_topk", "kcenter_greedy", "facility_location_greedy"))
 LAYERS = ("body.1", "body.4")  # the two hidden ReLUs of Net

@@ -8,9 +8,9 @@ import subprocess
 import tomllib
 
 import pytest
+from common_utils import REPO_ROOT
 
 import torch_al
-from common_utils import REPO_ROOT
 
 
 def _project_files() -> list[str]:

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda
+from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda
-from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 
 def reference_column_topk(problem, mask, k, combine):

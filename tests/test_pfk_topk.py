@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda, run_in_fresh_process
+from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda, run_in_fresh_process
-from pfk_reference import COMBINES, assert_cpu_and_cuda_agree, fixed_shape_problem, random_mask, random_problem, reference_kernel, reference_topk, value_tolerance
 
 MASKS = ("none", "random", "all_but_k", "all")
 PRECISIONS = ("exact", "fast")

@@ -155,7 +155,8 @@ def test_newer_schema_and_inconsistent_states_are_refused():
     with pytest.raises(ValueError, match="newer torch_al"):
         pool.load_state_dict({**state, "schema_version": SCHEMA_VERSION + 1})
     with pytest.raises(ValueError, match=r"outside \[0, 20\)"):
-        pool.load_state_dict({**state, "ledger_index": torch.tensor([20]), "ledger_label": torch.tensor([0]), "ledger_round": torch.tensor([0]), "ledger_time": torch.tensor([0.0], dtype=torch.float64)})
+        ledger = {"ledger_index": torch.tensor([20]), "ledger_label": torch.tensor([0]), "ledger_round": torch.tensor([0]), "ledger_time": torch.tensor([0.0], dtype=torch.float64)}
+        pool.load_state_dict({**state, **ledger})
     with pytest.raises(ValueError, match="must be a 1-D torch.int64 tensor"):
         pool.load_state_dict({**state, "ledger_label": torch.tensor([0.0])})
 

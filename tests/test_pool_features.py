@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from common_utils import cpu_and_cuda, run_in_fresh_process, tolerance
 from torch.testing import assert_close
 
 import torch_al
-from common_utils import cpu_and_cuda, run_in_fresh_process, tolerance
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 import torch_al
 from torch_al import ActivePool
-from torch_al.strategies import BADGE, CEAL, BALD, Entropy, LeastConfidence, Margin, MaxEntropy, batchbald_select
+from torch_al.strategies import BADGE, BALD, CEAL, Entropy, LeastConfidence, Margin, MaxEntropy, batchbald_select
 
 
 def dirichlet(items: int, passes: int, classes: int, seed: int, concentration: float = 0.7) -> torch.Tensor:

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
-import torch_al
 from common_utils import cpu_and_cuda, run_in_fresh_process
 from pfk_reference import COMBINES, random_problem, reference_kernel, reference_topk
+
+import torch_al
 
 
 def reference_fill(values, indices, count, taken=()):

@@ -65,7 +65,7 @@ def test_bad_budgets(budget, error, message):
 
 def test_a_strategy_breaking_the_contract_is_caught():
     class Repeats(Strategy):
-        def rank(self, model, pool, budget):
+        def query(self, model, pool, budget):
             return torch.zeros(budget, dtype=torch.int64), None
 
     pool = logits_pool(torch.zeros(5, 2))

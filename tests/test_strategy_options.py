@@ -5,10 +5,10 @@ import inspect
 
 import pytest
 
+from torch_al.checks import check_real
 from torch_al.cli import main
 from torch_al.experiment import RunConfig, is_ensemble, strategy_options
 from torch_al.strategies import REGISTRY, STRATEGIES, Ensemble, MonteCarloDropout, make_strategy, strategy_class
-from torch_al.checks import check_real
 
 
 def test_every_routed_option_is_a_parameter_of_every_strategy_it_reaches():

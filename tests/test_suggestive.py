@@ -3,9 +3,9 @@ softmax, then the dense plain greedy facility location on normalised descriptors
 
 import pytest
 import torch
+from test_facility_location_greedy import reference_facility_location
 from torch import nn
 from torch.utils.data import TensorDataset
-from test_facility_location_greedy import reference_facility_location
 
 from torch_al import ActivePool
 from torch_al.strategies import STRATEGIES, SuggestiveAnnotation, make_strategy

@@ -3,6 +3,8 @@
 from torch_al import _meta_registrations  # noqa: F401  (fake kernels for torch.compile)
 from torch_al._version import __version__
 from torch_al.extension import cuda_version, has_ops
+from torch_al.generated_items_pool import GeneratedItemsPool
+from torch_al.loop import ActiveLearningLoop
 from torch_al.ops import (
     FacilityLocationGreedy,
     KCenterGreedy,
@@ -18,9 +20,7 @@ from torch_al.ops import (
     select_unique,
     select_unique_ranked,
 )
-from torch_al.loop import ActiveLearningLoop
 from torch_al.pool import ActivePool
-from torch_al.generated_items_pool import GeneratedItemsPool
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.sampler import ActiveSampler, DistributedActiveSampler, unlabeled_loader
 

@@ -41,6 +41,9 @@ class Arbiter:
         return Pick(best, values[best].clone(), tuple(part[best] for part in rows), best)  # the caller may update values in place
 
 
+ONE_PROCESS = Arbiter()  # stateless: every single-process caller shares it
+
+
 def highest_first(values: Tensor, indices: Tensor, count: int) -> tuple[Tensor, Tensor]:
     """(indices, values) of the ``count`` highest ``values`` (Tensor[n]), best first, ties to the
     earlier entry (``indices``: Tensor[n] on any device)."""

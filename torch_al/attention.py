@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.batches import check_labels, first_batch_store, num_samples, store_rows
+from torch_al.checks import LogitsCheck
 from torch_al.devices import model_device
 from torch_al.nn.capture import LossFn, sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
-from torch_al.checks import LogitsCheck
 
 
 @dataclass

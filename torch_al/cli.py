@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
-from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
+from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import STRATEGIES, make_strategy, strategy_spec

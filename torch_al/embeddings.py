@@ -5,8 +5,8 @@ hook in eval mode and checked row by row."""
 import torch
 from torch import Tensor, nn
 
-from torch_al.devices import model_device
 from torch_al.checks import LogitsCheck
+from torch_al.devices import model_device
 
 LAYER_OPTION = ("CoreSet", "DiscriminativeAL")  # the strategies whose embedding layer can be named
 SHOWN_LAYER_NAMES = 40

@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from torch_al.datasets import as_float_images, balanced_split, imbalance, load_digits, load_fashion_mnist, make_blobs
+from torch_al.generated_items_pool import TrainingSet
 from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
 from torch_al.persistence import atomic_write_bytes
-from torch_al.provenance import code_version, config_hash, environment
 from torch_al.pool import ActivePool
-from torch_al.generated_items_pool import TrainingSet
+from torch_al.provenance import code_version, config_hash, environment
 from torch_al.sampler import ActiveSampler
 from torch_al.seeding import derived_seed
 from torch_al.strategies import STRATEGIES, Committee, Strategy

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.checks import as_indices, check_int
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_json
 from torch_al.pool import ActivePool
@@ -17,7 +18,6 @@ from torch_al.provenance import code_version
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
 from torch_al.seeding import derived_seed
 from torch_al.strategies import Committee, SelectionCost, Strategy
-from torch_al.checks import as_indices, check_int
 
 logger = logging.getLogger("torch_al")
 

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from torch_al.checks import as_indices, as_labels, dataset_fingerprint
 from torch_al.persistence import load_state, save_state, to_json
 from torch_al.pool_state import SCHEMA_VERSION, Ledger, Pending, parse_pool_state
-from torch_al.checks import as_indices, as_labels, dataset_fingerprint
 
 logger = logging.getLogger("torch_al")
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
 from torch_al.checks import check_int
+from torch_al.devices import model_device
+from torch_al.seeding import derived_seed
 
 ROTATIONS = 4
 

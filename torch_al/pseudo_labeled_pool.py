@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from torch_al.pool import ActivePool
 from torch_al.checks import as_indices, as_labels
+from torch_al.pool import ActivePool
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ from torch import Tensor
 
 from torch_al.arbiter import Pick
 from torch_al.distributed.collectives import (
-    all_reduced, check_global_indices, check_rank_order, check_rows_of_every_rank, collective_device, global_rank, on_every_rank, rank_in, ranks_in,
+    all_reduced,
+    check_global_indices,
+    check_rank_order,
+    check_rows_of_every_rank,
+    collective_device,
+    global_rank,
+    on_every_rank,
+    rank_in,
+    ranks_in,
 )
 from torch_al.distributed.rank_arbiter import RankArbiter
 from torch_al.ops.kcenter_greedy_step import kcenter_greedy_step

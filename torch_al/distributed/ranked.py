@@ -15,7 +15,6 @@ from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
 from torch_al.ops.select_unique import check_budget_fits, check_selection_options, fill_rank_by_rank
 
-
 Layout = Literal["contiguous", "strided"]
 
 

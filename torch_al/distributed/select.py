@@ -1,6 +1,6 @@
 """``distributed_select``: a strategy's selection with the pool's unlabeled items sharded over the
 ranks. Each strategy keeps its form over ranks beside its single-process rule
-(:meth:`torch_al.strategies.Strategy.rank_over_ranks`); this module hands it its :class:`Shard`."""
+(:meth:`torch_al.strategies.Strategy.query_over_ranks`); this module hands it its :class:`Shard`."""
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar
@@ -80,7 +80,7 @@ def distributed_select(
     """``strategy.select(model, pool, budget)`` with the pool's unlabeled items sharded over the
     ranks (:func:`shard` with ``layout``); every rank passes the same pool state and model and gets
     the same global indices. Each built-in strategy's form over ranks, and how exact it is, is
-    documented on its ``rank_over_ranks``; a strategy without one raises a TypeError naming it.
+    documented on its ``query_over_ranks``; a strategy without one raises a TypeError naming it.
     ``strategy.last_cost`` counts this rank's passes."""
     owned = shard(pool.unlabeled_indices, rank_in(group), ranks_in(group), layout)
     return strategy.select_over_ranks(model, pool, budget, Shard(owned, group))

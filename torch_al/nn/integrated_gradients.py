@@ -5,9 +5,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from torch_al.nn.capture import DescriptorCapture, LossFn, backward_to_layers, sum_cross_entropy, resolve_layers
-from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.checks import LogitsCheck, first_output
+from torch_al.nn.capture import DescriptorCapture, LossFn, backward_to_layers, resolve_layers, sum_cross_entropy
+from torch_al.ops.ig_accumulate import ig_accumulate
 
 
 def _positive_int(name: str, value: int) -> int:

@@ -3,8 +3,8 @@
 import torch
 from torch import Tensor
 
-from torch_al.extension import assert_has_ops
 from torch_al.checks import check_int
+from torch_al.extension import assert_has_ops
 
 
 def kmeanspp_factored(

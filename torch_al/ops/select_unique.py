@@ -7,6 +7,7 @@ from torch import Tensor
 
 from torch_al.extension import assert_has_ops
 
+
 def select_unique_ranked(values: Tensor, indices: Tensor, count: int) -> Tensor:
     """Fills up to ``count`` distinct pool indices rank by rank from per-row top-k lists.
 

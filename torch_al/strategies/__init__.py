@@ -9,7 +9,6 @@ from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarlo
 from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
 from torch_al.strategies.distribution_matching.fisher_kernel import EBA, PCC, PFK
 from torch_al.strategies.distribution_matching.matching import DistributionMatching
-from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.diversity.badge import BADGE
 from torch_al.strategies.diversity.coreset import CoreSet
 from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
@@ -17,6 +16,7 @@ from torch_al.strategies.generative.bgadl import BGADL
 from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
+from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.registry import REGISTRY, SHARED_OPTIONS, StrategySpec, make_strategy, strategy_class, strategy_spec
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels

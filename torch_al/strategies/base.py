@@ -1,12 +1,13 @@
 """The strategy interface: ``strategy.select(model, pool, budget) -> LongTensor`` of global indices.
 
 Every selection method (random, uncertainty, core-set, and later MC dropout, PCC/PFK/EBA) is a
-:class:`Strategy` subclass that implements :meth:`Strategy.rank`; the base class validates the
+:class:`Strategy` subclass that implements :meth:`Strategy.query`; the base class validates the
 budget before and the answer after, so every method gives the same guarantees and errors.
 """
 
 import logging
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, overload
@@ -17,13 +18,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.arbiter import highest_first
+from torch_al.checks import LogitsCheck, check_budget
 from torch_al.devices import model_device
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.sampler import inputs_loader
-from torch_al.arbiter import highest_first
-from torch_al.checks import LogitsCheck, check_budget
 
 if TYPE_CHECKING:
     from torch_al.distributed import Shard
@@ -54,6 +55,10 @@ class Strategy(ABC):
     last_cost: SelectionCost | None = None
     last_pseudo_labels: PseudoLabelSet | None = None
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _follow_renamed_hooks(cls)
+
     @overload
     def select(self, model: nn.Module | None, pool: ActivePool, budget: int, *, return_scores: Literal[False] = False) -> Tensor: ...
 
@@ -78,19 +83,19 @@ class Strategy(ABC):
             TypeError, ValueError: a budget that is not an int, negative, or larger than the
                 number of unlabeled items.
         """
-        indices, scores = self._selected(pool, budget, lambda budget: self.rank(model, pool, budget))
+        indices, scores = self._selected(pool, budget, lambda budget: self.query(model, pool, budget))
         return (indices, scores) if return_scores else indices
 
     def select_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
         """This rank's part of :func:`torch_al.distributed.distributed_select`: as :meth:`select`,
         with the pool's unlabeled items sharded over the ranks (``shard``); every rank returns the
         same global indices. ``last_cost`` counts this rank's passes."""
-        return self._selected(pool, budget, lambda budget: (self.rank_over_ranks(model, pool, budget, shard), None))[0]
+        return self._selected(pool, budget, lambda budget: (self.query_over_ranks(model, pool, budget, shard), None))[0]
 
     def _selected(self, pool: ActivePool, budget: int, ranked) -> tuple[Tensor, Tensor | None]:
         budget = check_budget(budget, int(pool.unlabeled_indices.numel()))
         self.last_cost = SelectionCost()
-        self.last_pseudo_labels = None  # never a previous round's: a strategy that makes them sets them in rank
+        self.last_pseudo_labels = None  # never a previous round's: a strategy that makes them sets them in query
         start = time.perf_counter()
         if budget == 0:
             indices, scores = torch.empty(0, dtype=torch.int64), None
@@ -103,17 +108,17 @@ class Strategy(ABC):
         return indices, scores
 
     @abstractmethod
-    def rank(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
+    def query(self, model: nn.Module | None, pool: ActivePool, budget: int) -> tuple[Tensor, Tensor | None]:
         """Implementations: ``budget`` (>= 1) distinct unlabeled global indices, most informative
         first, and their scores (or None). They record their passes with :meth:`charge`."""
 
-    def rank_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
-        """The form of :meth:`rank` over ranks: ``budget`` (>= 1) global indices, the same on every
+    def query_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
+        """The form of :meth:`query` over ranks: ``budget`` (>= 1) global indices, the same on every
         rank, from this rank's ``shard`` of the unlabeled items and the collectives it offers
         (:class:`torch_al.distributed.Shard`). Every built-in strategy has one, beside its rule."""
         raise TypeError(
             f"distributed_select: {type(self).__name__}{f' rule {self.rule!r}' if hasattr(self, 'rule') else ''} has no distributed form: every built-in strategy has one, and an "
-            "ItemScoreStrategy that keeps its rank (its items' scores merge exactly); give yours a rank_over_ranks "
+            "ItemScoreStrategy that keeps its query (its items' scores merge exactly); give yours a query_over_ranks "
             "from torch_al.distributed's pieces (Shard.top, distributed_topk, RankArbiter, ...)"
         )
 
@@ -173,6 +178,33 @@ class Strategy(ABC):
         return f"{type(self).__name__}({fields})"
 
 
+# The hooks were named rank and rank_over_ranks while "rank" also meant a process rank in the
+# same functions. A subclass written for the old names still works, with a warning, and
+# the old names still answer (each class's alias calls that class's hook, so super().rank too).
+_RENAMED_HOOKS = {"query": "rank", "query_over_ranks": "rank_over_ranks"}
+
+
+def _follow_renamed_hooks(cls: type) -> None:
+    for new, old in _RENAMED_HOOKS.items():
+        if old in cls.__dict__ and new not in cls.__dict__:
+            warnings.warn(f"{cls.__name__}.{old}: the Strategy hook {old} is renamed {new}; define {new}", DeprecationWarning, stacklevel=3)
+            setattr(cls, new, cls.__dict__[old])
+        elif new in cls.__dict__ and old not in cls.__dict__:
+            setattr(cls, old, _old_name_of(cls.__dict__[new], old, new))
+
+
+def _old_name_of(hook, old: str, new: str):
+    def renamed(self, *args, **kwargs):
+        warnings.warn(f"Strategy.{old} is renamed Strategy.{new}", DeprecationWarning, stacklevel=2)
+        return hook(self, *args, **kwargs)
+
+    renamed.__name__, renamed.__doc__ = old, f"Deprecated name of :meth:`{new}`."
+    return renamed
+
+
+_follow_renamed_hooks(Strategy)
+
+
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, loader: DataLoader, progress: bool = True, check: LogitsCheck | None = None) -> Tensor:
     """Softmax of the model's logits over a loader of input batches → float32 Tensor[N, C] on the
@@ -197,17 +229,17 @@ class ItemScoreStrategy(Strategy):
     ties to the lower global index. An item's score depends on the item alone, so shards of the
     pool scored apart merge into the same query (:func:`torch_al.distributed.distributed_select`)."""
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         candidates = pool.unlabeled_indices
         picks, scores = highest_first(self.item_scores(model, pool, candidates), candidates, budget)
         return picks, scores.cpu()
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Each rank scores its shard, one merge of the ranks' best (exact wherever an item's
         score does not depend on which items share its batch), unless the subclass ranks by a
         rule of its own."""
-        if type(self).rank is not ItemScoreStrategy.rank:
-            return super().rank_over_ranks(model, pool, budget, shard)
+        if type(self).query is not ItemScoreStrategy.query:
+            return super().query_over_ranks(model, pool, budget, shard)
         return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
 
     @abstractmethod

@@ -1,6 +1,6 @@
 """Every strategy name and what the library knows about it, in one place: ``make_strategy``, the
 CLI and the experiment read it. A new strategy is its own module (its rule, and its form over ranks
-as ``rank_over_ranks``) plus one entry here."""
+as ``query_over_ranks``) plus one entry here."""
 
 import inspect
 from collections.abc import Callable, Mapping

@@ -10,6 +10,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.special import entr
 
+from torch_al.arbiter import ONE_PROCESS, Arbiter, Pick
+from torch_al.checks import LogitsCheck, check_int, check_real
 from torch_al.devices import model_device
 from torch_al.distributed.collectives import check_global_indices, check_rows_of_every_rank, on_every_rank
 from torch_al.distributed.rank_arbiter import RankArbiter
@@ -18,9 +20,7 @@ from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
 from torch_al.strategies import sample_scores
-from torch_al.arbiter import Arbiter, Pick
 from torch_al.strategies.bayesian.mc_dropout import BALD
-from torch_al.checks import LogitsCheck, check_int, check_real
 
 logger = logging.getLogger("torch_al")
 
@@ -169,7 +169,7 @@ def batchbald_greedy(
     max_configurations: int,
     samples: int,
     generator: torch.Generator | None,
-    arbiter: Arbiter = Arbiter(),
+    arbiter: Arbiter = ONE_PROCESS,
     restart_at: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """:func:`batchbald_select`'s greedy over the candidates' float64 probabilities Tensor[n, T, C]
@@ -324,7 +324,7 @@ class BatchBALD(BALD):
         self.shortlist = shortlist if shortlist is None else check_int(shortlist, "BatchBALD: shortlist", 1)
         self.restart_at = restart_at if restart_at is None else check_real(restart_at, "BatchBALD: restart_at", above=0, at_most=1)
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         candidates = pool.unlabeled_indices
         probabilities = self.probabilities_of(model, pool, candidates, budget)
         picks, scores = batchbald_select(
@@ -333,7 +333,7 @@ class BatchBALD(BALD):
         self.report(scores)
         return candidates[picks.cpu()], scores.cpu()
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Each rank runs the T passes over its shard (the masks of (seed, round), as one
         process), then :func:`distributed_batchbald_select` (exact given the probabilities)."""
         probabilities = shard.on_every_rank(lambda: self.probabilities_of(model, pool, shard.owned, budget))

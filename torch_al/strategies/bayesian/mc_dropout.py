@@ -9,12 +9,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from torch_al.checks import LogitsCheck
+from torch_al.devices import model_device
 from torch_al.seeding import derived_seed
 from torch_al.strategies import sample_scores
-from torch_al.devices import model_device
 from torch_al.strategies.base import ScoreStrategy
 from torch_al.strategies.bayesian.consistent_dropout import ConsistentMasks, dropout_modules
-from torch_al.checks import LogitsCheck
 
 logger = logging.getLogger("torch_al")
 

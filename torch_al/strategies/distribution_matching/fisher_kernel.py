@@ -8,9 +8,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from torch_al.attention import compute_attention
+from torch_al.checks import LogitsCheck
 from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.strategies.distribution_matching.matching import Described, DistributionMatching, Estimator, Labels
-from torch_al.checks import LogitsCheck
 
 
 class PFK(DistributionMatching):

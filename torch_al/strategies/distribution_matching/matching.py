@@ -10,15 +10,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from torch_al.checks import LogitsCheck, check_int
+from torch_al.devices import model_device
 from torch_al.distributed.ranked import distributed_select_unique
 from torch_al.ops.select_unique import select_unique
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_KINDS, monte_carlo_pseudo_labels
-from torch_al.checks import LogitsCheck, check_int
 
 Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
 ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
@@ -141,14 +141,14 @@ class DistributionMatching(Strategy):
         """Normalised descriptors of the loader's items, their logits validated by ``check``;
         records its passes with ``charge``."""
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         query = self.query_descriptors(model, pool, budget)
         candidates = pool.unlabeled_indices
         pool_z, pool_g = self.pool_descriptors(model, pool, candidates, query)
         positions = select_unique(query.z, pool_z, budget, query.g, pool_g, k=self.k, combine=self.combine, precision=self.precision)
         return candidates[positions.cpu()], None
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Every rank describes the validation set (the query side is the same everywhere) and its
         shard of the pool, then :func:`~torch_al.distributed.distributed_select_unique` (exact
         wherever an item's descriptors do not depend on its batch, except with the Monte-Carlo

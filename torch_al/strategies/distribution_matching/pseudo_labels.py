@@ -12,9 +12,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al.batches import inputs_of
+from torch_al.checks import LogitsCheck, check_int, first_output
 from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.devices import model_device
-from torch_al.checks import LogitsCheck, check_int, first_output
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]
 MONTE_CARLO_KINDS = ("trace_cov", "mutual_info")

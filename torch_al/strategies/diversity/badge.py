@@ -6,15 +6,14 @@ in different directions for different kinds of items."""
 import torch
 from torch import Tensor, nn
 
+from torch_al.checks import check_int
 from torch_al.devices import model_device
 from torch_al.distributed.greedy import distributed_kmeanspp_factored
+from torch_al.embeddings import embed_with_logits
 from torch_al.ops.kmeanspp_factored import kmeanspp_factored
 from torch_al.sampler import inputs_loader
-
 from torch_al.seeding import derived_seed
 from torch_al.strategies.base import Strategy
-from torch_al.embeddings import embed_with_logits
-from torch_al.checks import check_int
 
 
 def gradient_embedding_factors(logits: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,7 +53,7 @@ class BADGE(Strategy):
         self.batch_size = check_int(batch_size, "BADGE: batch_size", 1)
         self.seed = seed
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         candidates = pool.unlabeled_indices
         rows = torch.cat([candidates, pool.labeled_indices]) if self.labeled_centers else candidates
         a, b = self.factors(model, pool, rows)
@@ -62,7 +61,7 @@ class BADGE(Strategy):
         picked, pick_sq = kmeanspp_factored(a, b, budget, initial, generator=self.generator(pool))
         return candidates[picked.cpu()], pick_sq.float().cpu()
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Every rank forms its shard's gradient-embedding factors (and, with ``labeled_centers``,
         the labeled items'), then :func:`~torch_al.distributed.distributed_kmeanspp_factored`
         draws: the same picks up to float64 rounding at a draw boundary; the contiguous layout

@@ -31,7 +31,7 @@ class CoreSet(Strategy):
         self.batch_size = batch_size
         self.seed = seed
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         self._check_model(model)
         everything = torch.arange(len(pool))
         embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything)
@@ -40,7 +40,7 @@ class CoreSet(Strategy):
         picked, _ = kcenter_greedy(embeddings, budget, labeled, first=self.first_pick(pool), metric=self.metric)
         return picked.cpu(), None
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Every rank embeds the labeled items (the initial centers) and its shard of the
         unlabeled ones, then :func:`~torch_al.distributed.distributed_kcenter_greedy` picks
         (exact wherever an item's embedding does not depend on its batch)."""

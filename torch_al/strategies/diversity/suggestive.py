@@ -5,15 +5,15 @@ on the cosine similarity of the model's descriptors)."""
 
 import torch
 
+from torch_al.checks import check_int
 from torch_al.devices import model_device
 from torch_al.distributed.greedy import distributed_facility_location_greedy
 from torch_al.distributed.ranked import distributed_topk
+from torch_al.embeddings import embed_with_logits
 from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import Strategy
-from torch_al.embeddings import embed_with_logits
 from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
-from torch_al.checks import check_int
 
 CANDIDATES_PER_PICK = 4  # the default K = 4P
 
@@ -49,7 +49,7 @@ class SuggestiveAnnotation(Strategy):
         self.batch_size = check_int(batch_size, "SuggestiveAnnotation: batch_size", 1)
         self._uncertainty = CRITERIA[criterion](progress=False)  # only its score(): one formula per criterion
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         unlabeled = pool.unlabeled_indices
         count = self.shortlist_size(budget, unlabeled.numel())
         uncertainty, unit = self.describe(model, pool, unlabeled)
@@ -57,7 +57,7 @@ class SuggestiveAnnotation(Strategy):
         picks, gains = facility_location_greedy(unit[shortlist], unit, budget)
         return unlabeled[shortlist[picks].cpu()], gains.cpu()
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Each rank scores and describes its shard; the K most uncertain items over every rank
         have their descriptors gathered to every rank, then
         :func:`~torch_al.distributed.distributed_facility_location_greedy` covers the sharded pool

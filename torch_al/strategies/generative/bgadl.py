@@ -9,15 +9,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.checks import check_int, check_real
+from torch_al.devices import model_device
 from torch_al.generated_items_pool import GeneratedItemsPool, TrainingSet
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
 from torch_al.strategies.bayesian.mc_dropout import BALD
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
 from torch_al.strategies.generative.networks import ConvVAE, elbo_terms
-from torch_al.checks import check_int, check_real
 
 
 class BGADL(BALD):
@@ -82,15 +82,15 @@ class BGADL(BALD):
         self._inputs: Tensor | None = None  # Tensor[G, C, H, W], None before the first generation
         self._sources = torch.empty(0, dtype=torch.int64)
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         if model is None:
             raise ValueError("BGADL scores with a model; got model=None")
         image_shape = pool_image_shape("BGADL", pool, int(pool.unlabeled_indices[0]))  # before BALD's passes
-        picks, scores = super().rank(model, pool, budget)
+        picks, scores = super().query(model, pool, budget)
         self.add_twins(model, pool, picks, image_shape)
         return picks, scores
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """BALD's picks over the ranks, then every rank trains the same seeded generator on the
         whole pool and keeps the picks' generated twins (its training set)."""
         picks = shard.top(lambda rows: self.item_scores(model, pool, rows), budget)

@@ -14,11 +14,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_al.pool import ActivePool
-from torch_al.arbiter import Arbiter, Pick
-from torch_al.strategies.generative.networks import LatentDiscriminator, M2VAE, gaussian_kl
-from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss
+from torch_al.arbiter import ONE_PROCESS, Arbiter, Pick
 from torch_al.checks import check_int, check_real
+from torch_al.pool import ActivePool
+from torch_al.strategies.generative.networks import M2VAE, LatentDiscriminator, gaussian_kl
+from torch_al.strategies.generative.vaal import VAAL, fooling_loss, separation_loss
 
 RULES = ("discriminator", "anchor-distance", "confidence-distance")
 KINGMA_ALPHA = 0.1  # Kingma et al.'s α = 0.1·N, N the number of items (labeled and unlabeled)
@@ -114,7 +114,7 @@ def anchor_distance_select(
     anchor_classes: Tensor,
     budget: int,
     classes: int | None = None,
-    arbiter: Arbiter = Arbiter(),
+    arbiter: Arbiter = ONE_PROCESS,
 ) -> tuple[Tensor, Tensor]:
     """The slides' Algorithm 1 on latent codes: ``budget`` rows of ``codes`` Tensor[N, D] (in the
     arbiter's index space: rows here on one process) and their scores (float64 Tensor[budget]),
@@ -266,13 +266,13 @@ class M2VAAL(VAAL):
         model, discriminator = networks
         return lambda x: discriminator(model.latent(x))
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """The discriminator rule as VAAL's. The distance rules: the same seeded training on every
         rank, each rank's shard's latent codes, then rule 2 (``confidence-distance``) with the
         per-class largest distances all-reduced (a maximum: exact) and one merge, or rule 1's
         greedy (``anchor-distance``) with the shard's arbiter (exact: one all-gather a pick)."""
         if self.rule == "discriminator" or pool.labeled_indices.numel() == 0:
-            return super().rank_over_ranks(model, pool, budget, shard)
+            return super().query_over_ranks(model, pool, budget, shard)
         codes, anchors, classes = shard.on_every_rank(lambda: self.latent_codes(model, pool, shard.owned))
         if self.rule == "anchor-distance":
             return anchor_distance_select(codes, codes[:, -classes:].argmax(1), *anchors, budget, classes, shard.arbiter())[0]
@@ -298,9 +298,9 @@ class M2VAAL(VAAL):
         correct = labeled_codes[:, -network.classes :].argmax(1) == labels
         return codes, (labeled_codes[correct], labels[correct])
 
-    def _query(self, networks, pool, candidates, budget, image_shape, device):
+    def _scored_query(self, networks, pool, candidates, budget, image_shape, device):
         if self.rule == "discriminator":
-            return super()._query(networks, pool, candidates, budget, image_shape, device)
+            return super()._scored_query(networks, pool, candidates, budget, image_shape, device)
         model = networks[0]
         codes, anchors = self._codes_and_anchors(model, pool, candidates, image_shape, device)
         if self.rule == "anchor-distance":

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.checks import check_int, check_real
+from torch_al.devices import model_device
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
-from torch_al.strategies.base import Strategy
+from torch_al.strategies.cold_start import DrawsUntilLabeled
 from torch_al.strategies.generative.images import checked_images, image_batches, pool_image_shape
 from torch_al.strategies.generative.networks import ConvVAE, LatentDiscriminator, elbo_terms
-from torch_al.checks import check_int, check_real
 
 VAE_STEPS = 2  # VAE updates per discriminator update, as in the authors' released code
 
@@ -84,7 +84,7 @@ def _labeled_loss(logits: Tensor, labeled: bool) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(labeled)))
 
 
-class VAAL(Strategy):
+class VAAL(DrawsUntilLabeled):
     """Variational adversarial active learning on image pools (items Tensor[C, H, W], H and W
     multiples of 4).
 
@@ -143,22 +143,19 @@ class VAAL(Strategy):
         self.seed = seed
         self.progress = progress
 
-    def rank(self, model, pool, budget):
-        self.last_vae = self.last_discriminator = None
-        candidates = pool.unlabeled_indices
-        if pool.labeled_indices.numel() == 0:
-            pool_image_shape(type(self).__name__, pool, int(candidates[0]))  # a draw, but of an image pool
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, self.seed_name, pool.round))
-            return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
-        with self.round_training(model, pool) as (networks, image_shape, device):
-            return self._query(networks, pool, candidates, budget, image_shape, device)
+    @property
+    def draw_stream(self) -> str:
+        return self.seed_name
 
-    def rank_over_ranks(self, model, pool, budget, shard):
-        """Every rank trains the same seeded networks on batches drawn from the whole pool, scores
-        its shard with the discriminator, then one merge; with nothing labeled, rank 0 draws."""
-        if pool.labeled_indices.numel() == 0:
-            return shard.drawn_on_rank_zero(lambda: self.rank(model, pool, budget)[0], budget)
-        return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
+    def query(self, model, pool, budget):
+        self.last_vae = self.last_discriminator = None
+        pool_image_shape(type(self).__name__, pool, int(pool.unlabeled_indices[0]))  # even a draw is of an image pool
+        return super().query(model, pool, budget)
+
+    def labeled_query(self, model, pool, budget):
+        """Trains this round's networks once and ranks every unlabeled item by them."""
+        with self.round_training(model, pool) as (networks, image_shape, device):
+            return self._scored_query(networks, pool, pool.unlabeled_indices, budget, image_shape, device)
 
     def item_scores(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor:
         """Minus the discriminator logit of the pool items ``rows`` after this round's training on
@@ -180,7 +177,7 @@ class VAAL(Strategy):
             torch.default_generator.manual_seed(derived_seed(self.seed, f"{self.seed_name} init", pool.round))
             yield self._trained_networks(pool, labeled, candidates, image_shape, device), image_shape, device
 
-    def _query(self, networks, pool, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
+    def _scored_query(self, networks, pool, candidates, budget, image_shape, device) -> tuple[Tensor, Tensor]:
         """Ranks ``candidates`` with this round's trained networks (inside :meth:`round_training`)."""
         return surest_unlabeled(candidates, self._labeled_logits(networks, pool, candidates, image_shape, device), budget)
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from torch_al.arbiter import ONE_PROCESS, Arbiter, highest_first
+from torch_al.checks import check_int, check_real
 from torch_al.devices import model_device
+from torch_al.embeddings import embed
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.arbiter import Arbiter, highest_first
 from torch_al.strategies.base import Strategy
-from torch_al.embeddings import embed
-from torch_al.checks import check_int, check_real
 
 HIDDEN_LAYERS = 3  # the paper's discriminator: three hidden ReLU layers
 
@@ -152,7 +152,7 @@ def training_rows(is_unlabeled: Tensor, ratio: float | None, at_least: int, gene
     return torch.cat([labeled, unlabeled]).sort().values
 
 
-def gathered_rows(features: Tensor, held: Tensor, rows: Tensor, arbiter: Arbiter = Arbiter()) -> Tensor:
+def gathered_rows(features: Tensor, held: Tensor, rows: Tensor, arbiter: Arbiter = ONE_PROCESS) -> Tensor:
     """ψ of the pool items ``rows`` (int64 Tensor[m], CPU), Tensor[m, D], on every holder: each
     fills the rows it holds (``features`` of its increasing items ``held``) and the arbiter sums
     the holders' tensors; every item is held once, so the sum adds zeros only and is exact."""
@@ -233,18 +233,18 @@ class DiscriminativeAL(Strategy):
         self.batch_size = check_int(batch_size, "DiscriminativeAL: batch_size", 1)
         self.seed = seed
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         everything = torch.arange(len(pool))
-        return self.query(self.features_of(model, pool, everything), pool, budget, everything)
+        return self.query_from_features(self.features_of(model, pool, everything), pool, budget, everything)
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """Each rank embeds its shard (rank 0 the labeled items too); each sub-query's training
         rows (the labeled items and the sampled unlabeled ones, at most (1 + unlabeled_ratio) ×
         labeled) reach every rank by one all-reduce, and every rank trains the same discriminator
         and ranks the sampled items as one process does (exact)."""
         held = torch.cat([pool.labeled_indices, shard.owned]).sort().values if shard.rank == 0 else shard.owned
         features = shard.held_or_empty(shard.on_every_rank(lambda: self.features_of(model, pool, held)), 1, model_device(model))
-        return self.query(features, pool, budget, held, shard.arbiter(held))[0]
+        return self.query_from_features(features, pool, budget, held, shard.arbiter(held))[0]
 
     def features_of(self, model: nn.Module | None, pool: ActivePool, rows: Tensor) -> Tensor | None:
         """ψ of the pool items ``rows`` (int64 Tensor[n]), float Tensor[n, D]; None when n = 0."""
@@ -253,11 +253,11 @@ class DiscriminativeAL(Strategy):
         self.charge(forward=rows.numel())
         return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=type(self).__name__) if rows.numel() else None
 
-    def query(self, features: Tensor, pool: ActivePool, budget: int, held: Tensor, arbiter: Arbiter = Arbiter()) -> tuple[Tensor, Tensor]:
+    def query_from_features(self, features: Tensor, pool: ActivePool, budget: int, held: Tensor, arbiter: Arbiter = ONE_PROCESS) -> tuple[Tensor, Tensor]:
         """The sub-queries' picks and their P(unlabeled | ψ), from ``features`` Tensor[n, D] of the
         pool items ``held`` (int64 Tensor[n], increasing); ``arbiter`` joins this process to the
         holders of the other items: on one process every item is held; over ranks, each rank
-        holds its shard and one of them the labeled items (:meth:`rank_over_ranks`)."""
+        holds its shard and one of them the labeled items (:meth:`query_over_ranks`)."""
         is_unlabeled = ~pool.labeled_mask
         picks, scores, trainings = [], [], []
         for sub_query, size in enumerate(split_budget(budget, self.sub_queries)):

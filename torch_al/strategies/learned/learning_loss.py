@@ -10,12 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.checks import check_int, check_real
+from torch_al.devices import model_device
 from torch_al.nn.capture import resolve_layers
 from torch_al.sampler import inputs_loader
-from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
-from torch_al.strategies.base import ItemScoreStrategy
-from torch_al.checks import check_int, check_real
+from torch_al.strategies.cold_start import DrawsUntilLabeled
 
 PAPER_STOP_FRACTION = 120 / 200  # the paper stops the module's gradient into the model after epoch 120 of 200
 
@@ -91,7 +90,7 @@ class _LayerFeatures:
             handle.remove()
 
 
-class LearningLoss(ItemScoreStrategy):
+class LearningLoss(DrawsUntilLabeled):
     """Queries the unlabeled items whose loss a trained loss-prediction module predicts highest.
 
     The module trains *with* the task model: a training loop calls :meth:`training_loss` instead
@@ -119,6 +118,8 @@ class LearningLoss(ItemScoreStrategy):
         seed: seeds the query made with no labeled item.
         batch_size, progress: scoring batch size and progress bar.
     """
+
+    draw_stream = "learning-loss"  # the (seed, stream, round) of the draw made with nothing labeled
 
     def __init__(
         self,
@@ -194,21 +195,10 @@ class LearningLoss(ItemScoreStrategy):
             model(inputs)
         return self.module(features.ordered())
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         if model is None:
             raise ValueError(f"{type(self).__name__} scores with a model; got model=None")
-        candidates = pool.unlabeled_indices
-        if pool.labeled_indices.numel() == 0:
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, "learning-loss", pool.round))
-            return candidates[torch.randperm(candidates.numel(), generator=generator)[:budget]], None
-        return super().rank(model, pool, budget)
-
-    def rank_over_ranks(self, model, pool, budget, shard):
-        """Each rank scores its shard, one merge (exact); with nothing labeled, rank 0 draws as one
-        process would and the others receive its picks."""
-        if pool.labeled_indices.numel() == 0:
-            return shard.drawn_on_rank_zero(lambda: self.rank(model, pool, budget)[0], budget)
-        return shard.top(lambda rows: self.item_scores(model, pool, rows), budget)
+        return super().query(model, pool, budget)
 
     def item_scores(self, model: nn.Module, pool, rows: Tensor) -> Tensor:
         """The module's predicted losses (float32, CPU) of the pool items ``rows``: one forward each."""

@@ -6,10 +6,10 @@ as pseudo-labels for the next round's training only."""
 import torch
 from torch import Tensor
 
+from torch_al.checks import check_real
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
 from torch_al.strategies.base import ScoreStrategy, predict_probabilities
 from torch_al.strategies.uncertainty.uncertainty_sampling import CRITERIA
-from torch_al.checks import check_real
 
 _SCORES = {name: strategy(progress=False) for name, strategy in CRITERIA.items()}  # only their score(): one formula each
 
@@ -81,15 +81,15 @@ class CEAL(ScoreStrategy):
         self.charge(forward=self._probabilities.shape[0])
         return self.score(self._probabilities)
 
-    def rank(self, model, pool, budget):
+    def query(self, model, pool, budget):
         try:
-            indices, scores = super().rank(model, pool, budget)
+            indices, scores = super().query(model, pool, budget)
             self.last_pseudo_labels = ceal_pseudo_labels(self._probabilities, pool.unlabeled_indices, indices, self.threshold(pool.round))
         finally:
             self._probabilities = None  # N̂ × C floats: not kept between rounds
         return indices, scores
 
-    def rank_over_ranks(self, model, pool, budget, shard):
+    def query_over_ranks(self, model, pool, budget, shard):
         """The query as a score strategy's (exact); each rank then finds the confident items of its
         shard, and every rank receives the union as ``last_pseudo_labels`` (ascending global
         indices, as on one process)."""

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from torch_al.checks import LogitsCheck, check_int
+from torch_al.devices import model_device
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
-from torch_al.devices import model_device
 from torch_al.strategies.base import ItemScoreStrategy
-from torch_al.checks import LogitsCheck, check_int
 
 LABELS = ("map", "expected")
 _CHANGE_ELEMENTS = 2**22  # sample rows × C × batch × labels per block of output changes
