@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActiveLearningLoop, ActivePool, ActiveSampler
 from torch_al.datasets import make_blobs
-from torch_al.strategies import Entropy, LearningLoss
+from torch_al.strategies import DIRECT, Entropy, LearningLoss
 
 ROUNDS, BUDGET, INITIAL, EPOCHS = 4, 10, 10, 3
 
@@ -51,6 +51,11 @@ def learning_loss() -> LearningLoss:
     return LearningLoss(layers=["1"], width=16, progress=False)
 
 
+def direct() -> DIRECT:
+    """A strategy that asks within its round: sub-batches of 2, several a round."""
+    return DIRECT(annotators=2, seed=0, progress=False)
+
+
 def outcome(loop: ActiveLearningLoop, metrics: list[dict]):
     """What must not depend on interruptions: the ledger (without times) and the metrics (without timings)."""
     ledger = loop.pool.ledger
@@ -60,6 +65,12 @@ def outcome(loop: ActiveLearningLoop, metrics: list[dict]):
         ledger.round.tolist(),
         [{k: v for k, v in record.items() if not k.endswith("_seconds")} for record in metrics],
     )
+
+
+def without_passes(records: list[dict]) -> list[dict]:
+    """The records but their forwards: a round asked in sub-batches and resumed replays its first
+    part, passing over the pool again, and counts it."""
+    return [{k: v for k, v in r.items() if k != "select_forward"} for r in records]
 
 
 class Stop(Exception):

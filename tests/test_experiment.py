@@ -204,7 +204,7 @@ def test_status_and_select_with_a_state_saved_before_the_strategy_was_recorded(t
     assert "pending query for round 1: 3 items (1 already labeled), chosen by a strategy that was not recorded" in capsys.readouterr().out
     assert main(select + ["--strategy", "entropy", "--budget", "3"]) == 0
     printed = capsys.readouterr()
-    assert json.loads(printed.out) == {"round": 1, "query": [7, 2, 30]}
+    assert json.loads(printed.out) == {"round": 1, "query": [7, 2, 30], "final": True}
     assert "round 1: 3 items (1 already labeled), chosen by a strategy that was not recorded with budget 3" in printed.err
     assert "your request (--strategy entropy) was NOT applied" in printed.err
     assert main(["discard", "--state", state, "--data", data]) == 0

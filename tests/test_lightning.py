@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torch_al import ActivePool, ActiveSampler
 from torch_al.datasets import make_blobs
-from torch_al.strategies import Entropy, LearningLoss
+from torch_al.strategies import DIRECT, Entropy, LearningLoss
 
 pl = pytest.importorskip("pytorch_lightning")
 from torch_al.integrations.lightning import ActiveLearningCallback  # noqa: E402
@@ -86,3 +86,15 @@ def test_a_learning_strategy_trains_in_the_module_and_its_state_travels_with_the
     callback.strategy.module.eval(), restored.strategy.module.eval()
     torch.testing.assert_close(restored.strategy.predicted_losses(model, probe), callback.strategy.predicted_losses(model, probe))
     assert torch.equal(restored.pool.labeled_indices, pool.labeled_indices)
+
+
+def test_a_strategy_that_asks_within_its_round_gets_each_sub_batch_answered_and_needs_an_oracle(tmp_path):
+    pool = blob_pool()
+    asked = []
+    oracle = lambda indices: asked.append(indices.numel()) or pool.dataset_labels(indices)  # noqa: E731
+    callback = ActiveLearningCallback(pool, DIRECT(annotators=2, progress=False), budget=12, oracle=oracle, state_path=tmp_path / "pool.pt")
+    fit(pool, callback)
+    assert pool.round == 1 and pool.labeled_indices.numel() == 20 + 12 and sum(asked) == 12 and len(asked) > 2
+    assert blob_pool().load(tmp_path / "pool.pt").round == 1
+    with pytest.raises(ValueError, match="DIRECT asks for labels inside its round, with the model fixed; the callback serves it only with an oracle"):
+        ActiveLearningCallback(blob_pool(), DIRECT(progress=False), budget=12)

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from al_scenario import BUDGET, INITIAL, ROUNDS, learning_loss, make_loop, outcome
+from al_scenario import BUDGET, INITIAL, ROUNDS, direct, learning_loss, make_loop, outcome, without_passes
 from common_utils import REPO_ROOT
 
 from torch_al.loop import CHECKPOINT_KIND
@@ -24,7 +24,7 @@ TESTS = os.path.join(REPO_ROOT, "tests")
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from al_scenario import learning_loss, make_loop
+    from al_scenario import direct, learning_loss, make_loop
     from torch_al.strategies import Random
     folder, mode, at, log, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
         os.fsync = fsync
     elif mode == "train":
         hook = lambda round_, epoch: die() if (round_, epoch) == (at, 1) else None
-    strategy = Random(seed=None) if mode == "oracle" else learning_loss() if name == "learning-loss" else None
+    strategy = Random(seed=None) if mode == "oracle" else {"learning-loss": learning_loss, "direct": direct}.get(name, lambda: None)()
     loop = make_loop(folder, strategy=strategy, oracle_log=log, train_hook=hook)
     if mode == "oracle":
         oracle = loop.oracle
@@ -115,6 +115,21 @@ def test_a_killed_run_of_a_learning_strategy_resumes_with_its_module(tmp_path, u
     assert any(key.startswith("strategy/module.") for key in load_state(tmp_path / "run" / "state.pt", CHECKPOINT_KIND))
     loop = make_loop(tmp_path / "run", strategy=learning_loss())
     assert outcome(loop, loop.run()) == uninterrupted_learning_loss
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_direct(tmp_path_factory):
+    loop = make_loop(tmp_path_factory.mktemp("direct"), strategy=direct())
+    return outcome(loop, loop.run())
+
+
+@pytest.mark.parametrize("at", [9, 12, 21], ids=["save-of-a-sub-batch", "save-of-its-answers", "a-later-sub-batch"])
+def test_a_run_killed_inside_a_round_asked_in_sub_batches_resumes_it(tmp_path, uninterrupted_direct, at):
+    run_killed(tmp_path / "run", "fsync", at, tmp_path / "oracle.log", strategy="direct")
+    loop = make_loop(tmp_path / "run", strategy=direct())
+    index, label, rounds, metrics = outcome(loop, loop.run())
+    assert (index, label, rounds) == uninterrupted_direct[:3]
+    assert without_passes(metrics) == without_passes(uninterrupted_direct[3])
 
 
 def test_killed_during_labelling_reissues_the_saved_query(tmp_path):

@@ -108,7 +108,7 @@ def test_state_round_trip_is_plain_data(tmp_path):
     path = tmp_path / "pool.pt"
     pool.save(path)
     raw = torch.load(path, weights_only=True)
-    assert raw["schema_version"] == SCHEMA_VERSION == 2 and raw["format"] == "torch_al.ActivePool"
+    assert raw["schema_version"] == SCHEMA_VERSION == 3 and raw["format"] == "torch_al.ActivePool"
     restored = make_pool().load(path)
     assert snapshot(restored) == snapshot(pool)
     assert restored.pending_scores.tolist() == [0.25, 0.5]
@@ -205,9 +205,9 @@ def test_a_version_1_state_loads_without_a_pending_strategy(tmp_path):
     assert snapshot(pool) == ([3, 8, 5], [1, 2, 0], [0, 0, 1], 0, [5, 6, 7])
     pool.label([6, 7], [3, 3])  # the old query completes as before
     assert pool.round == 1 and pool.pending_query is None
-    pool.save(tmp_path / "old.pt")  # saved again: as version 2, with the field
+    pool.save(tmp_path / "old.pt")  # saved again: as the current version, with the field
     raw = torch.load(tmp_path / "old.pt", weights_only=True)
-    assert raw["schema_version"] == 2 and json.loads(raw["meta"])["pending_strategy"] is None
+    assert raw["schema_version"] == SCHEMA_VERSION and json.loads(raw["meta"])["pending_strategy"] is None
     idle = make_pool()
     idle.load_state_dict(version_1_state(idle, ([3], [1], [0]), 0, [], -1))
     assert idle.pending_query is None and idle.pending_strategy is None and idle.labeled_indices.tolist() == [3]

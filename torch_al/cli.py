@@ -29,6 +29,7 @@ from torch_al.experiment import RunConfig, is_ensemble, run_experiment
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import STRATEGIES, make_strategy, strategy_spec
+from torch_al.strategies.base import SubBatch
 
 
 @dataclass
@@ -188,10 +189,10 @@ def _select(config: SelectConfig, distributed: bool) -> None:
         strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
         model = _load_model(config.model)
         if distributed:
-            indices, scores = distributed_select(strategy, model, pool, config.budget), None
-        else:
-            indices, scores = strategy.select(model, pool, config.budget, return_scores=True)
-        pool.propose(indices, scores, strategy=config.strategy)
+            asked = SubBatch(distributed_select(strategy, model, pool, config.budget), None, True)
+        else:  # one query, or the next sub-batch of a round asked in parts (the same model each time)
+            asked = strategy.next_sub_batch(model, pool, config.budget)
+        pool.propose(asked.indices, asked.scores, strategy=config.strategy, final=asked.final)
         if distributed:
             save_pool(pool, config.state)
         else:
@@ -201,7 +202,7 @@ def _select(config: SelectConfig, distributed: bool) -> None:
         differs = []
         if not _same_strategy(pool.pending_strategy, config.strategy):
             differs.append(f"--strategy {config.strategy}")
-        if config.budget != pool.pending_query.numel():
+        if pool.pending_final and not pool.open_round and config.budget != pool.pending_query.numel():
             differs.append(f"--budget {config.budget}")
         if differs:
             request = " ".join(differs)
@@ -209,7 +210,7 @@ def _select(config: SelectConfig, distributed: bool) -> None:
         discard = f"torch-al discard --state {shlex.quote(config.state)} --data {shlex.quote(config.data)}"
         print(f"torch-al select: `{discard}` drops it (labels already given stay); then select again", file=sys.stderr)
     if speaks:
-        print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist()}))
+        print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist(), "final": pool.pending_final}))
 
 
 def command_label(config: LabelConfig) -> None:
@@ -251,6 +252,9 @@ def command_status(config: StatusConfig) -> None:
         print(f"pending query for round {meta['pending_round']}: {pending.numel()} items ({answered} already labeled), chosen by {chosen}")
     else:
         print("no pending query")
+    sizes = state.get("open_round_sizes", torch.empty(0, dtype=torch.int64))
+    if pending.numel() and meta.get("pending_final") is False or sizes.numel():
+        print(f"round {meta['round'] + 1} is asked in sub-batches: {sizes.numel()} answered so far ({int(sizes.sum())} items); `select` continues it")
 
 
 COMMANDS = {

@@ -81,6 +81,7 @@ class RunConfig:
     vaal_iterations: int = field(default=200, metadata={"help": "vaal, m2-*: training iterations of their VAE (M2) and discriminator per selection (each 2 VAE steps, 1 discriminator step)"})
     generator_iterations: int = field(default=300, metadata={"help": "bgadl: training steps of its VAE per selection (64 images each)"})
     sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
+    annotators: int = field(default=20, metadata={"help": "direct: labels asked at once in its threshold search (B1, people labeling in parallel)"})
     shortlist: int | None = field(default=None, metadata={"help": "batchbald: run the greedy over this many unlabeled items of highest BALD score (default: all)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
@@ -111,6 +112,7 @@ class RunConfig:
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
             (type(self.sub_queries) is int and self.sub_queries >= 1, f"sub_queries must be an int >= 1, got {self.sub_queries!r}"),
+            (type(self.annotators) is int and self.annotators >= 1, f"annotators must be an int >= 1, got {self.annotators!r}"),
             (type(self.generator_iterations) is int and self.generator_iterations >= 1, f"generator_iterations must be an int >= 1, got {self.generator_iterations!r}"),
             (self.shortlist is None or type(self.shortlist) is int and self.shortlist >= self.budget, f"shortlist must be an int >= budget ({self.budget}), got {self.shortlist!r}"),
         ]

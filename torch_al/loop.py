@@ -121,7 +121,7 @@ class ActiveLearningLoop:
             self._restore()
         else:
             self._label_initial_set()
-        needed = (self.rounds - self.pool.round) * self.budget
+        needed = (self.rounds - self.pool.round) * self.budget - sum(batch.numel() for batch in self.pool.open_round)
         available = int(self.pool.unlabeled_indices.numel())
         if needed > available:
             raise ValueError(f"{self.rounds} rounds × budget {self.budget} need {needed} more labels but only {available} items are unlabeled")
@@ -173,28 +173,39 @@ class ActiveLearningLoop:
         self._checkpoint()
 
     def _query(self, round_: int) -> None:
-        if self.pool.pending_query is None:
-            torch.manual_seed(derived_seed(self.seed, "select", round_))
-            indices, scores = self.strategy.select(self.model, self.pool, self.budget, return_scores=True)
-            logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
-            self._record_cost(self.strategy.last_cost)
-            self.pseudo_labels = self.strategy.last_pseudo_labels
-            if self.pseudo_labels is not None:
-                self.metrics[-1].update(pseudo_labeled=len(self.pseudo_labels), pseudo_threshold=self.pseudo_labels.threshold)
-            self.pool.propose(indices, scores, strategy=type(self.strategy).__name__)
-            self._checkpoint()  # the query is durable before anyone is asked to label it
-        else:
-            logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())
-        query = self.pool.pending_query
-        remaining = query[~self.pool.labeled_mask[query]]
-        self.pool.label(remaining, self.oracle(remaining))
-        self._checkpoint()
+        """Asks until round ``round_`` is complete: one query, or sub-batches (a strategy that asks
+        within its round), each saved before it is asked and its answers saved before the next."""
+        while self.pool.round < round_:
+            if self.pool.pending_query is None:
+                spent = sum(batch.numel() for batch in self.pool.open_round)
+                torch.manual_seed(derived_seed(self.seed, "select", round_, *([spent] if spent else [])))
+                asked = self.strategy.next_sub_batch(self.model, self.pool, self.budget)
+                logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
+                self._add_cost(self.strategy.last_cost)
+                if asked.final:
+                    self._keep_pseudo_labels(self.strategy.last_pseudo_labels)
+                self.pool.propose(asked.indices, asked.scores, strategy=type(self.strategy).__name__, final=asked.final)
+                self._checkpoint()  # the query is durable before anyone is asked to label it
+            else:
+                logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())
+            query = self.pool.pending_query
+            remaining = query[~self.pool.labeled_mask[query]]
+            self.pool.label(remaining, self.oracle(remaining))
+            self._checkpoint()
 
-    def _record_cost(self, cost: SelectionCost) -> None:
+    def _keep_pseudo_labels(self, pseudo_labels: PseudoLabelSet | None) -> None:
+        self.pseudo_labels = pseudo_labels
+        if pseudo_labels is not None:
+            self.metrics[-1].update(pseudo_labeled=len(pseudo_labels), pseudo_threshold=pseudo_labels.threshold)
+
+    def _add_cost(self, cost: SelectionCost) -> None:
         """The cost of a selection goes into the record of the model that made it (the last one),
-        checkpointed with the query, so a resumed run keeps it."""
-        self.metrics[-1].update(select_forward=cost.forward, select_backward=cost.backward, select_seconds=round(cost.seconds, 3))
-        self.metrics[-1].update({f"select_{name}": value for name, value in cost.details.items()})
+        summed over a round's sub-batches, and checkpointed with the query, so a resumed run keeps it."""
+        record = self.metrics[-1]
+        record["select_forward"] = record.get("select_forward", 0) + cost.forward
+        record["select_backward"] = record.get("select_backward", 0) + cost.backward
+        record["select_seconds"] = round(record.get("select_seconds", 0.0) + cost.seconds, 3)
+        record.update({f"select_{name}": value for name, value in cost.details.items()})
 
     def _checkpoint(self) -> None:
         if self.state_path is None:

@@ -43,7 +43,7 @@ class ActivePool(Dataset):
         self.fingerprint = dataset_fingerprint(dataset)
         self._reset(Ledger(*(torch.empty(0, dtype=torch.int64),) * 3, torch.empty(0, dtype=torch.float64)), 0, None)
 
-    def _reset(self, ledger: Ledger, round_: int, pending: Pending | None) -> None:
+    def _reset(self, ledger: Ledger, round_: int, pending: Pending | None, open_round: list[Tensor] | None = None) -> None:
         size = len(self.dataset)
         self._rows = [ledger.index.tolist(), ledger.label.tolist(), ledger.round.tolist(), ledger.time.tolist()]
         self._is_labeled = torch.zeros(size, dtype=torch.bool)
@@ -54,6 +54,7 @@ class ActivePool(Dataset):
         self._label[self._is_labeled] = ledger.label[last_row[self._is_labeled]]
         self.round = round_
         self._pending = pending
+        self._open_round = list(open_round or [])
 
     # ---- views -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -111,20 +112,33 @@ class ActivePool(Dataset):
     @property
     def pending_query(self) -> Tensor | None:
         """Indices issued by :meth:`propose` and not yet all labeled, in the order issued."""
-        return None if self._pending is None else self._pending[0].clone()
+        return None if self._pending is None else self._pending.indices.clone()
 
     @property
     def pending_scores(self) -> Tensor | None:
-        return None if self._pending is None or self._pending[1] is None else self._pending[1].clone()
+        return None if self._pending is None or self._pending.scores is None else self._pending.scores.clone()
 
     @property
     def pending_strategy(self) -> str | None:
         """The name of the strategy that chose the pending query, as given to :meth:`propose`; None
         when no query is pending, when none was given, or for a state saved before it was recorded."""
-        return None if self._pending is None else self._pending[3]
+        return None if self._pending is None else self._pending.strategy
+
+    @property
+    def pending_final(self) -> bool | None:
+        """Whether labelling the pending query completes its round (None when none is pending);
+        False for a sub-batch of a strategy that asks while it selects (more follow)."""
+        return None if self._pending is None else self._pending.final
+
+    @property
+    def open_round(self) -> list[Tensor]:
+        """The sub-batches of round ``round + 1`` answered so far, in the order asked (each
+        proposed with ``final=False`` and labeled); empty unless a round answered in sub-batches
+        is in progress."""
+        return [batch.clone() for batch in self._open_round]
 
     # ---- changes -----------------------------------------------------------------------------
-    def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None) -> None:
+    def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None, final: bool = True) -> None:
         """Records a query for round ``round + 1`` before anyone sees it (save the pool next).
 
         Proposing the pending query again is a no-op (its recorded strategy stays); proposing
@@ -135,17 +149,22 @@ class ActivePool(Dataset):
             scores: one score per index, or None.
             strategy: the name of the strategy that chose the query (saved with it, read back as
                 :attr:`pending_strategy`), or None.
+            final: whether labelling it completes round ``round + 1``; False for a sub-batch of a
+                round answered in parts: once labeled it joins :attr:`open_round` and the next
+                query is again for round ``round + 1``.
         """
+        if not isinstance(final, bool):
+            raise TypeError(f"final must be a bool, got {type(final).__name__}")
         if strategy is not None and (not isinstance(strategy, str) or not strategy):
             raise TypeError(f"strategy must be a non-empty str (the strategy's name) or None, got {strategy!r}")
         indices = as_indices(indices, "query indices", len(self))
         if indices.numel() == 0:
             raise ValueError("a query needs at least one index")
         if self._pending is not None:
-            if torch.equal(self._pending[0], indices):
+            if torch.equal(self._pending.indices, indices):
                 return
             raise RuntimeError(
-                f"a query of {self._pending[0].numel()} items for round {self._pending[2]} is pending: "
+                f"a query of {self._pending.indices.numel()} items for round {self._pending.round} is pending: "
                 "label it, or call discard_query() before proposing another"
             )
         taken = indices[self._is_labeled[indices]]
@@ -155,12 +174,13 @@ class ActivePool(Dataset):
             scores = scores.detach().to("cpu", torch.float64)
             if scores.shape != indices.shape:
                 raise ValueError(f"scores must have shape {tuple(indices.shape)} (one per index), got {tuple(scores.shape)}")
-        self._pending = (indices, scores, self.round + 1, strategy)
+        self._pending = Pending(indices, scores, self.round + 1, strategy, final)
         logger.info("round %d: query of %d items issued%s", self.round + 1, indices.numel(), f" by {strategy}" if strategy else "")
 
     def discard_query(self) -> None:
         """Forgets the pending query (its labeled part stays labeled, the ledger is unchanged); the
-        pool stays at its round, so the next :meth:`propose` is again for round ``round + 1``."""
+        pool stays at its round, so the next :meth:`propose` is again for round ``round + 1``
+        (sub-batches already answered stay in :attr:`open_round`)."""
         self._pending = None
 
     def label(self, indices, labels, relabel: bool = False) -> None:
@@ -169,7 +189,8 @@ class ActivePool(Dataset):
         Labelling an item again with its current label is a no-op; with a different label it is an
         error unless ``relabel=True``, which appends a new ledger row (the old one stays). Labels of
         the pending query's items count for its round; once all of them are labeled the round
-        completes and ``round`` advances.
+        completes and ``round`` advances (a sub-batch, ``final=False``, joins :attr:`open_round`
+        instead).
 
         Args:
             indices: global indices (int Tensor, list or array), distinct, in ``[0, len(pool))``.
@@ -188,31 +209,40 @@ class ActivePool(Dataset):
         record = ~known | changed
         in_query = torch.zeros(len(self), dtype=torch.bool)
         if self._pending is not None:
-            in_query[self._pending[0]] = True
-        rounds = torch.where(in_query[indices], self._pending[2] if self._pending else 0, self.round)
+            in_query[self._pending.indices] = True
+        rounds = torch.where(in_query[indices], self._pending.round if self._pending else 0, self.round)
         now = time.time()
         for column, values in zip(self._rows, (indices[record], labels[record], rounds[record])):
             column.extend(values.tolist())
         self._rows[3].extend([now] * int(record.sum()))
         self._is_labeled[indices] = True
         self._label[indices] = labels
-        if self._pending is not None and self._is_labeled[self._pending[0]].all():
-            self.round = self._pending[2]
-            self._pending = None
-            logger.info("round %d complete: %d items labeled", self.round, int(self._is_labeled.sum()))
+        if self._pending is not None and self._is_labeled[self._pending.indices].all():
+            self._answered(self._pending)
+
+    def _answered(self, query: Pending) -> None:
+        self._pending = None
+        if not query.final:
+            self._open_round.append(query.indices)
+            logger.info("round %d: sub-batch %d answered (%d items so far)", query.round, len(self._open_round), sum(map(len, self._open_round)))
+            return
+        self.round, self._open_round = query.round, []
+        logger.info("round %d complete: %d items labeled", self.round, int(self._is_labeled.sum()))
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain data (int64/float64 tensors, ints, a JSON string): safe for ``weights_only`` loads."""
         ledger = self.ledger
-        pending, scores, pending_round, strategy = self._pending or (torch.empty(0, dtype=torch.int64), None, -1, None)
+        pending, scores, pending_round, strategy, final = self._pending or (torch.empty(0, dtype=torch.int64), None, -1, None, True)
         meta = {
             "fingerprint": self.fingerprint,
             "round": self.round,
             "pending_round": pending_round,
             "has_scores": scores is not None,
             "pending_strategy": strategy,
+            "pending_final": final,
         }
+        empty = torch.empty(0, dtype=torch.int64)
         return {
             "schema_version": SCHEMA_VERSION,
             "meta": to_json(meta),
@@ -222,12 +252,13 @@ class ActivePool(Dataset):
             "ledger_time": ledger.time,
             "pending_indices": pending.clone(),
             "pending_scores": scores.clone() if scores is not None else torch.empty(0, dtype=torch.float64),
+            "open_round_indices": torch.cat(self._open_round) if self._open_round else empty,
+            "open_round_sizes": torch.tensor([len(batch) for batch in self._open_round], dtype=torch.int64) if self._open_round else empty.clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restores a state after checking all of it; on any error the pool is left unchanged."""
-        ledger, round_, pending = parse_pool_state(state, self.fingerprint)
-        self._reset(ledger, round_, pending)
+        self._reset(*parse_pool_state(state, self.fingerprint))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the state atomically: a crash mid-save leaves the previous file intact."""
@@ -239,5 +270,5 @@ class ActivePool(Dataset):
         return self
 
     def __repr__(self) -> str:
-        pending = f", pending={self._pending[0].numel()}" if self._pending is not None else ""
+        pending = f", pending={self._pending.indices.numel()}" if self._pending is not None else ""
         return f"ActivePool(size={len(self)}, labeled={int(self._is_labeled.sum())}, round={self.round}{pending})"

@@ -1,7 +1,10 @@
-"""The ActivePool state format (schema version 2) and every check made before a state is used.
+"""The ActivePool state format (schema version 3) and every check made before a state is used.
 
 Version 2 added ``pending_strategy`` to the ``meta`` entry (the name of the strategy that chose the
-pending query, or null); a version-1 state, which has no such field, loads with None.
+pending query, or null); a version-1 state, which has no such field, loads with None. Version 3
+added rounds answered in sub-batches: ``pending_final`` in ``meta`` (whether labelling the pending
+query completes its round) and ``open_round_indices`` / ``open_round_sizes`` (the sub-batches of
+the round in progress answered so far); an older state loads with a final query and no sub-batch.
 """
 
 import json
@@ -10,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Ledger(NamedTuple):
@@ -42,13 +45,19 @@ def _meta(state: dict) -> dict:
         raise ValueError(f"pool state: unreadable 'meta' entry ({error})") from error
 
 
-Pending = tuple[Tensor, Tensor | None, int, str | None]  # indices, scores, round, strategy name
+class Pending(NamedTuple):
+    """A query issued and not yet all labeled."""
+
+    indices: Tensor  # int64 global indices, in the order issued
+    scores: Tensor | None  # float64, one per index
+    round: int  # the round it is for: the pool's round + 1
+    strategy: str | None  # the name of the strategy that chose it
+    final: bool  # whether labelling it completes its round (False: a sub-batch, more follow)
 
 
-def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, Pending | None]:
-    """Validates a state dict against the dataset's fingerprint → (ledger, round, pending query).
-
-    The pending query is ``(indices, scores or None, round, strategy name or None)``.
+def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, Pending | None, list[Tensor]]:
+    """Validates a state dict against the dataset's fingerprint → (ledger, round, pending query,
+    the open round's answered sub-batches).
 
     Raises:
         ValueError: another dataset, a newer schema, or an inconsistent ledger or query.
@@ -74,18 +83,17 @@ def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, Pendi
     future = ledger.round[(ledger.round < 0) | (ledger.round > round_ + 1)]
     if future.numel():
         raise ValueError(f"pool state: ledger rows of rounds {future[:5].tolist()} but the pool is at round {round_}")
-    if pending is not None:
-        labeled = torch.zeros(size, dtype=torch.bool)
-        labeled[ledger.index] = True
-        if labeled[pending[0]].all():
-            raise ValueError("pool state: the pending query is fully labeled but its round was not completed")
-    return ledger, round_, pending
+    labeled = torch.zeros(size, dtype=torch.bool)
+    labeled[ledger.index] = True
+    if pending is not None and labeled[pending.indices].all():
+        raise ValueError("pool state: the pending query is fully labeled but its round was not completed")
+    return ledger, round_, pending, _open_round(state, ledger, round_, pending)
 
 
 def _pending_strategy(state: dict, meta: dict) -> str | None:
     if "pending_strategy" not in meta:
         if state["schema_version"] >= 2:
-            raise ValueError("pool state: 'meta' has no 'pending_strategy' entry (schema version 2 writes one)")
+            raise ValueError("pool state: 'meta' has no 'pending_strategy' entry (schema versions 2 and later write one)")
         return None  # version 1 did not record it
     strategy = meta["pending_strategy"]
     if strategy is not None and (not isinstance(strategy, str) or not strategy):
@@ -109,4 +117,23 @@ def _pending(state: dict, meta: dict, size: int, round_: int) -> Pending | None:
         raise ValueError(f"pool state: pending indices must be distinct and in [0, {size})")
     if meta.get("has_scores") and scores.shape != indices.shape:
         raise ValueError(f"pool state: {scores.numel()} pending scores for {indices.numel()} indices")
-    return indices, scores if meta.get("has_scores") else None, round_ + 1, strategy
+    final = meta.get("pending_final", True) if state["schema_version"] < 3 else meta.get("pending_final")
+    if not isinstance(final, bool):
+        raise ValueError(f"pool state: pending_final must be true or false, got {final!r}")
+    return Pending(indices, scores if meta.get("has_scores") else None, round_ + 1, strategy, final)
+
+
+def _open_round(state: dict, ledger: Ledger, round_: int, pending: Pending | None) -> list[Tensor]:
+    """The sub-batches of round ``round_ + 1`` answered so far: each labeled in that round."""
+    if state["schema_version"] < 3:
+        return []
+    indices = _tensor(state, "open_round_indices", torch.int64)
+    sizes = _tensor(state, "open_round_sizes", torch.int64)
+    if (sizes < 1).any() or int(sizes.sum()) != indices.numel():
+        raise ValueError(f"pool state: open_round_sizes {sizes.tolist()[:5]} must be positive and sum to the {indices.numel()} open-round indices")
+    answered = ledger.index[ledger.round == round_ + 1]
+    if indices.unique().numel() != indices.numel() or not torch.isin(indices, answered).all():
+        raise ValueError(f"pool state: the open round's sub-batches must be distinct items labeled in round {round_ + 1}")
+    if pending is not None and torch.isin(pending.indices, indices).any():
+        raise ValueError("pool state: the pending query repeats items of the open round's answered sub-batches")
+    return list(indices.split(sizes.tolist()))

@@ -8,7 +8,7 @@ import logging
 import os
 
 from torch_al.pool import ActivePool
-from torch_al.strategies import Ensemble, Strategy
+from torch_al.strategies import AsksWithinRound, Ensemble, Strategy
 
 try:
     import pytorch_lightning as pl
@@ -41,7 +41,9 @@ class ActiveLearningCallback(pl.Callback):
             ``configure_optimizers`` adds ``strategy.extra_parameters(self, example_batch)``; its
             state travels in the callback's state with the pool's.
         budget: items per round.
-        oracle: ``oracle(indices) -> labels``; None leaves the query pending for annotators.
+        oracle: ``oracle(indices) -> labels``; None leaves the query pending for annotators. A
+            strategy that asks within its round (GALAXY, DIRECT) needs one: the callback asks it
+            every sub-batch of the round, saving each before it is asked.
         state_path: a pool state file to keep up to date, or None.
     """
 
@@ -51,16 +53,25 @@ class ActiveLearningCallback(pl.Callback):
                 f"ActiveLearningCallback: strategy {type(strategy).__name__} scores a Committee of E separately trained models, "
                 "and the callback has one LightningModule per fit; use ActiveLearningLoop with a torch_al.strategies.Committee"
             )
+        if isinstance(strategy, AsksWithinRound) and oracle is None:
+            raise ValueError(
+                f"ActiveLearningCallback: strategy {type(strategy).__name__} asks for labels inside its round, with the model fixed; "
+                "the callback serves it only with an oracle (without one, the next fit would change the model mid-round): "
+                "pass oracle=, or use torch-al select / label"
+            )
         self.pool, self.strategy, self.budget = pool, strategy, budget
         self.oracle = oracle
         self.state_path = state_path
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if self.pool.pending_query is None:
-            indices, scores = self.strategy.select(pl_module, self.pool, self.budget, return_scores=True)
-            self.pool.propose(indices, scores, strategy=type(self.strategy).__name__)
-            self._save(trainer)
-        if self.oracle is not None:
+        round_ = self.pool.round + 1
+        while self.pool.round < round_:  # one query, or (with an oracle) a round asked in sub-batches
+            if self.pool.pending_query is None:
+                asked = self.strategy.next_sub_batch(pl_module, self.pool, self.budget)
+                self.pool.propose(asked.indices, asked.scores, strategy=type(self.strategy).__name__, final=asked.final)
+                self._save(trainer)
+            if self.oracle is None:
+                break
             query = self.pool.pending_query
             remaining = query[~self.pool.labeled_mask[query]]
             self.pool.label(remaining, self.oracle(remaining))

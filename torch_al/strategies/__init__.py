@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from torch_al.pseudo_labeled_pool import PseudoLabelSet
-from torch_al.strategies.base import ItemScoreStrategy, ScoreStrategy, SelectionCost, Strategy, predict_probabilities
+from torch_al.strategies.base import ItemScoreStrategy, ScoreStrategy, SelectionCost, Strategy, SubBatch, predict_probabilities
 from torch_al.strategies.bayesian.batchbald import BatchBALD, batchbald_select
 from torch_al.strategies.bayesian.mc_dropout import BALD, MaxEntropy, MonteCarloDropout, VariationRatio
 from torch_al.strategies.committees.ensembles import Committee, Ensemble, EnsembleBALD, EnsembleEntropy, EnsembleVariationRatio, VoteEntropy
@@ -15,6 +15,8 @@ from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.generative.bgadl import BGADL
 from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
+from torch_al.strategies.imbalance.direct import DIRECT
+from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.random_sampling import Random
@@ -22,19 +24,23 @@ from torch_al.strategies.registry import REGISTRY, SHARED_OPTIONS, StrategySpec,
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
+from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
 
 # A name → class view of the registry, for code that only needs the classes.
 STRATEGIES: dict[str, Callable[..., Strategy]] = {name: spec.factory for name, spec in REGISTRY.items()}
 
 
 __all__ = [
+    "AsksWithinRound",
     "BADGE",
     "BALD",
     "BGADL",
     "BatchBALD",
     "CEAL",
+    "DIRECT",
     "EBA",
     "EMOC",
+    "GALAXY",
     "ItemScoreStrategy",
     "PCC",
     "PFK",
@@ -58,11 +64,13 @@ __all__ = [
     "MonteCarloDropout",
     "PseudoLabelSet",
     "REGISTRY",
+    "RoundLabels",
     "Random",
     "ScoreStrategy",
     "SelectionCost",
     "Strategy",
     "StrategySpec",
+    "SubBatch",
     "SuggestiveAnnotation",
     "VAAL",
     "VariationRatio",

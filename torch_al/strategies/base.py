@@ -10,7 +10,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,15 @@ class SelectionCost:
     backward: int = 0
     seconds: float = 0.0
     details: dict[str, float] = field(default_factory=dict)  # what else the strategy measured (DAL: its discriminators' accuracy)
+
+
+class SubBatch(NamedTuple):
+    """What a strategy asks next: ``indices`` (int64, global), their ``scores`` (or None), and
+    whether labelling them completes the round (``final``)."""
+
+    indices: Tensor
+    scores: Tensor | None
+    final: bool
 
 
 class Strategy(ABC):
@@ -85,6 +94,13 @@ class Strategy(ABC):
         """
         indices, scores = self._selected(pool, budget, lambda budget: self.query(model, pool, budget))
         return (indices, scores) if return_scores else indices
+
+    def next_sub_batch(self, model: nn.Module | None, pool: ActivePool, budget: int) -> SubBatch:
+        """What to ask next in round ``pool.round + 1``: the whole :meth:`select`, final, unless
+        the strategy asks within its round (:class:`~torch_al.strategies.within_round.AsksWithinRound`).
+        :class:`~torch_al.ActiveLearningLoop` and ``torch-al select`` ask through this."""
+        indices, scores = self.select(model, pool, budget, return_scores=True)
+        return SubBatch(indices, scores, True)
 
     def select_over_ranks(self, model: nn.Module | None, pool: ActivePool, budget: int, shard: "Shard") -> Tensor:
         """This rank's part of :func:`torch_al.distributed.distributed_select`: as :meth:`select`,

@@ -1,0 +1,153 @@
+"""Plain float64 references of GALAXY's and DIRECT's rounds, written from the papers' rules (as the
+authors' code runs them) with Python lists and explicit graphs, for small pools. The random
+choices use the same seeded torch generators as torch_al, so the two can be compared item by item."""
+
+import itertools
+import math
+
+import torch
+
+from torch_al.seeding import derived_seed
+from torch_al.strategies.cold_start import uniform_draw
+
+
+def class_line(probabilities: list[list[float]], k: int) -> list[int]:
+    """Global indices from most to least k-like: predicted k first by p_k, then by p_k − max p."""
+
+    def key(i):
+        row = probabilities[i]
+        top = max(row)
+        return (1, row[k]) if row[k] == top else (0, row[k] - top)
+
+    return sorted(range(len(probabilities)), key=lambda i: (tuple(-v for v in key(i)), i))
+
+
+def signs_of(line, known: dict[int, int], k: int) -> list[int]:
+    return [0 if i not in known else (1 if known[i] == k else -1) for i in line]
+
+
+def galaxy_middle(signs: list[int], order: int):
+    """Every path from a +1 to a −1 with unlabeled inner nodes, edges up to ``order`` apart and
+    none between +1 and −1, by breadth-first search over whole paths; the middle (from the −1
+    end) of the shortest, the smallest position among them."""
+    n = len(signs)
+    paths = [[p] for p in range(n) if signs[p] == 1]
+    seen_length = None
+    middles = []
+    while paths and seen_length is None:
+        longer = []
+        for path in paths:
+            for step in range(-order, order + 1):
+                nxt = path[-1] + step
+                if step == 0 or not 0 <= nxt < n or nxt in path:
+                    continue
+                if signs[nxt] == -1 and signs[path[-1]] == 0:
+                    full = list(reversed(path + [nxt]))  # from the −1 end
+                    length = len(full) - 1
+                    middles.append(full[(length + 1) // 2])
+                    seen_length = length
+                elif signs[nxt] == 0:
+                    longer.append(path + [nxt])
+        paths = longer
+    return min(middles) if middles else None
+
+
+def galaxy_round(probabilities, known: dict[int, int], oracle, budget: int, seed: int, round_: int) -> list[int]:
+    classes = [0] if len(probabilities[0]) == 2 else list(range(len(probabilities[0])))
+    lines = {k: class_line(probabilities, k) for k in classes}
+    known, asked, order = dict(known), [], 1
+    for step in range(budget):
+        k = classes[step % len(classes)]
+        signs = signs_of(lines[k], known, k)
+        position = galaxy_middle(signs, order)
+        if position is None and order < len(signs) - 1:
+            order += 1
+            position = galaxy_middle(signs, order)
+        if position is None:
+            unlabeled = torch.tensor([i for i in range(len(probabilities)) if i not in known])
+            item = int(uniform_draw(unlabeled, 1, seed, f"galaxy draw {step}", round_)[0])
+        else:
+            item = lines[k][position]
+        known[item] = oracle(item)
+        asked.append(item)
+    return asked
+
+
+def _generator(seed, *purpose):
+    return torch.Generator().manual_seed(derived_seed(seed, "direct", *purpose))
+
+
+def direct_region(signs: list[int]) -> tuple[int, int]:
+    labeled = [p for p, s in enumerate(signs) if s]
+    start = 0
+    for before, p in zip([None] + labeled, labeled):
+        if signs[p] == -1:
+            start = before if before is not None else 0
+            break
+    else:
+        start = labeled[-1] if labeled else 0
+    end = len(signs) - 1
+    for after, p in zip([None] + labeled[::-1], labeled[::-1]):
+        if signs[p] == 1:
+            end = after if after is not None else len(signs) - 1
+            break
+    else:
+        end = labeled[0] if labeled else len(signs) - 1
+    return start, end
+
+
+def direct_scores(signs: list[int]) -> list[int]:
+    return [sum(signs[:h]) - sum(signs[h:]) for h in range(len(signs) + 1)]
+
+
+def direct_round(probabilities, known: dict[int, int], oracle, budget: int, seed: int, round_: int, annotators: int, most: int) -> list[list[int]]:
+    classes = len(probabilities[0])
+    n = len(probabilities)
+    known, batches = dict(known), []
+    counts = [sum(1 for v in known.values() if v == k) for k in range(classes)]
+    per_class = min(budget // classes // 2, most)
+    for k in sorted(range(classes), key=lambda c: (-counts[c], c)):
+        line = class_line(probabilities, k)
+        per_class = min(per_class, n - len(known))
+        signs = signs_of(line, known, k)
+        start, end = direct_region(signs)
+        left_labels, batch = per_class, 0
+        while left_labels > 0:
+            size = min(annotators, left_labels)
+            inside = [p for p in range(start, end + 1) if signs[p] == 0]
+            if not inside:
+                break
+            drawn = torch.tensor(inside)[torch.randperm(len(inside), generator=_generator(seed, "draw", round_, k, batch))[:size]].tolist()
+            for p in drawn:
+                known[line[p]] = oracle(line[p])
+            batches.append([line[p] for p in drawn])
+            signs = signs_of(line, known, k)
+            left = sum(1 for p in range(start, end + 1) if signs[p] == 0)
+            to_come = left_labels // annotators
+            if left > 0 and to_come > 1:
+                target = math.ceil(left / left ** (1 / to_come))
+                acc = direct_scores(signs)
+                coin = _generator(seed, "coin", round_, k, batch)
+                while sum(1 for p in range(start, end + 1) if signs[p] == 0) > target:
+                    if acc[start] < acc[end] or (acc[start] == acc[end] and torch.rand((), generator=coin) < 0.5):
+                        start += 1
+                    else:
+                        end -= 1
+            left_labels -= size
+            batch += 1
+    rest = budget - sum(map(len, batches))
+    order = torch.randperm(classes, generator=_generator(seed, "classes", round_)).tolist()
+    for place, k in enumerate(order):
+        share = rest * (place + 1) // classes - rest * place // classes
+        if not share:
+            continue
+        line = class_line(probabilities, k)
+        signs = signs_of(line, known, k)
+        acc = direct_scores(signs)
+        best = acc.index(max(acc))
+        walk = [p for pair in itertools.zip_longest(range(best - 1, -1, -1), range(best, n)) for p in pair if p is not None]
+        picked = [line[p] for p in walk if signs[p] == 0][:share]
+        for i in picked:
+            known[i] = oracle(i)
+        batches.append(picked)
+    return batches

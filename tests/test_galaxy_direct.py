@@ -1,0 +1,125 @@
+"""GALAXY and DIRECT against plain float64 references of their rules (tests/imbalance_reference.py),
+on small pools with tied scores, classes with no labeled item, and noisy answers."""
+
+import pytest
+import torch
+from imbalance_reference import direct_round, galaxy_middle, galaxy_round
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from torch_al import ActivePool
+from torch_al.strategies import DIRECT, GALAXY, make_strategy
+from torch_al.strategies.imbalance.direct import nearest_to_threshold, threshold_scores, uncertain_region
+from torch_al.strategies.imbalance.galaxy import shortest_path_middle
+
+
+def logits_pool(seed: int, n: int, classes: int, levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items whose inputs are their logits (the model is the identity); ``levels`` rounds them so
+    that many items tie."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=generator) * 2
+    if levels:
+        logits = (logits * levels).round() / levels
+    labels = torch.randint(0, classes, (n,), generator=generator)
+    return logits, labels
+
+
+def asked_batches(strategy, pool: ActivePool, budget: int, answer) -> list[list[int]]:
+    """Drives one round as the loop does: propose each sub-batch, label it, ask again."""
+    batches = []
+    while True:
+        asked = strategy.next_sub_batch(nn.Identity(), pool, budget)
+        pool.propose(asked.indices, asked.scores, strategy="test", final=asked.final)
+        pool.label(asked.indices, torch.tensor([answer(int(i)) for i in asked.indices]))
+        batches.append(asked.indices.tolist())
+        if asked.final:
+            return batches
+
+
+def probabilities_of(logits: torch.Tensor) -> list[list[float]]:
+    return logits.float().softmax(1).double().tolist()  # what the strategies see through the identity model
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_the_shortest_path_middle_equals_a_search_over_whole_paths(order):
+    generator = torch.Generator().manual_seed(order)
+    for _ in range(300):
+        n = int(torch.randint(2, 13, (), generator=generator))
+        signs = torch.randint(-1, 2, (n,), generator=generator) * (torch.rand(n, generator=generator) < 0.5)
+        assert shortest_path_middle(signs, order) == galaxy_middle(signs.tolist(), order), signs.tolist()
+
+
+def test_the_shortest_path_middle_on_hand_made_lines():
+    assert shortest_path_middle(torch.tensor([1, 0, 0, 0, -1]), 1) == 2  # L = 4: two steps from the −1 end
+    assert shortest_path_middle(torch.tensor([1, 0, 0, -1]), 1) == 1  # L = 3: ⌊4/2⌋ = 2 steps from the −1 end
+    assert shortest_path_middle(torch.tensor([-1, 0, 0, 1]), 1) == 2
+    assert shortest_path_middle(torch.tensor([1, 0, -1, 0, 0, 0, 1, 0, -1]), 1) == 1  # the shorter of two, then the smaller
+    assert shortest_path_middle(torch.tensor([1, -1, 0, 0]), 1) is None  # resolved: no unlabeled item between
+    assert shortest_path_middle(torch.tensor([1, -1, 0, 0]), 2) == 2  # order 2 reaches past the resolved pair
+    assert shortest_path_middle(torch.tensor([1, 1, 0, 0]), 3) is None  # no −1: nothing to cross
+
+
+@pytest.mark.parametrize("seed, classes, labeled, levels", [(0, 4, 6, None), (1, 3, 0, None), (2, 5, 12, 2), (3, 2, 4, None), (4, 6, 3, 1)])
+def test_galaxy_asks_what_the_reference_asks(seed, classes, labeled, levels):
+    logits, labels = logits_pool(seed, 40, classes, levels)
+    pool = ActivePool(TensorDataset(logits, labels))
+    pool.label(torch.arange(labeled), labels[:labeled])
+    known = {i: int(labels[i]) for i in range(labeled)}
+    expected = galaxy_round(probabilities_of(logits), known, lambda i: int(labels[i]), 15, seed=5, round_=0)
+    batches = asked_batches(GALAXY(seed=5, progress=False), pool, 15, lambda i: int(labels[i]))
+    assert [b[0] for b in batches] == expected and all(len(b) == 1 for b in batches)
+    assert pool.round == 1 and pool.labeled_indices.numel() == labeled + 15
+
+
+@pytest.mark.parametrize(
+    "seed, classes, labeled, budget, annotators, most, levels",
+    [(0, 4, 8, 40, 2, 60, None), (1, 3, 0, 30, 3, 60, None), (2, 5, 10, 60, 2, 3, 1), (3, 2, 6, 50, 4, 60, None), (4, 4, 12, 20, 20, 60, 2)],
+)
+def test_direct_asks_what_the_reference_asks(seed, classes, labeled, budget, annotators, most, levels):
+    logits, labels = logits_pool(seed, 80, classes, levels)
+    pool = ActivePool(TensorDataset(logits, labels))
+    pool.label(torch.arange(labeled), labels[:labeled])
+    known = {i: int(labels[i]) for i in range(labeled)}
+    expected = direct_round(probabilities_of(logits), known, lambda i: int(labels[i]), budget, 7, 0, annotators, most)
+    strategy = DIRECT(annotators=annotators, min_budget_per_class=most, seed=7, progress=False)
+    batches = asked_batches(strategy, pool, budget, lambda i: int(labels[i]))
+    assert batches == [b for b in expected if b]
+    assert sum(map(len, batches)) == budget and pool.round == 1
+
+
+def test_direct_with_noisy_answers_matches_the_reference_that_hears_the_same_answers():
+    logits, labels = logits_pool(9, 80, 3)
+    flipped = torch.rand(80, generator=torch.Generator().manual_seed(3)) < 0.2
+    noisy = torch.where(flipped, (labels + 1) % 3, labels)
+    pool = ActivePool(TensorDataset(logits, labels))
+    pool.label(torch.arange(6), noisy[:6])
+    expected = direct_round(probabilities_of(logits), {i: int(noisy[i]) for i in range(6)}, lambda i: int(noisy[i]), 36, 1, 0, 3, 60)
+    batches = asked_batches(DIRECT(annotators=3, seed=1, progress=False), pool, 36, lambda i: int(noisy[i]))
+    assert batches == [b for b in expected if b]
+    assert torch.equal(pool.labels_of(pool.labeled_indices), noisy[pool.labeled_indices])  # the oracle's answers, wrong ones too
+
+
+def test_direct_threshold_pieces_on_a_hand_made_line():
+    signs = torch.tensor([1, 1, 0, -1, 1, 0, 0, -1, 0])
+    assert threshold_scores(signs).tolist() == [-1, 1, 3, 3, 1, 3, 3, 3, 1, 1]
+    assert uncertain_region(signs) == (1, 7)  # last +1 before the first −1; last −1 after the last +1
+    assert uncertain_region(torch.tensor([0, -1, 0, 1, 0])) == (0, 4)
+    assert uncertain_region(torch.tensor([0, 0, -1, -1])) == (0, 2)  # no +1: down to the first −1
+    assert uncertain_region(torch.zeros(5, dtype=torch.int64)) == (0, 4)
+    assert nearest_to_threshold(signs, 3).tolist() == [2, 5, 6]  # h = 2 (first maximum): 1 (labeled), 2, 0 (labeled), 3 (labeled), ...
+
+
+def test_both_are_registered_and_refuse_select_and_distributed_select():
+    for name, cls in (("galaxy", GALAXY), ("direct", DIRECT)):
+        strategy = make_strategy(name, seed=2, progress=False)
+        assert isinstance(strategy, cls)
+        logits, labels = logits_pool(0, 10, 3)
+        with pytest.raises(TypeError, match="asks for labels inside its round, so select\\(\\) cannot serve it"):
+            strategy.select(nn.Identity(), ActivePool(TensorDataset(logits, labels)), 2)
+        with pytest.raises(TypeError, match="torch_al.distributed serves one-shot queries only"):
+            strategy.query_over_ranks(nn.Identity(), None, 2, None)
+    assert make_strategy("direct", annotators=5).annotators == 5
+    with pytest.raises(ValueError, match="DIRECT: annotators"):
+        DIRECT(annotators=0)
+    with pytest.raises(ValueError, match="orders the pool by a model's probabilities; got model=None"):
+        GALAXY(progress=False).next_sub_batch(None, ActivePool(TensorDataset(*logits_pool(0, 10, 3))), 2)

@@ -1,0 +1,1 @@
+"""Strategies for class-imbalanced pools that search each class's boundary with labels asked inside the round."""

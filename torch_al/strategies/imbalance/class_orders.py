@@ -1,0 +1,47 @@
+"""Each class's pool as a line: the 1-D problems GALAXY and DIRECT search.
+
+For class k the pool is ordered from most to least k-like: first the items the model predicts as
+k, by p_k (most confident first), then the others by p_k − max_j p_j, their margin to the class
+they are predicted as (the authors' code orders them so: p_k − max_j p_j + 1e-8 · max_j p_j). Ties
+go to the lower global index. A labeled item is +1 on class k's line when its label is k, else −1.
+"""
+
+import torch
+from torch import Tensor
+
+
+def one_vs_rest_keys(probabilities: Tensor) -> Tensor:
+    """(N, C) float64 keys, higher is more k-like in column k: 1 + p_k where k is a predicted
+    class (p_k is the row's maximum), p_k − max_j p_j (in [−1, 0]) elsewhere."""
+    probabilities = probabilities.double()
+    top = probabilities.max(1, keepdim=True).values
+    return torch.where(probabilities == top, 1 + probabilities, probabilities - top)
+
+
+class ClassLine:
+    """Class k's line: ``order[position]`` is the global index there, ``position[index]`` its
+    place (both int64 Tensor[N]); position 0 is the most k-like item."""
+
+    def __init__(self, keys: Tensor, k: int) -> None:
+        self.k = k
+        self.order = torch.sort(keys[:, k], descending=True, stable=True).indices
+        self.position = torch.empty_like(self.order)
+        self.position[self.order] = torch.arange(self.order.numel())
+
+    def signs(self, labeled: Tensor, label: Tensor) -> Tensor:
+        """int64 Tensor[N] by position: +1 labeled k, −1 labeled another class, 0 unlabeled."""
+        known = labeled[self.order]
+        return torch.where(known, torch.where(label[self.order] == self.k, 1, -1), 0)
+
+
+class ClassLines:
+    """The classes' lines, each built when first asked for (16·N bytes a class)."""
+
+    def __init__(self, probabilities: Tensor) -> None:
+        self.keys = one_vs_rest_keys(probabilities)
+        self._lines: dict[int, ClassLine] = {}
+
+    def __getitem__(self, k: int) -> ClassLine:
+        if k not in self._lines:
+            self._lines[k] = ClassLine(self.keys, k)
+        return self._lines[k]

@@ -1,0 +1,143 @@
+"""GALAXY (Zhang, Katz-Samuels and Nowak, ICML 2022): graph-based active learning at the extreme.
+
+Each class's pool is a line (:mod:`torch_al.strategies.imbalance.class_orders`), labeled items
++1 (that class) or −1. On a line, a path from a +1 to a −1 item through unlabeled items crosses
+the class's boundary; GALAXY asks for the middle of the shortest such path (S2 bisection,
+Dasarathy et al., COLT 2015), one label at a time, cycling through the classes. With no path on a
+class's line, the graph gains higher-order edges (positions up to ``order`` apart, for the rest of
+the round) and the search is tried once more; failing that, the label goes to a uniformly drawn
+unlabeled item.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from torch_al.checks import check_int
+from torch_al.pool import ActivePool
+from torch_al.sampler import inputs_loader
+from torch_al.strategies.base import predict_probabilities
+from torch_al.strategies.cold_start import uniform_draw
+from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines
+from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
+
+
+def pool_probabilities(strategy, model: nn.Module | None, pool: ActivePool, batch_size: int, progress: bool) -> Tensor:
+    """The model's float64 class probabilities of every pool item, labeled or not (one forward each)."""
+    if model is None:
+        raise ValueError(f"{type(strategy).__name__} orders the pool by a model's probabilities; got model=None")
+    everything = torch.arange(len(pool))
+    probabilities = predict_probabilities(model, inputs_loader(pool, everything, batch_size), progress)
+    strategy.charge(forward=len(pool))
+    return probabilities.double().cpu()
+
+
+def shortest_path_middle(signs: Tensor, order: int) -> int | None:
+    """The position GALAXY asks on one line: the middle of the shortest path from a +1 to a −1
+    position whose inner positions are all unlabeled (0), with edges between positions up to
+    ``order`` apart, none between a +1 and a −1. On the path listed from its −1 end, p_0 … p_L, the
+    middle is p_⌊(L+1)/2⌋; among shortest paths, the smallest such position. None: no path."""
+    if order == 1:
+        return _adjacent_middle(signs)
+    return _layered_middle(signs, order)
+
+
+def _adjacent_middle(signs: Tensor) -> int | None:
+    """Order 1: a path is a run of unlabeled positions between neighbouring labeled positions of
+    opposite signs; the shortest run is the shortest path."""
+    labeled = signs.nonzero().flatten()
+    if labeled.numel() < 2:
+        return None
+    start, end = labeled[:-1], labeled[1:]
+    gaps = end - start - 1
+    crossing = (signs[start] != signs[end]) & (gaps > 0)
+    if not crossing.any():
+        return None
+    shortest = gaps[crossing].min()
+    pick = crossing & (gaps == shortest)
+    steps = (shortest + 2) // 2  # ⌊(L + 1) / 2⌋ with L = gap + 1
+    middles = torch.where(signs[start] < 0, start + steps, end - steps)[pick]
+    return int(middles.min())
+
+
+def _layered_middle(signs: Tensor, order: int) -> int | None:
+    """Order > 1: breadth-first layers from the +1 positions through unlabeled ones until a −1 is
+    reached (path length L), then layers from the −1 positions, and the middle from both."""
+    from_positive, length = _layers(signs, 1, order, stop_at=-1)
+    if length is None:
+        return None
+    from_negative, _ = _layers(signs, -1, order, stop_at=None, limit=length)
+    steps = (length + 1) // 2
+    middle = (signs == 0) & (from_negative == steps) & (from_positive == length - steps)
+    return int(middle.nonzero()[0])
+
+
+def _layers(signs: Tensor, source: int, order: int, stop_at: int | None, limit: int | None = None) -> tuple[Tensor, int | None]:
+    """Hops from the ``source``-signed positions to each unlabeled position through unlabeled
+    ones (int64 Tensor[N], −1 unreached), and the hops to the first ``stop_at``-signed position
+    reached (None: never)."""
+    size = signs.numel()
+    hops = torch.full((size,), -1, dtype=torch.int64)
+    frontier = signs == source
+    hops[frontier] = 0
+    layer = 0
+    while frontier.any() and (limit is None or layer < limit):
+        near = _within(frontier, order)
+        if stop_at is not None and layer > 0 and (near & (signs == stop_at)).any():
+            return hops, layer + 1
+        frontier = near & (signs == 0) & (hops < 0)
+        layer += 1
+        hops[frontier] = layer
+    return hops, None
+
+
+def _within(mask: Tensor, order: int) -> Tensor:
+    """Positions at most ``order`` away from a position of ``mask``."""
+    counts = torch.nn.functional.pad(mask.long().cumsum(0), (1, 0))
+    positions = torch.arange(mask.numel())
+    high = (positions + order + 1).clamp(max=mask.numel())
+    low = (positions - order).clamp(min=0)
+    return counts[high] > counts[low]
+
+
+class GALAXY(AsksWithinRound):
+    """GALAXY: one label at a time, at the middle of the shortest unresolved stretch of a class's
+    line, the classes in turn (class 0 alone for two classes: its line is the other's reversed).
+
+    The model and its probabilities stay fixed within the round; only the labels grow. Cost: one
+    forward of every pool item a round; then per label O(L log L) for L labeled items (order 1),
+    or O(N) per breadth-first layer once higher-order edges are needed.
+
+    Args:
+        batch_size: scoring batch size.
+        seed: seeds the uniform draws made when no class line has a path.
+        progress: show a progress bar while scoring.
+    """
+
+    def __init__(self, batch_size: int = 256, seed: int = 0, progress: bool = True) -> None:
+        self.batch_size = check_int(batch_size, "GALAXY: batch_size", 1)
+        self.seed = seed
+        self.progress = progress
+
+    def asks(self, model, pool, budget, labels: RoundLabels):
+        probabilities = pool_probabilities(self, model, pool, self.batch_size, self.progress)
+        lines = ClassLines(probabilities)
+        classes = [0] if probabilities.shape[1] == 2 else list(range(probabilities.shape[1]))
+        order = 1
+        for step in range(budget):
+            line = lines[classes[step % len(classes)]]
+            position, order = self._bisection(line, labels, order)
+            if position is None:
+                yield uniform_draw(labels.unlabeled, 1, self.seed, f"galaxy draw {step}", pool.round)
+            else:
+                yield line.order[position : position + 1]
+
+    @staticmethod
+    def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | None, int]:
+        """The position to ask on ``line`` and the graph order from now on (one more when the
+        line has no path at the current one)."""
+        signs = line.signs(labels.labeled, labels.label)
+        position = shortest_path_middle(signs, order)
+        if position is None and order < signs.numel() - 1:
+            order += 1
+            position = shortest_path_middle(signs, order)
+        return position, order
