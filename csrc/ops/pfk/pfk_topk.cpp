@@ -1,6 +1,6 @@
-#include "pfk_topk.h"
+#include "ops/pfk/pfk_topk.h"
 
-#include "pfk_tiles.h"
+#include "ops/pfk/pfk_plan.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/aminmax.h>

@@ -1,6 +1,6 @@
 #include <torch/library.h>
 
-#include "../pfk_stream.h"
+#include "ops/pfk/pfk_entry.h"
 
 namespace torch_al::ops {
 

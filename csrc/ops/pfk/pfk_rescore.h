@@ -10,7 +10,7 @@
 
 #include <tuple>
 
-#include "pfk_tiles.h"
+#include "ops/pfk/pfk_plan.h"
 
 namespace torch_al::ops {
 

@@ -16,9 +16,9 @@
 #include <algorithm>
 #include <limits>
 
-#include "../pfk_topk_math.h"
-#include "../pfk_stream.h"
-#include "resident_warps.cuh"
+#include "ops/pfk/pfk_topk_math.h"
+#include "ops/pfk/pfk_entry.h"
+#include "cuda/resident_warps.cuh"
 
 namespace torch_al::ops {
 

@@ -1,4 +1,4 @@
-#include "pfk_tiles.h"
+#include "ops/pfk/pfk_plan.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>

@@ -1,4 +1,4 @@
-#include "select_unique_ranked.h"
+#include "ops/pfk/select_unique_ranked.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/full.h>

@@ -1,10 +1,10 @@
 #pragma once
 
-// The threshold scans of the CPU streaming epilogues. The BLAS tiles (pfk_stream.cpp) look for the
-// first block of kScanBlock columns of a tile row holding a value that beats the row's current k-th
-// value; the GEMM blocks (pfk_blocks.cpp) look, along one pool row, for the query lanes whose value
-// beats that query's own k-th value. After the first tiles almost nothing does, so these scans are
-// most of the epilogue's time.
+// The threshold scans of the CPU streaming epilogues, scalar and AVX2. The BLAS tiles
+// (pfk_blas_engine.cpp) look for the first block of kScanBlock columns of a tile row holding a
+// value that beats the row's current k-th value; the GEMM blocks (pfk_brgemm_engine.cpp) look,
+// along one pool row, for the query lanes whose value beats that query's own k-th value. After the
+// first tiles almost nothing does, so these scans are most of the epilogue's time.
 //
 // The extension is compiled for baseline x86-64, so it loads on any CPU; the AVX2 scan is compiled
 // for AVX2 alone (a per-function target, no torch code inside it) and chosen at run time. It
@@ -15,7 +15,7 @@
 #include <cstring>
 #include <limits>
 
-#include "../pfk_topk_math.h"
+#include "ops/pfk/pfk_topk_math.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -27,7 +27,7 @@ namespace torch_al::ops {
 constexpr int64_t kScanBlock = 16;
 
 // Whether the scans may use AVX2: the CPU has it and torch's CPU capability allows it
-// (ATEN_CPU_CAPABILITY=default turns it off, as for torch's own kernels). In pfk_stream.cpp.
+// (ATEN_CPU_CAPABILITY=default turns it off, as for torch's own kernels). In pfk_blas_engine.cpp.
 bool scan_with_avx2();
 
 // insert_sorted for a candidate whose index exceeds every listed one, as in both epilogues (pool

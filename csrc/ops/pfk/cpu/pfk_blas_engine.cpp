@@ -1,4 +1,4 @@
-#include "../pfk_stream.h"
+#include "ops/pfk/pfk_entry.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -8,9 +8,9 @@
 #include <limits>
 #include <vector>
 
-#include "../pfk_topk_math.h"
-#include "pfk_blocks.h"
-#include "pfk_threshold_scan.h"
+#include "ops/pfk/pfk_topk_math.h"
+#include "ops/pfk/cpu/pfk_brgemm_engine.h"
+#include "ops/pfk/cpu/pfk_avx_scans.h"
 
 namespace torch_al::ops {
 
@@ -160,8 +160,8 @@ bool scan_with_avx2() {
 void pfk_stream_cpu(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices) {
-  if (pfk_blocks_apply(plan, values.scalar_type())) {
-    pfk_stream_blocks(plan, mask, reduction, values, indices);
+  if (pfk_brgemm_applies(plan, values.scalar_type())) {
+    pfk_stream_brgemm(plan, mask, reduction, values, indices);
     return;
   }
   const auto options = values.options();

@@ -1,4 +1,4 @@
-#include "pfk_rescore.h"
+#include "ops/pfk/pfk_rescore.h"
 
 #include <ATen/Context.h>
 #include <ATen/ops/bmm.h>

@@ -1,6 +1,6 @@
-#include "pfk_stream.h"
+#include "ops/pfk/pfk_entry.h"
 
-#include "pfk_rescore.h"
+#include "ops/pfk/pfk_rescore.h"
 
 #include <ATen/ops/full.h>
 #include <c10/core/DeviceGuard.h>

@@ -1,15 +1,15 @@
 #pragma once
 
-// The device-generic half of pfk_topk and pfk_column_topk. The two ops take the same arguments and
-// run the same path (validate, guard the device, check finiteness, plan the tiles, stream); they
-// differ only in the reduction, and each backend brings its streaming engine.
+// The entry of pfk_topk and pfk_column_topk, the device-generic half of both. The two ops take the
+// same arguments and run the same path (validate, guard the device, check finiteness, plan the
+// tiles, stream); they differ only in the reduction, and each backend brings its streaming engine.
 
 #include <ATen/core/Tensor.h>
 
 #include <tuple>
 
-#include "pfk_tiles.h"
-#include "pfk_topk.h"
+#include "ops/pfk/pfk_plan.h"
+#include "ops/pfk/pfk_topk.h"
 
 namespace torch_al::ops {
 
@@ -21,12 +21,12 @@ using PfkStream = void (*)(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices);
 
-// csrc/cpu/pfk_stream.cpp: BLAS products, then a fused epilogue parallel over rows; or, where
-// pfk_blocks_apply says so, csrc/cpu/pfk_blocks.cpp's per-thread GEMM blocks.
+// cpu/pfk_blas_engine.cpp: BLAS products, then a fused epilogue parallel over rows; or, where
+// pfk_brgemm_applies says so, cpu/pfk_brgemm_engine.cpp's per-thread GEMM blocks.
 void pfk_stream_cpu(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices);
-// csrc/cuda/pfk_stream.cu: cuBLAS products, then a fused epilogue kernel on the current stream.
+// cuda/pfk_cuda_engine.cu: cuBLAS products, then a fused epilogue kernel on the current stream.
 void pfk_stream_cuda(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices);

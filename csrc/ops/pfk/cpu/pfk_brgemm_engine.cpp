@@ -1,4 +1,4 @@
-#include "pfk_blocks.h"
+#include "ops/pfk/cpu/pfk_brgemm_engine.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -15,8 +15,8 @@
 #include <optional>
 #include <vector>
 
-#include "../pfk_topk_math.h"
-#include "pfk_threshold_scan.h"
+#include "ops/pfk/pfk_topk_math.h"
+#include "ops/pfk/cpu/pfk_avx_scans.h"
 
 namespace torch_al::ops {
 
@@ -311,7 +311,7 @@ bool blocks_beat_blas_here() {
 
 }  // namespace
 
-bool pfk_blocks_apply(const PfkPlan& plan, at::ScalarType dtype) {
+bool pfk_brgemm_applies(const PfkPlan& plan, at::ScalarType dtype) {
   if (dtype != at::kFloat || plan.screen_dtype.has_value() || !blocks_beat_blas_here()) {
     return false;
   }
@@ -320,7 +320,7 @@ bool pfk_blocks_apply(const PfkPlan& plan, at::ScalarType dtype) {
   });
 }
 
-void pfk_stream_blocks(
+void pfk_stream_brgemm(
     const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
     at::Tensor& indices) {
   const auto terms = block_terms(plan);

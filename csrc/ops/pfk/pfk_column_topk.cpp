@@ -1,4 +1,4 @@
-#include "pfk_column_topk.h"
+#include "ops/pfk/pfk_column_topk.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
