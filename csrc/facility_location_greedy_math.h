@@ -22,7 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kcenter_greedy_math.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
 
 namespace torch_al::ops {
 

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "kcenter_greedy_math.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
 
 namespace torch_al::ops {
 

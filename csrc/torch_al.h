@@ -3,8 +3,8 @@
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
 #include "facility_location_greedy.h"
 #include "ig_accumulate.h"
-#include "kcenter_greedy.h"
-#include "kcenter_greedy_step.h"
+#include "ops/kcenter/kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy_step.h"
 #include "kmeanspp_factored.h"
 #include "library.h"
 #include "ops/pfk/pfk_column_topk.h"

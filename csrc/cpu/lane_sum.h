@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../kcenter_greedy_math.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
 
 namespace torch_al::ops {
 

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "../kcenter_greedy_math.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
 #include "resident_warps.cuh"
 
 namespace torch_al::ops {

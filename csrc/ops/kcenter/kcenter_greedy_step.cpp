@@ -1,9 +1,9 @@
-#include "kcenter_greedy_step.h"
+#include "ops/kcenter/kcenter_greedy_step.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy.h"
 
 namespace torch_al::ops {
 

@@ -14,9 +14,9 @@
 
 #include <tuple>
 
-#include "kcenter_greedy.h"
-#include "kcenter_greedy_math.h"
-#include "kcenter_greedy_step.h"
+#include "ops/kcenter/kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
+#include "ops/kcenter/kcenter_greedy_step.h"
 
 namespace torch_al::ops {
 

@@ -4,9 +4,9 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "../kcenter_greedy_step.h"
-#include "../kcenter_greedy_step_entry.h"
-#include "kcenter_pass.cuh"
+#include "ops/kcenter/kcenter_greedy_step.h"
+#include "ops/kcenter/kcenter_greedy_step_entry.h"
+#include "ops/kcenter/cuda/kcenter_pass.cuh"
 
 namespace torch_al::ops {
 

@@ -14,7 +14,7 @@
 #include <optional>
 #include <tuple>
 
-#include "kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy.h"
 
 namespace torch_al::ops {
 

@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "../kcenter_greedy_math.h"
-#include "lane_sum.h"
+#include "ops/kcenter/kcenter_greedy_math.h"
+#include "cpu/lane_sum.h"
 
 namespace torch_al::ops {
 

@@ -1,4 +1,4 @@
-#include "kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>

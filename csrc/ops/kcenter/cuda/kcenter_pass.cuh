@@ -16,8 +16,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
-#include "../kcenter_greedy_math.h"
-#include "warp_lane_sum.cuh"
+#include "ops/kcenter/kcenter_greedy_math.h"
+#include "cuda/warp_lane_sum.cuh"
 
 namespace torch_al::ops {
 
