@@ -5,7 +5,7 @@
 #include "ig_accumulate.h"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_step.h"
-#include "kmeanspp_factored.h"
+#include "ops/kmeanspp/kmeanspp_factored.h"
 #include "library.h"
 #include "ops/pfk/pfk_column_topk.h"
 #include "ops/pfk/pfk_topk.h"

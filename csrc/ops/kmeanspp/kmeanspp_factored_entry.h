@@ -15,7 +15,7 @@
 #include <optional>
 #include <tuple>
 
-#include "kmeanspp_factored.h"
+#include "ops/kmeanspp/kmeanspp_factored.h"
 
 namespace torch_al::ops {
 

@@ -20,10 +20,10 @@
 
 #include <algorithm>
 
-#include "../kmeanspp_factored.h"
-#include "../kmeanspp_factored_entry.h"
-#include "../kmeanspp_factored_math.h"
-#include "warp_lane_sum.cuh"
+#include "ops/kmeanspp/kmeanspp_factored.h"
+#include "ops/kmeanspp/kmeanspp_factored_entry.h"
+#include "ops/kmeanspp/kmeanspp_factored_math.h"
+#include "cuda/warp_lane_sum.cuh"
 
 namespace torch_al::ops {
 

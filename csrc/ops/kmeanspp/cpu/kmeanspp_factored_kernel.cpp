@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "../kmeanspp_factored.h"
-#include "../kmeanspp_factored_entry.h"
-#include "../kmeanspp_factored_math.h"
-#include "lane_sum.h"
+#include "ops/kmeanspp/kmeanspp_factored.h"
+#include "ops/kmeanspp/kmeanspp_factored_entry.h"
+#include "ops/kmeanspp/kmeanspp_factored_math.h"
+#include "cpu/lane_sum.h"
 
 namespace torch_al::ops {
 

@@ -1,4 +1,4 @@
-#include "kmeanspp_factored.h"
+#include "ops/kmeanspp/kmeanspp_factored.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>
