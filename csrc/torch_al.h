@@ -1,7 +1,7 @@
 #pragma once
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
-#include "facility_location_greedy.h"
+#include "ops/facility_location/facility_location_greedy.h"
 #include "ig_accumulate.h"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_step.h"

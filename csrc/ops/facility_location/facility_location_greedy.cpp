@@ -1,4 +1,4 @@
-#include "facility_location_greedy.h"
+#include "ops/facility_location/facility_location_greedy.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/arange.h>
@@ -10,7 +10,7 @@
 #include <ATen/ops/where.h>
 #include <torch/library.h>
 
-#include "facility_location_greedy_math.h"
+#include "ops/facility_location/facility_location_greedy_math.h"
 
 namespace torch_al::ops {
 

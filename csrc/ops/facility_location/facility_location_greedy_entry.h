@@ -24,8 +24,8 @@
 #include <tuple>
 #include <vector>
 
-#include "facility_location_greedy.h"
-#include "facility_location_greedy_math.h"
+#include "ops/facility_location/facility_location_greedy.h"
+#include "ops/facility_location/facility_location_greedy_math.h"
 
 namespace torch_al::ops {
 
