@@ -1,11 +1,11 @@
-#include "ig_accumulate.h"
+#include "ops/pooling/ig_accumulate.h"
 
 #include <ATen/MemoryOverlap.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "pool_features_math.h"
+#include "ops/pooling/pool_features_math.h"
 
 namespace torch_al::ops {
 

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "../ig_accumulate.h"
-#include "../ig_accumulate_math.h"
+#include "ops/pooling/ig_accumulate.h"
+#include "ops/pooling/ig_accumulate_math.h"
 
 namespace torch_al::ops {
 

@@ -6,9 +6,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "../pool_features.h"
-#include "../pool_features_math.h"
-#include "channel_sums.cuh"
+#include "ops/pooling/pool_features.h"
+#include "ops/pooling/pool_features_math.h"
+#include "ops/pooling/cuda/channel_sums.cuh"
 
 namespace torch_al::ops {
 

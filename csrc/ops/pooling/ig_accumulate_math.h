@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "pool_features_math.h"
+#include "ops/pooling/pool_features_math.h"
 
 namespace torch_al::ops {
 

@@ -1,4 +1,4 @@
-#include "pool_features.h"
+#include "ops/pooling/pool_features.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>

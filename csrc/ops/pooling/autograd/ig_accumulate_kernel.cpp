@@ -1,7 +1,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include "../ig_accumulate.h"
+#include "ops/pooling/ig_accumulate.h"
 
 namespace torch_al::ops {
 

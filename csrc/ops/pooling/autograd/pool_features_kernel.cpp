@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "../pool_features.h"
+#include "ops/pooling/pool_features.h"
 
 namespace torch_al::ops {
 

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "../pool_features.h"
-#include "../pool_features_math.h"
+#include "ops/pooling/pool_features.h"
+#include "ops/pooling/pool_features_math.h"
 
 namespace torch_al::ops {
 

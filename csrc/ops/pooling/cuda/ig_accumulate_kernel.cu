@@ -9,9 +9,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "../ig_accumulate.h"
-#include "../ig_accumulate_math.h"
-#include "channel_sums.cuh"
+#include "ops/pooling/ig_accumulate.h"
+#include "ops/pooling/ig_accumulate_math.h"
+#include "ops/pooling/cuda/channel_sums.cuh"
 
 namespace torch_al::ops {
 
