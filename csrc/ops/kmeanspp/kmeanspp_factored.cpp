@@ -16,8 +16,8 @@
 #include <limits>
 #include <utility>
 
-#include "flagged_rows.h"
-#include "initial_rows.h"
+#include "ops/input_checks/flagged_rows.h"
+#include "ops/input_checks/initial_rows.h"
 
 namespace torch_al::ops {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ops/kcenter/kcenter_greedy_math.h"
-#include "cpu/lane_sum.h"
+#include "ops/lane_sums/lane_sum.h"
 
 namespace torch_al::ops {
 

@@ -17,7 +17,7 @@
 #include <cuda_runtime_api.h>
 
 #include "ops/kcenter/kcenter_greedy_math.h"
-#include "cuda/warp_lane_sum.cuh"
+#include "ops/lane_sums/warp_lane_sum.cuh"
 
 namespace torch_al::ops {
 

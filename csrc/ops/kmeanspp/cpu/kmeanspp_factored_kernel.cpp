@@ -9,7 +9,7 @@
 #include "ops/kmeanspp/kmeanspp_factored.h"
 #include "ops/kmeanspp/kmeanspp_factored_entry.h"
 #include "ops/kmeanspp/kmeanspp_factored_math.h"
-#include "cpu/lane_sum.h"
+#include "ops/lane_sums/lane_sum.h"
 
 namespace torch_al::ops {
 

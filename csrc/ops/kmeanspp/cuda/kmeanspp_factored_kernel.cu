@@ -23,7 +23,7 @@
 #include "ops/kmeanspp/kmeanspp_factored.h"
 #include "ops/kmeanspp/kmeanspp_factored_entry.h"
 #include "ops/kmeanspp/kmeanspp_factored_math.h"
-#include "cuda/warp_lane_sum.cuh"
+#include "ops/lane_sums/warp_lane_sum.cuh"
 
 namespace torch_al::ops {
 

@@ -18,7 +18,7 @@
 
 #include "ops/pfk/pfk_topk_math.h"
 #include "ops/pfk/pfk_entry.h"
-#include "cuda/resident_warps.cuh"
+#include "ops/cuda_occupancy/resident_warps.cuh"
 
 namespace torch_al::ops {
 

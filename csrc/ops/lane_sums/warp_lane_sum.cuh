@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "ops/kcenter/kcenter_greedy_math.h"
-#include "resident_warps.cuh"
+#include "ops/cuda_occupancy/resident_warps.cuh"
 
 namespace torch_al::ops {
 
