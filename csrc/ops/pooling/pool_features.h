@@ -31,14 +31,6 @@ void check_pool_features_into_inputs(
 // guaranteeing that a bad call writes nothing. Calls without rows have no values to check.
 void check_pool_features_into_rows(const at::Tensor& rows, int64_t num_out_rows);
 
-// The entry points every backend registers: validate, guard the device, allocate, then hand the
-// pooling itself to the backend's `pool_into` (rows == nullptr means row n -> out row n).
-using PoolInto = void (*)(const at::Tensor& x, at::Tensor& out, const int64_t* rows, int64_t column);
-at::Tensor pool_features_with(const at::Tensor& x, PoolInto pool_into);
-void pool_features_into_with(
-    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column,
-    PoolInto pool_into);
-
 namespace detail {
 at::Tensor _pool_features_backward(const at::Tensor& grad, c10::SymIntArrayRef input_shape);
 }  // namespace detail

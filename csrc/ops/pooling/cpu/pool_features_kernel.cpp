@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "ops/pooling/pool_features.h"
+#include "ops/pooling/pool_features_entry.h"
 #include "ops/pooling/pool_features_math.h"
 
 namespace torch_al::ops {

@@ -6,7 +6,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "ops/pooling/pool_features.h"
+#include "ops/pooling/pool_features_entry.h"
 #include "ops/pooling/pool_features_math.h"
 #include "ops/pooling/cuda/channel_sums.cuh"
 
