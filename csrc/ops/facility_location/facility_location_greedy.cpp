@@ -29,8 +29,7 @@ std::pair<at::Tensor, at::Tensor> nonfinite_rows(const at::Tensor& x) {
 
 }  // namespace
 
-void check_facility_location_greedy_inputs(
-    const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
+void check_facility_location_greedy_inputs(const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
   TORCH_CHECK(candidates.dim() == 2, kOp, ": candidates must be 2-D (K, D), got shape ", candidates.sizes());
   TORCH_CHECK(universe.dim() == 2, kOp, ": universe must be 2-D (N, D), got shape ", universe.sizes());
   const auto dtype = candidates.scalar_type();

@@ -19,8 +19,7 @@ TORCH_AL_API std::tuple<at::Tensor, at::Tensor> facility_location_greedy(
     const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
 
 // Shape, dtype, device and count checks, shared by every backend (the Python fake mirrors them).
-void check_facility_location_greedy_inputs(
-    const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
+void check_facility_location_greedy_inputs(const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
 
 // NaN/inf in either input, naming the first bad row: one host sync.
 void check_facility_location_greedy_values(const at::Tensor& candidates, const at::Tensor& universe);

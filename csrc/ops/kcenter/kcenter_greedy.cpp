@@ -1,8 +1,8 @@
 #include "ops/kcenter/kcenter_greedy.h"
 
+#include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/Context.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
@@ -82,16 +82,14 @@ KCenterGreedyPlan plan_kcenter_greedy(
     selectable.logical_and_(exclude->logical_not());
   }
 
-  const auto [nonfinite_rows, first_nonfinite] =
-      count_and_first(at::isfinite(x).logical_not().any(1));
+  const auto [nonfinite_rows, first_nonfinite] = count_and_first(at::isfinite(x).logical_not().any(1));
   at::Tensor bad_norms = at::zeros({}, long_options);
   at::Tensor first_bad_norm = bad_norms;
   if (inverse_norms.defined()) {
     std::tie(bad_norms, first_bad_norm) =
         count_and_first(at::isfinite(inverse_norms).logical_not().logical_or(inverse_norms.eq(0)));
   }
-  const auto first_selectable =
-      n > 0 ? selectable.select(0, first_pick).to(at::kLong) : at::zeros({}, long_options);
+  const auto first_selectable = n > 0 ? selectable.select(0, first_pick).to(at::kLong) : at::zeros({}, long_options);
   const auto stats = at::stack({nonfinite_rows, first_nonfinite, out_of_range, bad_norms, first_bad_norm,
                                 selectable.sum(at::kLong), covered.sum(at::kLong), first_selectable})
                          .cpu();
@@ -134,8 +132,7 @@ at::Tensor nearest_center(
   const auto centers_t = centred.t();
 
   const int64_t n = x.size(0);
-  const int64_t block_rows =
-      std::max<int64_t>(1, kBlockElements / std::max<int64_t>({centers.size(0), x.size(1), 1}));
+  const int64_t block_rows = std::max<int64_t>(1, kBlockElements / std::max<int64_t>({centers.size(0), x.size(1), 1}));
   auto nearest = at::empty({n}, x.options().dtype(at::kLong));
   for (int64_t begin = 0; begin < n; begin += block_rows) {
     const int64_t end = std::min(n, begin + block_rows);
@@ -181,9 +178,8 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy(
     std::optional<int64_t> first,
     c10::string_view metric,
     const std::optional<at::Tensor>& exclude) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("torch_al::kcenter_greedy", "")
-                       .typed<decltype(kcenter_greedy)>();
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("torch_al::kcenter_greedy", "").typed<decltype(kcenter_greedy)>();
   return op.call(x, k, initial, first, metric, exclude);
 }
 

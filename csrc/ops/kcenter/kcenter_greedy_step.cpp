@@ -36,9 +36,10 @@ bool check_kcenter_greedy_step_inputs(
       selectable.dim() == 1 && selectable.size(0) == n && selectable.scalar_type() == at::kBool,
       kOp, ": selectable must be a bool tensor of N = ", n, " entries, got shape ", selectable.sizes(), " dtype ",
       selectable.scalar_type());
-  for (const auto& [name, tensor] : {std::pair<const char*, const at::Tensor*>{"centers", &centers},
-                                     {"min_sq", &min_sq},
-                                     {"selectable", &selectable}}) {
+  for (const auto& [name, tensor] :
+       {std::pair<const char*, const at::Tensor*>{"centers", &centers},
+        {"min_sq", &min_sq},
+        {"selectable", &selectable}}) {
     TORCH_CHECK(
         tensor->device() == x.device(), kOp, ": ", name, " is on ", tensor->device(), " but x is on ", x.device());
   }

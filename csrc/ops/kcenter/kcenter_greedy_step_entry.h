@@ -50,7 +50,9 @@ std::tuple<at::Tensor, at::Tensor> kcenter_greedy_step_with(
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "kcenter_greedy_step", [&] {
     using Kernels = Backend<scalar_t>;
-    KCenterStep step{x.contiguous(), {}, centers.contiguous(), {}, {}, false, min_sq, selectable.contiguous(), value, index};
+    KCenterStep step{
+        x.contiguous(), {}, centers.contiguous(), {}, {}, false, min_sq, selectable.contiguous(), value, index,
+    };
     if (cosine) {
       step.x_scale = Kernels::row_inverse_norms(step.x);
       step.center_scale = Kernels::row_inverse_norms(step.centers);

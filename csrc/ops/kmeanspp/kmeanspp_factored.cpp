@@ -53,9 +53,8 @@ at::Tensor initial_min_sq(
       const int64_t r1 = std::min(n, r0 + rows_per_tile);
       const auto a_dots = at::mm(a.slice(0, r0, r1).to(at::kDouble), a_centers_t);
       const auto b_dots = at::mm(b.slice(0, r0, r1).to(at::kDouble), b_centers_t);
-      const auto squared = (squared_norms.slice(0, r0, r1).unsqueeze(1) + center_norms - 2 * a_dots * b_dots)
-                               .clamp_min_(0)
-                               .amin(1);
+      const auto squared =
+          (squared_norms.slice(0, r0, r1).unsqueeze(1) + center_norms - 2 * a_dots * b_dots).clamp_min_(0).amin(1);
       auto rows = min_sq.slice(0, r0, r1);
       rows.copy_(at::minimum(rows, squared));
     }
@@ -66,10 +65,7 @@ at::Tensor initial_min_sq(
 }  // namespace
 
 void check_kmeanspp_factored_inputs(
-    const at::Tensor& a,
-    const at::Tensor& b,
-    const at::Tensor& uniforms,
-    const std::optional<at::Tensor>& initial) {
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& uniforms, const std::optional<at::Tensor>& initial) {
   TORCH_CHECK(a.dim() == 2, kOp, ": a must be 2-D (N, C), got shape ", a.sizes());
   TORCH_CHECK(b.dim() == 2, kOp, ": b must be 2-D (N, D), got shape ", b.sizes());
   TORCH_CHECK(
@@ -104,8 +100,7 @@ KMeansPPFactoredPlan plan_kmeanspp_factored(
   // A NaN or inf in a row makes its squared norm non-finite, so the norms alone clear the common
   // case; the factors are searched only to name the culprit.
   const auto [bad_norms, first_bad_norm] = count_and_first(at::isfinite(squared_norms).logical_not());
-  const auto [bad_draws, first_bad_draw] =
-      count_and_first(uniforms.ge(0).logical_and(uniforms.lt(1)).logical_not());
+  const auto [bad_draws, first_bad_draw] = count_and_first(uniforms.ge(0).logical_and(uniforms.lt(1)).logical_not());
   const auto stats =
       at::stack({bad_norms, first_bad_norm, bad_draws, first_bad_draw, out_of_range, covered.sum(at::kLong)}).cpu();
   const auto s = stats.accessor<int64_t, 1>();
@@ -133,10 +128,7 @@ KMeansPPFactoredPlan plan_kmeanspp_factored(
 }
 
 std::tuple<at::Tensor, at::Tensor> kmeanspp_factored(
-    const at::Tensor& a,
-    const at::Tensor& b,
-    const at::Tensor& uniforms,
-    const std::optional<at::Tensor>& initial) {
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& uniforms, const std::optional<at::Tensor>& initial) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::kmeanspp_factored", "")
                        .typed<decltype(kmeanspp_factored)>();

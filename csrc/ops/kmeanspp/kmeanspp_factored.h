@@ -28,10 +28,7 @@ TORCH_AL_API std::tuple<at::Tensor, at::Tensor> kmeanspp_factored(
 
 // Shape, dtype and device checks shared by every backend (the Python fake mirrors them).
 void check_kmeanspp_factored_inputs(
-    const at::Tensor& a,
-    const at::Tensor& b,
-    const at::Tensor& uniforms,
-    const std::optional<at::Tensor>& initial);
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& uniforms, const std::optional<at::Tensor>& initial);
 
 // What every backend needs once the inputs are validated.
 struct KMeansPPFactoredPlan {

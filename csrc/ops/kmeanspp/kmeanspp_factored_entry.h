@@ -21,10 +21,7 @@ namespace torch_al::ops {
 
 template <template <typename> class Backend>
 std::tuple<at::Tensor, at::Tensor> kmeanspp_factored_with(
-    const at::Tensor& a,
-    const at::Tensor& b,
-    const at::Tensor& uniforms,
-    const std::optional<at::Tensor>& initial) {
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& uniforms, const std::optional<at::Tensor>& initial) {
   check_kmeanspp_factored_inputs(a, b, uniforms, initial);
   const c10::DeviceGuard device_guard(a.device());
   const auto a_contiguous = a.contiguous();

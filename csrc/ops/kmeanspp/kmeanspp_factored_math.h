@@ -23,8 +23,7 @@ C10_HOST_DEVICE inline double product_term(scalar_t x, scalar_t y) {
 
 // |a_i (x) b_i - a_c (x) b_c|^2 from the factors' dot products and the squared norms
 // |e|^2 = |a|^2 |b|^2. Cancellation can leave a tiny negative value: clamped at 0.
-C10_HOST_DEVICE inline double factored_squared_distance(
-    double norm_i, double norm_c, double a_dot, double b_dot) {
+C10_HOST_DEVICE inline double factored_squared_distance(double norm_i, double norm_c, double a_dot, double b_dot) {
   const double cross = mul_rn(2.0, mul_rn(a_dot, b_dot));
   const double squared = sub_rn(add_rn(norm_i, norm_c), cross);
   return squared > 0 ? squared : 0.0;

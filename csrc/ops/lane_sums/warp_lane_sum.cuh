@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "ops/kcenter/kcenter_greedy_math.h"
 #include "ops/cuda_occupancy/resident_warps.cuh"
+#include "ops/kcenter/kcenter_greedy_math.h"
 
 namespace torch_al::ops {
 

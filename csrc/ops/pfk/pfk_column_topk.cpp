@@ -6,9 +6,15 @@
 namespace torch_al::ops {
 
 std::tuple<at::Tensor, at::Tensor> pfk_column_topk(
-    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine,
-    c10::string_view precision, bool check_finite) {
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine,
+    c10::string_view precision,
+    bool check_finite) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::pfk_column_topk", "")
                        .typed<decltype(pfk_column_topk)>();

@@ -16,8 +16,14 @@ namespace torch_al::ops {
 // score is -inf. Streamed like pfk_topk, with the same precision modes and finiteness check.
 // Returns (values[k], indices[k] int64).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_column_topk(
-    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine = "product",
-    c10::string_view precision = "exact", bool check_finite = true);
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine = "product",
+    c10::string_view precision = "exact",
+    bool check_finite = true);
 
 }  // namespace torch_al::ops

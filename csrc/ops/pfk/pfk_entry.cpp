@@ -9,8 +9,7 @@
 
 namespace torch_al::ops {
 
-std::tuple<at::Tensor, at::Tensor> pfk_stream_with(
-    const PfkArgs& args, PfkReduction reduction, PfkStream stream) {
+std::tuple<at::Tensor, at::Tensor> pfk_stream_with(const PfkArgs& args, PfkReduction reduction, PfkStream stream) {
   const bool per_row = reduction == PfkReduction::kPerQueryRow;
   const char* op = per_row ? "pfk_topk" : "pfk_column_topk";
   check_pfk_topk_inputs(op, args);

@@ -12,7 +12,8 @@ namespace torch_al::ops {
 namespace {
 
 PfkFactor make_factor(
-    const std::vector<at::Tensor>& queries, const std::vector<at::Tensor>& pools,
+    const std::vector<at::Tensor>& queries,
+    const std::vector<at::Tensor>& pools,
     std::optional<at::ScalarType> screen_dtype) {
   PfkFactor factor;
   // The query side is small (M rows) and read by every tile: concatenate and pack it once.
@@ -91,8 +92,7 @@ PfkPlan make_pfk_plan(
   return plan;
 }
 
-PfkTileWorkspace::PfkTileWorkspace(
-    const PfkPlan& plan, int64_t max_width, const at::TensorOptions& options)
+PfkTileWorkspace::PfkTileWorkspace(const PfkPlan& plan, int64_t max_width, const at::TensorOptions& options)
     : plan_(plan) {
   const int64_t tile_elements = plan.rows * max_width;
   int64_t packed_width = 0;
@@ -126,8 +126,7 @@ PfkTileWorkspace::PfkTileWorkspace(
   }
 }
 
-at::Tensor PfkTileWorkspace::factor_product(
-    const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width) {
+at::Tensor PfkTileWorkspace::factor_product(const PfkFactor& factor, at::Tensor& buffer, int64_t begin, int64_t width) {
   auto out = leading_view(buffer, plan_.rows, width);
   if (plan_.screen_dtype.has_value()) {
     // Convert the tile's scales into one packed matrix of the screen's dtype, then multiply with

@@ -48,8 +48,7 @@ void check_descriptor_list(
   }
 }
 
-void check_dtype_and_device(
-    const char* op, const char* name, at::TensorList list, const at::Tensor& first) {
+void check_dtype_and_device(const char* op, const char* name, at::TensorList list, const at::Tensor& first) {
   for (size_t j = 0; j < list.size(); ++j) {
     TORCH_CHECK(
         list[j].scalar_type() == first.scalar_type(),
@@ -185,12 +184,16 @@ void check_pfk_topk_finite(const char* op, const PfkArgs& args) {
 }
 
 std::tuple<at::Tensor, at::Tensor> pfk_topk(
-    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine,
-    c10::string_view precision, bool check_finite) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("torch_al::pfk_topk", "")
-                       .typed<decltype(pfk_topk)>();
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine,
+    c10::string_view precision,
+    bool check_finite) {
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("torch_al::pfk_topk", "").typed<decltype(pfk_topk)>();
   return op.call(query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision, check_finite);
 }
 

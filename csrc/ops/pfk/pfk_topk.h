@@ -21,9 +21,15 @@ namespace torch_al::ops {
 // has validated the descriptors: a NaN or inf then decides picks without an error).
 // Returns (values[M, k], indices[M, k] int64).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> pfk_topk(
-    at::TensorList query_z, at::TensorList pool_z, at::TensorList query_g, at::TensorList pool_g,
-    const std::optional<at::Tensor>& pool_mask, int64_t k, c10::string_view combine = "product",
-    c10::string_view precision = "exact", bool check_finite = true);
+    at::TensorList query_z,
+    at::TensorList pool_z,
+    at::TensorList query_g,
+    at::TensorList pool_g,
+    const std::optional<at::Tensor>& pool_mask,
+    int64_t k,
+    c10::string_view combine = "product",
+    c10::string_view precision = "exact",
+    bool check_finite = true);
 
 // The arguments pfk_topk and pfk_column_topk share, in their schemas' order; the tensors are
 // borrowed from the caller for the duration of one call.

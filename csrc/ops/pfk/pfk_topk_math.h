@@ -27,8 +27,7 @@ C10_HOST_DEVICE inline scalar_t pfk_value(scalar_t base, scalar_t lhs, scalar_t 
 
 // Whether candidate (value, index) ranks strictly before (other_value, other_index).
 template <typename scalar_t>
-C10_HOST_DEVICE inline bool beats(
-    scalar_t value, int64_t index, scalar_t other_value, int64_t other_index) {
+C10_HOST_DEVICE inline bool beats(scalar_t value, int64_t index, scalar_t other_value, int64_t other_index) {
   if (other_index < 0) {
     return index >= 0;
   }

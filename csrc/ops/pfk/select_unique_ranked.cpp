@@ -12,8 +12,7 @@
 
 namespace torch_al::ops {
 
-void check_select_unique_ranked_inputs(
-    const at::Tensor& values, const at::Tensor& indices, int64_t count) {
+void check_select_unique_ranked_inputs(const at::Tensor& values, const at::Tensor& indices, int64_t count) {
   constexpr const char* op = "select_unique_ranked";
   TORCH_CHECK(values.dim() == 2, op, ": values must be (M, k), got shape ", values.sizes());
   TORCH_CHECK(
@@ -42,8 +41,7 @@ namespace {
 constexpr std::optional<bool> kStable = true;
 
 // Sorts and masks only, so it runs on every backend with no host synchronisation.
-at::Tensor select_unique_ranked_composite(
-    const at::Tensor& values, const at::Tensor& indices, int64_t count) {
+at::Tensor select_unique_ranked_composite(const at::Tensor& values, const at::Tensor& indices, int64_t count) {
   check_select_unique_ranked_inputs(values, indices, count);
   auto selected = at::full({count}, -1, indices.options());
   const int64_t length = values.numel();
@@ -66,8 +64,7 @@ at::Tensor select_unique_ranked_composite(
   const int64_t taken = std::min(count, length);
   const auto chosen = std::get<0>(at::sort(keys)).slice(0, 0, taken);
   const auto found = chosen.lt(length);
-  selected.slice(0, 0, taken).copy_(
-      at::where(found, sequence.index_select(0, chosen.clamp_max(length - 1)), -1));
+  selected.slice(0, 0, taken).copy_(at::where(found, sequence.index_select(0, chosen.clamp_max(length - 1)), -1));
   return selected;
 }
 

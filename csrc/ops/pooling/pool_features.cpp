@@ -23,10 +23,7 @@ void check_pool_features_inputs(const char* op, const at::Tensor& x) {
 }
 
 void check_pool_features_into_inputs(
-    const at::Tensor& x,
-    const at::Tensor& out,
-    const std::optional<at::Tensor>& rows,
-    int64_t column) {
+    const at::Tensor& x, const at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column) {
   constexpr const char* op = "pool_features_into";
   check_pool_features_inputs(op, x);
   TORCH_CHECK(out.dim() == 2, op, ": out must be a 2-D store (P, L), got shape ", out.sizes());
@@ -72,24 +69,17 @@ void check_pool_features_into_rows(const at::Tensor& rows, int64_t num_out_rows)
       "pool_features_into: rows must lie in [0, ", num_out_rows, ") (out has ", num_out_rows,
       " rows), got values in [", lo, ", ", hi, "]");
   const auto sorted = std::get<0>(at::sort(rows));
-  const bool distinct =
-      rows.numel() < 2 ||
-      sorted.slice(0, 1).ne(sorted.slice(0, 0, -1)).all().item<bool>();
+  const bool distinct = rows.numel() < 2 || sorted.slice(0, 1).ne(sorted.slice(0, 0, -1)).all().item<bool>();
   TORCH_CHECK(distinct, "pool_features_into: rows must be distinct, got a repeated row index");
 }
 
 at::Tensor pool_features(const at::Tensor& x) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("torch_al::pool_features", "")
-                       .typed<decltype(pool_features)>();
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("torch_al::pool_features", "").typed<decltype(pool_features)>();
   return op.call(x);
 }
 
-void pool_features_into(
-    const at::Tensor& x,
-    at::Tensor& out,
-    const std::optional<at::Tensor>& rows,
-    int64_t column) {
+void pool_features_into(const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::pool_features_into", "")
                        .typed<void(const at::Tensor&, at::Tensor&, const std::optional<at::Tensor>&, int64_t)>();

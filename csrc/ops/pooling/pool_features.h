@@ -14,19 +14,13 @@ TORCH_AL_API at::Tensor pool_features(const at::Tensor& x);
 // Pools x and writes the result into out[rows, column:column + C] in the same pass; without rows,
 // sample n goes to out row n (out then has exactly N rows: pass a narrowed view of a larger store).
 TORCH_AL_API void pool_features_into(
-    const at::Tensor& x,
-    at::Tensor& out,
-    const std::optional<at::Tensor>& rows,
-    int64_t column);
+    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column);
 
 // Validation shared by every backend (the Python fake mirrors it), so eager, compiled and C++
 // callers see the same errors.
 void check_pool_features_inputs(const char* op, const at::Tensor& x);
 void check_pool_features_into_inputs(
-    const at::Tensor& x,
-    const at::Tensor& out,
-    const std::optional<at::Tensor>& rows,
-    int64_t column);
+    const at::Tensor& x, const at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column);
 // Value checks on rows (in range, distinct); on CUDA this costs one host sync, the price of
 // guaranteeing that a bad call writes nothing. Calls without rows have no values to check.
 void check_pool_features_into_rows(const at::Tensor& rows, int64_t num_out_rows);

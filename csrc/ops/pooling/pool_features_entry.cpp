@@ -16,8 +16,7 @@ at::Tensor pool_features_with(const at::Tensor& x, PoolInto pool_into) {
 }
 
 void pool_features_into_with(
-    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column,
-    PoolInto pool_into) {
+    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column, PoolInto pool_into) {
   check_pool_features_into_inputs(x, out, rows, column);
   const c10::DeviceGuard device_guard(x.device());
   if (rows.has_value()) {

@@ -16,7 +16,6 @@ namespace torch_al::ops {
 using PoolInto = void (*)(const at::Tensor& x, at::Tensor& out, const int64_t* rows, int64_t column);
 at::Tensor pool_features_with(const at::Tensor& x, PoolInto pool_into);
 void pool_features_into_with(
-    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column,
-    PoolInto pool_into);
+    const at::Tensor& x, at::Tensor& out, const std::optional<at::Tensor>& rows, int64_t column, PoolInto pool_into);
 
 }  // namespace torch_al::ops

@@ -103,8 +103,7 @@ C10_HOST_DEVICE inline acc_t spatial_mean(acc_t sum, int64_t count) {
 }
 
 template <typename scalar_t>
-C10_HOST_DEVICE inline int64_t destination_offset(
-    const PoolDestination<scalar_t>& dst, int64_t n, int64_t c) {
+C10_HOST_DEVICE inline int64_t destination_offset(const PoolDestination<scalar_t>& dst, int64_t n, int64_t c) {
   const int64_t row = dst.rows == nullptr ? n : dst.rows[n];
   return row * dst.row_stride + (dst.column + c) * dst.col_stride;
 }

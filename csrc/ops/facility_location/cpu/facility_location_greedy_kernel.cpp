@@ -129,7 +129,8 @@ class CpuFacilityLocation {
         }
         tile_similarities<kCandidateRows>(group_rows, tile_data(tile), dims_, similarities);
         for (int r = 0; r < valid; ++r) {
-          partials[(first + r) * num_tiles_ + tile] = tile_partial(similarities[r], cover_.data() + tile * kFacilityTile);
+          partials[(first + r) * num_tiles_ + tile] =
+              tile_partial(similarities[r], cover_.data() + tile * kFacilityTile);
         }
       }
     });
@@ -183,7 +184,8 @@ class CpuFacilityLocation {
     at::parallel_for(0, num_tiles_, 1, [&](int64_t begin, int64_t end) {
       for (int64_t tile = begin; tile < end; ++tile) {
         tile_similarities<1>(
-            &row, tile_data(tile), dims_, reinterpret_cast<scalar_t(*)[kFacilityTile]>(similarity.data() + tile * kFacilityTile));
+            &row, tile_data(tile), dims_,
+            reinterpret_cast<scalar_t(*)[kFacilityTile]>(similarity.data() + tile * kFacilityTile));
       }
     });
     return similarity;
@@ -191,8 +193,12 @@ class CpuFacilityLocation {
 
   // out[i] = sum over the points of `tiles` of coverage_drop(s(rows[i], point), before, after).
   void sum_drops(
-      const std::vector<int64_t>& rows, const scalar_t* tiles, int64_t num_tiles, const scalar_t* before,
-      const scalar_t* after, std::vector<double>& out) const {
+      const std::vector<int64_t>& rows,
+      const scalar_t* tiles,
+      int64_t num_tiles,
+      const scalar_t* before,
+      const scalar_t* after,
+      std::vector<double>& out) const {
     const int64_t count = static_cast<int64_t>(rows.size());
     const int64_t groups = (count + kCandidateRows - 1) / kCandidateRows;
     out.assign(count, 0.0);
@@ -219,15 +225,9 @@ class CpuFacilityLocation {
     }
   }
 
-  const scalar_t* candidate(int64_t index) const {
-    return candidates_.const_data_ptr<scalar_t>() + index * dims_;
-  }
-  const scalar_t* tiles_data() const {
-    return tiles_.const_data_ptr<scalar_t>();
-  }
-  const scalar_t* tile_data(int64_t tile) const {
-    return tiles_data() + tile * dims_ * kFacilityTile;
-  }
+  const scalar_t* candidate(int64_t index) const { return candidates_.const_data_ptr<scalar_t>() + index * dims_; }
+  const scalar_t* tiles_data() const { return tiles_.const_data_ptr<scalar_t>(); }
+  const scalar_t* tile_data(int64_t tile) const { return tiles_data() + tile * dims_ * kFacilityTile; }
 
   at::Tensor candidates_;
   at::Tensor tiles_;

@@ -163,7 +163,9 @@ class CudaFacilityLocation {
         tiles_(tiles),
         num_tiles_(tiles.size(0) * tiles.size(2) / kFacilityTile),
         cover_(at::zeros({num_tiles_ * kFacilityTile}, candidates.options())),
-        host_rows_(at::empty({kFacilityInitialChunk}, candidates.options().dtype(at::kLong).device(at::kCPU).pinned_memory(true))),
+        host_rows_(
+            at::empty(
+                {kFacilityInitialChunk}, candidates.options().dtype(at::kLong).device(at::kCPU).pinned_memory(true))),
         device_rows_(at::empty({kFacilityInitialChunk}, candidates.options().dtype(at::kLong))),
         points_(tiles.transpose(1, 2).reshape({-1, candidates.size(1)}).contiguous()),
         before_(at::zeros_like(cover_)),
@@ -212,23 +214,29 @@ class CudaFacilityLocation {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto risen = at::nonzero(risen_).squeeze(1);  // a host sync: the count sizes the drops
     if (risen.numel() > 0) {
-      sum_drops(rows, points_.index_select(0, risen), before_.index_select(0, risen), cover_.index_select(0, risen), drops);
+      sum_drops(
+          rows, points_.index_select(0, risen), before_.index_select(0, risen), cover_.index_select(0, risen), drops);
     }
     return risen.numel();
   }
 
  private:
   void sum_drops(
-      const std::vector<int64_t>& rows, const at::Tensor& points, const at::Tensor& before, const at::Tensor& after,
+      const std::vector<int64_t>& rows,
+      const at::Tensor& points,
+      const at::Tensor& before,
+      const at::Tensor& after,
       std::vector<double>& out) {
     const int64_t count = static_cast<int64_t>(rows.size());
     out.assign(count, 0.0);
     if (count == 0 || points.size(0) == 0) {
       return;
     }
-    const auto device_rows = at::from_blob(const_cast<int64_t*>(rows.data()), {count}, at::kLong).to(candidates_.device());
+    const auto device_rows =
+        at::from_blob(const_cast<int64_t*>(rows.data()), {count}, at::kLong).to(candidates_.device());
     auto sums = at::zeros({count}, candidates_.options().dtype(at::kDouble));
-    const int64_t point_blocks = std::min<int64_t>((points.size(0) + kDropThreads - 1) / kDropThreads, kDropPointBlocks);
+    const int64_t point_blocks =
+        std::min<int64_t>((points.size(0) + kDropThreads - 1) / kDropThreads, kDropPointBlocks);
     const dim3 grid(count, point_blocks);
     drop_kernel<scalar_t><<<grid, kDropThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         candidates_.const_data_ptr<scalar_t>(), candidates_.size(1), device_rows.const_data_ptr<int64_t>(),

@@ -2,10 +2,10 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "ops/kcenter/cpu/kcenter_pass.h"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_entry.h"
 #include "ops/kcenter/kcenter_greedy_math.h"
-#include "ops/kcenter/cpu/kcenter_pass.h"
 
 namespace torch_al::ops {
 

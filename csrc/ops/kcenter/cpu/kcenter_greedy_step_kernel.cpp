@@ -1,9 +1,9 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "ops/kcenter/cpu/kcenter_pass.h"
 #include "ops/kcenter/kcenter_greedy_step.h"
 #include "ops/kcenter/kcenter_greedy_step_entry.h"
-#include "ops/kcenter/cpu/kcenter_pass.h"
 
 namespace torch_al::ops {
 

@@ -69,8 +69,8 @@ KCenterCandidate<acc_t> farthest_after_pass(
       const scalar_t* center = p.center_rows + c * p.dims;
       const acc_t si = kScaled ? p.x_scale[i] : acc_t(1);
       const acc_t sc = kScaled ? p.center_scale[c] : acc_t(1);
-      const acc_t squared = lane_sum<acc_t>(
-          p.dims, [&](int64_t d) { return squared_difference<kScaled>(row[d], center[d], si, sc); });
+      const acc_t squared =
+          lane_sum<acc_t>(p.dims, [&](int64_t d) { return squared_difference<kScaled>(row[d], center[d], si, sc); });
       const acc_t min_i = lower_min(p.min_sq + i, squared);
       if (p.selectable[i] && min_i > best.value) {
         best = {min_i, i};

@@ -6,10 +6,10 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "ops/kcenter/cuda/kcenter_pass.cuh"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_entry.h"
 #include "ops/kcenter/kcenter_greedy_math.h"
-#include "ops/kcenter/cuda/kcenter_pass.cuh"
 
 namespace torch_al::ops {
 

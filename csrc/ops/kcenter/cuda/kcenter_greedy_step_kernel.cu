@@ -4,9 +4,9 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "ops/kcenter/cuda/kcenter_pass.cuh"
 #include "ops/kcenter/kcenter_greedy_step.h"
 #include "ops/kcenter/kcenter_greedy_step_entry.h"
-#include "ops/kcenter/cuda/kcenter_pass.cuh"
 
 namespace torch_al::ops {
 
@@ -26,7 +26,8 @@ struct CudaKCenterGreedyStep : CudaRowInverseNorms<scalar_t> {
       const bool last = j + 1 == count;
       passes.run(
           step.per_point ? centers : centers + j, step.per_point ? 1 : 0,
-          last ? step.index.mutable_data_ptr<int64_t>() : nullptr, last ? step.value.mutable_data_ptr<acc_t>() : nullptr);
+          last ? step.index.mutable_data_ptr<int64_t>() : nullptr,
+          last ? step.value.mutable_data_ptr<acc_t>() : nullptr);
     }
   }
 };

@@ -43,8 +43,7 @@ __global__ void row_inverse_norms_kernel(
   const int lane = threadIdx.x % kWarp;
   for (int64_t i = first_row(); i < n; i += row_step()) {
     const scalar_t* row = x + i * dims;
-    const acc_t squared =
-        warp_lane_sum<acc_t>(dims, lane, [&](int64_t d) { return squared_value<acc_t>(row[d]); });
+    const acc_t squared = warp_lane_sum<acc_t>(dims, lane, [&](int64_t d) { return squared_value<acc_t>(row[d]); });
     if (lane == 0) {
       scale[i] = inverse_norm(squared);
     }

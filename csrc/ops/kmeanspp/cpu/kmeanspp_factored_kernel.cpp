@@ -69,7 +69,8 @@ struct CpuKMeansPPFactored {
         for (int64_t i = begin; i < end; ++i) {
           const scalar_t* a_row = a_data + i * classes;
           const scalar_t* b_row = b_data + i * dims;
-          const double a_dot = lane_sum<double>(classes, [&](int64_t d) { return product_term(a_row[d], a_center[d]); });
+          const double a_dot =
+              lane_sum<double>(classes, [&](int64_t d) { return product_term(a_row[d], a_center[d]); });
           const double b_dot = lane_sum<double>(dims, [&](int64_t d) { return product_term(b_row[d], b_center[d]); });
           lower_min(min_sq + i, factored_squared_distance(norms[i], norms[c], a_dot, b_dot));
         }

@@ -34,7 +34,7 @@ constexpr int kBlockThreads = kKMeansPPLanes * kWarpsPerBlock;
 
 // A block's run of rows, summarised for the draw.
 struct BlockWeights {
-  double total;             // sum of the weights of its rows, in row order
+  double total;              // sum of the weights of its rows, in row order
   int64_t first_selectable;  // lowest selectable row, or n
   int64_t last_weighted;     // highest row with a positive weight, or -1
 };
@@ -56,7 +56,8 @@ __global__ void squared_norms_kernel(
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kKMeansPPLanes; i < n; i += step) {
     const scalar_t* a_row = a + i * classes;
     const scalar_t* b_row = b + i * dims;
-    const double a_sq = warp_lane_sum<double>(classes, lane, [&](int64_t d) { return product_term(a_row[d], a_row[d]); });
+    const double a_sq =
+        warp_lane_sum<double>(classes, lane, [&](int64_t d) { return product_term(a_row[d], a_row[d]); });
     const double b_sq = warp_lane_sum<double>(dims, lane, [&](int64_t d) { return product_term(b_row[d], b_row[d]); });
     if (lane == 0) {
       norms[i] = mul_rn(a_sq, b_sq);
@@ -168,9 +169,10 @@ struct CudaKMeansPPFactored {
     const int64_t n = a.size(0);
     at::Tensor out = at::empty({n}, a.options().dtype(at::kDouble));
     if (n > 0) {
-      squared_norms_kernel<scalar_t><<<warp_per_row_grid(n, kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, a.size(1), b.size(1),
-          out.mutable_data_ptr<double>());
+      squared_norms_kernel<scalar_t>
+          <<<warp_per_row_grid(n, kWarpsPerBlock), kBlockThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+              a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, a.size(1), b.size(1),
+              out.mutable_data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     return out;
@@ -200,8 +202,8 @@ struct CudaKMeansPPFactored {
     for (int64_t t = first_draw; t < indices.size(0); ++t) {
       add_center_kernel<scalar_t><<<blocks, kBlockThreads, 0, stream>>>(
           a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, a.size(1), b.size(1),
-          squared_norms.const_data_ptr<double>(), t > 0 ? picks + t - 1 : nullptr, rows_per_block, min_sq,
-          selectable, block_weights);
+          squared_norms.const_data_ptr<double>(), t > 0 ? picks + t - 1 : nullptr, rows_per_block, min_sq, selectable,
+          block_weights);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       draw_kernel<<<1, 1, 0, stream>>>(
           block_weights, blocks, rows_per_block, n, draws + t, min_sq, selectable, picks + t, picked_sq + t);

@@ -97,7 +97,8 @@ inline bool block_beats(const TileRow<scalar_t>& row, int64_t n, scalar_t thresh
 // thresholds[m], or either is NaN (a NaN threshold marks a list still filling). An overflowed
 // value (inf, NaN) is flagged too and ranked by pfk_value.
 template <typename scalar_t, bool kBase, bool kRhs>
-uint64_t lanes_may_enter_scalar(const TileRow<scalar_t>& row, const scalar_t* thresholds, int64_t first, int64_t count) {
+uint64_t lanes_may_enter_scalar(
+    const TileRow<scalar_t>& row, const scalar_t* thresholds, int64_t first, int64_t count) {
   uint64_t lanes = 0;
   for (int64_t m = first; m < count; ++m) {
     lanes |= uint64_t(!(raw_value<scalar_t, kBase, kRhs>(row, m) <= thresholds[m])) << m;
@@ -187,8 +188,8 @@ __attribute__((target("avx2"))) inline typename Avx2<scalar_t>::Vec raw_values_a
 }
 
 template <typename scalar_t, bool kBase, bool kRhs>
-__attribute__((target("avx2"))) uint64_t lanes_may_enter_avx2(
-    const TileRow<scalar_t>& row, const scalar_t* thresholds, int64_t count) {
+__attribute__((target("avx2"))) uint64_t
+lanes_may_enter_avx2(const TileRow<scalar_t>& row, const scalar_t* thresholds, int64_t count) {
   using V = Avx2<scalar_t>;
   uint64_t lanes = 0;
   int64_t m = 0;
@@ -217,8 +218,8 @@ __attribute__((target("avx2"))) scalar_t row_max_avx2(const TileRow<scalar_t>& r
 }
 
 template <typename scalar_t, bool kBase, bool kRhs>
-__attribute__((target("avx2"))) int64_t first_block_beating_avx2(
-    const TileRow<scalar_t>& row, int64_t n, int64_t end, scalar_t threshold) {
+__attribute__((target("avx2"))) int64_t
+first_block_beating_avx2(const TileRow<scalar_t>& row, int64_t n, int64_t end, scalar_t threshold) {
   using V = Avx2<scalar_t>;
   const auto limit = V::fill(threshold);
   for (; n < end; n += kScanBlock) {

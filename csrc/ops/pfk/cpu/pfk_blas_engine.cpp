@@ -8,9 +8,9 @@
 #include <limits>
 #include <vector>
 
-#include "ops/pfk/pfk_topk_math.h"
-#include "ops/pfk/cpu/pfk_brgemm_engine.h"
 #include "ops/pfk/cpu/pfk_avx_scans.h"
+#include "ops/pfk/cpu/pfk_brgemm_engine.h"
+#include "ops/pfk/pfk_topk_math.h"
 
 namespace torch_al::ops {
 
@@ -47,8 +47,7 @@ struct TopKLists {
 // whole blocks of columns and the scalar insertion runs only in a block that holds a winner.
 template <typename scalar_t, bool kBase, bool kRhs>
 void merge_row(
-    const TileRow<scalar_t>& row, int64_t width, int64_t begin, scalar_t* values, int64_t* indices,
-    int64_t k) {
+    const TileRow<scalar_t>& row, int64_t width, int64_t begin, scalar_t* values, int64_t* indices, int64_t k) {
   int64_t n = 0;
   for (; n < width && indices[k - 1] < 0; ++n) {  // filling the list: every allowed column enters
     if (row.penalty[n] == 0) {
@@ -74,19 +73,33 @@ void merge_row(
 // Merges rows [first_row, end_row) of a tile into the lists.
 template <typename scalar_t, bool kBase, bool kRhs>
 void merge_tile_rows(
-    const scalar_t* base, const scalar_t* lhs, const scalar_t* rhs, int64_t first_row, int64_t end_row,
-    int64_t width, int64_t begin, const scalar_t* penalty, const TopKLists<scalar_t>& lists) {
+    const scalar_t* base,
+    const scalar_t* lhs,
+    const scalar_t* rhs,
+    int64_t first_row,
+    int64_t end_row,
+    int64_t width,
+    int64_t begin,
+    const scalar_t* penalty,
+    const TopKLists<scalar_t>& lists) {
   for (int64_t m = first_row; m < end_row; ++m) {
     const auto row = tile_row<scalar_t, kBase, kRhs>(base, lhs, rhs, m * width, penalty);
-    merge_row<scalar_t, kBase, kRhs>(row, width, begin, lists.values + m * lists.k, lists.indices + m * lists.k, lists.k);
+    merge_row<scalar_t, kBase, kRhs>(
+        row, width, begin, lists.values + m * lists.k, lists.indices + m * lists.k, lists.k);
   }
 }
 
 // best[n] = max_m R[m, n] over the tile's rows, for columns [first, end).
 template <typename scalar_t, bool kBase, bool kRhs>
 void column_maxima(
-    const scalar_t* base, const scalar_t* lhs, const scalar_t* rhs, int64_t rows, int64_t width,
-    int64_t first, int64_t end, scalar_t* best) {
+    const scalar_t* base,
+    const scalar_t* lhs,
+    const scalar_t* rhs,
+    int64_t rows,
+    int64_t width,
+    int64_t first,
+    int64_t end,
+    scalar_t* best) {
   std::fill(best + first, best + end, -std::numeric_limits<scalar_t>::infinity());
   for (int64_t m = 0; m < rows; ++m) {
     const auto row = tile_row<scalar_t, kBase, kRhs>(base, lhs, rhs, m * width, nullptr);
@@ -99,7 +112,11 @@ void column_maxima(
 
 template <typename scalar_t, bool kBase, bool kRhs>
 void reduce_tile(
-    const PfkTile& tile, int64_t rows, const scalar_t* penalty, PfkReduction reduction, scalar_t* scratch,
+    const PfkTile& tile,
+    int64_t rows,
+    const scalar_t* penalty,
+    PfkReduction reduction,
+    scalar_t* scratch,
     const TopKLists<scalar_t>& lists) {
   const scalar_t* base = kBase ? tile.base.const_data_ptr<scalar_t>() : nullptr;
   const scalar_t* lhs = tile.lhs.const_data_ptr<scalar_t>();
@@ -122,7 +139,11 @@ void reduce_tile(
 // Instantiates the epilogue for the tile's form so its inner loop carries no per-element branch.
 template <typename scalar_t>
 void reduce_tile_any_form(
-    const PfkTile& tile, int64_t rows, const scalar_t* penalty, PfkReduction reduction, scalar_t* scratch,
+    const PfkTile& tile,
+    int64_t rows,
+    const scalar_t* penalty,
+    PfkReduction reduction,
+    scalar_t* scratch,
     const TopKLists<scalar_t>& lists) {
   const bool has_base = tile.base.defined();
   const bool has_rhs = tile.rhs.defined();
@@ -158,8 +179,7 @@ bool scan_with_avx2() {
 }
 
 void pfk_stream_cpu(
-    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
-    at::Tensor& indices) {
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values, at::Tensor& indices) {
   if (pfk_brgemm_applies(plan, values.scalar_type())) {
     pfk_stream_brgemm(plan, mask, reduction, values, indices);
     return;

@@ -15,8 +15,8 @@
 #include <optional>
 #include <vector>
 
-#include "ops/pfk/pfk_topk_math.h"
 #include "ops/pfk/cpu/pfk_avx_scans.h"
+#include "ops/pfk/pfk_topk_math.h"
 
 namespace torch_al::ops {
 
@@ -105,7 +105,8 @@ BlockFactor block_factor(const PfkFactor& factor) {
 std::vector<BlockTerm> block_terms(const PfkPlan& plan) {
   std::vector<BlockTerm> terms;
   for (const auto& term : plan.terms) {
-    terms.push_back({block_factor(term.lhs), term.rhs.has_value() ? std::optional(block_factor(*term.rhs)) : std::nullopt});
+    terms.push_back(
+        {block_factor(term.lhs), term.rhs.has_value() ? std::optional(block_factor(*term.rhs)) : std::nullopt});
   }
   return terms;
 }
@@ -128,8 +129,8 @@ void factor_block(const BlockFactor& factor, const BlockSpan& span, float* out) 
   for (const auto& run : factor.runs) {
     at::native::cpublas::brgemm(
         span.rows, columns, run.width, run.stride, factor.query_stride, kQueryBlock, accumulate,
-        run.data + span.pool_begin * run.stride, query_t + run.channel * factor.query_stride + span.query_begin,
-        out, /*is_vnni=*/false);
+        run.data + span.pool_begin * run.stride, query_t + run.channel * factor.query_stride + span.query_begin, out,
+        /*is_vnni=*/false);
     accumulate = true;
   }
 }
@@ -202,7 +203,8 @@ void merge_block_per_query(
       continue;
     }
     const auto row = tile_row<float, kBase, kRhs>(block.base, block.lhs, block.rhs, n * kQueryBlock, nullptr);
-    uint64_t lanes = lanes_may_enter<float, kBase, kRhs>(row, lists.thresholds.data() + span.query_begin, span.cols, avx2);
+    uint64_t lanes =
+        lanes_may_enter<float, kBase, kRhs>(row, lists.thresholds.data() + span.query_begin, span.cols, avx2);
     while (lanes != 0) {
       const int m = __builtin_ctzll(lanes);
       lanes &= lanes - 1;
@@ -223,8 +225,13 @@ void fold_block_per_column(const TileRow<float>& block, const BlockSpan& span, b
 
 template <bool kBase, bool kRhs>
 void reduce_block(
-    const TileRow<float>& block, const BlockSpan& span, PfkReduction reduction, const bool* mask, bool avx2,
-    BlockScratch& scratch, Lists& lists) {
+    const TileRow<float>& block,
+    const BlockSpan& span,
+    PfkReduction reduction,
+    const bool* mask,
+    bool avx2,
+    BlockScratch& scratch,
+    Lists& lists) {
   if (reduction == PfkReduction::kPerQueryRow) {
     merge_block_per_query<kBase, kRhs>(block, span, mask, avx2, lists);
   } else {
@@ -234,8 +241,13 @@ void reduce_block(
 
 // Instantiates the epilogue for the block's form so its inner loop carries no per-element branch.
 void reduce_block_any_form(
-    const TileRow<float>& block, const BlockSpan& span, PfkReduction reduction, const bool* mask, bool avx2,
-    BlockScratch& scratch, Lists& lists) {
+    const TileRow<float>& block,
+    const BlockSpan& span,
+    PfkReduction reduction,
+    const bool* mask,
+    bool avx2,
+    BlockScratch& scratch,
+    Lists& lists) {
   if (block.base != nullptr) {
     reduce_block<true, true>(block, span, reduction, mask, avx2, scratch, lists);
   } else if (block.rhs != nullptr) {
@@ -251,8 +263,13 @@ bool all_masked(const bool* mask, int64_t begin, int64_t rows) {
 
 // One thread's share: pool blocks [first, end), every query block of each before the next.
 void stream_pool_blocks(
-    const std::vector<BlockTerm>& terms, const PfkPlan& plan, const bool* mask, PfkReduction reduction,
-    int64_t first, int64_t end, Lists& lists) {
+    const std::vector<BlockTerm>& terms,
+    const PfkPlan& plan,
+    const bool* mask,
+    PfkReduction reduction,
+    int64_t first,
+    int64_t end,
+    Lists& lists) {
   const bool avx2 = scan_with_avx2();
   const auto scratch_holder = std::make_unique<BlockScratch>();
   BlockScratch& scratch = *scratch_holder;
@@ -321,8 +338,7 @@ bool pfk_brgemm_applies(const PfkPlan& plan, at::ScalarType dtype) {
 }
 
 void pfk_stream_brgemm(
-    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
-    at::Tensor& indices) {
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values, at::Tensor& indices) {
   const auto terms = block_terms(plan);
   const bool* mask_data = mask.defined() ? mask.const_data_ptr<bool>() : nullptr;
   const int64_t lists_rows = values.size(0);

@@ -23,7 +23,6 @@ bool pfk_brgemm_applies(const PfkPlan& plan, at::ScalarType dtype);
 
 // pfk_stream_cpu's contract (pfk_entry.h) on the blocks.
 void pfk_stream_brgemm(
-    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
-    at::Tensor& indices);
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values, at::Tensor& indices);
 
 }  // namespace torch_al::ops

@@ -16,9 +16,9 @@
 #include <algorithm>
 #include <limits>
 
-#include "ops/pfk/pfk_topk_math.h"
-#include "ops/pfk/pfk_entry.h"
 #include "ops/cuda_occupancy/resident_warps.cuh"
+#include "ops/pfk/pfk_entry.h"
+#include "ops/pfk/pfk_topk_math.h"
 
 namespace torch_al::ops {
 
@@ -114,9 +114,8 @@ struct LaneArgmax {
   int lane;
 
   __device__ LaneArgmax(const ListArgs<scalar_t>& args, int64_t row, int64_t /*slot*/, int lane_) : lane(lane_) {
-    best = args.init_values != nullptr && lane == 0
-        ? Candidate<scalar_t>{args.init_values[row], args.init_indices[row]}
-        : nothing<scalar_t>();
+    best = args.init_values != nullptr && lane == 0 ? Candidate<scalar_t>{args.init_values[row], args.init_indices[row]}
+                                                    : nothing<scalar_t>();
   }
 
   __device__ __forceinline__ void offer(const Candidate<scalar_t>& c) {
@@ -168,8 +167,7 @@ struct WarpRegisterList {
   }
 
   __device__ void insert(const Candidate<scalar_t>& c) {
-    const unsigned ahead =
-        __ballot_sync(kAllLanes, lane < k && beats(entry.value, entry.index, c.value, c.index));
+    const unsigned ahead = __ballot_sync(kAllLanes, lane < k && beats(entry.value, entry.index, c.value, c.index));
     const int position = __popc(ahead);
     const Candidate<scalar_t> previous{
         __shfl_up_sync(kAllLanes, entry.value, 1), __shfl_up_sync(kAllLanes, entry.index, 1)};
@@ -257,7 +255,11 @@ struct WarpMemoryList {
 // time (consecutive lanes read consecutive columns), and writes the list to its slot.
 template <typename List, typename Source>
 __global__ void select_kernel(
-    Source source, int64_t rows, int64_t count, int64_t splits, int64_t split_width,
+    Source source,
+    int64_t rows,
+    int64_t count,
+    int64_t splits,
+    int64_t split_width,
     ListArgs<typename List::scalar_type> lists) {
   using scalar_t = typename List::scalar_type;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
@@ -280,19 +282,24 @@ __global__ void select_kernel(
 // Selects per row over `count` candidates of `source` with rows x splits warps.
 template <typename scalar_t, typename Source>
 void select_rows(
-    const Source& source, int64_t rows, int64_t count, int64_t splits, const ListArgs<scalar_t>& lists,
+    const Source& source,
+    int64_t rows,
+    int64_t count,
+    int64_t splits,
+    const ListArgs<scalar_t>& lists,
     cudaStream_t stream) {
   const int64_t split_width = ceil_div(ceil_div(count, splits), kWarp) * kWarp;
   const auto blocks = static_cast<unsigned>(ceil_div(rows * splits, kWarpsPerBlock));
   constexpr int threads = kWarp * kWarpsPerBlock;
   if (lists.k == 1) {
-    select_kernel<LaneArgmax<scalar_t>><<<blocks, threads, 0, stream>>>(source, rows, count, splits, split_width, lists);
+    select_kernel<LaneArgmax<scalar_t>>
+        <<<blocks, threads, 0, stream>>>(source, rows, count, splits, split_width, lists);
   } else if (lists.k <= kWarp) {
-    select_kernel<WarpRegisterList<scalar_t>><<<blocks, threads, 0, stream>>>(
-        source, rows, count, splits, split_width, lists);
+    select_kernel<WarpRegisterList<scalar_t>>
+        <<<blocks, threads, 0, stream>>>(source, rows, count, splits, split_width, lists);
   } else {
-    select_kernel<WarpMemoryList<scalar_t>><<<blocks, threads, 0, stream>>>(
-        source, rows, count, splits, split_width, lists);
+    select_kernel<WarpMemoryList<scalar_t>>
+        <<<blocks, threads, 0, stream>>>(source, rows, count, splits, split_width, lists);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -309,8 +316,15 @@ int64_t split_count(int64_t rows, int64_t width, int64_t k) {
 // second warp per row merges the split lists into the running list.
 template <typename scalar_t, bool kBase, bool kRhs>
 void select_tile_rows(
-    const TileArgs<scalar_t>& tile, int64_t rows, const bool* mask, int64_t splits, at::Tensor& values,
-    at::Tensor& indices, at::Tensor& split_values, at::Tensor& split_indices, cudaStream_t stream) {
+    const TileArgs<scalar_t>& tile,
+    int64_t rows,
+    const bool* mask,
+    int64_t splits,
+    at::Tensor& values,
+    at::Tensor& indices,
+    at::Tensor& split_values,
+    at::Tensor& split_indices,
+    cudaStream_t stream) {
   const int64_t k = values.size(1);
   scalar_t* running_values = values.mutable_data_ptr<scalar_t>();
   int64_t* running_indices = indices.mutable_data_ptr<int64_t>();
@@ -322,7 +336,8 @@ void select_tile_rows(
   }
   scalar_t* listed_values = split_values.mutable_data_ptr<scalar_t>();
   int64_t* listed_indices = split_indices.mutable_data_ptr<int64_t>();
-  select_rows<scalar_t>(columns, rows, tile.width, splits, {nullptr, nullptr, listed_values, listed_indices, k}, stream);
+  select_rows<scalar_t>(
+      columns, rows, tile.width, splits, {nullptr, nullptr, listed_values, listed_indices, k}, stream);
   const SplitListsSource<scalar_t> listed{listed_values, listed_indices, splits * k};
   select_rows<scalar_t>(
       listed, rows, splits * k, 1, {running_values, running_indices, running_values, running_indices, k}, stream);
@@ -370,14 +385,23 @@ void take_column_topk(const at::Tensor& best, at::Tensor& values, at::Tensor& in
 
 template <typename scalar_t, bool kBase, bool kRhs>
 void reduce_tile(
-    const PfkTile& tile, int64_t rows, const bool* mask, PfkReduction reduction, int64_t splits, scalar_t* best,
-    at::Tensor& values, at::Tensor& indices, at::Tensor& split_values, at::Tensor& split_indices) {
+    const PfkTile& tile,
+    int64_t rows,
+    const bool* mask,
+    PfkReduction reduction,
+    int64_t splits,
+    scalar_t* best,
+    at::Tensor& values,
+    at::Tensor& indices,
+    at::Tensor& split_values,
+    at::Tensor& split_indices) {
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
   const TileArgs<scalar_t> args{
       kBase ? tile.base.const_data_ptr<scalar_t>() : nullptr, tile.lhs.const_data_ptr<scalar_t>(),
       kRhs ? tile.rhs.const_data_ptr<scalar_t>() : nullptr, tile.width, tile.begin};
   if (reduction == PfkReduction::kPerQueryRow) {
-    select_tile_rows<scalar_t, kBase, kRhs>(args, rows, mask, splits, values, indices, split_values, split_indices, stream);
+    select_tile_rows<scalar_t, kBase, kRhs>(
+        args, rows, mask, splits, values, indices, split_values, split_indices, stream);
   } else {
     column_maxima<scalar_t, kBase, kRhs>(args, rows, mask, best, stream);
   }
@@ -386,8 +410,7 @@ void reduce_tile(
 }  // namespace
 
 void pfk_stream_cuda(
-    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values,
-    at::Tensor& indices) {
+    const PfkPlan& plan, const at::Tensor& mask, PfkReduction reduction, at::Tensor& values, at::Tensor& indices) {
   const auto options = values.options();
   const int64_t k = values.size(1);
   const int64_t width = std::clamp<int64_t>(

@@ -46,8 +46,7 @@ void pool_features_into_autograd(
 
 // d x = grad / |spatial|, broadcast over the spatial dims. Written with ATen ops so it runs on every
 // backend, traces under torch.compile with symbolic shapes, and is itself differentiable.
-at::Tensor pool_features_backward_composite(
-    const at::Tensor& grad, c10::SymIntArrayRef input_shape) {
+at::Tensor pool_features_backward_composite(const at::Tensor& grad, c10::SymIntArrayRef input_shape) {
   c10::SymInt count = 1;
   std::vector<c10::SymInt> broadcast_shape(input_shape.begin(), input_shape.end());
   for (size_t d = 2; d < input_shape.size(); ++d) {

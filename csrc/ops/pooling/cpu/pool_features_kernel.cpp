@@ -38,8 +38,7 @@ void pool_rows_cpu(const at::Tensor& x, const PoolDestination<scalar_t>& dst) {
           }
         }
         for (int64_t c = 0; c < channels; ++c) {
-          dst.data[destination_offset(dst, n, c)] =
-              static_cast<scalar_t>(spatial_mean(sums[c], g.count));
+          dst.data[destination_offset(dst, n, c)] = static_cast<scalar_t>(spatial_mean(sums[c], g.count));
         }
       } else {
         for (int64_t c = 0; c < channels; ++c) {
@@ -53,8 +52,7 @@ void pool_rows_cpu(const at::Tensor& x, const PoolDestination<scalar_t>& dst) {
 
 void pool_into_cpu(const at::Tensor& x, at::Tensor& out, const int64_t* rows, int64_t column) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pool_features_cpu", [&] {
-    const PoolDestination<scalar_t> dst{
-        out.mutable_data_ptr<scalar_t>(), out.stride(0), out.stride(1), column, rows};
+    const PoolDestination<scalar_t> dst{out.mutable_data_ptr<scalar_t>(), out.stride(0), out.stride(1), column, rows};
     pool_rows_cpu<scalar_t>(x, dst);
   });
 }

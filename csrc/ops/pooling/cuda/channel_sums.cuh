@@ -77,13 +77,11 @@ inline int64_t checked_grid(const char* op, int64_t blocks) {
 // Launches the kernel for the input's layout on `stream`; rows and channels are > 0.
 template <typename acc_t, typename Summand>
 void launch_channel_sums(
-    const char* op, int64_t rows, int64_t channels, bool channels_inner, const Summand& summand,
-    cudaStream_t stream) {
+    const char* op, int64_t rows, int64_t channels, bool channels_inner, const Summand& summand, cudaStream_t stream) {
   if (channels_inner) {
     const int64_t tiles = (channels + kWarp - 1) / kWarp;
     channels_inner_sums_kernel<acc_t, Summand>
-        <<<checked_grid(op, rows * tiles), dim3(kWarp, kWarpsPerBlock), 0, stream>>>(
-            tiles, channels, summand);
+        <<<checked_grid(op, rows * tiles), dim3(kWarp, kWarpsPerBlock), 0, stream>>>(tiles, channels, summand);
   } else {
     const int64_t warps = rows * channels;
     const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;

@@ -9,9 +9,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "ops/pooling/cuda/channel_sums.cuh"
 #include "ops/pooling/ig_accumulate.h"
 #include "ops/pooling/ig_accumulate_math.h"
-#include "ops/pooling/cuda/channel_sums.cuh"
 
 namespace torch_al::ops {
 
@@ -52,7 +52,7 @@ void ig_accumulate_kernel(const at::Tensor& grad, int64_t steps, at::Tensor& acc
     using acc_t = at::opmath_type<scalar_t>;
     const IgSummand<scalar_t, acc_t> summand{
         grad.const_data_ptr<scalar_t>(), grad.stride(1), grad.stride(2), path, steps,
-        acc.mutable_data_ptr<acc_t>(), acc.stride(0), acc.stride(1)};
+        acc.mutable_data_ptr<acc_t>(),   acc.stride(0),  acc.stride(1)};
     launch_channel_sums<acc_t>("ig_accumulate", grad.size(1), grad.size(2), channels_inner, summand, stream);
   });
 }

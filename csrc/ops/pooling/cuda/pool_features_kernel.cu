@@ -6,9 +6,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "ops/pooling/cuda/channel_sums.cuh"
 #include "ops/pooling/pool_features_entry.h"
 #include "ops/pooling/pool_features_math.h"
-#include "ops/pooling/cuda/channel_sums.cuh"
 
 namespace torch_al::ops {
 
@@ -37,8 +37,7 @@ void pool_into_cuda(const at::Tensor& x, at::Tensor& out, const int64_t* rows, i
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pool_features_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const PoolDestination<scalar_t> dst{
-        out.mutable_data_ptr<scalar_t>(), out.stride(0), out.stride(1), column, rows};
+    const PoolDestination<scalar_t> dst{out.mutable_data_ptr<scalar_t>(), out.stride(0), out.stride(1), column, rows};
     const PoolSummand<scalar_t, acc_t> summand{x.const_data_ptr<scalar_t>(), x.stride(0), x.stride(1), g, dst};
     launch_channel_sums<acc_t>("pool_features", x.size(0), x.size(1), channels_inner, summand, stream);
   });
