@@ -44,7 +44,7 @@ def test_the_version_is_the_package_metadata_and_the_cmake_project():
 
 
 def test_host_code_is_compiled_without_fma_contraction():
-    """CPU and CUDA kernels share their arithmetic (csrc/*_math.h); an FMA-contracting compiler
+    """CPU and CUDA kernels share their arithmetic (csrc/ops/*/*_math.h); an FMA-contracting compiler
     would change the CPU results on targets with FMA, so both builds switch contraction off."""
     for build_file, flag in (("setup.py", '"-ffp-contract=off"'), ("CMakeLists.txt", "-ffp-contract=off>")):
         with open(os.path.join(REPO_ROOT, build_file)) as f:
