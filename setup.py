@@ -49,17 +49,20 @@ OPENMP_FLAGS = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.plat
 
 
 def _files(*patterns: str) -> list[str]:
-    return sorted(os.path.relpath(p, ROOT) for pattern in patterns for p in glob.glob(os.path.join(ROOT, pattern)))
+    """Files under ROOT matching the patterns, `**` spanning folders (csrc/ops/<family>/cpu/...)."""
+    found = {p for pattern in patterns for p in glob.glob(os.path.join(ROOT, pattern), recursive=True)}
+    return sorted(os.path.relpath(p, ROOT) for p in found)
 
 
 def extension():
-    sources = _files("csrc/*.cpp", "csrc/cpu/*.cpp", "csrc/autograd/*.cpp", "csrc/python/*.cpp")
-    # No FMA contraction: the CPU kernels share their arithmetic with the CUDA ones (csrc/*_math.h),
+    # Every C++ file of csrc/ (csrc/README.md: the layout), the Python module csrc/python/ included.
+    sources = _files("csrc/**/*.cpp")
+    # No FMA contraction: the CPU kernels share their arithmetic with the CUDA ones (the _math.h headers),
     # and a compiler that fused a * b + c where the target has FMA would change their results.
     compile_args = {"cxx": ["-O3", "-ffp-contract=off", "-DTORCH_AL_BUILD_LIBRARY", *OPENMP_FLAGS]}
     macros = []
     if CUDA.build_cuda:
-        sources += _files("csrc/cuda/*.cu")
+        sources += _files("csrc/**/*.cu")
         compile_args["nvcc"] = ["-O3", "-DTORCH_AL_BUILD_LIBRARY"]
         macros.append(("WITH_CUDA", None))
     kind = CUDAExtension if CUDA.build_cuda else CppExtension
@@ -67,7 +70,7 @@ def extension():
         "torch_al._C",
         sources,
         # Without the headers here, setuptools would call an extension up to date after a header change.
-        depends=_files("csrc/*.h", "csrc/cpu/*.h", "csrc/cuda/*.cuh"),
+        depends=_files("csrc/**/*.h", "csrc/**/*.cuh"),
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
         extra_compile_args=compile_args,

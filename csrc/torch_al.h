@@ -1,13 +1,13 @@
 #pragma once
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
-#include "facility_location_greedy.h"
-#include "ig_accumulate.h"
-#include "kcenter_greedy.h"
-#include "kcenter_greedy_step.h"
-#include "kmeanspp_factored.h"
 #include "library.h"
-#include "pfk_column_topk.h"
-#include "pfk_topk.h"
-#include "pool_features.h"
-#include "select_unique_ranked.h"
+#include "ops/facility_location/facility_location_greedy.h"
+#include "ops/kcenter/kcenter_greedy.h"
+#include "ops/kcenter/kcenter_greedy_step.h"
+#include "ops/kmeanspp/kmeanspp_factored.h"
+#include "ops/pfk/pfk_column_topk.h"
+#include "ops/pfk/pfk_topk.h"
+#include "ops/pfk/select_unique_ranked.h"
+#include "ops/pooling/ig_accumulate.h"
+#include "ops/pooling/pool_features.h"

@@ -44,7 +44,7 @@ def test_the_version_is_the_package_metadata_and_the_cmake_project():
 
 
 def test_host_code_is_compiled_without_fma_contraction():
-    """CPU and CUDA kernels share their arithmetic (csrc/*_math.h); an FMA-contracting compiler
+    """CPU and CUDA kernels share their arithmetic (csrc/ops/*/*_math.h); an FMA-contracting compiler
     would change the CPU results on targets with FMA, so both builds switch contraction off."""
     for build_file, flag in (("setup.py", '"-ffp-contract=off"'), ("CMakeLists.txt", "-ffp-contract=off>")):
         with open(os.path.join(REPO_ROOT, build_file)) as f:
@@ -60,3 +60,12 @@ def test_pyproject_declares_the_extras_and_the_command():
     requires = importlib.metadata.requires("torch_al")
     assert any(r.startswith("torch==") and r.endswith(".*") for r in requires), requires
     assert any("matplotlib" in r and 'extra == "experiments"' in r for r in requires), requires
+
+
+def test_the_csrc_readme_draws_every_folder_of_csrc():
+    """csrc/README.md's tree is the map of the C++ sources: a folder added to csrc/ belongs in it."""
+    with open(os.path.join(REPO_ROOT, "csrc", "README.md")) as f:
+        readme = f.read()
+    folders = {os.path.dirname(name) for name in _project_files() if name.startswith("csrc/")} - {"csrc"}
+    missing = sorted(folder for folder in folders if f"{os.path.basename(folder)}/" not in readme)
+    assert not missing, f"folders of csrc/ that csrc/README.md does not show: {missing}"

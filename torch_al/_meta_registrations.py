@@ -63,7 +63,7 @@ if has_ops():
         )
 
     def _check_pfk_topk_inputs(op, query_z, pool_z, query_g, pool_g, pool_mask, k, combine, precision) -> None:
-        """Mirrors check_pfk_topk_inputs in csrc/pfk_topk.cpp."""
+        """Mirrors check_pfk_topk_inputs in csrc/ops/pfk/pfk_topk.cpp."""
         torch._check(len(query_z) > 0, lambda: f"{op}: query_z must hold at least one scale, got an empty list")
         scales = len(query_z)
         torch._check(len(pool_z) == scales, lambda: f"{op}: pool_z has {len(pool_z)} scales but query_z has {scales}")

@@ -33,11 +33,11 @@ int main(int argc, char** argv) {
   std::ifstream file(argv[2], std::ios::binary);
   const std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   const auto inputs = torch::pickle_load(bytes).toGenericDict();
-  const auto selected = module
-                            .forward({tensor_list(inputs, "query_z"), tensor_list(inputs, "pool_z"),
-                                      tensor_list(inputs, "query_g"), tensor_list(inputs, "pool_g"),
-                                      inputs.at("pool_mask").toTensor(), inputs.at("budget").toInt()})
-                            .toTensor();
+  const std::vector<c10::IValue> arguments{
+      tensor_list(inputs, "query_z"), tensor_list(inputs, "pool_z"),     tensor_list(inputs, "query_g"),
+      tensor_list(inputs, "pool_g"),  inputs.at("pool_mask").toTensor(), inputs.at("budget").toInt(),
+  };
+  const auto selected = module.forward(arguments).toTensor();
   for (int64_t i = 0; i < selected.numel(); ++i) {
     std::cout << (i ? " " : "") << selected[i].item<int64_t>();
   }

@@ -18,12 +18,13 @@ class DeviceTest : public testing::TestWithParam<c10::DeviceType> {
 
 // The values for INSTANTIATE_TEST_SUITE_P over DeviceTest suites: CPU, and CUDA in CUDA builds.
 inline auto built_devices() {
-  return testing::ValuesIn(std::vector<c10::DeviceType>{
+  const std::vector<c10::DeviceType> devices{
       c10::kCPU,
 #ifdef WITH_CUDA
       c10::kCUDA,
 #endif
-  });
+  };
+  return testing::ValuesIn(devices);
 }
 
 // Runs `call` and expects it to throw a c10::Error whose message contains `needle`.

@@ -15,7 +15,8 @@ using torch_al::testing_utils::expect_error_containing;
 
 // Reference: the plain greedy in float64 over the materialised similarity, ties to the lower index.
 std::vector<int64_t> reference_picks(const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
-  const auto similarity = candidates.to(torch::kDouble).cpu().matmul(universe.to(torch::kDouble).cpu().t()).clamp_min(0);
+  const auto similarity =
+      candidates.to(torch::kDouble).cpu().matmul(universe.to(torch::kDouble).cpu().t()).clamp_min(0);
   auto cover = torch::zeros({universe.size(0)}, torch::kDouble);
   auto taken = torch::zeros({candidates.size(0)}, torch::kBool);
   std::vector<int64_t> picks;

@@ -28,7 +28,8 @@ class IgAccumulate : public DeviceTest {};
 
 TEST_P(IgAccumulate, MatchesReferenceForEveryRankAndLayout) {
   torch::manual_seed(0);
-  for (const auto& shape : std::vector<std::vector<int64_t>>{{4, 3, 5}, {4, 3, 5, 7}, {3, 2, 5, 6, 7}, {2, 2, 3, 4, 5, 6}}) {
+  for (const auto& shape :
+       std::vector<std::vector<int64_t>>{{4, 3, 5}, {4, 3, 5, 7}, {3, 2, 5, 6, 7}, {2, 2, 3, 4, 5, 6}}) {
     const auto grad = torch::randn(shape, options());
     auto acc = torch::randn({shape[1], shape[2]}, options());
     const auto expected = reference_ig(grad, 9, acc);
@@ -39,7 +40,8 @@ TEST_P(IgAccumulate, MatchesReferenceForEveryRankAndLayout) {
   const auto channels_last = torch::randn({3, 2, 6, 7, 5}, options()).movedim(-1, 2);
   auto acc = torch::zeros({2, 5}, options());
   torch_al::ops::ig_accumulate(channels_last, 3, acc);
-  EXPECT_TRUE(torch::allclose(acc.to(torch::kDouble), reference_ig(channels_last, 3, torch::zeros({2, 5})), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(acc.to(torch::kDouble), reference_ig(channels_last, 3, torch::zeros({2, 5})), 1e-5, 1e-6));
 }
 
 TEST_P(IgAccumulate, ChunksAddUpToTheWholePath) {
@@ -64,8 +66,7 @@ TEST_P(IgAccumulate, HalfGradientsAccumulateInFloat) {
 TEST_P(IgAccumulate, RejectsNonPositiveStepsAndWritesNothing) {
   const auto grad = torch::randn({2, 3, 4}, options());
   auto acc = torch::zeros({3, 4}, options());
-  expect_error_containing(
-      [&] { torch_al::ops::ig_accumulate(grad, 0, acc); }, "steps must be a positive number");
+  expect_error_containing([&] { torch_al::ops::ig_accumulate(grad, 0, acc); }, "steps must be a positive number");
   EXPECT_EQ(acc.abs().sum().item<float>(), 0.0f);
 }
 

@@ -18,7 +18,8 @@ TEST_P(KCenterGreedyStep, LoopOfStepsIsKCenterGreedy) {
   torch::manual_seed(0);
   const auto x = (torch::randn({500, 19}) + 2).to(options());
   for (const int64_t initial_count : {3, 30}) {
-    const auto initial = std::get<0>(torch::randperm(500, options().dtype(torch::kLong)).slice(0, 0, initial_count).sort());
+    const auto initial =
+        std::get<0>(torch::randperm(500, options().dtype(torch::kLong)).slice(0, 0, initial_count).sort());
     const auto [expected_picks, expected_min_dist] = torch_al::ops::kcenter_greedy(x, 20, initial);
     auto min_sq = torch::full({500}, std::numeric_limits<float>::infinity(), options());
     auto selectable = torch::ones({500}, options().dtype(torch::kBool));

@@ -71,7 +71,8 @@ TEST_P(KMeansPPFactored, TooManyPicksNamesBothNumbers) {
   torch_al::testing_utils::expect_error_containing(
       [&] {
         torch_al::ops::kmeanspp_factored(
-            a, b, torch::rand({5}, options().dtype(torch::kDouble)), torch::tensor({0, 1}, options().dtype(torch::kLong)));
+            a, b, torch::rand({5}, options().dtype(torch::kDouble)),
+            torch::tensor({0, 1}, options().dtype(torch::kLong)));
       },
       "5 picks (one per uniform) are more than the 4 rows that are not initial centers");
 }

@@ -26,8 +26,11 @@ std::tuple<at::Tensor, at::Tensor> reference_topk(const at::Tensor& scores, cons
 }
 
 at::Tensor reference_kernel(
-    const std::vector<at::Tensor>& qz, const std::vector<at::Tensor>& pz,
-    const std::vector<at::Tensor>& qg, const std::vector<at::Tensor>& pg, const std::string& combine) {
+    const std::vector<at::Tensor>& qz,
+    const std::vector<at::Tensor>& pz,
+    const std::vector<at::Tensor>& qg,
+    const std::vector<at::Tensor>& pg,
+    const std::string& combine) {
   auto a = torch::zeros({qz[0].size(0), pz[0].size(0)}, torch::kDouble);
   auto b = torch::zeros_like(a);
   auto fisher = torch::zeros_like(a);

@@ -54,8 +54,7 @@ TEST_P(PoolFeatures, IntoRejectsOutOfRangeRowsAndWritesNothing) {
   const auto x = torch::randn({2, 2, 3}, options());
   auto store = torch::zeros({4, 2}, options());
   const auto rows = torch::tensor({1, 4}, options().dtype(torch::kLong));
-  expect_error_containing(
-      [&] { torch_al::ops::pool_features_into(x, store, rows, 0); }, "rows must lie in [0, 4)");
+  expect_error_containing([&] { torch_al::ops::pool_features_into(x, store, rows, 0); }, "rows must lie in [0, 4)");
   EXPECT_EQ(store.abs().sum().item<float>(), 0.0f);
 }
 

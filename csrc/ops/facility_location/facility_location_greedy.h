@@ -1,0 +1,31 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+
+#include "macros.h"
+
+namespace torch_al::ops {
+
+// Greedy facility location (as in Suggestive annotation, Yang et al., MICCAI 2017): picks `count`
+// rows of candidates[K, D], each the one with the largest marginal gain of
+//   F(S) = sum over u in universe[N, D] of max(0, max over a in S of <a, u>)
+// (ties to the lower candidate index). Each candidate's gain is kept up to date incrementally in
+// float64 over the points each pick's cover raises, as a bound; the picks' gains are fresh sums
+// streamed over tiles of the universe: the K x N similarity is never formed. Returns (picks[count] int64 in pick
+// order, gains[count] in the dtype of the inputs: the marginal gain of each pick).
+TORCH_AL_API std::tuple<at::Tensor, at::Tensor> facility_location_greedy(
+    const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
+
+// Shape, dtype, device and count checks, shared by every backend (the Python fake mirrors them).
+void check_facility_location_greedy_inputs(const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
+
+// NaN/inf in either input, naming the first bad row: one host sync.
+void check_facility_location_greedy_values(const at::Tensor& candidates, const at::Tensor& universe);
+
+// universe[N, D] padded with zero rows to whole tiles of kFacilityTile points, in the panel layout
+// of facility_location_greedy_math.h: [padded N / W, D, W]. Device-agnostic ATen code.
+at::Tensor tile_universe(const at::Tensor& universe);
+
+}  // namespace torch_al::ops

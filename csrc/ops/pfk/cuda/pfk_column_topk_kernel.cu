@@ -1,0 +1,11 @@
+#include <torch/library.h>
+
+#include "ops/pfk/pfk_entry.h"
+
+namespace torch_al::ops {
+
+TORCH_LIBRARY_IMPL(torch_al, CUDA, m) {
+  m.impl("pfk_column_topk", &pfk_kernel<PfkReduction::kPerPoolColumn, pfk_stream_cuda>);
+}
+
+}  // namespace torch_al::ops
