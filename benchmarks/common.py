@@ -117,10 +117,13 @@ def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
 
 
 def write_results(name: str, rows: Sequence[dict], **meta: Any) -> str:
-    """Writes benchmarks/results/<name>.json and returns its path."""
+    """Writes benchmarks/results/<name>.json (with the commit of the code that made it) and
+    returns its path."""
     os.makedirs(RESULTS_DIR, exist_ok=True)
     path = os.path.join(RESULTS_DIR, f"{name}.json")
-    record = {"benchmark": name, "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+    from torch_al.provenance import code_version
+
+    record = {"benchmark": name, "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "code": code_version(), **meta}
     record["rows"] = list(rows)
     with open(path, "w") as f:
         json.dump(record, f, indent=2)

@@ -55,14 +55,14 @@ def galaxy_middle(signs: list[int], order: int):
 def galaxy_round(probabilities, known: dict[int, int], oracle, budget: int, seed: int, round_: int) -> list[int]:
     classes = [0] if len(probabilities[0]) == 2 else list(range(len(probabilities[0])))
     lines = {k: class_line(probabilities, k) for k in classes}
-    known, asked, order = dict(known), [], 1
+    known, asked, orders = dict(known), [], dict.fromkeys(classes, 1)
     for step in range(budget):
         k = classes[step % len(classes)]
         signs = signs_of(lines[k], known, k)
-        position = galaxy_middle(signs, order)
-        if position is None and order < len(signs) - 1:
-            order += 1
-            position = galaxy_middle(signs, order)
+        position = galaxy_middle(signs, orders[k])
+        if position is None and orders[k] < len(signs) - 1 and 1 in signs and -1 in signs:
+            orders[k] += 1
+            position = galaxy_middle(signs, orders[k])
         if position is None:
             unlabeled = torch.tensor([i for i in range(len(probabilities)) if i not in known])
             item = int(uniform_draw(unlabeled, 1, seed, f"galaxy draw {step}", round_)[0])

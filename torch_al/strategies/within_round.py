@@ -29,17 +29,32 @@ class RoundLabels:
         label: int64 Tensor[N], its label where known (0 elsewhere).
     """
 
-    def __init__(self, pool: ActivePool) -> None:
-        self.labeled = pool.labeled_mask.clone()
-        self.label = torch.zeros(len(pool), dtype=torch.int64)
-        self.label[self.labeled] = pool.labels_of(self.labeled.nonzero().flatten())
-        for batch in pool.open_round:  # answered within the round: they arrive in the replay
-            self.labeled[batch] = False
-            self.label[batch] = 0
+    def __init__(self, labeled: Tensor, label: Tensor) -> None:
+        self.labeled, self.label = labeled, label
+        self._known: Tensor | None = None
+
+    @classmethod
+    def at_round_start(cls, pool: ActivePool) -> "RoundLabels":
+        """The pool's labels but the answers to the open round's sub-batches (they come in the replay)."""
+        labeled = pool.labeled_mask.clone()
+        label = torch.zeros(len(pool), dtype=torch.int64)
+        label[labeled] = pool.labels_of(labeled.nonzero().flatten())
+        for batch in pool.open_round:
+            labeled[batch] = False
+            label[batch] = 0
+        return cls(labeled, label)
 
     def record(self, indices: Tensor, labels: Tensor) -> None:
         self.labeled[indices] = True
         self.label[indices] = labels
+        self._known = None
+
+    @property
+    def known(self) -> Tensor:
+        """Global indices of the items whose label is known, increasing."""
+        if self._known is None:
+            self._known = self.labeled.nonzero().flatten()
+        return self._known
 
     @property
     def unlabeled(self) -> Tensor:
@@ -94,7 +109,7 @@ class AsksWithinRound(Strategy):
         return live[4], live[5]
 
     def _replayed(self, model, pool: ActivePool, budget: int, answered: list[Tensor]):
-        labels = RoundLabels(pool)
+        labels = RoundLabels.at_round_start(pool)
         round_ = self.asks(model, pool, budget, labels)
         spent = 0
         for number, batch in enumerate(answered):

@@ -28,10 +28,18 @@ class ClassLine:
         self.position = torch.empty_like(self.order)
         self.position[self.order] = torch.arange(self.order.numel())
 
-    def signs(self, labeled: Tensor, label: Tensor) -> Tensor:
-        """int64 Tensor[N] by position: +1 labeled k, −1 labeled another class, 0 unlabeled."""
-        known = labeled[self.order]
-        return torch.where(known, torch.where(label[self.order] == self.k, 1, -1), 0)
+    def labeled_signs(self, known: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        """The places of the ``known`` items (global indices) on the line, increasing, and their
+        signs: +1 labeled k, −1 another class (``label``: int64 Tensor[N] of labels)."""
+        places, order = torch.sort(self.position[known])
+        return places, torch.where(label[known[order]] == self.k, 1, -1)
+
+    def signs(self, known: Tensor, label: Tensor) -> Tensor:
+        """int8 Tensor[N] by place: +1 labeled k, −1 labeled another class, 0 unlabeled."""
+        signs = torch.zeros(self.order.numel(), dtype=torch.int8)
+        places, labeled_signs = self.labeled_signs(known, label)
+        signs[places] = labeled_signs.to(torch.int8)
+        return signs
 
 
 class ClassLines:

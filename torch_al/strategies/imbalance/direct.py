@@ -110,42 +110,50 @@ class DIRECT(AsksWithinRound):
 
     def asks(self, model, pool, budget, labels: RoundLabels):
         probabilities = pool_probabilities(self, model, pool, self.batch_size, self.progress)
-        lines, classes = ClassLines(probabilities), probabilities.shape[1]
-        counts = torch.bincount(labels.label[labels.labeled], minlength=classes)
-        per_class = min(budget // classes // 2, self.min_budget_per_class)
-        spent = 0
-        for k in torch.sort(counts, descending=True, stable=True).indices.tolist():
-            per_class = min(per_class, int((~labels.labeled).sum()))
-            for batch in self._searched(lines[k], labels, per_class, pool.round):
-                yield batch
-                spent += batch.numel()
-        rest = budget - spent
-        order = torch.randperm(classes, generator=self._generator("classes", pool.round))
-        for place, k in enumerate(order.tolist()):
-            share = rest * (place + 1) // classes - rest * place // classes
-            line = lines[k]
-            if share:
-                yield line.order[nearest_to_threshold(line.signs(labels.labeled, labels.label), share)]
+        yield from direct_asks(probabilities, labels, budget, self.annotators, self.min_budget_per_class, self.seed, pool.round)
 
-    def _searched(self, line: ClassLine, labels: RoundLabels, labels_left: int, round_: int):
-        """Class ``line.k``'s search: yields its batches (global indices) as it goes."""
-        signs = line.signs(labels.labeled, labels.label)
-        start, end = uncertain_region(signs)
-        batch = 0
-        while labels_left > 0:
-            size = min(self.annotators, labels_left)
-            inside = (signs[start : end + 1] == 0).nonzero().flatten() + start
-            if inside.numel() == 0:
-                return
-            drawn = inside[torch.randperm(inside.numel(), generator=self._generator("draw", round_, line.k, batch))[:size]]
-            yield line.order[drawn]
-            signs = line.signs(labels.labeled, labels.label)
-            left, batches_to_come = int((signs[start : end + 1] == 0).sum()), labels_left // self.annotators
-            if left > 0 and batches_to_come > 1:
-                target = math.ceil(left / left ** (1 / batches_to_come))
-                start, end = shrunk_region(signs, start, end, target, self._generator("coin", round_, line.k, batch))
-            labels_left -= size
-            batch += 1
 
-    def _generator(self, *purpose) -> torch.Generator:
-        return torch.Generator().manual_seed(derived_seed(self.seed, "direct", *purpose))
+def direct_asks(probabilities: Tensor, labels: RoundLabels, budget: int, annotators: int, most_per_class: int, seed: int, round_: int):
+    """DIRECT's round on fixed probabilities (float64 Tensor[N, C]): yields sub-batches of global
+    indices; ``labels`` holds their answers at the next step."""
+    lines, classes = ClassLines(probabilities), probabilities.shape[1]
+    counts = torch.bincount(labels.label[labels.labeled], minlength=classes)
+    per_class = min(budget // classes // 2, most_per_class)
+    spent = 0
+    for k in torch.sort(counts, descending=True, stable=True).indices.tolist():
+        per_class = min(per_class, int((~labels.labeled).sum()))
+        for batch in _searched(lines[k], labels, per_class, annotators, seed, round_):
+            yield batch
+            spent += batch.numel()
+    rest = budget - spent
+    order = torch.randperm(classes, generator=_generator(seed, "classes", round_))
+    for place, k in enumerate(order.tolist()):
+        share = rest * (place + 1) // classes - rest * place // classes
+        line = lines[k]
+        if share:
+            yield line.order[nearest_to_threshold(line.signs(labels.known, labels.label), share)]
+
+
+def _searched(line: ClassLine, labels: RoundLabels, labels_left: int, annotators: int, seed: int, round_: int):
+    """Class ``line.k``'s search: yields its batches (global indices) as it goes."""
+    signs = line.signs(labels.known, labels.label)
+    start, end = uncertain_region(signs)
+    batch = 0
+    while labels_left > 0:
+        size = min(annotators, labels_left)
+        inside = (signs[start : end + 1] == 0).nonzero().flatten() + start
+        if inside.numel() == 0:
+            return
+        drawn = inside[torch.randperm(inside.numel(), generator=_generator(seed, "draw", round_, line.k, batch))[:size]]
+        yield line.order[drawn]
+        signs = line.signs(labels.known, labels.label)
+        left, batches_to_come = int((signs[start : end + 1] == 0).sum()), labels_left // annotators
+        if left > 0 and batches_to_come > 1:
+            target = math.ceil(left / left ** (1 / batches_to_come))
+            start, end = shrunk_region(signs, start, end, target, _generator(seed, "coin", round_, line.k, batch))
+        labels_left -= size
+        batch += 1
+
+
+def _generator(seed: int, *purpose) -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed(seed, "direct", *purpose))

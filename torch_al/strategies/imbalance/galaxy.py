@@ -3,10 +3,10 @@
 Each class's pool is a line (:mod:`torch_al.strategies.imbalance.class_orders`), labeled items
 +1 (that class) or −1. On a line, a path from a +1 to a −1 item through unlabeled items crosses
 the class's boundary; GALAXY asks for the middle of the shortest such path (S2 bisection,
-Dasarathy et al., COLT 2015), one label at a time, cycling through the classes. With no path on a
-class's line, the graph gains higher-order edges (positions up to ``order`` apart, for the rest of
-the round) and the search is tried once more; failing that, the label goes to a uniformly drawn
-unlabeled item.
+Dasarathy et al., COLT 2015), one label at a time, cycling through the classes. When a class's
+line has labeled items of both signs but no path, its graph gains higher-order edges (positions up
+to ``order`` apart, for the rest of the round) and the search is tried once more; failing that, or
+on a line without a +1 or without a −1, the label goes to a uniformly drawn unlabeled item.
 """
 
 import torch
@@ -42,20 +42,25 @@ def shortest_path_middle(signs: Tensor, order: int) -> int | None:
 
 
 def _adjacent_middle(signs: Tensor) -> int | None:
-    """Order 1: a path is a run of unlabeled positions between neighbouring labeled positions of
-    opposite signs; the shortest run is the shortest path."""
     labeled = signs.nonzero().flatten()
-    if labeled.numel() < 2:
+    return adjacent_middle(labeled, signs[labeled])
+
+
+def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
+    """Order 1 from the labeled places alone (increasing, with their signs): a path is a run of
+    unlabeled places between neighbouring labeled ones of opposite signs; the shortest run is the
+    shortest path."""
+    if places.numel() < 2:
         return None
-    start, end = labeled[:-1], labeled[1:]
+    start, end = places[:-1], places[1:]
     gaps = end - start - 1
-    crossing = (signs[start] != signs[end]) & (gaps > 0)
+    crossing = (signs[:-1] != signs[1:]) & (gaps > 0)
     if not crossing.any():
         return None
     shortest = gaps[crossing].min()
     pick = crossing & (gaps == shortest)
     steps = (shortest + 2) // 2  # ⌊(L + 1) / 2⌋ with L = gap + 1
-    middles = torch.where(signs[start] < 0, start + steps, end - steps)[pick]
+    middles = torch.where(signs[:-1] < 0, start + steps, end - steps)[pick]
     return int(middles.min())
 
 
@@ -120,24 +125,34 @@ class GALAXY(AsksWithinRound):
 
     def asks(self, model, pool, budget, labels: RoundLabels):
         probabilities = pool_probabilities(self, model, pool, self.batch_size, self.progress)
-        lines = ClassLines(probabilities)
-        classes = [0] if probabilities.shape[1] == 2 else list(range(probabilities.shape[1]))
-        order = 1
-        for step in range(budget):
-            line = lines[classes[step % len(classes)]]
-            position, order = self._bisection(line, labels, order)
-            if position is None:
-                yield uniform_draw(labels.unlabeled, 1, self.seed, f"galaxy draw {step}", pool.round)
-            else:
-                yield line.order[position : position + 1]
+        yield from galaxy_asks(probabilities, labels, budget, self.seed, pool.round)
 
-    @staticmethod
-    def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | None, int]:
-        """The position to ask on ``line`` and the graph order from now on (one more when the
-        line has no path at the current one)."""
-        signs = line.signs(labels.labeled, labels.label)
-        position = shortest_path_middle(signs, order)
-        if position is None and order < signs.numel() - 1:
-            order += 1
-            position = shortest_path_middle(signs, order)
-        return position, order
+
+def galaxy_asks(probabilities: Tensor, labels: RoundLabels, budget: int, seed: int, round_: int):
+    """GALAXY's round on fixed probabilities (float64 Tensor[N, C]): yields one global index at a
+    time (int64 Tensor[1]); ``labels`` holds its answer at the next step."""
+    lines = ClassLines(probabilities)
+    classes = [0] if probabilities.shape[1] == 2 else list(range(probabilities.shape[1]))
+    orders = dict.fromkeys(classes, 1)  # each class line's graph order, raised when it has no path
+    for step in range(budget):
+        k = classes[step % len(classes)]
+        position, orders[k] = _bisection(lines[k], labels, orders[k])
+        if position is None:
+            yield uniform_draw(labels.unlabeled, 1, seed, f"galaxy draw {step}", round_)
+        else:
+            yield lines[k].order[position : position + 1]
+
+
+def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | None, int]:
+    """The position to ask on ``line`` and the line's graph order from now on: one more when the
+    line has a +1 and a −1 but no path between them at the current order (higher-order edges
+    cannot join a line that lacks either)."""
+    places, signs = line.labeled_signs(labels.known, labels.label)
+    if order == 1:
+        position = adjacent_middle(places, signs)
+    else:
+        position = shortest_path_middle(line.signs(labels.known, labels.label), order)
+    if position is None and order < line.order.numel() - 1 and (signs > 0).any() and (signs < 0).any():
+        order += 1
+        position = shortest_path_middle(line.signs(labels.known, labels.label), order)
+    return position, order
