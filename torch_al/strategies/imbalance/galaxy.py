@@ -65,34 +65,50 @@ def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
 
 
 def _layered_middle(signs: Tensor, order: int) -> int | None:
-    """Order > 1: breadth-first layers from the +1 positions through unlabeled ones until a −1 is
-    reached (path length L), then layers from the −1 positions, and the middle from both."""
-    from_positive, length = _layers(signs, 1, order, stop_at=-1)
+    """Order > 1: the shortest length L from the labeled places alone, then L − 1 breadth-first
+    layers from the +1 and from the −1 positions through unlabeled ones, whose sums give every
+    shortest path's positions."""
+    labeled = signs.nonzero().flatten()
+    length = shortest_length(labeled, signs[labeled], order, signs.numel())
     if length is None:
         return None
-    from_negative, _ = _layers(signs, -1, order, stop_at=None, limit=length)
     steps = (length + 1) // 2
+    from_positive, from_negative = _layers(signs, 1, order, length - 1), _layers(signs, -1, order, length - 1)
     middle = (signs == 0) & (from_negative == steps) & (from_positive == length - steps)
     return int(middle.nonzero()[0])
 
 
-def _layers(signs: Tensor, source: int, order: int, stop_at: int | None, limit: int | None = None) -> tuple[Tensor, int | None]:
-    """Hops from the ``source``-signed positions to each unlabeled position through unlabeled
-    ones (int64 Tensor[N], −1 unreached), and the hops to the first ``stop_at``-signed position
-    reached (None: never)."""
-    size = signs.numel()
-    hops = torch.full((size,), -1, dtype=torch.int64)
+def shortest_length(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
+    """The length of the shortest +1 → −1 path at graph ``order`` (None: none), from the labeled
+    places (increasing) and their signs. Some shortest path joins neighbouring labeled places of
+    opposite signs (a path that jumps over a labeled place can end or start there instead, no
+    longer); between such neighbours every place is unlabeled, so with d = q − p apart the path
+    takes max(2, ⌈d / order⌉) hops, and neighbours at d = 1 need an unlabeled place within
+    ``order`` of both (2 hops) or have no path."""
+    if places.numel() < 2:
+        return None
+    start, end = places[:-1], places[1:]
+    crossing = signs[:-1] != signs[1:]
+    lengths = torch.clamp((end - start + order - 1) // order, min=2)
+    low, high = (end - order).clamp(min=0), (start + order).clamp(max=size - 1)
+    labeled_near = torch.searchsorted(places, high, right=True) - torch.searchsorted(places, low)
+    joined = (end - start > 1) | (labeled_near < high - low + 1)
+    usable = crossing & joined
+    return int(lengths[usable].min()) if usable.any() else None
+
+
+def _layers(signs: Tensor, source: int, order: int, limit: int) -> Tensor:
+    """Hops (at most ``limit``) from the ``source``-signed positions to each unlabeled position
+    through unlabeled ones (int64 Tensor[N], −1 unreached or farther)."""
+    hops = torch.full((signs.numel(),), -1, dtype=torch.int64)
     frontier = signs == source
     hops[frontier] = 0
-    layer = 0
-    while frontier.any() and (limit is None or layer < limit):
-        near = _within(frontier, order)
-        if stop_at is not None and layer > 0 and (near & (signs == stop_at)).any():
-            return hops, layer + 1
-        frontier = near & (signs == 0) & (hops < 0)
-        layer += 1
+    for layer in range(1, limit + 1):
+        frontier = _within(frontier, order) & (signs == 0) & (hops < 0)
+        if not frontier.any():
+            break
         hops[frontier] = layer
-    return hops, None
+    return hops
 
 
 def _within(mask: Tensor, order: int) -> Tensor:
