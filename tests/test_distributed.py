@@ -277,7 +277,7 @@ class FirstItems(Strategy):
         return pool.unlabeled_indices[:budget], None
 
 
-SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset")
+SCORE_STRATEGIES = ("entropy", "margin", "least-confidence", "random", "coreset", "balanced-entropy", "balanced-margin")
 
 
 def dyadic(module: torch.nn.Module) -> torch.nn.Module:

@@ -82,6 +82,7 @@ class RunConfig:
     generator_iterations: int = field(default=300, metadata={"help": "bgadl: training steps of its VAE per selection (64 images each)"})
     sub_queries: int = field(default=10, metadata={"help": "dal: sub-queries per selection, the discriminator retrained before each (the paper's n)"})
     annotators: int = field(default=20, metadata={"help": "direct: labels asked at once in its threshold search (B1, people labeling in parallel)"})
+    label_noise: float = field(default=0.0, metadata={"help": "fraction of the pool whose simulated answers are wrong (a seeded, fixed set: asked again, an item gets the same wrong class)"})
     shortlist: int | None = field(default=None, metadata={"help": "batchbald: run the greedy over this many unlabeled items of highest BALD score (default: all)"})
     pool_size: int | None = field(default=None, metadata={"help": "subsample the pool to this many items (quick runs)"})
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
@@ -113,6 +114,7 @@ class RunConfig:
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
             (type(self.sub_queries) is int and self.sub_queries >= 1, f"sub_queries must be an int >= 1, got {self.sub_queries!r}"),
             (type(self.annotators) is int and self.annotators >= 1, f"annotators must be an int >= 1, got {self.annotators!r}"),
+            (0 <= self.label_noise < 1, f"label_noise must be in [0, 1), got {self.label_noise}"),
             (type(self.generator_iterations) is int and self.generator_iterations >= 1, f"generator_iterations must be an int >= 1, got {self.generator_iterations!r}"),
             (self.shortlist is None or type(self.shortlist) is int and self.shortlist >= self.budget, f"shortlist must be an int >= budget ({self.budget}), got {self.shortlist!r}"),
         ]
@@ -232,7 +234,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, validation=splits.validation, **strategy_options(config, name))
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,
-            evaluate=make_evaluator(config, splits.test, pool), initial=config.initial,
+            evaluate=make_evaluator(config, splits.test, pool), oracle=noisy_oracle(splits.pool.tensors[1], config.label_noise, config.seed), initial=config.initial,
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip
         results[name] = loop.run()
@@ -241,8 +243,21 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
     return results
 
 
+def noisy_oracle(labels: Tensor, noise: float, seed: int):
+    """The simulated annotators: the pool's labels, but a seeded ``noise`` fraction of items
+    answered with another class drawn uniformly (fixed per item, so asking again changes nothing)."""
+    generator = torch.Generator().manual_seed(derived_seed(seed, "label noise"))
+    classes = int(labels.max()) + 1
+    wrong = torch.rand(labels.numel(), generator=generator) < noise
+    other = (labels + torch.randint(1, max(classes, 2), (labels.numel(),), generator=generator)) % max(classes, 2)
+    answers = torch.where(wrong, other, labels)
+    return lambda indices: answers[torch.as_tensor(indices, dtype=torch.int64)]
+
+
 # Fields that name a run rather than change what it computes.
 _NOT_SETUP = ("strategy", "seed", "out", "progress")
+# Fields added after runs were recorded: hashed only when set, so those runs keep their setup.
+_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0}
 
 
 def setup_hash(config: RunConfig) -> str:
@@ -250,7 +265,9 @@ def setup_hash(config: RunConfig) -> str:
     seed: its options, torch's thread count and the software (float results depend on both).
     Lines and seeds of one experiment share it; a summary of lines of different setups is a
     summary of different experiments."""
-    setup = {key: value for key, value in asdict(config).items() if key not in _NOT_SETUP}
+    setup = {
+        key: value for key, value in asdict(config).items() if key not in _NOT_SETUP and not (key in _HASHED_WHEN_SET and value == _HASHED_WHEN_SET[key])
+    }
     environment_ = environment()
     return config_hash({**setup, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
 

@@ -15,6 +15,7 @@ from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.generative.bgadl import BGADL
 from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
+from torch_al.strategies.imbalance.class_balanced import ClassBalanced
 from torch_al.strategies.imbalance.direct import DIRECT
 from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
@@ -37,6 +38,7 @@ __all__ = [
     "BGADL",
     "BatchBALD",
     "CEAL",
+    "ClassBalanced",
     "DIRECT",
     "EBA",
     "EMOC",

@@ -19,6 +19,7 @@ from torch_al.strategies.diversity.suggestive import SuggestiveAnnotation
 from torch_al.strategies.generative.bgadl import BGADL
 from torch_al.strategies.generative.m2_vaal import M2VAAL
 from torch_al.strategies.generative.vaal import VAAL
+from torch_al.strategies.imbalance.class_balanced import ClassBalanced
 from torch_al.strategies.imbalance.direct import DIRECT
 from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
@@ -89,6 +90,8 @@ REGISTRY: dict[str, StrategySpec] = {
     "m2-vaal": StrategySpec(M2VAAL, _VAAL),
     "m2-anchor-distance": StrategySpec(partial(M2VAAL, rule="anchor-distance"), _VAAL),
     "m2-confidence-distance": StrategySpec(partial(M2VAAL, rule="confidence-distance"), _VAAL),
+    "balanced-entropy": StrategySpec(ClassBalanced),
+    "balanced-margin": StrategySpec(partial(ClassBalanced, criterion="margin")),
     "galaxy": StrategySpec(GALAXY),
     "direct": StrategySpec(DIRECT, {"annotators": "annotators"}),
     "pcc": _matching(PCC),
