@@ -52,6 +52,34 @@ def galaxy_middle(signs: list[int], order: int):
     return min(middles) if middles else None
 
 
+def galaxy_middle_by_distances(signs: list[int], order: int):
+    """The same middle from breadth-first distances over the whole line (for lines too long to
+    enumerate paths): D+ and D− through unlabeled positions, L = 1 + the least D+ next to a −1."""
+    n = len(signs)
+
+    def distances(source):
+        hops = {p: 0 for p in range(n) if signs[p] == source}
+        frontier = list(hops)
+        while frontier:
+            nxt = []
+            for a in frontier:
+                for b in range(max(0, a - order), min(n, a + order + 1)):
+                    if signs[b] == 0 and b not in hops:
+                        hops[b] = hops[a] + 1
+                        nxt.append(b)
+            frontier = nxt
+        return hops
+
+    plus, minus = distances(1), distances(-1)
+    ends = [plus[u] + 1 for u in plus if signs[u] == 0 and any(signs[q] == -1 for q in range(max(0, u - order), min(n, u + order + 1)))]
+    if not ends:
+        return None
+    length = min(ends)
+    steps = (length + 1) // 2
+    middles = [u for u in range(n) if signs[u] == 0 and minus.get(u) == steps and plus.get(u) == length - steps]
+    return min(middles)
+
+
 def galaxy_round(probabilities, known: dict[int, int], oracle, budget: int, seed: int, round_: int) -> list[int]:
     classes = [0] if len(probabilities[0]) == 2 else list(range(len(probabilities[0])))
     lines = {k: class_line(probabilities, k) for k in classes}

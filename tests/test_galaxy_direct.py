@@ -3,7 +3,7 @@ on small pools with tied scores, classes with no labeled item, and noisy answers
 
 import pytest
 import torch
-from imbalance_reference import direct_round, galaxy_middle, galaxy_round
+from imbalance_reference import direct_round, galaxy_middle, galaxy_middle_by_distances, galaxy_round
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -47,6 +47,16 @@ def test_the_shortest_path_middle_equals_a_search_over_whole_paths(order):
         n = int(torch.randint(2, 13, (), generator=generator))
         signs = torch.randint(-1, 2, (n,), generator=generator) * (torch.rand(n, generator=generator) < 0.5)
         assert shortest_path_middle(signs, order) == galaxy_middle(signs.tolist(), order), signs.tolist()
+
+
+@pytest.mark.parametrize("order", [2, 3, 5])
+def test_the_shortest_path_middle_on_long_sparse_lines_equals_whole_line_distances(order):
+    generator = torch.Generator().manual_seed(10 + order)
+    for _ in range(60):
+        n = int(torch.randint(50, 400, (), generator=generator))
+        density = float(torch.rand((), generator=generator)) * 0.3
+        signs = torch.randint(-1, 2, (n,), generator=generator) * (torch.rand(n, generator=generator) < density)
+        assert shortest_path_middle(signs, order) == galaxy_middle_by_distances(signs.tolist(), order), signs.tolist()
 
 
 def test_the_shortest_path_middle_on_hand_made_lines():

@@ -36,14 +36,16 @@ def shortest_path_middle(signs: Tensor, order: int) -> int | None:
     position whose inner positions are all unlabeled (0), with edges between positions up to
     ``order`` apart, none between a +1 and a −1. On the path listed from its −1 end, p_0 … p_L, the
     middle is p_⌊(L+1)/2⌋; among shortest paths, the smallest such position. None: no path."""
+    places = signs.nonzero().flatten()
+    return labeled_middle(places, signs[places].long(), order, signs.numel())
+
+
+def labeled_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
+    """:func:`shortest_path_middle` from the labeled places alone (increasing, with their signs)
+    on a line of ``size`` positions."""
     if order == 1:
-        return _adjacent_middle(signs)
-    return _layered_middle(signs, order)
-
-
-def _adjacent_middle(signs: Tensor) -> int | None:
-    labeled = signs.nonzero().flatten()
-    return adjacent_middle(labeled, signs[labeled])
+        return adjacent_middle(places, signs)
+    return _windowed_middle(places, signs, order, size)
 
 
 def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
@@ -64,18 +66,29 @@ def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
     return int(middles.min())
 
 
-def _layered_middle(signs: Tensor, order: int) -> int | None:
-    """Order > 1: the shortest length L from the labeled places alone, then L − 1 breadth-first
-    layers from the +1 and from the −1 positions through unlabeled ones, whose sums give every
-    shortest path's positions."""
-    labeled = signs.nonzero().flatten()
-    length = shortest_length(labeled, signs[labeled], order, signs.numel())
+def _windowed_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
+    """Order > 1: the shortest length L from the labeled places alone; then L − 1 breadth-first
+    layers from the +1 and from the −1 places through unlabeled ones, whose sums give every
+    shortest path's positions. A path of L hops stays within L · order of its ends, so the layers
+    run on the positions that near to a labeled place only (not the whole line)."""
+    length = shortest_length(places, signs, order, size)
     if length is None:
         return None
+    positions = _near(places, length * order, size)
+    at = torch.searchsorted(places, positions).clamp(max=places.numel() - 1)
+    line_signs = torch.where(places[at] == positions, signs[at], 0)
     steps = (length + 1) // 2
-    from_positive, from_negative = _layers(signs, 1, order, length - 1), _layers(signs, -1, order, length - 1)
-    middle = (signs == 0) & (from_negative == steps) & (from_positive == length - steps)
-    return int(middle.nonzero()[0])
+    from_positive, from_negative = (_layers(positions, line_signs, source, order, length - 1) for source in (1, -1))
+    middle = (line_signs == 0) & (from_negative == steps) & (from_positive == length - steps)
+    return int(positions[middle][0])
+
+
+def _near(places: Tensor, radius: int, size: int) -> Tensor:
+    """The positions within ``radius`` of a labeled place, increasing."""
+    starts, ends = (places - radius).clamp(min=0), (places + radius).clamp(max=size - 1)
+    counts = ends - starts + 1
+    offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return torch.unique(torch.repeat_interleave(starts, counts) + offsets)
 
 
 def shortest_length(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
@@ -97,27 +110,29 @@ def shortest_length(places: Tensor, signs: Tensor, order: int, size: int) -> int
     return int(lengths[usable].min()) if usable.any() else None
 
 
-def _layers(signs: Tensor, source: int, order: int, limit: int) -> Tensor:
+def _layers(positions: Tensor, signs: Tensor, source: int, order: int, limit: int) -> Tensor:
     """Hops (at most ``limit``) from the ``source``-signed positions to each unlabeled position
-    through unlabeled ones (int64 Tensor[N], −1 unreached or farther)."""
-    hops = torch.full((signs.numel(),), -1, dtype=torch.int64)
+    through unlabeled ones (int64 Tensor like ``positions``, −1 unreached or farther);
+    ``positions`` increasing, ``signs`` theirs."""
+    hops = torch.full(positions.shape, -1, dtype=torch.int64)
     frontier = signs == source
     hops[frontier] = 0
     for layer in range(1, limit + 1):
-        frontier = _within(frontier, order) & (signs == 0) & (hops < 0)
+        frontier = _within(positions, frontier, order) & (signs == 0) & (hops < 0)
         if not frontier.any():
             break
         hops[frontier] = layer
     return hops
 
 
-def _within(mask: Tensor, order: int) -> Tensor:
-    """Positions at most ``order`` away from a position of ``mask``."""
-    counts = torch.nn.functional.pad(mask.long().cumsum(0), (1, 0))
-    positions = torch.arange(mask.numel())
-    high = (positions + order + 1).clamp(max=mask.numel())
-    low = (positions - order).clamp(min=0)
-    return counts[high] > counts[low]
+def _within(positions: Tensor, mask: Tensor, order: int) -> Tensor:
+    """Which ``positions`` lie at most ``order`` from a position of ``mask``."""
+    marked = positions[mask]
+    if marked.numel() == 0:
+        return torch.zeros_like(mask)
+    after = torch.searchsorted(marked, positions).clamp(max=marked.numel() - 1)
+    before = (after - 1).clamp(min=0)
+    return ((marked[after] - positions).abs() <= order) | ((positions - marked[before]).abs() <= order)
 
 
 class GALAXY(AsksWithinRound):
@@ -164,11 +179,9 @@ def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | 
     line has a +1 and a −1 but no path between them at the current order (higher-order edges
     cannot join a line that lacks either)."""
     places, signs = line.labeled_signs(labels.known, labels.label)
-    if order == 1:
-        position = adjacent_middle(places, signs)
-    else:
-        position = shortest_path_middle(line.signs(labels.known, labels.label), order)
-    if position is None and order < line.order.numel() - 1 and (signs > 0).any() and (signs < 0).any():
+    size = line.order.numel()
+    position = labeled_middle(places, signs, order, size)
+    if position is None and order < size - 1 and (signs > 0).any() and (signs < 0).any():
         order += 1
-        position = shortest_path_middle(line.signs(labels.known, labels.label), order)
+        position = labeled_middle(places, signs, order, size)
     return position, order
