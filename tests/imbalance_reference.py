@@ -87,7 +87,9 @@ def galaxy_round(probabilities, known: dict[int, int], oracle, budget: int, seed
     for step in range(budget):
         k = classes[step % len(classes)]
         signs = signs_of(lines[k], known, k)
-        position = galaxy_middle(signs, orders[k])
+        position = galaxy_middle(signs, 1)
+        if position is None and orders[k] > 1:
+            position = galaxy_middle(signs, orders[k])
         if position is None and orders[k] < len(signs) - 1 and 1 in signs and -1 in signs:
             orders[k] += 1
             position = galaxy_middle(signs, orders[k])

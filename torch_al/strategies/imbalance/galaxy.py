@@ -45,7 +45,51 @@ def labeled_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int 
     on a line of ``size`` positions."""
     if order == 1:
         return adjacent_middle(places, signs)
+    if adjacent_middle(places, signs) is None:
+        return _two_hop_middle(places, signs, order, size)
     return _windowed_middle(places, signs, order, size)
+
+
+def _two_hop_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
+    """Order > 1 on a line with no order-1 path: every +1 next to a −1 among the labeled places
+    is its neighbour on the line, so a path, if any, takes two hops (+1 → u → −1, u unlabeled
+    within ``order`` of both), and its middle is u: the smallest such u."""
+    near_positive = _merged(places[signs > 0], order, size)
+    near_negative = _merged(places[signs < 0], order, size)
+    labeled = set(places.tolist())
+    for low, high in _intersected(near_positive, near_negative):
+        place = low
+        while place in labeled:
+            place += 1
+        if place <= high:
+            return place
+    return None
+
+
+def _merged(centres: Tensor, radius: int, size: int) -> list[tuple[int, int]]:
+    """The positions within ``radius`` of a centre (increasing), as disjoint closed intervals."""
+    intervals: list[tuple[int, int]] = []
+    for centre in centres.tolist():
+        low, high = max(centre - radius, 0), min(centre + radius, size - 1)
+        if intervals and low <= intervals[-1][1] + 1:
+            intervals[-1] = (intervals[-1][0], max(intervals[-1][1], high))
+        else:
+            intervals.append((low, high))
+    return intervals
+
+
+def _intersected(first: list[tuple[int, int]], second: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The intersection of two lists of disjoint increasing intervals."""
+    both, i, j = [], 0, 0
+    while i < len(first) and j < len(second):
+        low, high = max(first[i][0], second[j][0]), min(first[i][1], second[j][1])
+        if low <= high:
+            both.append((low, high))
+        if first[i][1] < second[j][1]:
+            i += 1
+        else:
+            j += 1
+    return both
 
 
 def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
@@ -67,7 +111,8 @@ def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
 
 
 def _windowed_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
-    """Order > 1: the shortest length L from the labeled places alone; then L − 1 breadth-first
+    """Order > 1 on a line with order-1 paths (GALAXY itself never searches one at a higher
+    order): the shortest length L from the labeled places alone; then L − 1 breadth-first
     layers from the +1 and from the −1 places through unlabeled ones, whose sums give every
     shortest path's positions. A path of L hops stays within L · order of its ends, so the layers
     run on the positions that near to a labeled place only (not the whole line)."""
@@ -175,12 +220,14 @@ def galaxy_asks(probabilities: Tensor, labels: RoundLabels, budget: int, seed: i
 
 
 def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | None, int]:
-    """The position to ask on ``line`` and the line's graph order from now on: one more when the
-    line has a +1 and a −1 but no path between them at the current order (higher-order edges
-    cannot join a line that lacks either)."""
+    """The position to ask on ``line`` and the line's graph order from now on. Order 1 first (the
+    S2 bisection proper); with no order-1 path, the line's raised order, raised once more when that
+    fails on a line with a +1 and a −1 (higher-order edges cannot join a line that lacks either)."""
     places, signs = line.labeled_signs(labels.known, labels.label)
     size = line.order.numel()
-    position = labeled_middle(places, signs, order, size)
+    position = adjacent_middle(places, signs)
+    if position is None and order > 1:
+        position = labeled_middle(places, signs, order, size)
     if position is None and order < size - 1 and (signs > 0).any() and (signs < 0).any():
         order += 1
         position = labeled_middle(places, signs, order, size)
