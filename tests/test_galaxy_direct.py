@@ -40,23 +40,47 @@ def probabilities_of(logits: torch.Tensor) -> list[list[float]]:
     return logits.float().softmax(1).double().tolist()  # what the strategies see through the identity model
 
 
+def resolved_line(generator: torch.Generator, n: int) -> torch.Tensor:
+    """A line with no order-1 path: labeled blocks of one sign each, unlabeled runs only between
+    blocks of the same sign (so every +1 next to a −1 is its neighbour)."""
+    signs, sign = [], 1
+    while len(signs) < n:
+        signs += [sign] * int(torch.randint(1, 4, (), generator=generator))
+        if torch.rand((), generator=generator) < 0.5:
+            signs += [0] * int(torch.randint(1, 8, (), generator=generator)) + [sign]
+        else:
+            sign = -sign
+    return torch.tensor(signs[:n]) * (torch.rand((), generator=generator) < 0.9)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_the_shortest_path_middle_equals_a_search_over_whole_paths(order):
     generator = torch.Generator().manual_seed(order)
+    compared = 0
     for _ in range(300):
         n = int(torch.randint(2, 13, (), generator=generator))
         signs = torch.randint(-1, 2, (n,), generator=generator) * (torch.rand(n, generator=generator) < 0.5)
+        if order > 1 and shortest_path_middle(signs, 1) is not None:
+            with pytest.raises(ValueError, match="only on a line without an order-1 path"):
+                shortest_path_middle(signs, order)
+            continue
         assert shortest_path_middle(signs, order) == galaxy_middle(signs.tolist(), order), signs.tolist()
+        compared += 1
+    assert compared > 100
 
 
 @pytest.mark.parametrize("order", [2, 3, 5])
-def test_the_shortest_path_middle_on_long_sparse_lines_equals_whole_line_distances(order):
+def test_higher_orders_on_resolved_lines_equal_whole_line_distances(order):
     generator = torch.Generator().manual_seed(10 + order)
-    for _ in range(60):
-        n = int(torch.randint(50, 400, (), generator=generator))
-        density = float(torch.rand((), generator=generator)) * 0.3
-        signs = torch.randint(-1, 2, (n,), generator=generator) * (torch.rand(n, generator=generator) < density)
-        assert shortest_path_middle(signs, order) == galaxy_middle_by_distances(signs.tolist(), order), signs.tolist()
+    found = 0
+    for _ in range(80):
+        signs = resolved_line(generator, int(torch.randint(20, 300, (), generator=generator)))
+        middle = shortest_path_middle(signs, order)
+        assert middle == galaxy_middle_by_distances(signs.tolist(), order), signs.tolist()
+        if len(signs) <= 14:
+            assert middle == galaxy_middle(signs.tolist(), order)
+        found += middle is not None
+    assert found > 20
 
 
 def test_the_shortest_path_middle_on_hand_made_lines():

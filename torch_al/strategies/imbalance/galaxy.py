@@ -42,12 +42,14 @@ def shortest_path_middle(signs: Tensor, order: int) -> int | None:
 
 def labeled_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
     """:func:`shortest_path_middle` from the labeled places alone (increasing, with their signs)
-    on a line of ``size`` positions."""
+    on a line of ``size`` positions. GALAXY searches an order above 1 only on a line without an
+    order-1 path, so that is all this answers for (a ValueError otherwise)."""
+    middle = adjacent_middle(places, signs)
     if order == 1:
-        return adjacent_middle(places, signs)
-    if adjacent_middle(places, signs) is None:
+        return middle
+    if middle is None:
         return _two_hop_middle(places, signs, order, size)
-    return _windowed_middle(places, signs, order, size)
+    raise ValueError(f"GALAXY searches order {order} only on a line without an order-1 path; this line has one (its middle: {middle})")
 
 
 def _two_hop_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
@@ -108,76 +110,6 @@ def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
     steps = (shortest + 2) // 2  # ⌊(L + 1) / 2⌋ with L = gap + 1
     middles = torch.where(signs[:-1] < 0, start + steps, end - steps)[pick]
     return int(middles.min())
-
-
-def _windowed_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
-    """Order > 1 on a line with order-1 paths (GALAXY itself never searches one at a higher
-    order): the shortest length L from the labeled places alone; then L − 1 breadth-first
-    layers from the +1 and from the −1 places through unlabeled ones, whose sums give every
-    shortest path's positions. A path of L hops stays within L · order of its ends, so the layers
-    run on the positions that near to a labeled place only (not the whole line)."""
-    length = shortest_length(places, signs, order, size)
-    if length is None:
-        return None
-    positions = _near(places, length * order, size)
-    at = torch.searchsorted(places, positions).clamp(max=places.numel() - 1)
-    line_signs = torch.where(places[at] == positions, signs[at], 0)
-    steps = (length + 1) // 2
-    from_positive, from_negative = (_layers(positions, line_signs, source, order, length - 1) for source in (1, -1))
-    middle = (line_signs == 0) & (from_negative == steps) & (from_positive == length - steps)
-    return int(positions[middle][0])
-
-
-def _near(places: Tensor, radius: int, size: int) -> Tensor:
-    """The positions within ``radius`` of a labeled place, increasing."""
-    starts, ends = (places - radius).clamp(min=0), (places + radius).clamp(max=size - 1)
-    counts = ends - starts + 1
-    offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return torch.unique(torch.repeat_interleave(starts, counts) + offsets)
-
-
-def shortest_length(places: Tensor, signs: Tensor, order: int, size: int) -> int | None:
-    """The length of the shortest +1 → −1 path at graph ``order`` (None: none), from the labeled
-    places (increasing) and their signs. Some shortest path joins neighbouring labeled places of
-    opposite signs (a path that jumps over a labeled place can end or start there instead, no
-    longer); between such neighbours every place is unlabeled, so with d = q − p apart the path
-    takes max(2, ⌈d / order⌉) hops, and neighbours at d = 1 need an unlabeled place within
-    ``order`` of both (2 hops) or have no path."""
-    if places.numel() < 2:
-        return None
-    start, end = places[:-1], places[1:]
-    crossing = signs[:-1] != signs[1:]
-    lengths = torch.clamp((end - start + order - 1) // order, min=2)
-    low, high = (end - order).clamp(min=0), (start + order).clamp(max=size - 1)
-    labeled_near = torch.searchsorted(places, high, right=True) - torch.searchsorted(places, low)
-    joined = (end - start > 1) | (labeled_near < high - low + 1)
-    usable = crossing & joined
-    return int(lengths[usable].min()) if usable.any() else None
-
-
-def _layers(positions: Tensor, signs: Tensor, source: int, order: int, limit: int) -> Tensor:
-    """Hops (at most ``limit``) from the ``source``-signed positions to each unlabeled position
-    through unlabeled ones (int64 Tensor like ``positions``, −1 unreached or farther);
-    ``positions`` increasing, ``signs`` theirs."""
-    hops = torch.full(positions.shape, -1, dtype=torch.int64)
-    frontier = signs == source
-    hops[frontier] = 0
-    for layer in range(1, limit + 1):
-        frontier = _within(positions, frontier, order) & (signs == 0) & (hops < 0)
-        if not frontier.any():
-            break
-        hops[frontier] = layer
-    return hops
-
-
-def _within(positions: Tensor, mask: Tensor, order: int) -> Tensor:
-    """Which ``positions`` lie at most ``order`` from a position of ``mask``."""
-    marked = positions[mask]
-    if marked.numel() == 0:
-        return torch.zeros_like(mask)
-    after = torch.searchsorted(marked, positions).clamp(max=marked.numel() - 1)
-    before = (after - 1).clamp(min=0)
-    return ((marked[after] - positions).abs() <= order) | ((positions - marked[before]).abs() <= order)
 
 
 class GALAXY(AsksWithinRound):
