@@ -1,4 +1,6 @@
-"""Models whose outputs are not (N, C) logits: every strategy that reads them says what it got."""
+"""Models whose outputs are not (N, C) logits: every strategy that reads them says what it got.
+Strategies are asked through ``next_sub_batch``: the whole query for most, the first sub-batch of
+a round for those that ask within it (GALAXY, DIRECT)."""
 
 import inspect
 import re
@@ -104,7 +106,7 @@ def test_flat_outputs_name_the_shape(name):
     pool, validation = problem()
     model = model_for(name, "flat")
     with pytest.raises(ValueError) as error:
-        build(name, validation).select(model, pool, 3)
+        build(name, validation).next_sub_batch(model, pool, 3)
     expected = f"{class_name(name)}: the model must return logits of shape (N, C); got shape {returned(model)}"
     assert str(error.value) == expected
     assert len(returned(model)) == 1
@@ -114,7 +116,7 @@ def test_flat_outputs_name_the_shape(name):
 def test_tuple_outputs_name_the_type(name):
     pool, validation = problem()
     with pytest.raises(ValueError) as error:
-        build(name, validation).select(model_for(name, "tuple"), pool, 3)
+        build(name, validation).next_sub_batch(model_for(name, "tuple"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model must return logits of shape (N, C) as a Tensor; got a tuple"
 
 
@@ -125,7 +127,7 @@ def test_nan_names_the_global_index_of_the_first_bad_item(name):
     assert position != MARKED  # the message must name the pool's index, not the position
     what = "embeddings" if name in READS_EMBEDDINGS_ONLY else "logits"  # the strategies that read both check the logits first
     with pytest.raises(ValueError) as error:
-        build(name, validation).select(model_for(name, "nan"), pool, 3)
+        build(name, validation).next_sub_batch(model_for(name, "nan"), pool, 3)
     assert str(error.value) == f"{class_name(name)}: the model returned non-finite {what} (nan) for pool item {MARKED}"
 
 
@@ -193,5 +195,5 @@ def test_check_logits_passes_good_logits_through_and_searches_only_on_failure():
 @pytest.mark.parametrize("name", strategy_params(READS_MODEL))
 def test_valid_outputs_still_select(name):
     pool, validation = problem()
-    picked = build(name, validation).select(model_for(name, "logits"), pool, 5)
-    assert picked.numel() == 5 == len(set(picked.tolist())) and not pool.labeled_mask[picked].any()
+    picked = build(name, validation).next_sub_batch(model_for(name, "logits"), pool, 5).indices  # the whole query, or a round's first sub-batch
+    assert 0 < picked.numel() <= 5 and picked.numel() == len(set(picked.tolist())) and not pool.labeled_mask[picked].any()

@@ -12,7 +12,7 @@ on a line without a +1 or without a −1, the label goes to a uniformly drawn un
 import torch
 from torch import Tensor, nn
 
-from torch_al.checks import check_int
+from torch_al.checks import LogitsCheck, check_int
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import predict_probabilities
@@ -26,7 +26,8 @@ def pool_probabilities(strategy, model: nn.Module | None, pool: ActivePool, batc
     if model is None:
         raise ValueError(f"{type(strategy).__name__} orders the pool by a model's probabilities; got model=None")
     everything = torch.arange(len(pool))
-    probabilities = predict_probabilities(model, inputs_loader(pool, everything, batch_size), progress)
+    check = LogitsCheck(type(strategy).__name__, everything)
+    probabilities = predict_probabilities(model, inputs_loader(pool, everything, batch_size), progress, check)
     strategy.charge(forward=len(pool))
     return probabilities.double().cpu()
 
