@@ -8,7 +8,6 @@ import math
 import torch
 
 from torch_al.seeding import derived_seed
-from torch_al.strategies.cold_start import uniform_draw
 
 
 def class_line(probabilities: list[list[float]], k: int) -> list[int]:
@@ -94,8 +93,10 @@ def galaxy_round(probabilities, known: dict[int, int], oracle, budget: int, seed
             orders[k] += 1
             position = galaxy_middle(signs, orders[k])
         if position is None:
-            unlabeled = torch.tensor([i for i in range(len(probabilities)) if i not in known])
-            item = int(uniform_draw(unlabeled, 1, seed, f"galaxy draw {step}", round_)[0])
+            draws = torch.Generator().manual_seed(derived_seed(seed, "galaxy draw", step, round_))
+            item = int(torch.randint(len(probabilities), (1,), generator=draws))
+            while item in known:  # uniform over the unlabeled items: redraw a labeled one
+                item = int(torch.randint(len(probabilities), (1,), generator=draws))
         else:
             item = lines[k][position]
         known[item] = oracle(item)

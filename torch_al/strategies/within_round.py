@@ -45,9 +45,11 @@ class RoundLabels:
         return cls(labeled, label)
 
     def record(self, indices: Tensor, labels: Tensor) -> None:
+        """The answers to ``indices`` (items whose labels were not known)."""
         self.labeled[indices] = True
         self.label[indices] = labels
-        self._known = None
+        if self._known is not None:  # kept up to date: a strategy asking one label at a time reads it every step
+            self._known = torch.cat([self._known, indices]).sort().values
 
     @property
     def known(self) -> Tensor:

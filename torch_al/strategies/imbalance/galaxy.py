@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torch_al.checks import LogitsCheck, check_int
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
+from torch_al.seeding import derived_seed
 from torch_al.strategies.base import predict_probabilities
-from torch_al.strategies.cold_start import uniform_draw
 from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines
 from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
 
@@ -147,9 +147,20 @@ def galaxy_asks(probabilities: Tensor, labels: RoundLabels, budget: int, seed: i
         k = classes[step % len(classes)]
         position, orders[k] = _bisection(lines[k], labels, orders[k])
         if position is None:
-            yield uniform_draw(labels.unlabeled, 1, seed, f"galaxy draw {step}", round_)
+            yield drawn_unlabeled(labels.labeled, seed, step, round_)
         else:
             yield lines[k].order[position : position + 1]
+
+
+def drawn_unlabeled(labeled: Tensor, seed: int, step: int, round_: int) -> Tensor:
+    """One unlabeled item drawn uniformly (int64 Tensor[1]), the same for the same (seed, step,
+    round): items drawn uniformly until an unlabeled one comes (about one draw while most of the
+    pool is unlabeled; no pass over the pool)."""
+    generator = torch.Generator().manual_seed(derived_seed(seed, "galaxy draw", step, round_))
+    while True:
+        item = torch.randint(labeled.numel(), (1,), generator=generator)
+        if not labeled[item]:
+            return item
 
 
 def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | None, int]:
