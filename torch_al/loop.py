@@ -121,7 +121,7 @@ class ActiveLearningLoop:
             self._restore()
         else:
             self._label_initial_set()
-        needed = (self.rounds - self.pool.round) * self.budget - sum(batch.numel() for batch in self.pool.open_round)
+        needed = (self.rounds - self.pool.round) * self.budget - self.pool.open_round_answered
         available = int(self.pool.unlabeled_indices.numel())
         if needed > available:
             raise ValueError(f"{self.rounds} rounds × budget {self.budget} need {needed} more labels but only {available} items are unlabeled")
@@ -177,7 +177,7 @@ class ActiveLearningLoop:
         within its round), each saved before it is asked and its answers saved before the next."""
         while self.pool.round < round_:
             if self.pool.pending_query is None:
-                spent = sum(batch.numel() for batch in self.pool.open_round)
+                spent = self.pool.open_round_answered
                 torch.manual_seed(derived_seed(self.seed, "select", round_, *([spent] if spent else [])))
                 asked = self.strategy.next_sub_batch(self.model, self.pool, self.budget)
                 logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)

@@ -137,6 +137,11 @@ class ActivePool(Dataset):
         is in progress."""
         return [batch.clone() for batch in self._open_round]
 
+    @property
+    def open_round_answered(self) -> int:
+        """How many items the open round's answered sub-batches hold (0 when none is open)."""
+        return sum(batch.numel() for batch in self._open_round)
+
     # ---- changes -----------------------------------------------------------------------------
     def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None, final: bool = True) -> None:
         """Records a query for round ``round + 1`` before anyone sees it (save the pool next).

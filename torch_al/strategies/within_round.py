@@ -12,6 +12,7 @@ random choices from (seed, round, ...) streams, never from torch's global RNG.
 import time
 from abc import abstractmethod
 from collections.abc import Generator
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +65,16 @@ class RoundLabels:
         return (~self.labeled).nonzero().flatten()
 
 
+class _LiveRound(NamedTuple):
+    """The round this process is asking: whose (pool, model, round), the sub-batches asked so far,
+    the generator and its labels."""
+
+    owner: tuple[int, int, int]
+    asked: list[Tensor]
+    generator: Generator[Tensor, None, None]
+    labels: RoundLabels
+
+
 class AsksWithinRound(Strategy):
     """A strategy whose round is asked in sub-batches, each chosen with the answers to the ones
     before. :class:`~torch_al.ActiveLearningLoop` asks its oracle per sub-batch and checkpoints
@@ -87,28 +98,27 @@ class AsksWithinRound(Strategy):
                 model, the seed or the strategy changed since the round began), or yields a
                 sub-batch that is empty, repeats an item, asks a known label or overspends.
         """
-        answered = pool.open_round
-        spent = sum(batch.numel() for batch in answered)
+        answered, spent = pool.open_round, pool.open_round_answered
         if not 0 <= spent < budget:
             raise ValueError(f"{type(self).__name__}: the open round has {spent} answers; budget {budget} leaves none to ask")
         self.last_cost, self.last_pseudo_labels = SelectionCost(), None
         start = time.perf_counter()
         round_, labels = self._continued(model, pool, answered) or self._replayed(model, pool, budget, answered)
         asked = self._asked(round_, labels, budget, spent)
-        self._live = (id(pool), id(model), pool.round, [*answered, asked], round_, labels)
+        self._live = _LiveRound((id(pool), id(model), pool.round), [*answered, asked], round_, labels)
         self.last_cost.seconds = time.perf_counter() - start
         return SubBatch(asked, None, spent + asked.numel() == budget)
 
     def _continued(self, model, pool: ActivePool, answered: list[Tensor]):
         """The round this process is asking, when the pool's answers are to its last sub-batch:
         no replay (one pass over the pool a round, not one a sub-batch)."""
-        live = getattr(self, "_live", None)
-        if live is None or live[:3] != (id(pool), id(model), pool.round) or len(live[3]) != len(answered):
+        live: _LiveRound | None = getattr(self, "_live", None)
+        if live is None or live.owner != (id(pool), id(model), pool.round) or len(live.asked) != len(answered):
             return None
-        if not all(torch.equal(mine, theirs) for mine, theirs in zip(live[3], answered)):
+        if not all(torch.equal(mine, theirs) for mine, theirs in zip(live.asked, answered)):
             return None
-        live[5].record(answered[-1], pool.labels_of(answered[-1]))
-        return live[4], live[5]
+        live.labels.record(answered[-1], pool.labels_of(answered[-1]))
+        return live.generator, live.labels
 
     def _replayed(self, model, pool: ActivePool, budget: int, answered: list[Tensor]):
         labels = RoundLabels.at_round_start(pool)
