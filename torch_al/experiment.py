@@ -247,9 +247,9 @@ def noisy_oracle(labels: Tensor, noise: float, seed: int):
     """The simulated annotators: the pool's labels, but a seeded ``noise`` fraction of items
     answered with another class drawn uniformly (fixed per item, so asking again changes nothing)."""
     generator = torch.Generator().manual_seed(derived_seed(seed, "label noise"))
-    classes = int(labels.max()) + 1
+    classes = max(int(labels.max()) + 1, 2)
     wrong = torch.rand(labels.numel(), generator=generator) < noise
-    other = (labels + torch.randint(1, max(classes, 2), (labels.numel(),), generator=generator)) % max(classes, 2)
+    other = (labels + torch.randint(1, classes, (labels.numel(),), generator=generator)) % classes
     answers = torch.where(wrong, other, labels)
     return lambda indices: answers[torch.as_tensor(indices, dtype=torch.int64)]
 

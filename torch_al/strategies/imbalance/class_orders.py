@@ -1,4 +1,4 @@
-"""Each class's pool as a line: the 1-D problems GALAXY and DIRECT search.
+"""Each class's pool as a line, from the model's probabilities: the 1-D problems GALAXY and DIRECT search.
 
 For class k the pool is ordered from most to least k-like: first the items the model predicts as
 k, by p_k (most confident first), then the others by p_k − max_j p_j, their margin to the class
@@ -7,7 +7,23 @@ go to the lower global index. A labeled item is +1 on class k's line when its la
 """
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from torch_al.checks import LogitsCheck
+from torch_al.pool import ActivePool
+from torch_al.sampler import inputs_loader
+from torch_al.strategies.base import predict_probabilities
+
+
+def pool_probabilities(strategy, model: nn.Module | None, pool: ActivePool, batch_size: int, progress: bool) -> Tensor:
+    """The model's float64 class probabilities of every pool item, labeled or not (one forward each)."""
+    if model is None:
+        raise ValueError(f"{type(strategy).__name__} orders the pool by a model's probabilities; got model=None")
+    everything = torch.arange(len(pool))
+    check = LogitsCheck(type(strategy).__name__, everything)
+    probabilities = predict_probabilities(model, inputs_loader(pool, everything, batch_size), progress, check)
+    strategy.charge(forward=len(pool))
+    return probabilities.double().cpu()
 
 
 def one_vs_rest_keys(probabilities: Tensor) -> Tensor:

@@ -25,8 +25,7 @@ from torch import Tensor
 
 from torch_al.checks import check_int
 from torch_al.seeding import derived_seed
-from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines
-from torch_al.strategies.imbalance.galaxy import pool_probabilities
+from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines, pool_probabilities
 from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
 
 

@@ -10,26 +10,12 @@ on a line without a +1 or without a −1, the label goes to a uniformly drawn un
 """
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from torch_al.checks import LogitsCheck, check_int
-from torch_al.pool import ActivePool
-from torch_al.sampler import inputs_loader
+from torch_al.checks import check_int
 from torch_al.seeding import derived_seed
-from torch_al.strategies.base import predict_probabilities
-from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines
+from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines, pool_probabilities
 from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
-
-
-def pool_probabilities(strategy, model: nn.Module | None, pool: ActivePool, batch_size: int, progress: bool) -> Tensor:
-    """The model's float64 class probabilities of every pool item, labeled or not (one forward each)."""
-    if model is None:
-        raise ValueError(f"{type(strategy).__name__} orders the pool by a model's probabilities; got model=None")
-    everything = torch.arange(len(pool))
-    check = LogitsCheck(type(strategy).__name__, everything)
-    probabilities = predict_probabilities(model, inputs_loader(pool, everything, batch_size), progress, check)
-    strategy.charge(forward=len(pool))
-    return probabilities.double().cpu()
 
 
 def shortest_path_middle(signs: Tensor, order: int) -> int | None:
