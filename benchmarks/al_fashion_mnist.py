@@ -41,7 +41,7 @@ sys.path.insert(0, HERE)
 from common import RESULTS_DIR, machine_info, print_table  # noqa: E402
 from seed_statistics import bootstrap, mean_interval, paired_difference  # noqa: E402
 
-from torch_al.experiment import PRETRAINED, RunConfig, base_strategy, run_experiment, setup_hash  # noqa: E402
+from torch_al.experiment import PRETRAINED, RARE_CLASSES, RunConfig, base_strategy, run_experiment, setup_hash  # noqa: E402
 from torch_al.persistence import atomic_write_bytes  # noqa: E402
 from torch_al.plots import learning_curve  # noqa: E402
 from torch_al.provenance import code_identity, code_version  # noqa: E402
@@ -55,6 +55,8 @@ STRATEGIES = (
     "learning-loss", "dal", "vaal", "m2-vaal", "m2-anchor-distance", "m2-confidence-distance", "bgadl",
     # The PFK paper's own setting: every method starts from the rotation-pretrained model.
     "random+rotation", "entropy+rotation", "variation-ratio+rotation", "badge+rotation",
+    # Issue 28: the methods for imbalanced pools and the class-balanced controls.
+    "direct", "galaxy", "balanced-entropy", "balanced-margin", "direct+rotation", "galaxy+rotation",
 )  # fmt: skip
 QUICK_STRATEGIES = ("random", "entropy", "pfk")
 # Lines run with options of their own: name → (strategy, RunConfig options).
@@ -85,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", help="run folders with their checkpoints (default build/al_fashion_mnist[_quick])")
     parser.add_argument("--records", help="finished runs' metrics.json and run.json (default benchmarks/results/al_fashion_mnist_runs; quick: the work folder)")
     parser.add_argument("--results", help="where the JSON and PNGs go (default benchmarks/results; quick: the work folder)")
+    parser.add_argument("--label-noise", type=float, default=0.0, help="fraction of wrong simulated answers (runs in r<R>-noise<F>/)")
+    parser.add_argument("--rare-classes", choices=RARE_CLASSES, default="5-9", help="the rare half: 5-9, or drawn per seed (runs in r<R>-drawn/)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--summarise", action="store_true", help="only summarise the runs already recorded")
@@ -97,12 +101,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    name = "al_fashion_mnist_quick" if args.quick else "al_fashion_mnist"
+    name = ("al_fashion_mnist_quick" if args.quick else "al_fashion_mnist") + variant_suffix(args, "_")
     args.work = args.work or os.path.join("build", name)
     args.records = args.records or (args.work if args.quick else os.path.join(RESULTS_DIR, "al_fashion_mnist_runs"))
     args.results = args.results or (args.work if args.quick else RESULTS_DIR)
     args.name = name
     return args
+
+
+def variant_suffix(args: argparse.Namespace, separator: str = "-") -> str:
+    """What sets these runs apart from the paper's setting (no noise, classes 5..9 rare), for
+    folder and file names: "", "-noise0.1", "-drawn", "-noise0.1-drawn"."""
+    parts = ([f"noise{args.label_noise:g}"] if args.label_noise else []) + (["drawn"] if args.rare_classes != "5-9" else [])
+    return "".join(separator + part for part in parts)
 
 
 def line_strategy(line: str) -> tuple[str, dict]:
@@ -115,7 +126,8 @@ def line_config(args: argparse.Namespace, imbalance: float, seed: int, line: str
     settings = {"passes": args.passes, "steps": args.steps, **options}
     return RunConfig(
         dataset="fashion-mnist", strategy=(strategy,), imbalance=imbalance, rounds=args.rounds, budget=125, initial=0,
-        epochs=args.epochs, seed=seed, out=os.path.join(folder, f"r{imbalance:g}", f"seed{seed}", line), progress=False, **settings,
+        epochs=args.epochs, seed=seed, out=os.path.join(folder, f"r{imbalance:g}{variant_suffix(args)}", f"seed{seed}", line), progress=False,
+        label_noise=args.label_noise, rare_classes=args.rare_classes, **settings,
     )  # fmt: skip
 
 
@@ -370,7 +382,7 @@ def check_provenance(lines: dict[str, dict], mixed: bool) -> None:
 
 
 def summarise(args: argparse.Namespace) -> dict:
-    report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps")},
+    report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps", "label_noise", "rare_classes")},
               "lines": {name: {"strategy": strategy, **options} for name, (strategy, options) in LINES.items()},
               "machine": machine_info(), "code": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "mixed": args.mixed, "imbalance": {}}  # fmt: skip
     for imbalance in args.imbalance:
@@ -394,7 +406,7 @@ def summarise(args: argparse.Namespace) -> dict:
         print_summary(imbalance, summary)
         if strategies:
             path = os.path.join(args.results, f"{args.name}_r{imbalance:g}.png")
-            title = f"Fashion-MNIST, imbalance {imbalance:g}, P = 125, mean and 95% interval over seeds"
+            title = f"Fashion-MNIST, imbalance {imbalance:g}{variant_suffix(args, ', ')}, P = 125, mean and 95% interval over seeds"
             learning_curve(strategies, title=title, band=("accuracy_low", "accuracy_high")).savefig(path, dpi=120)
             print(f"learning curve: {path}")
     path = os.path.join(args.results, f"{args.name}.json")

@@ -121,6 +121,16 @@ def test_lines_are_read_from_their_own_run_folders(tmp_path):
     assert experiment.line_config(args, 100.0, 3, "bald", "w").passes == 16
 
 
+def test_noise_and_the_drawn_rare_half_run_in_folders_and_files_of_their_own(tmp_path):
+    paper = experiment.parse_args(["--records", str(tmp_path)])
+    noisy = experiment.parse_args(["--records", str(tmp_path), "--label-noise", "0.1", "--rare-classes", "drawn"])
+    assert (paper.name, noisy.name) == ("al_fashion_mnist", "al_fashion_mnist_noise0.1_drawn")
+    config = experiment.line_config(noisy, 100.0, 3, "direct", "w")
+    assert (config.label_noise, config.rare_classes, config.out) == (0.1, "drawn", os.path.join("w", "r100-noise0.1-drawn", "seed3", "direct"))
+    assert experiment.line_config(paper, 100.0, 3, "direct", "w").out == os.path.join("w", "r100", "seed3", "direct")
+    assert experiment.setup_hash(config) != experiment.setup_hash(experiment.line_config(paper, 100.0, 3, "direct", "w"))
+
+
 def test_lines_of_other_code_or_another_setup_are_refused_unless_mixed(tmp_path):
     argv = ["--records", str(tmp_path / "runs"), "--results", str(tmp_path), "--rounds", "2", "--seeds", "0", "1",
             "--imbalance", "100", "--strategies", "random", "pfk", "--summarise"]  # fmt: skip

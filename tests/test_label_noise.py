@@ -1,14 +1,15 @@
-"""The experiment's simulated annotators with a set fraction of wrong answers, and the setup hash
-of runs recorded before the option existed."""
+"""The experiment's simulated annotators with a set fraction of wrong answers, the rare half of the
+classes (5..9 or drawn per seed), and the setup hash of runs recorded before these options existed."""
 
 import dataclasses
 import json
 import os
 
+import pytest
 import torch
 from common_utils import REPO_ROOT
 
-from torch_al.experiment import RunConfig, noisy_oracle, setup_hash
+from torch_al.experiment import MINORITY, RunConfig, load_splits, noisy_oracle, rare_classes, setup_hash
 
 
 def test_a_fixed_seeded_fraction_of_items_gets_another_class():
@@ -41,5 +42,26 @@ def test_options_added_later_change_the_setup_only_when_set():
         assert setup_hash(config) == run["setup_hash"]
         assert setup_hash(dataclasses.replace(config, label_noise=0.1)) != run["setup_hash"]
         assert setup_hash(dataclasses.replace(config, annotators=5)) != run["setup_hash"]
+        assert setup_hash(dataclasses.replace(config, rare_classes="drawn")) != run["setup_hash"]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_rare_half_is_classes_5_to_9_or_a_half_drawn_per_seed():
+    assert rare_classes(RunConfig(seed=0)) == MINORITY
+    drawn = {seed: rare_classes(RunConfig(seed=seed, rare_classes="drawn")) for seed in range(6)}
+    assert all(len(half) == 5 and len(set(half)) == 5 and set(half) <= set(range(10)) for half in drawn.values())
+    assert drawn[2] == rare_classes(RunConfig(seed=2, rare_classes="drawn"))  # fixed by the seed
+    assert len(set(drawn.values())) > 1  # and differs between seeds
+    with pytest.raises(ValueError, match="rare_classes must be one of"):
+        RunConfig(rare_classes="odd")
+
+
+def test_the_drawn_rare_half_is_what_the_pool_lacks_and_what_the_metrics_count():
+    config = RunConfig(dataset="digits", imbalance=10.0, rare_classes="drawn", seed=1)
+    splits = load_splits(config)
+    rare = rare_classes(config)
+    assert splits.rare == rare != MINORITY
+    counts = torch.bincount(splits.pool.tensors[1], minlength=10)
+    common = [k for k in range(10) if k not in rare]
+    assert counts[list(common)].sum() >= 9 * counts[list(rare)].sum()

@@ -33,6 +33,7 @@ logger = logging.getLogger("torch_al")
 DATASETS = ("fashion-mnist", "digits", "synthetic")
 MODELS = ("auto", "lenet", "resnet", "mlp")
 MINORITY = (5, 6, 7, 8, 9)
+RARE_CLASSES = ("5-9", "drawn")
 PRETRAINED = "+rotation"
 
 
@@ -62,7 +63,8 @@ class RunConfig:
         default=("random", "entropy"),
         metadata={"help": f"one or more of {', '.join(STRATEGIES)}; NAME{PRETRAINED} starts that strategy from rotation pretraining"},
     )
-    imbalance: float = field(default=1.0, metadata={"help": "r: pool classes 0..4 vs 5..9 in ratio r (1 = balanced)"})
+    imbalance: float = field(default=1.0, metadata={"help": "r: the pool's common vs rare classes in ratio r (1 = balanced)"})
+    rare_classes: str = field(default="5-9", metadata={"help": "which half of the classes is rare: 5-9, or drawn (a half drawn per seed)"})
     rounds: int = field(default=10, metadata={"help": "selection rounds"})
     budget: int = field(default=125, metadata={"help": "labels bought per round"})
     initial: int = field(default=0, metadata={"help": "random labels before round 1 (the papers start from 0)"})
@@ -100,6 +102,7 @@ class RunConfig:
             (len(set(self.strategy)) == len(self.strategy), f"strategy lists a method twice: {self.strategy}"),
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
             (self.imbalance >= 1, f"imbalance must be >= 1, got {self.imbalance}"),
+            (self.rare_classes in RARE_CLASSES, f"rare_classes must be one of {RARE_CLASSES}, got {self.rare_classes!r}"),
             (self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}"),
             (self.budget >= 1, f"budget must be >= 1, got {self.budget}"),
             (self.initial >= 0, f"initial must be >= 0, got {self.initial}"),
@@ -128,6 +131,7 @@ class Splits:
     pool: TensorDataset  # inputs, labels: the oracle's answers
     test: tuple[Tensor, Tensor]
     validation: tuple[Tensor, Tensor]  # balanced; for methods that look at the test distribution (PFK)
+    rare: tuple[int, ...]  # the classes the pool holds fewer of
 
 
 def load_splits(config: RunConfig) -> Splits:
@@ -142,12 +146,22 @@ def load_splits(config: RunConfig) -> Splits:
         test, rest = balanced_split(y, 300 if config.dataset == "digits" else 500, seed=config.seed)
         test_x, test_y, train_x, train_y = x[test], y[test], x[rest], y[rest]
         validation, pool = balanced_split(train_y, test.numel(), seed=derived_seed(config.seed, "validation"))
-    pool = imbalance(train_y, pool, config.imbalance, MINORITY, seed=config.seed)
+    rare = rare_classes(config, int(train_y.max()) + 1)
+    pool = imbalance(train_y, pool, config.imbalance, rare, seed=config.seed)
     if config.pool_size is not None and config.pool_size < pool.numel():
         generator = torch.Generator().manual_seed(derived_seed(config.seed, "pool_size"))
         pool = pool[torch.randperm(pool.numel(), generator=generator)[: config.pool_size]].sort().values
-    logger.info("pool of %d items (%d of classes 5..9)", pool.numel(), int(torch.isin(train_y[pool], torch.tensor(MINORITY)).sum()))
-    return Splits(TensorDataset(train_x[pool], train_y[pool]), (test_x, test_y), (train_x[validation], train_y[validation]))
+    logger.info("pool of %d items (%d of the rare classes %s)", pool.numel(), int(torch.isin(train_y[pool], torch.tensor(rare)).sum()), rare)
+    return Splits(TensorDataset(train_x[pool], train_y[pool]), (test_x, test_y), (train_x[validation], train_y[validation]), rare)
+
+
+def rare_classes(config: RunConfig, num_classes: int = 10) -> tuple[int, ...]:
+    """The pool's rare half of the classes: 5..9, or for ``rare_classes="drawn"`` a half drawn
+    from the run's seed (each seed its own split)."""
+    if config.rare_classes == "5-9":
+        return MINORITY
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, "rare classes"))
+    return tuple(sorted(torch.randperm(num_classes, generator=generator)[: num_classes // 2].tolist()))
 
 
 def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.Module:
@@ -191,19 +205,19 @@ def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = Fal
     return train
 
 
-def make_evaluator(config: RunConfig, test: tuple[Tensor, Tensor], pool: ActivePool):
+def make_evaluator(config: RunConfig, test: tuple[Tensor, Tensor], pool: ActivePool, rare: tuple[int, ...]):
     @torch.no_grad()
     def evaluate(model: nn.Module) -> dict[str, float]:
         model.eval()
         x, y = test
         predicted = torch.cat([model(chunk.to(config.device)).argmax(1).cpu() for chunk in x.split(1000)])
         correct = predicted == y
-        minority = torch.isin(y, torch.tensor(MINORITY))
+        minority = torch.isin(y, torch.tensor(rare))
         labeled = pool.labels_of(pool.labeled_indices)
         return {
             "accuracy": round(correct.float().mean().item(), 4),
             "minority_accuracy": round(correct[minority].float().mean().item(), 4),
-            "labeled_minority": int(torch.isin(labeled, torch.tensor(MINORITY)).sum()),
+            "labeled_minority": int(torch.isin(labeled, torch.tensor(rare)).sum()),
         }
 
     return evaluate
@@ -234,7 +248,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, validation=splits.validation, **strategy_options(config, name))
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,
-            evaluate=make_evaluator(config, splits.test, pool), oracle=noisy_oracle(splits.pool.tensors[1], config.label_noise, config.seed), initial=config.initial,
+            evaluate=make_evaluator(config, splits.test, pool, splits.rare), oracle=noisy_oracle(splits.pool.tensors[1], config.label_noise, config.seed), initial=config.initial,
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip
         results[name] = loop.run()
@@ -257,7 +271,7 @@ def noisy_oracle(labels: Tensor, noise: float, seed: int):
 # Fields that name a run rather than change what it computes.
 _NOT_SETUP = ("strategy", "seed", "out", "progress")
 # Fields added after runs were recorded: hashed only when set, so those runs keep their setup.
-_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0}
+_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9"}
 
 
 def setup_hash(config: RunConfig) -> str:

@@ -34,13 +34,23 @@ def one_vs_rest_keys(probabilities: Tensor) -> Tensor:
     return torch.where(probabilities == top, 1 + probabilities, probabilities - top)
 
 
+def descending_order(keys: Tensor) -> Tensor:
+    """``torch.sort(keys, descending=True, stable=True).indices`` for finite float64 ``keys``,
+    about 3× faster on a CPU: the keys' bits as int64 integers in the same order, reversed with a
+    bitwise not (order-exact, ties kept), then an ascending stable sort, which ATen runs as a radix
+    sort on integers."""
+    bits = (keys.double() + 0.0).view(torch.int64)  # + 0.0: −0.0 becomes +0.0, equal as floats
+    ordered = torch.where(bits < 0, bits ^ torch.iinfo(torch.int64).max, bits)  # negative floats: magnitude bits reversed
+    return torch.sort(torch.bitwise_not(ordered), stable=True).indices
+
+
 class ClassLine:
     """Class k's line: ``order[position]`` is the global index there, ``position[index]`` its
     place (both int64 Tensor[N]); position 0 is the most k-like item."""
 
     def __init__(self, keys: Tensor, k: int) -> None:
         self.k = k
-        self.order = torch.sort(keys[:, k], descending=True, stable=True).indices
+        self.order = descending_order(keys[:, k].contiguous())
         self.position = torch.empty_like(self.order)
         self.position[self.order] = torch.arange(self.order.numel())
 
