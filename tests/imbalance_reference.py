@@ -131,6 +131,16 @@ def direct_scores(signs: list[int]) -> list[int]:
     return [sum(signs[:h]) - sum(signs[h:]) for h in range(len(signs) + 1)]
 
 
+def direct_shrunk(signs: list[int], start: int, end: int, target: int, coin: torch.Generator) -> tuple[int, int]:
+    acc = direct_scores(signs)
+    while sum(1 for p in range(start, end + 1) if signs[p] == 0) > target:
+        if acc[start] < acc[end] or (acc[start] == acc[end] and torch.rand((), generator=coin) < 0.5):
+            start += 1
+        else:
+            end -= 1
+    return start, end
+
+
 def direct_round(probabilities, known: dict[int, int], oracle, budget: int, seed: int, round_: int, annotators: int, most: int) -> list[list[int]]:
     classes = len(probabilities[0])
     n = len(probabilities)
@@ -157,13 +167,7 @@ def direct_round(probabilities, known: dict[int, int], oracle, budget: int, seed
             to_come = left_labels // annotators
             if left > 0 and to_come > 1:
                 target = math.ceil(left / left ** (1 / to_come))
-                acc = direct_scores(signs)
-                coin = _generator(seed, "coin", round_, k, batch)
-                while sum(1 for p in range(start, end + 1) if signs[p] == 0) > target:
-                    if acc[start] < acc[end] or (acc[start] == acc[end] and torch.rand((), generator=coin) < 0.5):
-                        start += 1
-                    else:
-                        end -= 1
+                start, end = direct_shrunk(signs, start, end, target, _generator(seed, "coin", round_, k, batch))
             left_labels -= size
             batch += 1
     rest = budget - sum(map(len, batches))

@@ -1,16 +1,18 @@
 """GALAXY and DIRECT against plain float64 references of their rules (tests/imbalance_reference.py),
 on small pools with tied scores, classes with no labeled item, and noisy answers."""
 
+import itertools
+
 import pytest
 import torch
-from imbalance_reference import direct_round, galaxy_middle, galaxy_middle_by_distances, galaxy_round
+from imbalance_reference import direct_region, direct_round, direct_scores, direct_shrunk, galaxy_middle, galaxy_middle_by_distances, galaxy_round
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.strategies import DIRECT, GALAXY, make_strategy
 from torch_al.strategies.imbalance.class_orders import descending_order
-from torch_al.strategies.imbalance.direct import nearest_to_threshold, threshold_scores, uncertain_region
+from torch_al.strategies.imbalance.direct import best_threshold, nearest_to_threshold, shrunk_region, uncertain_region
 from torch_al.strategies.imbalance.galaxy import shortest_path_middle
 
 
@@ -145,14 +147,48 @@ def test_the_class_lines_order_is_a_stable_descending_sort(n):
     assert torch.equal(descending_order(keys), torch.sort(keys, descending=True, stable=True).indices)
 
 
+def labeled_line(signs) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A line given position by position (+1, −1, 0) as DIRECT reads it: labeled places, their signs, size."""
+    signs = torch.as_tensor(signs)
+    places = signs.nonzero().flatten()
+    return places, signs[places], signs.numel()
+
+
 def test_direct_threshold_pieces_on_a_hand_made_line():
-    signs = torch.tensor([1, 1, 0, -1, 1, 0, 0, -1, 0])
-    assert threshold_scores(signs).tolist() == [-1, 1, 3, 3, 1, 3, 3, 3, 1, 1]
-    assert uncertain_region(signs) == (1, 7)  # last +1 before the first −1; last −1 after the last +1
-    assert uncertain_region(torch.tensor([0, -1, 0, 1, 0])) == (0, 4)
-    assert uncertain_region(torch.tensor([0, 0, -1, -1])) == (0, 2)  # no +1: down to the first −1
-    assert uncertain_region(torch.zeros(5, dtype=torch.int64)) == (0, 4)
-    assert nearest_to_threshold(signs, 3).tolist() == [2, 5, 6]  # h = 2 (first maximum): 1 (labeled), 2, 0 (labeled), 3 (labeled), ...
+    signs = [1, 1, 0, -1, 1, 0, 0, -1, 0]  # acc = [-1, 1, 3, 3, 1, 3, 3, 3, 1, 1]
+    assert best_threshold(*labeled_line(signs)[:2]) == 2  # the first maximum
+    assert uncertain_region(*labeled_line(signs)) == (1, 7)  # last +1 before the first −1; last −1 after the last +1
+    assert uncertain_region(*labeled_line([0, -1, 0, 1, 0])) == (0, 4)
+    assert uncertain_region(*labeled_line([0, 0, -1, -1])) == (0, 2)  # no +1: down to the first −1
+    assert uncertain_region(*labeled_line([0] * 5)) == (0, 4)
+    assert nearest_to_threshold(*labeled_line(signs), 3).tolist() == [2, 5, 6]  # h = 2: 1 (labeled), 2, 0 (labeled), 3 (labeled), ...
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_direct_pieces_equal_the_position_by_position_rule(seed):
+    """Random lines, sparse to dense in labels and with long tied stretches: the region, the best
+    threshold, the walk around it and the shrinking (the same coins) as the reference computes them
+    position by position."""
+    generator = torch.Generator().manual_seed(seed)
+    size = int(torch.randint(1, 300, (), generator=generator))
+    density = [0.005, 0.05, 0.3, 0.9][seed % 4]
+    labeled = torch.rand(size, generator=generator) < density
+    positive = torch.rand(size, generator=generator) < torch.linspace(0.9, 0.1, size)  # +1 more likely early, as on a class line
+    signs = torch.where(labeled, torch.where(positive, 1, -1), 0).tolist()
+    places, labeled_signs, _ = labeled_line(signs)
+    acc = direct_scores(signs)
+    assert best_threshold(places, labeled_signs) == acc.index(max(acc))
+    assert uncertain_region(places, labeled_signs, size) == direct_region(signs)
+    count = int(torch.randint(1, size + 2, (), generator=generator))
+    best = acc.index(max(acc))
+    walk = [p for pair in itertools.zip_longest(range(best - 1, -1, -1), range(best, size)) for p in pair if p is not None]
+    assert nearest_to_threshold(places, labeled_signs, size, count).tolist() == [p for p in walk if signs[p] == 0][:count]
+    start, end = direct_region(signs)
+    left = sum(1 for p in range(start, end + 1) if signs[p] == 0)
+    for target in {0, 1, left // 3, left - 1}:
+        if 0 <= target < left:
+            coins = [torch.Generator().manual_seed(seed * 100 + target) for _ in range(2)]
+            assert shrunk_region(places, labeled_signs, start, end, target, coins[0]) == direct_shrunk(signs, start, end, target, coins[1])
 
 
 def test_both_are_registered_and_refuse_select_and_distributed_select():

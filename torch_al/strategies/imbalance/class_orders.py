@@ -50,6 +50,7 @@ class ClassLine:
 
     def __init__(self, keys: Tensor, k: int) -> None:
         self.k = k
+        self.size = keys.shape[0]
         self.order = descending_order(keys[:, k].contiguous())
         self.position = torch.empty_like(self.order)
         self.position[self.order] = torch.arange(self.order.numel())
@@ -59,13 +60,6 @@ class ClassLine:
         signs: +1 labeled k, −1 another class (``label``: int64 Tensor[N] of labels)."""
         places, order = torch.sort(self.position[known])
         return places, torch.where(label[known[order]] == self.k, 1, -1)
-
-    def signs(self, known: Tensor, label: Tensor) -> Tensor:
-        """int8 Tensor[N] by place: +1 labeled k, −1 labeled another class, 0 unlabeled."""
-        signs = torch.zeros(self.order.numel(), dtype=torch.int8)
-        places, labeled_signs = self.labeled_signs(known, label)
-        signs[places] = labeled_signs.to(torch.int8)
-        return signs
 
 
 class ClassLines:

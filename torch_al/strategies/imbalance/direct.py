@@ -18,69 +18,109 @@ is what makes it robust to wrong answers. A round has two phases (as the authors
    smallest), alternately just before and just after it.
 """
 
+import bisect
 import math
 
 import torch
 from torch import Tensor
+from torch.nn.functional import pad
 
 from torch_al.checks import check_int
 from torch_al.seeding import derived_seed
 from torch_al.strategies.imbalance.class_orders import ClassLine, ClassLines, pool_probabilities
 from torch_al.strategies.within_round import AsksWithinRound, RoundLabels
 
-
-def threshold_scores(signs: Tensor) -> Tensor:
-    """``acc[h]`` for thresholds h = 0 … N (int64 Tensor[N + 1])."""
-    before = torch.nn.functional.pad(signs.cumsum(0), (1, 0))
-    return 2 * before - signs.sum()
+# Every function below reads a line from its labeled places alone (``places``: increasing int64
+# positions; ``signs``: their ±1), so a step costs O(L) for L labels, not O(N) for N positions.
 
 
-def uncertain_region(signs: Tensor) -> tuple[int, int]:
+def best_threshold(places: Tensor, signs: Tensor) -> int:
+    """``argmax acc`` over h = 0 … N, the smallest on ties: ``acc`` is constant from h = 0 to the
+    first labeled place and from just after each labeled place to the next, so the first maximum
+    starts one of these pieces."""
+    scores = pad(2 * signs.cumsum(0), (1, 0)) - signs.sum()
+    starts = pad(places + 1, (1, 0))
+    return int(starts[torch.argmax(scores)])  # argmax: the first maximum
+
+
+def uncertain_region(places: Tensor, signs: Tensor, size: int) -> tuple[int, int]:
     """(I, J): from the last +1 before the first −1 (0 when a −1 or nothing comes first) to the
     last −1 after the last +1 (N − 1 when a +1 or nothing comes last)."""
-    labeled = signs.nonzero().flatten()
-    negatives = (signs[labeled] < 0).nonzero().flatten()
-    positives = (signs[labeled] > 0).nonzero().flatten()
+    negatives = (signs < 0).nonzero().flatten()
+    positives = (signs > 0).nonzero().flatten()
     if negatives.numel() == 0:
-        start = int(labeled[-1]) if labeled.numel() else 0
+        start = int(places[-1]) if places.numel() else 0
     else:
         first_negative = int(negatives[0])
-        start = int(labeled[first_negative - 1]) if first_negative > 0 else 0
+        start = int(places[first_negative - 1]) if first_negative > 0 else 0
     if positives.numel() == 0:
-        end = int(labeled[0]) if labeled.numel() else signs.numel() - 1
+        end = int(places[0]) if places.numel() else size - 1
     else:
         last_positive = int(positives[-1])
-        end = int(labeled[last_positive + 1]) if last_positive + 1 < labeled.numel() else signs.numel() - 1
+        end = int(places[last_positive + 1]) if last_positive + 1 < places.numel() else size - 1
     return start, end
 
 
-def shrunk_region(signs: Tensor, start: int, end: int, target: int, coin: torch.Generator) -> tuple[int, int]:
-    """Moves the region's ends inward, the end whose threshold scores lower first (a fair coin on
-    ties), until at most ``target`` unlabeled positions are left inside."""
-    acc = threshold_scores(signs).tolist()
-    unlabeled = (signs == 0).tolist()
-    left = sum(unlabeled[start : end + 1])
+def labeled_between(places: Tensor, start: int, end: int) -> Tensor:
+    """The labeled places in [start, end]."""
+    low, high = torch.searchsorted(places, torch.tensor([start, end + 1]))
+    return places[low:high]
+
+
+def unlabeled_at(ranks: Tensor, places: Tensor, start: int, end: int) -> Tensor:
+    """The positions of the ``ranks``-th unlabeled positions (0 the first) of [start, end]."""
+    inside = labeled_between(places, start, end)
+    unlabeled_before = inside - start - torch.arange(inside.numel())  # before each labeled place, in the region
+    return start + ranks + torch.searchsorted(unlabeled_before, ranks, right=True)
+
+
+def shrunk_region(places: Tensor, signs: Tensor, start: int, end: int, target: int, coin: torch.Generator) -> tuple[int, int]:
+    """Moves the region's ends inward one position at a time, the end whose threshold scores lower
+    first (a fair coin on ties: one uniform draw from ``coin`` per tied step), until at most
+    ``target`` unlabeled positions are left inside. ``acc`` at an end changes only when the end
+    passes a labeled place, so the steps go by stretches of constant scores: O(L) stretches."""
+    place_list, before = places.tolist(), [0, *signs.cumsum(0).tolist()]
+    score = lambda h: 2 * before[bisect.bisect_left(place_list, h)] - before[-1]  # noqa: E731  acc[h]
+    left = end - start + 1 - labeled_between(places, start, end).numel()
+    coins = torch.rand(end - start + 1, generator=coin)  # each step removes one position: enough for every tie
+    used = 0
     while left > target:
-        if acc[start] < acc[end] or (acc[start] == acc[end] and torch.rand((), generator=coin) < 0.5):
-            left -= unlabeled[start]
-            start += 1
+        need = left - target
+        first = bisect.bisect_left(place_list, start)
+        start_room = place_list[first] - start if first < len(place_list) else need  # unlabeled steps before a labeled place
+        last = bisect.bisect_left(place_list, end) - 1  # the last labeled place before end
+        end_labeled = int(last + 1 < len(place_list) and place_list[last + 1] == end)
+        end_moves = end - (place_list[last] if last >= 0 else -1)  # steps of end with the same score
+        a, c = score(start), score(end)
+        if a < c:
+            moved = min(need, start_room)
+            start, left = start + moved + (moved < need), left - moved  # past the labeled place unless done
+        elif a > c:
+            moved = min(need, end_moves - end_labeled)
+            end, left = end - moved - end_labeled, left - moved  # a labeled end goes first, for free
         else:
-            left -= unlabeled[end]
-            end -= 1
+            steps = coins[used : used + start_room + 1 + end_moves] < 0.5  # True: start moves
+            start_steps = steps.cumsum(0)
+            end_steps = torch.arange(1, steps.numel() + 1) - start_steps
+            removed = start_steps.clamp(max=start_room) + (end_steps - end_labeled).clamp(min=0)
+            stop = int(((removed >= need) | (start_steps > start_room) | (end_steps >= end_moves)).nonzero()[0])
+            start, end, left = start + int(start_steps[stop]), end - int(end_steps[stop]), left - int(removed[stop])
+            used += stop + 1
     return start, end
 
 
-def nearest_to_threshold(signs: Tensor, count: int) -> Tensor:
-    """Up to ``count`` unlabeled positions nearest the best threshold h (``argmax acc``, the
-    smallest on ties), in the order h − 1, h, h − 2, h + 1, …"""
-    best = int(torch.argmax(threshold_scores(signs)))  # the first maximum
-    size = signs.numel()
-    before = torch.arange(best - 1, -1, -1)
-    after = torch.arange(best, size)
+def nearest_to_threshold(places: Tensor, signs: Tensor, size: int, count: int) -> Tensor:
+    """Up to ``count`` unlabeled positions nearest the best threshold h, in the order h − 1, h,
+    h − 2, h + 1, … Within ``count`` + L steps each side holds ``count`` unlabeled positions (or
+    ends), so the walk looks no further."""
+    best = best_threshold(places, signs)
+    reach = count + places.numel()
+    before = torch.arange(best - 1, max(best - 1 - reach, -1), -1)
+    after = torch.arange(best, min(best + reach, size))
     steps = max(before.numel(), after.numel())
-    alternating = torch.stack([torch.nn.functional.pad(before, (0, steps - before.numel()), value=-1), torch.nn.functional.pad(after, (0, steps - after.numel()), value=-1)], 1).flatten()
+    alternating = torch.stack([pad(before, (0, steps - before.numel()), value=-1), pad(after, (0, steps - after.numel()), value=-1)], 1).flatten()
     walk = alternating[alternating >= 0]
-    return walk[signs[walk] == 0][:count]
+    return walk[~torch.isin(walk, places)][:count]
 
 
 class DIRECT(AsksWithinRound):
@@ -130,26 +170,26 @@ def direct_asks(probabilities: Tensor, labels: RoundLabels, budget: int, annotat
         share = rest * (place + 1) // classes - rest * place // classes
         line = lines[k]
         if share:
-            yield line.order[nearest_to_threshold(line.signs(labels.known, labels.label), share)]
+            yield line.order[nearest_to_threshold(*line.labeled_signs(labels.known, labels.label), line.size, share)]
 
 
 def _searched(line: ClassLine, labels: RoundLabels, labels_left: int, annotators: int, seed: int, round_: int):
     """Class ``line.k``'s search: yields its batches (global indices) as it goes."""
-    signs = line.signs(labels.known, labels.label)
-    start, end = uncertain_region(signs)
+    places, signs = line.labeled_signs(labels.known, labels.label)
+    start, end = uncertain_region(places, signs, line.size)
     batch = 0
     while labels_left > 0:
         size = min(annotators, labels_left)
-        inside = (signs[start : end + 1] == 0).nonzero().flatten() + start
-        if inside.numel() == 0:
+        inside = end - start + 1 - labeled_between(places, start, end).numel()
+        if inside == 0:
             return
-        drawn = inside[torch.randperm(inside.numel(), generator=_generator(seed, "draw", round_, line.k, batch))[:size]]
+        drawn = unlabeled_at(torch.randperm(inside, generator=_generator(seed, "draw", round_, line.k, batch))[:size], places, start, end)
         yield line.order[drawn]
-        signs = line.signs(labels.known, labels.label)
-        left, batches_to_come = int((signs[start : end + 1] == 0).sum()), labels_left // annotators
+        places, signs = line.labeled_signs(labels.known, labels.label)
+        left, batches_to_come = end - start + 1 - labeled_between(places, start, end).numel(), labels_left // annotators
         if left > 0 and batches_to_come > 1:
             target = math.ceil(left / left ** (1 / batches_to_come))
-            start, end = shrunk_region(signs, start, end, target, _generator(seed, "coin", round_, line.k, batch))
+            start, end = shrunk_region(places, signs, start, end, target, _generator(seed, "coin", round_, line.k, batch))
         labels_left -= size
         batch += 1
 

@@ -43,42 +43,45 @@ def _two_hop_middle(places: Tensor, signs: Tensor, order: int, size: int) -> int
     """Order > 1 on a line with no order-1 path: every +1 next to a −1 among the labeled places
     is its neighbour on the line, so a path, if any, takes two hops (+1 → u → −1, u unlabeled
     within ``order`` of both), and its middle is u: the smallest such u."""
-    near_positive = _merged(places[signs > 0], order, size)
-    near_negative = _merged(places[signs < 0], order, size)
-    labeled = set(places.tolist())
-    for low, high in _intersected(near_positive, near_negative):
-        place = low
-        while place in labeled:
-            place += 1
-        if place <= high:
-            return place
-    return None
+    low, high = _intersected(_merged(places[signs > 0], order, size), _merged(places[signs < 0], order, size))
+    first_free = _first_unlabeled_from(low, places)
+    inside = first_free <= high
+    return int(first_free[inside][0]) if inside.any() else None
 
 
-def _merged(centres: Tensor, radius: int, size: int) -> list[tuple[int, int]]:
-    """The positions within ``radius`` of a centre (increasing), as disjoint closed intervals."""
-    intervals: list[tuple[int, int]] = []
-    for centre in centres.tolist():
-        low, high = max(centre - radius, 0), min(centre + radius, size - 1)
-        if intervals and low <= intervals[-1][1] + 1:
-            intervals[-1] = (intervals[-1][0], max(intervals[-1][1], high))
-        else:
-            intervals.append((low, high))
-    return intervals
+def _merged(centres: Tensor, radius: int, size: int) -> tuple[Tensor, Tensor]:
+    """The positions within ``radius`` of an increasing list of centres, as disjoint increasing
+    closed intervals (low, high): with one radius the intervals' highs increase too, so one starts
+    a new group where it does not touch the one before."""
+    low, high = (centres - radius).clamp(min=0), (centres + radius).clamp(max=size - 1)
+    starts = torch.ones_like(centres, dtype=torch.bool)
+    starts[1:] = low[1:] > high[:-1] + 1
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    return low[starts], high[ends]
 
 
-def _intersected(first: list[tuple[int, int]], second: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The intersection of two lists of disjoint increasing intervals."""
-    both, i, j = [], 0, 0
-    while i < len(first) and j < len(second):
-        low, high = max(first[i][0], second[j][0]), min(first[i][1], second[j][1])
-        if low <= high:
-            both.append((low, high))
-        if first[i][1] < second[j][1]:
-            i += 1
-        else:
-            j += 1
-    return both
+def _intersected(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The intersection of two lists of disjoint increasing intervals, as one (lows, highs)."""
+    (first_low, first_high), (second_low, second_high) = first, second
+    begin = torch.searchsorted(second_high, first_low)  # the first of second's that ends at or after each of first's starts
+    stop = torch.searchsorted(second_low, first_high, right=True)  # past the last that starts at or before its end
+    counts = (stop - begin).clamp(min=0)
+    which = torch.repeat_interleave(torch.arange(first_low.numel()), counts)
+    other = torch.arange(int(counts.sum())) - torch.repeat_interleave(counts.cumsum(0) - counts, counts) + begin[which]
+    return torch.maximum(first_low[which], second_low[other]), torch.minimum(first_high[which], second_high[other])
+
+
+def _first_unlabeled_from(positions: Tensor, places: Tensor) -> Tensor:
+    """For each position, the first unlabeled position at or after it (``places``: the labeled
+    ones, increasing, at least one): past the run of consecutive labeled places it falls on, if any."""
+    run_start = torch.ones_like(places, dtype=torch.bool)
+    run_start[1:] = places[1:] != places[:-1] + 1
+    run_last = torch.ones_like(run_start)
+    run_last[:-1] = run_start[1:]
+    past_run = places[run_last][run_start.cumsum(0) - 1] + 1  # per labeled place: just past its run
+    at = torch.searchsorted(places, positions).clamp(max=places.numel() - 1)
+    return torch.where(places[at] == positions, past_run[at], positions)
 
 
 def adjacent_middle(places: Tensor, signs: Tensor) -> int | None:
