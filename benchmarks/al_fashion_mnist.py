@@ -56,7 +56,7 @@ STRATEGIES = (
     # The PFK paper's own setting: every method starts from the rotation-pretrained model.
     "random+rotation", "entropy+rotation", "variation-ratio+rotation", "badge+rotation",
     # Issue 28: the methods for imbalanced pools and the class-balanced controls.
-    "direct", "galaxy", "balanced-entropy", "balanced-margin", "direct+rotation", "galaxy+rotation",
+    "direct", "galaxy", "balanced-entropy", "balanced-margin", "direct+rotation", "galaxy+rotation", "pfk-direct", "pfk-direct+rotation",
 )  # fmt: skip
 QUICK_STRATEGIES = ("random", "entropy", "pfk")
 # Lines run with options of their own: name → (strategy, RunConfig options).
@@ -69,7 +69,7 @@ LINES = {
 UNCERTAINTY = ("entropy", "margin", "least-confidence", "max-entropy", "bald", "variation-ratio")
 MC_DROPOUT = ("max-entropy", "bald", "variation-ratio")  # the paper's uncertainty baselines
 MATCHING = ("pcc", "pfk", "eba")  # the distribution-matching family, against everything else
-HEADLINE = ("pfk", "pfk+rotation")  # compared seed by seed with every baseline
+HEADLINE = ("pfk", "pfk+rotation", "pfk-direct", "pfk-direct+rotation")  # compared seed by seed with every baseline
 PAPER_PASSES = 128  # the paper's T
 TARGET = {"imbalance": 100.0, "label_savings": 0.40, "compute_ratio": 0.10}
 

@@ -34,6 +34,20 @@ def test_sub_batches_stay_in_the_open_round_until_the_final_one_is_answered(tmp_
     assert pool.round == 1 and pool.open_round == [] and pool.ledger.round.tolist() == [1] * 5
 
 
+def test_the_pool_at_round_start_forgets_the_open_rounds_answers_only():
+    pool = small_pool()
+    pool.label([0, 2], [0, 2])  # before the round
+    pool.propose([3, 1], final=False)
+    pool.label([3, 1], [0, 1])
+    pool.propose([5], final=False)
+    opened = pool.at_round_start()
+    assert opened.labeled_indices.tolist() == [0, 2] and opened.open_round == [] and opened.pending_query is None
+    assert opened.round == pool.round == 0 and opened.labels_of([0, 2]).tolist() == [0, 2]
+    assert pool.labeled_indices.tolist() == [0, 1, 2, 3] and pool.pending_query.tolist() == [5]  # the pool itself unchanged
+    opened.propose([7])
+    assert pool.pending_query.tolist() == [5]
+
+
 def test_a_version_2_state_loads_with_a_final_query_and_no_open_round():
     pool = small_pool()
     pool.propose([2, 4])

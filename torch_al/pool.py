@@ -1,5 +1,6 @@
 """ActivePool: a dataset with stable global indices and an append-only ledger of paid-for labels."""
 
+import copy
 import logging
 import os
 import time
@@ -141,6 +142,18 @@ class ActivePool(Dataset):
     def open_round_answered(self) -> int:
         """How many items the open round's answered sub-batches hold (0 when none is open)."""
         return sum(batch.numel() for batch in self._open_round)
+
+    def at_round_start(self) -> "ActivePool":
+        """A copy of the pool as it stood when the open round began: the answers to its
+        sub-batches unknown, nothing pending, the same round. A strategy whose round is asked in
+        sub-batches reads it where a choice must not see the round's own answers (so that a replay,
+        made after they came, chooses the same)."""
+        opened = copy.copy(self)
+        ledger = self.ledger
+        asked = torch.cat(self._open_round) if self._open_round else torch.empty(0, dtype=torch.int64)
+        kept = ~(torch.isin(ledger.index, asked) & (ledger.round == self.round + 1))
+        opened._reset(Ledger(*(column[kept] for column in ledger)), self.round, None)
+        return opened
 
     # ---- changes -----------------------------------------------------------------------------
     def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None, final: bool = True) -> None:

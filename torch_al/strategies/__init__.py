@@ -22,6 +22,7 @@ from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.registry import REGISTRY, SHARED_OPTIONS, StrategySpec, make_strategy, strategy_class, strategy_spec
+from torch_al.strategies.staged import PFKThenDIRECT, Staged
 from torch_al.strategies.uncertainty.ceal import CEAL, ceal_pseudo_labels
 from torch_al.strategies.uncertainty.emoc import EMOC
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
@@ -64,12 +65,14 @@ __all__ = [
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",
+    "PFKThenDIRECT",
     "PseudoLabelSet",
     "REGISTRY",
     "RoundLabels",
     "Random",
     "ScoreStrategy",
     "SelectionCost",
+    "Staged",
     "Strategy",
     "StrategySpec",
     "SubBatch",

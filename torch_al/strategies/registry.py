@@ -25,6 +25,7 @@ from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss
 from torch_al.strategies.random_sampling import Random
+from torch_al.strategies.staged import PFKThenDIRECT
 from torch_al.strategies.uncertainty.ceal import CEAL
 from torch_al.strategies.uncertainty.emoc import EMOC
 from torch_al.strategies.uncertainty.uncertainty_sampling import Entropy, LeastConfidence, Margin
@@ -94,6 +95,7 @@ REGISTRY: dict[str, StrategySpec] = {
     "balanced-margin": StrategySpec(partial(ClassBalanced, criterion="margin")),
     "galaxy": StrategySpec(GALAXY),
     "direct": StrategySpec(DIRECT, {"annotators": "annotators"}),
+    "pfk-direct": _matching(PFKThenDIRECT, annotators="annotators"),
     "pcc": _matching(PCC),
     "eba": _matching(EBA, steps="steps"),
     "pfk": _matching(PFK),
