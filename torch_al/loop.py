@@ -16,8 +16,9 @@ from torch_al.persistence import atomic_write_bytes, load_state, save_state, to_
 from torch_al.pool import ActivePool
 from torch_al.provenance import code_version
 from torch_al.pseudo_labeled_pool import PseudoLabeledPool, PseudoLabelSet
+from torch_al.rounds import answer_round
 from torch_al.seeding import derived_seed
-from torch_al.strategies import Committee, SelectionCost, Strategy
+from torch_al.strategies import Committee, SelectionCost, Strategy, SubBatch
 
 logger = logging.getLogger("torch_al")
 
@@ -175,23 +176,19 @@ class ActiveLearningLoop:
     def _query(self, round_: int) -> None:
         """Asks until round ``round_`` is complete: one query, or sub-batches (a strategy that asks
         within its round), each saved before it is asked and its answers saved before the next."""
-        while self.pool.round < round_:
-            if self.pool.pending_query is None:
-                spent = self.pool.open_round_answered
-                torch.manual_seed(derived_seed(self.seed, "select", round_, *([spent] if spent else [])))
-                asked = self.strategy.next_sub_batch(self.model, self.pool, self.budget)
-                logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
-                self._add_cost(self.strategy.last_cost)
-                if asked.final:
-                    self._keep_pseudo_labels(self.strategy.last_pseudo_labels)
-                self.pool.propose(asked.indices, asked.scores, strategy=type(self.strategy).__name__, final=asked.final)
-                self._checkpoint()  # the query is durable before anyone is asked to label it
-            else:
-                logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())
-            query = self.pool.pending_query
-            remaining = query[~self.pool.labeled_mask[query]]
-            self.pool.label(remaining, self.oracle(remaining))
-            self._checkpoint()
+        if self.pool.pending_query is not None:
+            logger.info("round %d: re-issuing the saved query of %d items", round_, self.pool.pending_query.numel())
+        answer_round(self.pool, lambda: self._next_sub_batch(round_), self.oracle, self._checkpoint, type(self.strategy).__name__)
+
+    def _next_sub_batch(self, round_: int) -> SubBatch:
+        spent = self.pool.open_round_answered
+        torch.manual_seed(derived_seed(self.seed, "select", round_, *([spent] if spent else [])))
+        asked = self.strategy.next_sub_batch(self.model, self.pool, self.budget)
+        logger.info("round %d: selection cost %s", round_, self.strategy.last_cost)
+        self._add_cost(self.strategy.last_cost)
+        if asked.final:
+            self._keep_pseudo_labels(self.strategy.last_pseudo_labels)
+        return asked
 
     def _keep_pseudo_labels(self, pseudo_labels: PseudoLabelSet | None) -> None:
         self.pseudo_labels = pseudo_labels

@@ -8,6 +8,7 @@ import logging
 import os
 
 from torch_al.pool import ActivePool
+from torch_al.rounds import answer_round
 from torch_al.strategies import AsksWithinRound, Ensemble, Strategy
 
 try:
@@ -64,18 +65,8 @@ class ActiveLearningCallback(pl.Callback):
         self.state_path = state_path
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        round_ = self.pool.round + 1
-        while self.pool.round < round_:  # one query, or (with an oracle) a round asked in sub-batches
-            if self.pool.pending_query is None:
-                asked = self.strategy.next_sub_batch(pl_module, self.pool, self.budget)
-                self.pool.propose(asked.indices, asked.scores, strategy=type(self.strategy).__name__, final=asked.final)
-                self._save(trainer)
-            if self.oracle is None:
-                break
-            query = self.pool.pending_query
-            remaining = query[~self.pool.labeled_mask[query]]
-            self.pool.label(remaining, self.oracle(remaining))
-            self._save(trainer)
+        ask = lambda: self.strategy.next_sub_batch(pl_module, self.pool, self.budget)  # noqa: E731
+        answer_round(self.pool, ask, self.oracle, lambda: self._save(trainer), type(self.strategy).__name__)
         logger.info("lightning: %r", self.pool)
 
     def _save(self, trainer: "pl.Trainer") -> None:
