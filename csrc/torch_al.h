@@ -2,6 +2,7 @@
 
 // Umbrella header for C++ users: `#include <torch_al.h>` (CMake: link TorchAL::torch_al).
 #include "library.h"
+#include "ops/class_lines/class_line_order.h"
 #include "ops/facility_location/facility_location_greedy.h"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_step.h"

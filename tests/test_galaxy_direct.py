@@ -11,7 +11,6 @@ from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.strategies import DIRECT, GALAXY, make_strategy
-from torch_al.strategies.imbalance.class_orders import descending_order
 from torch_al.strategies.imbalance.direct import best_threshold, nearest_to_threshold, shrunk_region, uncertain_region
 from torch_al.strategies.imbalance.galaxy import shortest_path_middle
 
@@ -134,17 +133,6 @@ def test_direct_with_noisy_answers_matches_the_reference_that_hears_the_same_ans
     batches = asked_batches(DIRECT(annotators=3, seed=1, progress=False), pool, 36, lambda i: int(noisy[i]))
     assert batches == [b for b in expected if b]
     assert torch.equal(pool.labels_of(pool.labeled_indices), noisy[pool.labeled_indices])  # the oracle's answers, wrong ones too
-
-
-@pytest.mark.parametrize("n", [1, 2, 9, 1000, 70_000])
-def test_the_class_lines_order_is_a_stable_descending_sort(n):
-    generator = torch.Generator().manual_seed(n)
-    keys = torch.randn(n, generator=generator, dtype=torch.float64)
-    keys[::3] = keys[0]  # ties go to the lower index
-    keys[1::7], keys[2::11] = 0.0, -0.0  # equal as floats, not as bits
-    keys[5::13] = -1e-300  # tiny negatives, and ± whole numbers below
-    keys[6::17] = torch.randint(-2, 3, keys[6::17].shape, generator=generator).double()
-    assert torch.equal(descending_order(keys), torch.sort(keys, descending=True, stable=True).indices)
 
 
 def labeled_line(signs) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -8,6 +8,7 @@ from torch_al.loop import ActiveLearningLoop
 from torch_al.ops import (
     FacilityLocationGreedy,
     KCenterGreedy,
+    class_line_order,
     facility_location_greedy,
     ig_accumulate,
     kcenter_greedy,
@@ -35,6 +36,7 @@ __all__ = [
     "PseudoLabeledPool",
     "FacilityLocationGreedy",
     "KCenterGreedy",
+    "class_line_order",
     "cuda_version",
     "facility_location_greedy",
     "has_ops",

@@ -166,6 +166,21 @@ if has_ops():
             f"{tuple(grad.shape)}, got shape {tuple(acc.shape)}",
         )
 
+    @torch.library.register_fake("torch_al::class_line_order")
+    def _class_line_order_fake(probabilities: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        op = "class_line_order"
+        torch._check(
+            probabilities.dim() == 2 and probabilities.shape[1] >= 1,
+            lambda: f"{op}: probabilities must be (N, C) with C >= 1 classes, got shape {list(probabilities.shape)}",
+        )
+        torch._check(
+            probabilities.dtype in (torch.float32, torch.float64),
+            lambda: f"{op}: probabilities must be float32 or float64, got {probabilities.dtype}",
+        )
+        torch._check(0 <= k < probabilities.shape[1], lambda: f"{op}: k must be a class in [0, {probabilities.shape[1]}), got {k}")
+        n = probabilities.shape[0]
+        return probabilities.new_empty((n,), dtype=torch.int64), probabilities.new_empty((n,), dtype=torch.int64)
+
     @torch.library.register_fake("torch_al::kcenter_greedy_step")
     def _kcenter_greedy_step_fake(
         x: torch.Tensor, centers: torch.Tensor, min_sq: torch.Tensor, selectable: torch.Tensor, metric: str = "euclidean"

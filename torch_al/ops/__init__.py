@@ -1,5 +1,6 @@
 """Typed Python front of the torch.ops.torch_al.* ops."""
 
+from torch_al.ops.class_line_order import class_line_order
 from torch_al.ops.facility_location_greedy import FacilityLocationGreedy, facility_location_greedy
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
@@ -13,6 +14,7 @@ from torch_al.ops.select_unique import select_unique, select_unique_ranked
 __all__ = [
     "FacilityLocationGreedy",
     "KCenterGreedy",
+    "class_line_order",
     "facility_location_greedy",
     "ig_accumulate",
     "kcenter_greedy",
