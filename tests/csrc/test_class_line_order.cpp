@@ -21,7 +21,8 @@ TEST_P(ClassLineOrder, IsAStableDescendingSortOfTheKeys) {
   const auto top = std::get<0>(probabilities.max(1, /*keepdim=*/true));
   const auto keys = torch::where(probabilities == top, 1 + probabilities, probabilities - top);
   for (int64_t k = 0; k < 5; ++k) {
-    const auto [order, position] = torch_al::ops::class_line_order(probabilities.to(options().dtype(torch::kDouble)), k);
+    const auto [order, position] =
+        torch_al::ops::class_line_order(probabilities.to(options().dtype(torch::kDouble)), k);
     const auto expected = std::get<1>(keys.select(1, k).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
     EXPECT_TRUE(torch::equal(order.cpu(), expected)) << "class " << k;
     EXPECT_TRUE(torch::equal(position.cpu().index_select(0, expected), torch::arange(2000))) << "class " << k;

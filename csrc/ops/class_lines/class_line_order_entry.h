@@ -28,9 +28,8 @@ std::tuple<at::Tensor, at::Tensor> class_line_order_with(const at::Tensor& proba
     return {order, position};
   }
   const auto rows = probabilities.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "class_line_order", [&] {
-    Backend<scalar_t>::order(rows, k, order, position);
-  });
+  AT_DISPATCH_FLOATING_TYPES(
+      rows.scalar_type(), "class_line_order", [&] { Backend<scalar_t>::order(rows, k, order, position); });
   return {order, position};
 }
 

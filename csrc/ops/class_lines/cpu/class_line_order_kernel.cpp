@@ -41,7 +41,8 @@ struct BucketBuffer {
 };
 
 // One stable pass: every row to its bucket of digit d, in order (offsets: each bucket's next slot).
-inline void scatter_by_digit(const KeyedRow* from, KeyedRow* to, int64_t n, int d, int64_t* offsets, std::vector<BucketBuffer>& buffers) {
+inline void scatter_by_digit(
+    const KeyedRow* from, KeyedRow* to, int64_t n, int d, int64_t* offsets, std::vector<BucketBuffer>& buffers) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = digit(from[i].key, d);
     BucketBuffer& buffer = buffers[b];
