@@ -1,6 +1,6 @@
 """Models whose outputs are not (N, C) logits: every strategy that reads them says what it got.
 Strategies are asked through ``next_sub_batch``: the whole query for most, the first sub-batch of
-a round for those that ask within it (GALAXY, DIRECT)."""
+a round for those that ask within it (GALAXY, DIRECT, pfk-direct)."""
 
 import inspect
 import re
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_al import ActivePool
 from torch_al.attention import compute_attention
 from torch_al.checks import LogitsCheck, check_logits
-from torch_al.strategies import STRATEGIES, Committee, Ensemble, make_strategy, predict_probabilities
+from torch_al.strategies import STRATEGIES, Committee, Ensemble, Staged, make_strategy, predict_probabilities
 
 HAS_OPS = all(hasattr(torch.ops.torch_al, op) for op in ("pfk_topk", "kcenter_greedy", "facility_location_greedy"))
 LAYERS = ("body.1", "body.4")  # the two hidden ReLUs of Net
@@ -88,8 +88,12 @@ def is_ensemble(name: str) -> bool:
 
 
 def class_name(name: str) -> str:
-    """Who the message names: the strategy, and for the ensembles the member (the first one here)."""
-    return type(build(name, problem()[1])).__name__ + (" member 0" if is_ensemble(name) else "")
+    """Who the message names: the strategy, for the ensembles the member (the first one here), for
+    a round in stages the stage that read the model (the first)."""
+    strategy = build(name, problem()[1])
+    if isinstance(strategy, Staged):
+        return type(strategy.first).__name__
+    return type(strategy).__name__ + (" member 0" if is_ensemble(name) else "")
 
 
 def model_for(name: str, output: str) -> nn.Module:
