@@ -129,8 +129,9 @@ class DIRECT(AsksWithinRound):
 
     The model stays fixed within the round. Every random choice (the draws in the uncertain
     region, the coin on tied ends, the order of the classes in the second phase) comes from
-    (seed, round, class, batch). Cost: one forward of every pool item a round; a sort of the pool
-    per class; O(N) per batch of labels.
+    (seed, round, class, batch). Cost: one forward of every pool item a round; one class line per
+    class (:func:`torch_al.class_line_order`); per batch O(L log L) for L labeled items, and a
+    draw among the region's unlabeled positions.
 
     Args:
         annotators: B1, labels asked at once in the search (people labeling in parallel).

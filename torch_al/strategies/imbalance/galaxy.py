@@ -107,8 +107,8 @@ class GALAXY(AsksWithinRound):
     line, the classes in turn (class 0 alone for two classes: its line is the other's reversed).
 
     The model and its probabilities stay fixed within the round; only the labels grow. Cost: one
-    forward of every pool item a round; then per label O(L log L) for L labeled items (order 1),
-    or O(N) per breadth-first layer once higher-order edges are needed.
+    forward of every pool item a round; one class line per class
+    (:func:`torch_al.class_line_order`); then per label O(L log L) for L labeled items, at any order.
 
     Args:
         batch_size: scoring batch size.
