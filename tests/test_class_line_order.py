@@ -66,9 +66,10 @@ def test_an_empty_pool_has_an_empty_line():
         (torch.tensor([[0.5, float("inf")]]), 1, "probabilities must be finite"),
     ],
 )
-def test_bad_input_is_named(probabilities, k, message):
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_bad_input_is_named(device, probabilities, k, message):
     with pytest.raises(RuntimeError, match=message):
-        torch_al.class_line_order(probabilities, k)
+        torch_al.class_line_order(probabilities.to(device), k)
 
 
 def test_opcheck():
