@@ -34,8 +34,12 @@ class ClassLine:
 
     def __init__(self, probabilities: Tensor, k: int) -> None:
         self.k = k
-        self.size = probabilities.shape[0]
         self.order, self.position = class_line_order(probabilities, k)
+
+    @property
+    def size(self) -> int:
+        """N, the positions on the line."""
+        return self.order.numel()
 
     def labeled_signs(self, known: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         """The places of the ``known`` items (global indices) on the line, increasing, and their

@@ -67,6 +67,11 @@ def labeled_between(places: Tensor, start: int, end: int) -> Tensor:
     return places[low:high]
 
 
+def unlabeled_count(places: Tensor, start: int, end: int) -> int:
+    """How many positions of [start, end] are unlabeled."""
+    return end - start + 1 - labeled_between(places, start, end).numel()
+
+
 def unlabeled_at(ranks: Tensor, places: Tensor, start: int, end: int) -> Tensor:
     """The positions of the ``ranks``-th unlabeled positions (0 the first) of [start, end]."""
     inside = labeled_between(places, start, end)
@@ -81,7 +86,7 @@ def shrunk_region(places: Tensor, signs: Tensor, start: int, end: int, target: i
     passes a labeled place, so the steps go by stretches of constant scores: O(L) stretches."""
     place_list, before = places.tolist(), [0, *signs.cumsum(0).tolist()]
     score = lambda h: 2 * before[bisect.bisect_left(place_list, h)] - before[-1]  # noqa: E731  acc[h]
-    left = end - start + 1 - labeled_between(places, start, end).numel()
+    left = unlabeled_count(places, start, end)
     coins = torch.rand(end - start + 1, generator=coin)  # each step removes one position: enough for every tie
     used = 0
     while left > target:
@@ -181,13 +186,13 @@ def _searched(line: ClassLine, labels: RoundLabels, labels_left: int, annotators
     batch = 0
     while labels_left > 0:
         size = min(annotators, labels_left)
-        inside = end - start + 1 - labeled_between(places, start, end).numel()
+        inside = unlabeled_count(places, start, end)
         if inside == 0:
             return
         drawn = unlabeled_at(torch.randperm(inside, generator=_generator(seed, "draw", round_, line.k, batch))[:size], places, start, end)
         yield line.order[drawn]
         places, signs = line.labeled_signs(labels.known, labels.label)
-        left, batches_to_come = end - start + 1 - labeled_between(places, start, end).numel(), labels_left // annotators
+        left, batches_to_come = unlabeled_count(places, start, end), labels_left // annotators
         if left > 0 and batches_to_come > 1:
             target = math.ceil(left / left ** (1 / batches_to_come))
             start, end = shrunk_region(places, signs, start, end, target, _generator(seed, "coin", round_, line.k, batch))

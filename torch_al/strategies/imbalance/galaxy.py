@@ -157,7 +157,7 @@ def _bisection(line: ClassLine, labels: RoundLabels, order: int) -> tuple[int | 
     S2 bisection proper); with no order-1 path, the line's raised order, raised once more when that
     fails on a line with a +1 and a −1 (higher-order edges cannot join a line that lacks either)."""
     places, signs = line.labeled_signs(labels.known, labels.label)
-    size = line.order.numel()
+    size = line.size
     position = adjacent_middle(places, signs)
     if position is None and order > 1:
         position = labeled_middle(places, signs, order, size)
