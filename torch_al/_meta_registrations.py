@@ -181,6 +181,50 @@ if has_ops():
         n = probabilities.shape[0]
         return probabilities.new_empty((n,), dtype=torch.int64), probabilities.new_empty((n,), dtype=torch.int64)
 
+    @torch.library.register_fake("torch_al::nearest_neighbours")
+    def _nearest_neighbours_fake(
+        query: torch.Tensor,
+        pool: torch.Tensor,
+        k: int,
+        pool_mask: torch.Tensor | None = None,
+        query_index: torch.Tensor | None = None,
+        metric: str = "sqeuclidean",
+        check_finite: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mirrors check_nearest_neighbours_inputs in csrc/ops/knn/nearest_neighbours.cpp."""
+        op = "nearest_neighbours"
+        for name, points, rows in (("query", query, "M"), ("pool", pool, "N")):
+            torch._check(points.dim() == 2, lambda: f"{op}: {name} must be ({rows}, D), got shape {list(points.shape)}")
+            torch._check(
+                points.dtype in (torch.float32, torch.float64),
+                lambda: f"{op}: {name} must be float32 or float64, got {points.dtype}",
+            )
+        torch._check(
+            pool.shape[1] == query.shape[1],
+            lambda: f"{op}: pool has {pool.shape[1]} dimensions but query has {query.shape[1]} "
+            f"(shapes {list(pool.shape)} and {list(query.shape)})",
+        )
+        torch._check(pool.dtype == query.dtype, lambda: f"{op}: pool dtype {pool.dtype} must equal query dtype {query.dtype}")
+        n = pool.shape[0]
+        if pool_mask is not None:
+            torch._check(
+                pool_mask.dim() == 1 and pool_mask.shape[0] == n,
+                lambda: f"{op}: pool_mask must be (N={n},), got shape {list(pool_mask.shape)}",
+            )
+            torch._check(pool_mask.dtype == torch.bool, lambda: f"{op}: pool_mask must be torch.bool (True = excluded), got {pool_mask.dtype}")
+        if query_index is not None:
+            torch._check(
+                query_index.dim() == 1 and query_index.shape[0] == query.shape[0],
+                lambda: f"{op}: query_index must be (M={query.shape[0]},), got shape {list(query_index.shape)}",
+            )
+            torch._check(
+                query_index.dtype == torch.int64, lambda: f"{op}: query_index must be int64 (a pool row, or -1), got {query_index.dtype}"
+            )
+        torch._check(k >= 0, lambda: f"{op}: k must be >= 0, got {k}")
+        torch._check(metric in ("sqeuclidean", "cosine"), lambda: f'{op}: metric must be "sqeuclidean" or "cosine", got "{metric}"')
+        rows = query.shape[0]
+        return query.new_empty((rows, k)), query.new_empty((rows, k), dtype=torch.int64)
+
     @torch.library.register_fake("torch_al::kcenter_greedy_step")
     def _kcenter_greedy_step_fake(
         x: torch.Tensor, centers: torch.Tensor, min_sq: torch.Tensor, selectable: torch.Tensor, metric: str = "euclidean"

@@ -6,6 +6,7 @@ from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
 from torch_al.ops.kcenter_greedy_step import kcenter_greedy_step
 from torch_al.ops.kmeanspp_factored import kmeanspp_factored
+from torch_al.ops.nearest_neighbours import nearest_neighbours
 from torch_al.ops.pfk_column_topk import pfk_column_topk
 from torch_al.ops.pfk_topk import pfk_topk
 from torch_al.ops.pool_features import pool_features, pool_features_into
@@ -20,6 +21,7 @@ __all__ = [
     "kcenter_greedy",
     "kcenter_greedy_step",
     "kmeanspp_factored",
+    "nearest_neighbours",
     "pfk_column_topk",
     "pfk_topk",
     "pool_features",

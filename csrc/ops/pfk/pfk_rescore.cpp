@@ -61,9 +61,11 @@ int64_t widest_factor(const PfkPlan& plan) {
   return widest;
 }
 
-// Per row, the best k of (values, indices) by value, ties and equal -inf values to the lower
-// index, empty entries (-1) last: a stable sort by index, then a stable sort by value.
-std::tuple<at::Tensor, at::Tensor> best_k(const at::Tensor& values, const at::Tensor& indices, int64_t k) {
+}  // namespace
+
+// A stable sort by index, then a stable sort by value.
+std::tuple<at::Tensor, at::Tensor> best_k_of_candidates(
+    const at::Tensor& values, const at::Tensor& indices, int64_t k) {
   const auto index_key = at::where(indices.lt(0), std::numeric_limits<int64_t>::max(), indices);
   const auto by_index = std::get<1>(at::sort(index_key, /*stable=*/true, /*dim=*/1, /*descending=*/false));
   const auto sorted_values = values.gather(1, by_index);
@@ -72,8 +74,6 @@ std::tuple<at::Tensor, at::Tensor> best_k(const at::Tensor& values, const at::Te
   const auto kept = by_value.narrow(1, 0, std::min(k, by_value.size(1)));
   return {sorted_values.gather(1, kept), sorted_indices.gather(1, kept)};
 }
-
-}  // namespace
 
 int64_t pfk_screen_width(int64_t k, int64_t columns) {
   return std::max(k, std::min(columns, k + std::max(k, kMinScreenMargin)));
@@ -99,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor> pfk_rescore(
     values = at::cat(parts, 0);
   }
   values = at::where(candidates.lt(0), -std::numeric_limits<double>::infinity(), values);
-  return best_k(values, candidates, k);
+  return best_k_of_candidates(values, candidates, k);
 }
 
 }  // namespace torch_al::ops

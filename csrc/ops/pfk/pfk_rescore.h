@@ -23,4 +23,8 @@ int64_t pfk_screen_width(int64_t k, int64_t columns);
 std::tuple<at::Tensor, at::Tensor> pfk_rescore(
     const PfkPlan& plan, const at::Tensor& candidates, PfkReduction reduction, int64_t k);
 
+// Per row, the best k of (values, indices) (R, c) by value, ties and equal -inf values to the
+// lower index, empty entries (-1) last: (values[R, min(k, c)], indices[R, min(k, c)]).
+std::tuple<at::Tensor, at::Tensor> best_k_of_candidates(const at::Tensor& values, const at::Tensor& indices, int64_t k);
+
 }  // namespace torch_al::ops

@@ -1,0 +1,11 @@
+#include <torch/library.h>
+
+#include "ops/knn/nearest_neighbours_entry.h"
+
+namespace torch_al::ops {
+
+TORCH_LIBRARY_IMPL(torch_al, CUDA, m) {
+  m.impl("nearest_neighbours", &nearest_neighbours_kernel<pfk_stream_cuda>);
+}
+
+}  // namespace torch_al::ops
