@@ -97,7 +97,11 @@ PfkPlan screen_plan(const at::Tensor& query, const at::Tensor& pool, c10::string
 // The exact distances of query rows [first, first + count) to their candidate pool rows
 // (count, c), from the difference (sqeuclidean) or the normalised product (cosine).
 at::Tensor candidate_distances(
-    const at::Tensor& query, const at::Tensor& pool, c10::string_view metric, int64_t first, const at::Tensor& columns) {
+    const at::Tensor& query,
+    const at::Tensor& pool,
+    c10::string_view metric,
+    int64_t first,
+    const at::Tensor& columns) {
   const int64_t count = columns.size(0);
   const auto rows = pool.index_select(0, columns.flatten()).view({count, columns.size(1), pool.size(1)});
   const auto q = query.narrow(0, first, count).unsqueeze(1);
