@@ -7,6 +7,7 @@
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_step.h"
 #include "ops/kmeanspp/kmeanspp_factored.h"
+#include "ops/coverage/coverage_greedy.h"
 #include "ops/knn/nearest_neighbours.h"
 #include "ops/pfk/pfk_column_topk.h"
 #include "ops/pfk/pfk_topk.h"

@@ -346,6 +346,7 @@ def trained_learning_loss(items: int):
 
 
 DAL_OPTIONS = {"sub_queries": 3, "discriminator_steps": 8, "train_batch_size": 64, "hidden": 16}
+LOW_BUDGET_STRATEGIES = ("typiclust", "probcover")
 ENSEMBLE_STRATEGIES = ("ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy")
 
 
@@ -388,6 +389,10 @@ def strategy_results(rank, world_size):
         for layout in LAYOUTS:
             results[items, "dal", layout] = distributed_select(make_strategy("dal", **DAL_OPTIONS), model, pool, budget, layout=layout).tolist()
         results[items, "dal", "unlabeled"] = distributed_select(make_strategy("dal", **DAL_OPTIONS), model, ActivePool(pool.dataset), 4).tolist()
+        for name in LOW_BUDGET_STRATEGIES:
+            for layout in LAYOUTS:
+                results[items, name, layout] = distributed_select(make_strategy(name), model, pool, budget, layout=layout).tolist()
+            results[items, name, "cold"] = distributed_select(make_strategy(name), model, ActivePool(pool.dataset), 4).tolist()
     model, pool, budget = strategy_problem(7)
     try:
         distributed_select(FirstItems(), model, pool, 2)
@@ -427,6 +432,10 @@ def single_process_strategy_results():
         picked = make_strategy("dal", **DAL_OPTIONS).select(model, pool, budget).tolist()
         results.update({(items, "dal", layout): picked for layout in LAYOUTS})
         results[items, "dal", "unlabeled"] = make_strategy("dal", **DAL_OPTIONS).select(model, ActivePool(pool.dataset), 4).tolist()
+        for name in LOW_BUDGET_STRATEGIES:
+            picked = make_strategy(name).select(model, pool, budget).tolist()
+            results.update({(items, name, layout): picked for layout in LAYOUTS})
+            results[items, name, "cold"] = make_strategy(name).select(model, ActivePool(pool.dataset), 4).tolist()
     return results
 
 

@@ -1,6 +1,8 @@
 """Fake (meta) implementations of the torch_al ops: shapes and checks only, so torch.compile and
 torch.export can trace them. Each mirrors the checks of its C++ `check_<op>_inputs`."""
 
+import math
+
 import torch
 
 from torch_al.extension import has_ops
@@ -289,6 +291,52 @@ if has_ops():
             torch._check(exclude.shape[0] == n, lambda: f"{op}: exclude has {exclude.shape[0]} entries but x has N={n}")
         distance_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         return x.new_empty((k,), dtype=torch.int64), x.new_empty((n,), dtype=distance_dtype)
+
+    @torch.library.register_fake("torch_al::coverage_greedy")
+    def _coverage_greedy_fake(
+        points: torch.Tensor,
+        radius: float,
+        count: int,
+        initial: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mirrors check_coverage_greedy_inputs in csrc/ops/coverage/coverage_greedy.cpp."""
+        op = "coverage_greedy"
+        torch._check(points.dim() == 2, lambda: f"{op}: points must be (N, D), got shape {list(points.shape)}")
+        torch._check(
+            points.dtype in (torch.float32, torch.float64),
+            lambda: f"{op}: points must be float32 or float64, got {points.dtype}",
+        )
+        torch._check(
+            math.isfinite(radius) and radius >= 0, lambda: f"{op}: radius must be finite and >= 0, got {radius}"
+        )
+        torch._check(count >= 0, lambda: f"{op}: count must be >= 0, got {count}")
+        n = points.shape[0]
+        if initial is not None:
+            torch._check(
+                initial.dim() == 1 and initial.dtype in (torch.bool, torch.int64),
+                lambda: f"{op}: initial must be a 1-D bool mask of N entries or a 1-D int64 index list, "
+                f"got shape {list(initial.shape)} dtype {initial.dtype}",
+            )
+            torch._check(
+                initial.dtype != torch.bool or initial.shape[0] == n,
+                lambda: f"{op}: initial mask has {initial.shape[0]} entries but points has N={n}",
+            )
+            torch._check(
+                initial.device == points.device,
+                lambda: f"{op}: initial is on {initial.device} but points is on {points.device}",
+            )
+        if exclude is not None:
+            torch._check(
+                exclude.dim() == 1 and exclude.dtype == torch.bool,
+                lambda: f"{op}: exclude must be a 1-D bool mask, got shape {list(exclude.shape)} dtype {exclude.dtype}",
+            )
+            torch._check(exclude.shape[0] == n, lambda: f"{op}: exclude has {exclude.shape[0]} entries but points has N={n}")
+            torch._check(
+                exclude.device == points.device,
+                lambda: f"{op}: exclude is on {exclude.device} but points is on {points.device}",
+            )
+        return points.new_empty((count,), dtype=torch.int64), points.new_empty((count,), dtype=torch.int64)
 
     @torch.library.register_fake("torch_al::kmeanspp_factored")
     def _kmeanspp_factored_fake(

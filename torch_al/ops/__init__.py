@@ -1,6 +1,7 @@
 """Typed Python front of the torch.ops.torch_al.* ops."""
 
 from torch_al.ops.class_line_order import class_line_order
+from torch_al.ops.coverage_greedy import coverage_greedy
 from torch_al.ops.facility_location_greedy import FacilityLocationGreedy, facility_location_greedy
 from torch_al.ops.ig_accumulate import ig_accumulate
 from torch_al.ops.kcenter_greedy import KCenterGreedy, kcenter_greedy
@@ -16,6 +17,7 @@ __all__ = [
     "FacilityLocationGreedy",
     "KCenterGreedy",
     "class_line_order",
+    "coverage_greedy",
     "facility_location_greedy",
     "ig_accumulate",
     "kcenter_greedy",

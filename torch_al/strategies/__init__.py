@@ -20,6 +20,9 @@ from torch_al.strategies.imbalance.direct import DIRECT
 from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
+from torch_al.strategies.low_budget.features import FeatureStrategy
+from torch_al.strategies.low_budget.probcover import ProbCover
+from torch_al.strategies.low_budget.typiclust import TypiClust
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.registry import REGISTRY, SHARED_OPTIONS, StrategySpec, make_strategy, strategy_class, strategy_spec
 from torch_al.strategies.staged import PFKThenDIRECT, Staged
@@ -58,6 +61,7 @@ __all__ = [
     "EnsembleEntropy",
     "EnsembleVariationRatio",
     "Entropy",
+    "FeatureStrategy",
     "LearningLoss",
     "LeastConfidence",
     "LossPredictionModule",
@@ -66,6 +70,7 @@ __all__ = [
     "MaxEntropy",
     "MonteCarloDropout",
     "PFKThenDIRECT",
+    "ProbCover",
     "PseudoLabelSet",
     "REGISTRY",
     "RoundLabels",
@@ -77,6 +82,7 @@ __all__ = [
     "StrategySpec",
     "SubBatch",
     "SuggestiveAnnotation",
+    "TypiClust",
     "VAAL",
     "VariationRatio",
     "VoteEntropy",

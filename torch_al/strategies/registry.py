@@ -24,6 +24,8 @@ from torch_al.strategies.imbalance.direct import DIRECT
 from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss
+from torch_al.strategies.low_budget.probcover import ProbCover
+from torch_al.strategies.low_budget.typiclust import TypiClust
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.staged import PFKThenDIRECT
 from torch_al.strategies.uncertainty.ceal import CEAL
@@ -93,6 +95,8 @@ REGISTRY: dict[str, StrategySpec] = {
     "m2-confidence-distance": StrategySpec(partial(M2VAAL, rule="confidence-distance"), _VAAL),
     "balanced-entropy": StrategySpec(ClassBalanced),
     "balanced-margin": StrategySpec(partial(ClassBalanced, criterion="margin")),
+    "typiclust": StrategySpec(TypiClust),
+    "probcover": StrategySpec(ProbCover),
     "galaxy": StrategySpec(GALAXY),
     "direct": StrategySpec(DIRECT, {"annotators": "annotators"}),
     "pfk-direct": _matching(PFKThenDIRECT, annotators="annotators"),

@@ -51,7 +51,7 @@ void bump_written_inputs(const c10::OperatorHandle& op, c10::DispatchKeySet keys
 TORCH_LIBRARY_IMPL(torch_al, Autograd, m) {
   for (const char* name :
        {"pfk_topk", "pfk_column_topk", "select_unique_ranked", "kcenter_greedy", "facility_location_greedy",
-        "kmeanspp_factored", "class_line_order", "nearest_neighbours"}) {
+        "kmeanspp_factored", "class_line_order", "nearest_neighbours", "coverage_greedy"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&below_autograd>());
   }
   m.impl("kcenter_greedy_step", torch::CppFunction::makeFromBoxedFunction<&below_autograd_in_place>());

@@ -1,0 +1,65 @@
+"""The points a low-budget strategy works on: precomputed features of the whole pool (from
+self-supervised training, a frozen backbone, ...) or a model layer's embeddings, and the same
+points on every rank so the rule runs once, identically, over ranks."""
+
+from abc import abstractmethod
+
+import torch
+from torch import Tensor
+
+from torch_al.checks import check_int
+from torch_al.embeddings import embed
+from torch_al.sampler import inputs_loader
+from torch_al.strategies.base import Strategy
+
+
+class FeatureStrategy(Strategy):
+    """A strategy whose rule reads every pool item's point: ``features`` (Tensor[N, D], row i the
+    pool's item i) when given, else the embeddings of ``layer`` (default: the input of the
+    model's last ``nn.Linear``). Subclasses implement :meth:`pick` on those points; needs no
+    labeled item, so it serves a cold start."""
+
+    def __init__(self, features: Tensor | None, layer: str | None, batch_size: int) -> None:
+        if features is not None and (not isinstance(features, Tensor) or features.dim() != 2 or not features.dtype.is_floating_point):
+            raise ValueError(f"{type(self).__name__}: features must be a floating Tensor[N, D], got {type(features).__name__} {getattr(features, 'shape', '')}")
+        self.features = features
+        self.layer = layer
+        self.batch_size = check_int(batch_size, f"{type(self).__name__}: batch_size", 1)
+
+    @abstractmethod
+    def pick(self, points: Tensor, model, pool, budget: int) -> tuple[Tensor, Tensor | None]:
+        """``budget`` unlabeled indices (and their scores) from the pool's points Tensor[N, D] (``model``:
+        what was passed to select, possibly None)."""
+
+    def query(self, model, pool, budget):
+        return self.pick(self.pool_points(model, pool, torch.arange(len(pool))), model, pool, budget)
+
+    def query_over_ranks(self, model, pool, budget, shard):
+        """Every rank embeds its shard (rank 0 the labeled items too), the rows are gathered on
+        every rank, and each runs :meth:`pick` on the same points: the same picks as one process."""
+        if self.features is not None:
+            return self.pick(self.pool_points(model, pool, None), model, pool, budget)[0]
+        rows = shard.owned if shard.rank != 0 else torch.cat([pool.labeled_indices, shard.owned])
+        local = shard.on_every_rank(lambda: (rows, self.pool_points(model, pool, rows).cpu()) if rows.numel() else (rows, None))
+        parts = [part for part in shard.all_gathered(local) if part[1] is not None]
+        points = torch.empty(len(pool), parts[0][1].shape[1], dtype=parts[0][1].dtype)
+        for indices, values in parts:
+            points[indices] = values
+        return self.pick(points, model, pool, budget)[0]
+
+    def pool_points(self, model, pool, rows: Tensor | None) -> Tensor:
+        """The points of ``rows`` (None: every item) from ``features``, or embedded by ``model``."""
+        name = type(self).__name__
+        if self.features is not None:
+            if self.features.shape[0] != len(pool):
+                raise ValueError(f"{name}: features has {self.features.shape[0]} rows but the pool has {len(pool)} items")
+            points = self.features if rows is None else self.features[rows]
+            bad = (~torch.isfinite(points)).any(1).nonzero()
+            if bad.numel():
+                row = int(bad[0]) if rows is None else int(rows[int(bad[0])])
+                raise ValueError(f"{name}: features row {row} holds NaN or inf")
+            return points
+        if model is None:
+            raise ValueError(f"{name} embeds the pool with a model; got model=None (or pass features=Tensor[N, D])")
+        self.charge(forward=int(rows.numel()))
+        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=name)
