@@ -1,5 +1,5 @@
-"""ProbCover and TypiClust selections against scikit-activeml 1.0's, and coverage_greedy's greedy
-alone, in one run.
+"""ProbCover, TypiClust and MaxHerding selections against scikit-activeml 1.0's, and
+coverage_greedy's greedy alone, in one run.
 
 Points: N rows of D = 128 float32 dimensions, L2-normalised (as self-supervised features are),
 drawn around 50 centers; a cold start (nothing labeled), a budget of 100, 10 classes. Columns
@@ -13,7 +13,9 @@ drawn around 50 centers; a cold start (nothing labeled), a budget of 100, 10 cla
               how it computes them)
   typiclust   k-means into 100 clusters, typicality with K = 20 neighbours, one pick per cluster:
               TypiClust(neighbours=20, features=X) against skactiveml.pool.TypiClust(k=20)
-scikit-activeml holds the N x N float64 distance matrix (and a bool one per δ), so it runs up to
+  maxherding  the greedy generalised coverage with exp(-||x - x'||^2):
+              MaxHerding(gamma=1, features=X) against skactiveml.pool.MaxHerding(metric_dict={"gamma": 1})
+scikit-activeml holds the N x N float64 distance (or kernel) matrix (and a bool one per δ), so it runs up to
 N = 20 000 (3.2 GB); at N = 100 000 it would need 80 GB and is not run. small-text 1.4.1 (the
 release installable from PyPI) implements neither method (its 2.0 is unreleased). Each row with
 the peer records whether its greedy, with its random tie-breaking made first-of-equals, picks
@@ -29,7 +31,7 @@ import torch
 from common import print_table, time_interleaved, write_results
 
 import torch_al
-from torch_al.strategies import ProbCover, TypiClust
+from torch_al.strategies import MaxHerding, ProbCover, TypiClust
 
 BUDGET = 100
 CLASSES = 10
@@ -52,11 +54,12 @@ def cold_pool(n: int) -> torch_al.ActivePool:
 
 def peers():
     try:
+        from skactiveml.pool import MaxHerding as TheirMaxHerding
         from skactiveml.pool import ProbCover as TheirProbCover
         from skactiveml.pool import TypiClust as TheirTypiClust
     except ImportError:
         return None
-    return TheirProbCover, TheirTypiClust
+    return TheirProbCover, TheirTypiClust, TheirMaxHerding
 
 
 def same_greedy_picks(x: torch.Tensor, features: np.ndarray, y: np.ndarray, radius: float) -> bool:
@@ -78,6 +81,7 @@ def run_size(n: int) -> dict:
     ours = {
         "probcover": ProbCover(radii=torch.from_numpy(GRID), classes=CLASSES, features=x, normalise=False),
         "typiclust": TypiClust(neighbours=20, features=x),
+        "maxherding": MaxHerding(gamma=1.0, features=x),
     }
     ours["probcover"].select(None, pool, BUDGET)
     radius = ours["probcover"].last_cost.details["radius"]
@@ -86,15 +90,16 @@ def run_size(n: int) -> dict:
     classes = peers()
     agree = None
     if classes is not None and n <= PEER_MAX_N:
-        their_probcover, their_typiclust = classes
+        their_probcover, their_typiclust, their_maxherding = classes
         features, y = x.double().numpy(), np.full(n, np.nan)
         calls["probcover_peer"] = lambda: their_probcover(deltas=GRID, n_classes=CLASSES, random_state=0).query(features, y, batch_size=BUDGET)
         calls["greedy_peer"] = lambda: their_probcover(deltas=[radius], random_state=0).query(features, y, batch_size=BUDGET)
         calls["typiclust_peer"] = lambda: their_typiclust(k=20, random_state=0).query(features, y, batch_size=BUDGET)
+        calls["maxherding_peer"] = lambda: their_maxherding(metric_dict={"gamma": 1.0}, random_state=0).query(features, y, batch_size=BUDGET)
         agree = same_greedy_picks(x, features, y, radius)
     times = time_interleaved(calls, repeats=1 if n >= PEER_MAX_N else 3)
     row = {"N": n, "D": x.shape[1], "budget": BUDGET, "radius": round(radius, 3), "same_greedy_picks": agree}
-    for name in ("probcover", "greedy", "typiclust"):
+    for name in ("probcover", "greedy", "typiclust", "maxherding"):
         row[f"{name}_op_s"] = round(times[f"{name}_op"], 3)
         peer = times.get(f"{name}_peer")
         row[f"{name}_peer_s"] = round(peer, 3) if peer is not None else None
@@ -110,7 +115,10 @@ def main(quick: bool) -> str:
 
     with threadpool_limits(1):
         rows = [run_size(n) for n in (QUICK if quick else SIZES)]
-    print_table(rows, ["N", "radius", "same_greedy_picks", "probcover_op_s", "probcover_peer_s", "probcover peer/op", "greedy_op_s", "greedy_peer_s", "greedy peer/op", "typiclust_op_s", "typiclust_peer_s", "typiclust peer/op"])
+    columns = ["N", "radius", "same_greedy_picks"]
+    for name in ("probcover", "greedy", "typiclust", "maxherding"):
+        columns += [f"{name}_op_s", f"{name}_peer_s", f"{name} peer/op"]
+    print_table(rows, columns)
     return write_results("low_budget", rows, quick=quick, threads=1, peer_max_n=PEER_MAX_N)
 
 

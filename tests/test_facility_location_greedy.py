@@ -8,10 +8,19 @@ from torch.testing import assert_close
 import torch_al
 
 
-def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int):
+def reference_similarity(a: torch.Tensor, b: torch.Tensor, kernel: str = "dot", gamma: float = 1.0) -> torch.Tensor:
+    a, b = a.double().cpu(), b.double().cpu()
+    if kernel == "gaussian":
+        return torch.exp(-gamma * (a[:, None, :] - b[None, :, :]).square().sum(2))
+    return (a @ b.T).clamp(min=0)
+
+
+def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int, initial=None, kernel="dot", gamma=1.0):
     """Plain greedy: every candidate's gain recomputed from the K x N similarity at every pick."""
-    similarity = (candidates.double().cpu() @ universe.double().cpu().T).clamp(min=0)  # [K, N]
+    similarity = reference_similarity(candidates, universe, kernel, gamma)  # [K, N]
     cover = torch.zeros(universe.shape[0], dtype=torch.float64)
+    if initial is not None and initial.shape[0] > 0:
+        cover = reference_similarity(initial, universe, kernel, gamma).amax(0)
     taken = torch.zeros(candidates.shape[0], dtype=torch.bool)
     picks, gains = [], []
     for _ in range(count):
@@ -154,6 +163,11 @@ def _nan_at(shape, row):
         (lambda: (torch.randn(4, 2), torch.randn(3, 2), -1), r"count must lie in \[0, K\] with K=4 candidates, got -1"),
         (lambda: (_nan_at((6, 2), 4), torch.randn(3, 2), 1), "candidates must be finite, got 1 row.* the first is row 4"),
         (lambda: (torch.randn(6, 2), torch.randn(3, 2).index_fill_(0, torch.tensor([1, 2]), float("inf")), 1), "universe must be finite, got 2 row.* the first is row 1"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, torch.randn(2, 3)), r"initial must be \(L, D=2\) rows, got shape \[2, 3\]"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, torch.randn(2, 2).double()), "initial must have the dtype of candidates, Float, got Double"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, _nan_at((3, 2), 2)), "initial must be finite, got 1 row.* the first is row 2"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "rbf"), 'kernel must be "dot" or "gaussian", got "rbf"'),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "gaussian", 0.0), "gamma must be finite and > 0 for the gaussian kernel, got 0"),
     ],
 )
 def test_bad_input_raises_a_clear_error(make_args, message):
@@ -180,6 +194,7 @@ def test_opcheck():
         (torch.randn(20, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64), 20),
         (torch.randn(4, 3), torch.randn(0, 3), 2),
         (torch.randn(0, 3), torch.randn(5, 3), 0),
+        (torch.randn(20, 5), torch.randn(300, 5), 6, torch.randn(3, 5), "gaussian", 0.5),
     ]
     for args in samples:
         torch.library.opcheck(torch.ops.torch_al.facility_location_greedy.default, args)
@@ -234,3 +249,45 @@ def test_cpu_and_cuda_agree_bit_for_bit(dtype):
 def test_inputs_on_cpu_and_cuda_are_rejected():
     with pytest.raises(RuntimeError, match="universe is on cpu but candidates are on cuda:0"):
         torch.ops.torch_al.facility_location_greedy(torch.randn(4, 2, device="cuda"), torch.randn(3, 2), 1)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel, gamma", [("dot", 1.0), ("gaussian", 1.0), ("gaussian", 7.5)])
+def test_initial_rows_and_the_gaussian_kernel_match_the_reference(device, dtype, kernel, gamma):
+    generator = torch.Generator().manual_seed(int(gamma * 10))
+    for k, n, d, labeled in ((30, 300, 8, 5), (64, 700, 33, 0), (5, 1, 2, 3)):
+        universe = normalised(torch.randn(n, d, generator=generator, dtype=torch.float64))
+        candidates = universe[: min(k, n)] if n >= k else normalised(torch.randn(k, d, generator=generator, dtype=torch.float64))
+        initial = normalised(torch.randn(labeled, d, generator=generator, dtype=torch.float64))
+        count = min(10, candidates.shape[0])
+        picks, gains = torch_al.facility_location_greedy(
+            candidates.to(device, dtype), universe.to(device, dtype), count, initial.to(device, dtype), kernel, gamma
+        )
+        want_picks, want_gains = reference_facility_location(candidates, universe, count, initial, kernel, gamma)
+        assert picks.cpu().tolist() == want_picks.tolist()
+        assert_close(gains.double().cpu(), want_gains, atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=1e-5)
+
+
+def test_gaussian_padding_points_add_nothing():
+    # 257 points: the second tile holds one point and 255 padding rows, which must not count.
+    universe = torch.zeros(257, 2, dtype=torch.float64)
+    picks, gains = torch_al.facility_location_greedy(universe[:1], universe, 1, kernel="gaussian", gamma=3.0)
+    assert picks.tolist() == [0] and gains.tolist() == [257.0]
+
+
+def test_matches_scikit_activeml_max_herding(monkeypatch):
+    np = pytest.importorskip("numpy")
+    max_herding = pytest.importorskip("skactiveml.pool._max_herding")
+    monkeypatch.setattr(max_herding, "rand_argmax", lambda values, random_state=None: np.array([np.nanargmax(values)]))
+    generator = torch.Generator().manual_seed(3)
+    x = normalised(torch.randn(300, 5, generator=generator, dtype=torch.float64))
+    labeled = torch.tensor([4, 50, 51, 299])
+    unlabeled = torch.ones(300, dtype=torch.bool)
+    unlabeled[labeled] = False
+    y = np.full(300, np.nan)
+    y[labeled.numpy()] = 0
+    theirs = max_herding.MaxHerding(metric_dict={"gamma": 2.0}, random_state=0).query(x.numpy(), y, batch_size=12)
+    pool_rows = unlabeled.nonzero().flatten()
+    picks, _ = torch_al.facility_location_greedy(x[pool_rows], x[pool_rows], 12, x[labeled], "gaussian", 2.0)
+    assert pool_rows[picks].tolist() == theirs.tolist()

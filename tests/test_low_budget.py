@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 import torch_al
 from torch_al.kmeans import kmeans
 from torch_al.seeding import derived_seed
-from torch_al.strategies import ProbCover, TypiClust, make_strategy
+from torch_al.strategies import MaxHerding, ProbCover, TypiClust, make_strategy
 from torch_al.strategies.low_budget.probcover import distance_to_other_clusters, purity_radius
 from torch_al.strategies.low_budget.typiclust import typicality
 
@@ -141,6 +141,24 @@ def test_typiclust_matches_scikit_activeml_on_identical_clusters(monkeypatch):
     assert ours.tolist() == theirs.tolist()
 
 
+# MaxHerding
+
+
+@pytest.mark.parametrize("labeled", [[], [3, 30, 31, 250]])
+def test_maxherding_matches_scikit_activeml(monkeypatch, labeled):
+    np = pytest.importorskip("numpy")
+    max_herding = pytest.importorskip("skactiveml.pool._max_herding")
+    monkeypatch.setattr(max_herding, "rand_argmax", lambda values, random_state=None: np.array([np.nanargmax(values)]))
+    points, _ = blobs(300, 6, 4, seed=9, spread=1.0)
+    y = np.full(300, np.nan)
+    y[labeled] = 0
+    theirs = max_herding.MaxHerding(metric_dict={"gamma": 1.5}, random_state=0).query(points.numpy(), y, batch_size=10)
+    strategy = MaxHerding(gamma=1.5, features=points)
+    ours, gains = strategy.select(None, pool_of(points, labeled), 10, return_scores=True)
+    assert ours.tolist() == theirs.tolist()
+    assert bool((gains[1:] <= gains[:-1] + 1e-12).all())
+
+
 # ProbCover
 
 
@@ -200,7 +218,7 @@ def test_cold_start_and_a_model_layer_equal_precomputed_features():
     with torch.no_grad():
         embeddings = model[1](model[0](inputs)).float()  # embed captures float32
     pool = pool_of(inputs)
-    for name, options in (("typiclust", {}), ("probcover", {"classes": 4})):
+    for name, options in (("typiclust", {}), ("probcover", {"classes": 4}), ("maxherding", {})):
         from_model = make_strategy(name).select(model, pool, 10)
         from_features = make_strategy(name, features=embeddings, **options).select(None, pool, 10)
         assert torch.equal(from_model, from_features), name
@@ -228,6 +246,7 @@ def test_bad_setups_are_named(build, model, message):
         (lambda: ProbCover(purity=0.0), "ProbCover: purity"),
         (lambda: ProbCover(radii=[0.5, 0.2]), "radii must be a non-empty increasing grid"),
         (lambda: TypiClust(neighbours=0), "TypiClust: neighbours must be an int >= 1"),
+        (lambda: MaxHerding(gamma=0.0), "MaxHerding: gamma"),
         (lambda: TypiClust(features=torch.zeros(5)), r"features must be a floating Tensor\[N, D\]"),
     ],
 )

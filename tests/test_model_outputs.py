@@ -23,12 +23,12 @@ MODEL_FREE = ("random", "vaal", "m2-vaal", "m2-anchor-distance", "m2-confidence-
 TRAINED_WITH_THE_MODEL = ("learning-loss",)  # selects only after training its module (tests/test_learning_loss.py)
 IMAGES_ONLY = ("bgadl",)  # rejects these flat inputs first; its scoring is BALD's, checked here as "bald" (tests/test_bgadl.py)
 READS_MODEL = [name for name in STRATEGIES if name not in MODEL_FREE + TRAINED_WITH_THE_MODEL + IMAGES_ONLY]
-READS_EMBEDDINGS_ONLY = ("coreset", "dal", "typiclust", "probcover")
+READS_EMBEDDINGS_ONLY = ("coreset", "dal", "typiclust", "probcover", "maxherding")
 READS_LOGITS = [name for name in READS_MODEL if name not in READS_EMBEDDINGS_ONLY]
 
 
 def strategy_params(names):
-    needs_ops = lambda name: name in ("coreset", "suggestive", "badge", "typiclust", "probcover") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
+    needs_ops = lambda name: name in ("coreset", "suggestive", "badge", "typiclust", "probcover", "maxherding") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
     return [pytest.param(name, marks=pytest.mark.skipif(needs_ops(name) and not HAS_OPS, reason="needs the compiled ops")) for name in names]
 
 

@@ -374,7 +374,12 @@ if has_ops():
         return a.new_empty((picks,), dtype=torch.int64), a.new_empty((picks,), dtype=torch.float64)
     @torch.library.register_fake("torch_al::facility_location_greedy")
     def _facility_location_greedy_fake(
-        candidates: torch.Tensor, universe: torch.Tensor, count: int
+        candidates: torch.Tensor,
+        universe: torch.Tensor,
+        count: int,
+        initial: torch.Tensor | None = None,
+        kernel: str = "dot",
+        gamma: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         op = "facility_location_greedy"
         torch._check(
@@ -401,5 +406,23 @@ if has_ops():
         k = candidates.shape[0]
         torch._check(
             0 <= count <= k, lambda: f"{op}: count must lie in [0, K] with K={k} candidates, got {count}"
+        )
+        if initial is not None:
+            torch._check(
+                initial.dim() == 2 and initial.shape[1] == candidates.shape[1],
+                lambda: f"{op}: initial must be (L, D={candidates.shape[1]}) rows, got shape {list(initial.shape)}",
+            )
+            torch._check(
+                initial.dtype == candidates.dtype,
+                lambda: f"{op}: initial must have the dtype of candidates, {candidates.dtype}, got {initial.dtype}",
+            )
+            torch._check(
+                initial.device == candidates.device,
+                lambda: f"{op}: initial is on {initial.device} but candidates are on {candidates.device}",
+            )
+        torch._check(kernel in ("dot", "gaussian"), lambda: f'{op}: kernel must be "dot" or "gaussian", got "{kernel}"')
+        torch._check(
+            kernel == "dot" or (math.isfinite(gamma) and gamma > 0),
+            lambda: f"{op}: gamma must be finite and > 0 for the gaussian kernel, got {gamma}",
         )
         return candidates.new_empty((count,), dtype=torch.int64), candidates.new_empty((count,))

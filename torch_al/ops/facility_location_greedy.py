@@ -1,12 +1,21 @@
 """Greedy facility location: the representativeness step of Suggestive annotation (Yang et al.)."""
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
 from torch_al.extension import assert_has_ops
 
 
-def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -> tuple[Tensor, Tensor]:
+def facility_location_greedy(
+    candidates: Tensor,
+    universe: Tensor,
+    count: int,
+    initial: Optional[Tensor] = None,
+    kernel: str = "dot",
+    gamma: float = 1.0,
+) -> tuple[Tensor, Tensor]:
     """Picks ``count`` candidates greedily maximising a facility-location objective.
 
     Implements the representativeness selection of Yang et al., "Suggestive Annotation: A Deep
@@ -16,7 +25,10 @@ def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -
         F(S) = sum over u in universe of max(0, max over a in S of s(a, u))
 
     and each pick is the candidate with the largest marginal gain F(S + a) - F(S), ties to the
-    lower candidate index. The floor at 0 makes F(empty set) = 0 and F monotone submodular; a row
+    lower candidate index. With ``initial`` rows the greedy starts from S = initial (they cover
+    from the start and are never picked). ``kernel="gaussian"`` uses s(a, u) = exp(-gamma
+    ||a - u||^2) instead of the dot product: F is then MaxHerding's generalised coverage (Bae et
+    al., "Generalized Coverage for More Robust Low-Budget Active Learning", ECCV 2024). The floor at 0 makes F(empty set) = 0 and F monotone submodular; a row
     of zeros (what normalising a zero descriptor gives) is similar to nothing and covers nothing.
 
     Keeps every candidate's gain up to date incrementally: a pick changes only the terms of the
@@ -34,15 +46,19 @@ def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -
     that rounding of each other. Memory is O((K + N) * D): the K x N similarity is never formed.
     Cost: K * N * D multiply-adds for the initial masses, then per pick a cover pass over the
     universe (N * D), K * |raised points| * D for the masses and N * D per fresh gain (about four
-    per pick). CPU and CUDA give the same picks and gains bit for bit; on CUDA the greedy runs on
-    the host and each pick costs two host syncs (plus one per fresh-gain batch, one per 1024
-    candidates for the initial masses and one for the finiteness checks).
+    per pick). CPU and CUDA give the same picks and gains bit for bit (under "gaussian" up to the
+    last bit of each backend's exponential); on CUDA the greedy runs on the host and each pick
+    costs two host syncs (plus one per fresh-gain batch, one per 1024 candidates for the initial
+    masses and one for the finiteness checks).
 
     Args:
         candidates (Tensor[K, D]): the rows that may be picked; float32 or float64, finite.
         universe (Tensor[N, D]): the points to cover (N may be 0: every gain is then 0); same
             dtype and device as candidates, finite.
         count (int): the number of picks P, ``0 <= P <= K``.
+        initial (Tensor[L, D], optional): rows already in the set (e.g. the labeled items).
+        kernel (str): ``"dot"`` or ``"gaussian"``.
+        gamma (float): the gaussian kernel's scale, finite and > 0.
 
     Returns:
         (picks, gains): ``picks`` (Tensor[P], int64) candidate indices in pick order; ``gains``
@@ -54,8 +70,9 @@ def facility_location_greedy(candidates: Tensor, universe: Tensor, count: int) -
             out of range (naming what was given and expected), NaN/inf in either input (naming the
             first bad row; this check costs one host sync).
     """
-    assert_has_ops()
-    return torch.ops.torch_al.facility_location_greedy(candidates, universe, count)
+    if not torch.jit.is_scripting():
+        assert_has_ops()
+    return torch.ops.torch_al.facility_location_greedy(candidates, universe, count, initial, kernel, gamma)
 
 
 class FacilityLocationGreedy(nn.Module):

@@ -21,6 +21,7 @@ from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss, LossPredictionModule, pairwise_ranking_loss
 from torch_al.strategies.low_budget.features import FeatureStrategy
+from torch_al.strategies.low_budget.maxherding import MaxHerding
 from torch_al.strategies.low_budget.probcover import ProbCover
 from torch_al.strategies.low_budget.typiclust import TypiClust
 from torch_al.strategies.random_sampling import Random
@@ -66,6 +67,7 @@ __all__ = [
     "LeastConfidence",
     "LossPredictionModule",
     "M2VAAL",
+    "MaxHerding",
     "Margin",
     "MaxEntropy",
     "MonteCarloDropout",

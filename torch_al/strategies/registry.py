@@ -24,6 +24,7 @@ from torch_al.strategies.imbalance.direct import DIRECT
 from torch_al.strategies.imbalance.galaxy import GALAXY
 from torch_al.strategies.learned.discriminative import DiscriminativeAL
 from torch_al.strategies.learned.learning_loss import LearningLoss
+from torch_al.strategies.low_budget.maxherding import MaxHerding
 from torch_al.strategies.low_budget.probcover import ProbCover
 from torch_al.strategies.low_budget.typiclust import TypiClust
 from torch_al.strategies.random_sampling import Random
@@ -97,6 +98,7 @@ REGISTRY: dict[str, StrategySpec] = {
     "balanced-margin": StrategySpec(partial(ClassBalanced, criterion="margin")),
     "typiclust": StrategySpec(TypiClust),
     "probcover": StrategySpec(ProbCover),
+    "maxherding": StrategySpec(MaxHerding),
     "galaxy": StrategySpec(GALAXY),
     "direct": StrategySpec(DIRECT, {"annotators": "annotators"}),
     "pfk-direct": _matching(PFKThenDIRECT, annotators="annotators"),

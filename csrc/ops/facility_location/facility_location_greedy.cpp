@@ -10,6 +10,9 @@
 #include <ATen/ops/where.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <limits>
+
 #include "ops/facility_location/facility_location_greedy_math.h"
 
 namespace torch_al::ops {
@@ -29,7 +32,13 @@ std::pair<at::Tensor, at::Tensor> nonfinite_rows(const at::Tensor& x) {
 
 }  // namespace
 
-void check_facility_location_greedy_inputs(const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
+void check_facility_location_greedy_inputs(
+    const at::Tensor& candidates,
+    const at::Tensor& universe,
+    int64_t count,
+    const std::optional<at::Tensor>& initial,
+    c10::string_view kernel,
+    double gamma) {
   TORCH_CHECK(candidates.dim() == 2, kOp, ": candidates must be 2-D (K, D), got shape ", candidates.sizes());
   TORCH_CHECK(universe.dim() == 2, kOp, ": universe must be 2-D (N, D), got shape ", universe.sizes());
   const auto dtype = candidates.scalar_type();
@@ -49,17 +58,46 @@ void check_facility_location_greedy_inputs(const at::Tensor& candidates, const a
   TORCH_CHECK(
       count >= 0 && count <= candidates.size(0),
       kOp, ": count must lie in [0, K] with K=", candidates.size(0), " candidates, got ", count);
+  if (initial.has_value()) {
+    TORCH_CHECK(
+        initial->dim() == 2 && initial->size(1) == candidates.size(1),
+        kOp, ": initial must be (L, D=", candidates.size(1), ") rows, got shape ", initial->sizes());
+    TORCH_CHECK(
+        initial->scalar_type() == dtype, kOp, ": initial must have the dtype of candidates, ", dtype, ", got ",
+        initial->scalar_type());
+    TORCH_CHECK(
+        initial->device() == candidates.device(),
+        kOp, ": initial is on ", initial->device(), " but candidates are on ", candidates.device());
+  }
+  TORCH_CHECK(
+      kernel == "dot" || kernel == "gaussian", kOp, ": kernel must be \"dot\" or \"gaussian\", got \"", kernel, "\"");
+  TORCH_CHECK(
+      kernel == "dot" || (std::isfinite(gamma) && gamma > 0),
+      kOp, ": gamma must be finite and > 0 for the gaussian kernel, got ", gamma);
 }
 
-void check_facility_location_greedy_values(const at::Tensor& candidates, const at::Tensor& universe) {
+void check_facility_location_greedy_values(
+    const at::Tensor& candidates, const at::Tensor& universe, const std::optional<at::Tensor>& initial) {
   const auto [bad_candidates, first_candidate] = nonfinite_rows(candidates);
   const auto [bad_points, first_point] = nonfinite_rows(universe);
-  const auto stats = at::stack({bad_candidates, first_candidate, bad_points, first_point}).cpu();
+  const auto [bad_initial, first_initial] = nonfinite_rows(initial.has_value() ? *initial : candidates.narrow(0, 0, 0));
+  const auto stats =
+      at::stack({bad_candidates, first_candidate, bad_points, first_point, bad_initial, first_initial}).cpu();
   const auto s = stats.accessor<int64_t, 1>();
   TORCH_CHECK(
       s[0] == 0, kOp, ": candidates must be finite, got ", s[0], " row(s) with NaN or inf; the first is row ", s[1]);
   TORCH_CHECK(
       s[2] == 0, kOp, ": universe must be finite, got ", s[2], " row(s) with NaN or inf; the first is row ", s[3]);
+  TORCH_CHECK(
+      s[4] == 0, kOp, ": initial must be finite, got ", s[4], " row(s) with NaN or inf; the first is row ", s[5]);
+}
+
+std::tuple<at::Tensor, at::Tensor> gaussian_norms(
+    const at::Tensor& rows, const at::Tensor& universe, const at::Tensor& tiles) {
+  const int64_t padded = tiles.size(0) * tiles.size(2);
+  const auto point_norms = at::constant_pad_nd(
+      universe.square().sum(1), {0, padded - universe.size(0)}, std::numeric_limits<double>::infinity());
+  return {rows.square().sum(1), point_norms.contiguous()};
 }
 
 at::Tensor tile_universe(const at::Tensor& universe) {
@@ -72,16 +110,23 @@ at::Tensor tile_universe(const at::Tensor& universe) {
 }
 
 std::tuple<at::Tensor, at::Tensor> facility_location_greedy(
-    const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
+    const at::Tensor& candidates,
+    const at::Tensor& universe,
+    int64_t count,
+    const std::optional<at::Tensor>& initial,
+    c10::string_view kernel,
+    double gamma) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("torch_al::facility_location_greedy", "")
                        .typed<decltype(facility_location_greedy)>();
-  return op.call(candidates, universe, count);
+  return op.call(candidates, universe, count, initial, kernel, gamma);
 }
 
 TORCH_LIBRARY_FRAGMENT(torch_al, m) {
   m.set_python_module("torch_al._meta_registrations");
-  m.def("facility_location_greedy(Tensor candidates, Tensor universe, int count) -> (Tensor picks, Tensor gains)");
+  m.def(
+      "facility_location_greedy(Tensor candidates, Tensor universe, int count, Tensor? initial=None, "
+      "str kernel=\"dot\", float gamma=1.0) -> (Tensor picks, Tensor gains)");
 }
 
 }  // namespace torch_al::ops

@@ -2,6 +2,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <c10/util/string_view.h>
+
+#include <optional>
 #include <tuple>
 
 #include "macros.h"
@@ -15,14 +18,35 @@ namespace torch_al::ops {
 // float64 over the points each pick's cover raises, as a bound; the picks' gains are fresh sums
 // streamed over tiles of the universe: the K x N similarity is never formed. Returns (picks[count] int64 in pick
 // order, gains[count] in the dtype of the inputs: the marginal gain of each pick).
+// With `initial` rows [L, D] the greedy starts from them as picks (their cover applied, never
+// picked); kernel "gaussian" uses s(a, u) = exp(-gamma ||a - u||^2) for <a, u> (MaxHerding's
+// generalised coverage, Bae et al., ECCV 2024).
 TORCH_AL_API std::tuple<at::Tensor, at::Tensor> facility_location_greedy(
-    const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
+    const at::Tensor& candidates,
+    const at::Tensor& universe,
+    int64_t count,
+    const std::optional<at::Tensor>& initial = std::nullopt,
+    c10::string_view kernel = "dot",
+    double gamma = 1.0);
 
-// Shape, dtype, device and count checks, shared by every backend (the Python fake mirrors them).
-void check_facility_location_greedy_inputs(const at::Tensor& candidates, const at::Tensor& universe, int64_t count);
+// Shape, dtype, device, count, kernel and gamma checks, shared by every backend (the Python fake
+// mirrors them).
+void check_facility_location_greedy_inputs(
+    const at::Tensor& candidates,
+    const at::Tensor& universe,
+    int64_t count,
+    const std::optional<at::Tensor>& initial,
+    c10::string_view kernel,
+    double gamma);
 
-// NaN/inf in either input, naming the first bad row: one host sync.
-void check_facility_location_greedy_values(const at::Tensor& candidates, const at::Tensor& universe);
+// NaN/inf in any input, naming the first bad row: one host sync.
+void check_facility_location_greedy_values(
+    const at::Tensor& candidates, const at::Tensor& universe, const std::optional<at::Tensor>& initial);
+
+// The "gaussian" kernel's square norms: of the candidate rows [K + L], and of the universe in its
+// tiles' point order [padded N] with +inf on the padding (so padding is similar to nothing).
+std::tuple<at::Tensor, at::Tensor> gaussian_norms(
+    const at::Tensor& rows, const at::Tensor& universe, const at::Tensor& tiles);
 
 // universe[N, D] padded with zero rows to whole tiles of kFacilityTile points, in the panel layout
 // of facility_location_greedy_math.h: [padded N / W, D, W]. Device-agnostic ATen code.

@@ -4,7 +4,9 @@
 // universe, then run the greedy on the host over the backend's kernels. A backend supplies
 // `Backend<scalar_t>` with
 //   static constexpr int64_t kReevaluationBatch;                // fresh gains computed per round
-//   Backend(const at::Tensor& candidates, const at::Tensor& tiles);   // [K, D], tile_universe()
+//   Backend(candidates, tiles, candidate_norms, point_norms, gamma);
+//       // candidates [K + L, D] (the initial rows last), tile_universe(); under "gaussian" the
+//       // square norms [K + L] and [padded N] (+inf on the padding), else undefined
 //   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out);  // fresh, current cover
 //   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out);
 //       // out[i] = the terms of rows[i]'s gain at cover 0 summed in float64; returns the points summed
@@ -12,6 +14,7 @@
 //       // the pick joins the set; drops[i] = the coverage_drop()s of rows[i] over the points whose
 //       // cover rose, summed in float64; returns how many points rose
 #include <ATen/Dispatch.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/core/DeviceGuard.h>
@@ -143,17 +146,35 @@ void incremental_greedy(
 
 template <template <typename> class Backend>
 std::tuple<at::Tensor, at::Tensor> facility_location_greedy_with(
-    const at::Tensor& candidates, const at::Tensor& universe, int64_t count) {
-  check_facility_location_greedy_inputs(candidates, universe, count);
+    const at::Tensor& candidates,
+    const at::Tensor& universe,
+    int64_t count,
+    const std::optional<at::Tensor>& initial,
+    c10::string_view kernel,
+    double gamma) {
+  check_facility_location_greedy_inputs(candidates, universe, count, initial, kernel, gamma);
   const c10::DeviceGuard device_guard(candidates.device());
-  check_facility_location_greedy_values(candidates, universe);
+  check_facility_location_greedy_values(candidates, universe, initial);
   auto picks = at::empty({count}, candidates.options().dtype(at::kLong));
   auto gains = at::empty({count}, candidates.options());
   if (count == 0) {
     return {picks, gains};
   }
+  // The initial rows join the candidates after the last one: they cover, but are never picked.
+  const auto rows =
+      initial.has_value() && initial->size(0) > 0 ? at::cat({candidates, *initial}) : candidates.contiguous();
+  const auto tiles = tile_universe(universe);
+  at::Tensor candidate_norms;
+  at::Tensor point_norms;
+  if (kernel == "gaussian") {
+    std::tie(candidate_norms, point_norms) = gaussian_norms(rows, universe, tiles);
+  }
   AT_DISPATCH_FLOATING_TYPES(candidates.scalar_type(), "facility_location_greedy", [&] {
-    Backend<scalar_t> kernels(candidates.contiguous(), tile_universe(universe));
+    Backend<scalar_t> kernels(rows, tiles, candidate_norms, point_norms, gamma);
+    std::vector<double> no_drops;
+    for (int64_t row = candidates.size(0); row < rows.size(0); ++row) {
+      kernels.cover(row, {}, no_drops);
+    }
     std::vector<int64_t> host_picks(count);
     std::vector<scalar_t> host_gains(count);
     const int64_t num_tiles = (universe.size(0) + kFacilityTile - 1) / kFacilityTile;

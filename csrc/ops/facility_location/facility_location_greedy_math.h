@@ -58,6 +58,33 @@ C10_HOST_DEVICE inline double dot_step(double acc, double a, double u) {
 #endif
 }
 
+// The similarity of the "gaussian" kernel (MaxHerding's generalised coverage) from the dot product
+// and the two square norms: exp(-gamma * max(0, |a|^2 + |u|^2 - 2 <a, u>)), in float64 then rounded
+// to the points' dtype. A padding point carries an infinite norm, so its similarity is 0 as under
+// "dot". The exponential is the backend's (glibc's or CUDA's), so CPU and CUDA may differ in its
+// last bit; each backend computes every s(a, u) the same way every time, which is what the
+// incremental gains rely on.
+template <typename scalar_t>
+C10_HOST_DEVICE inline scalar_t gaussian_similarity(scalar_t dot, scalar_t a_norm, scalar_t u_norm, double gamma) {
+  const double square_distance =
+      static_cast<double>(a_norm) + static_cast<double>(u_norm) - 2.0 * static_cast<double>(dot);
+  return static_cast<scalar_t>(exp(-gamma * (square_distance > 0.0 ? square_distance : 0.0)));
+}
+
+// How a kernel turns dot products into similarities: "dot" leaves them, "gaussian" applies
+// gaussian_similarity with each row's square norm (null pointers under "dot").
+template <typename scalar_t>
+struct FacilityKernel {
+  const scalar_t* candidate_norms = nullptr;  // [K + L]
+  const scalar_t* point_norms = nullptr;      // [padded N], +inf on the padding
+  double gamma = 0;
+
+  C10_HOST_DEVICE bool gaussian() const { return candidate_norms != nullptr; }
+  C10_HOST_DEVICE scalar_t operator()(scalar_t dot, int64_t candidate, scalar_t point_norm) const {
+    return gaussian() ? gaussian_similarity(dot, candidate_norms[candidate], point_norm, gamma) : dot;
+  }
+};
+
 // What a point u adds to a candidate's gain: how far the candidate's similarity rises above the
 // point's current cover (its best similarity to the picks so far, floored at 0).
 template <typename acc_t>

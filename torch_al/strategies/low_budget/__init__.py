@@ -1,2 +1,3 @@
 """Methods for low budgets and a cold start, on the pool's points in an embedding space: TypiClust
-(typiclust.py) and ProbCover (probcover.py), both reading their points through features.py."""
+(typiclust.py), ProbCover (probcover.py) and MaxHerding (maxherding.py), each reading its points
+through features.py."""

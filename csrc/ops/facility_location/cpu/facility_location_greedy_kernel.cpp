@@ -103,12 +103,20 @@ class CpuFacilityLocation {
   // A fresh gain reads the whole universe once; four candidates share that read.
   static constexpr int64_t kReevaluationBatch = kCandidateRows;
 
-  CpuFacilityLocation(const at::Tensor& candidates, const at::Tensor& tiles)
+  CpuFacilityLocation(
+      const at::Tensor& candidates,
+      const at::Tensor& tiles,
+      const at::Tensor& candidate_norms,
+      const at::Tensor& point_norms,
+      double gamma)
       : candidates_(candidates),
         tiles_(tiles),
         dims_(candidates.size(1)),
         num_tiles_(tiles.size(0) * tiles.size(2) / kFacilityTile),
-        cover_(num_tiles_ * kFacilityTile, scalar_t(0)) {}
+        cover_(num_tiles_ * kFacilityTile, scalar_t(0)),
+        kernel_{
+            candidate_norms.defined() ? candidate_norms.const_data_ptr<scalar_t>() : nullptr,
+            point_norms.defined() ? point_norms.const_data_ptr<scalar_t>() : nullptr, gamma} {}
 
   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out) {
     const int64_t count = static_cast<int64_t>(rows.size());
@@ -128,6 +136,7 @@ class CpuFacilityLocation {
           group_rows[r] = candidate(rows[first + std::min(r, valid - 1)]);
         }
         tile_similarities<kCandidateRows>(group_rows, tile_data(tile), dims_, similarities);
+        apply_kernel(similarities, valid, rows.data() + first, tile_point_norms(kernel_.point_norms, tile));
         for (int r = 0; r < valid; ++r) {
           partials[(first + r) * num_tiles_ + tile] =
               tile_partial(similarities[r], cover_.data() + tile * kFacilityTile);
@@ -142,7 +151,7 @@ class CpuFacilityLocation {
 
   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out) {
     const std::vector<scalar_t> uncovered(num_tiles_ * kFacilityTile, std::numeric_limits<scalar_t>::infinity());
-    sum_drops(rows, tiles_data(), num_tiles_, cover_.data(), uncovered.data(), out);
+    sum_drops(rows, tiles_data(), kernel_.point_norms, num_tiles_, cover_.data(), uncovered.data(), out);
     return num_tiles_ * kFacilityTile;
   }
 
@@ -161,6 +170,8 @@ class CpuFacilityLocation {
     std::vector<scalar_t> points(risen_tiles * kFacilityTile * dims_, scalar_t(0));
     std::vector<scalar_t> before(risen_tiles * kFacilityTile, scalar_t(0));
     std::vector<scalar_t> after(before.size(), scalar_t(0));
+    // Under "gaussian" the gathered points bring their norms; the padding's is +inf.
+    std::vector<scalar_t> norms(kernel_.gaussian() ? before.size() : 0, std::numeric_limits<scalar_t>::infinity());
     const scalar_t* universe = tiles_data();
     for (int64_t i = 0; i < count; ++i) {
       const int64_t p = risen[i];
@@ -169,8 +180,13 @@ class CpuFacilityLocation {
       }
       before[i] = cover_[p];
       after[i] = cover_[p] = raise_cover(cover_[p], similarity[p]);
+      if (kernel_.gaussian()) {
+        norms[i] = kernel_.point_norms[p];
+      }
     }
-    sum_drops(rows, points.data(), risen_tiles, before.data(), after.data(), drops);
+    sum_drops(
+        rows, points.data(), kernel_.gaussian() ? norms.data() : nullptr, risen_tiles, before.data(), after.data(),
+        drops);
     return count;
   }
 
@@ -183,18 +199,20 @@ class CpuFacilityLocation {
     const scalar_t* row = candidate(pick);
     at::parallel_for(0, num_tiles_, 1, [&](int64_t begin, int64_t end) {
       for (int64_t tile = begin; tile < end; ++tile) {
-        tile_similarities<1>(
-            &row, tile_data(tile), dims_,
-            reinterpret_cast<scalar_t(*)[kFacilityTile]>(similarity.data() + tile * kFacilityTile));
+        auto* out = reinterpret_cast<scalar_t(*)[kFacilityTile]>(similarity.data() + tile * kFacilityTile);
+        tile_similarities<1>(&row, tile_data(tile), dims_, out);
+        apply_kernel(out, 1, &pick, tile_point_norms(kernel_.point_norms, tile));
       }
     });
     return similarity;
   }
 
-  // out[i] = sum over the points of `tiles` of coverage_drop(s(rows[i], point), before, after).
+  // out[i] = sum over the points of `tiles` of coverage_drop(s(rows[i], point), before, after);
+  // point_norms: the points' square norms under "gaussian" (null under "dot").
   void sum_drops(
       const std::vector<int64_t>& rows,
       const scalar_t* tiles,
+      const scalar_t* point_norms,
       int64_t num_tiles,
       const scalar_t* before,
       const scalar_t* after,
@@ -215,6 +233,7 @@ class CpuFacilityLocation {
           }
           for (int64_t tile = block; tile < block_end; ++tile) {
             tile_similarities<kCandidateRows>(group_rows, tiles + tile * dims_ * kFacilityTile, dims_, similarities);
+            apply_kernel(similarities, valid, rows.data() + first, tile_point_norms(point_norms, tile));
             const int64_t offset = tile * kFacilityTile;
             for (int r = 0; r < valid; ++r) {
               out[first + r] += tile_drop(similarities[r], before + offset, after + offset);
@@ -223,6 +242,23 @@ class CpuFacilityLocation {
         }
       });
     }
+  }
+
+  // The kernel's similarities from the dot products of `valid` candidate rows with a tile's points.
+  void apply_kernel(
+      scalar_t (*similarities)[kFacilityTile], int valid, const int64_t* candidate_rows, const scalar_t* norms) const {
+    if (!kernel_.gaussian()) {
+      return;
+    }
+    for (int r = 0; r < valid; ++r) {
+      for (int64_t j = 0; j < kFacilityTile; ++j) {
+        similarities[r][j] = kernel_(similarities[r][j], candidate_rows[r], norms[j]);
+      }
+    }
+  }
+
+  static const scalar_t* tile_point_norms(const scalar_t* norms, int64_t tile) {
+    return norms == nullptr ? nullptr : norms + tile * kFacilityTile;
   }
 
   const scalar_t* candidate(int64_t index) const { return candidates_.const_data_ptr<scalar_t>() + index * dims_; }
@@ -234,6 +270,7 @@ class CpuFacilityLocation {
   int64_t dims_;
   int64_t num_tiles_;
   std::vector<scalar_t> cover_;
+  FacilityKernel<scalar_t> kernel_;
 };
 
 }  // namespace

@@ -53,6 +53,7 @@ __global__ void tile_gains_kernel(
     const scalar_t* __restrict__ tiles,
     const scalar_t* __restrict__ cover,
     int64_t num_tiles,
+    FacilityKernel<scalar_t> kernel,
     scalar_t* __restrict__ partials) {
   __shared__ scalar_t terms[kCandidatesPerBlock][kFacilityTile];
   const int64_t tile = blockIdx.x;
@@ -73,8 +74,10 @@ __global__ void tile_gains_kernel(
     }
   }
   const scalar_t point_cover = cover[tile * kFacilityTile + point];
+  const scalar_t point_norm = kernel.gaussian() ? kernel.point_norms[tile * kFacilityTile + point] : scalar_t(0);
   for (int r = 0; r < kCandidatesPerBlock; ++r) {
-    terms[r][point] = coverage_gain(similarity[r], point_cover);
+    const scalar_t value = kernel(similarity[r], rows[first + min(r, valid - 1)], point_norm);
+    terms[r][point] = coverage_gain(value, point_cover);
   }
   __syncthreads();
   const int warp = point / kWarp;
@@ -96,6 +99,8 @@ __global__ void tile_gains_kernel(
 template <typename scalar_t>
 __global__ void cover_kernel(
     const scalar_t* __restrict__ pick_row,
+    int64_t pick,
+    FacilityKernel<scalar_t> kernel,
     int64_t dims,
     const scalar_t* __restrict__ tiles,
     int64_t padded_points,
@@ -109,6 +114,7 @@ __global__ void cover_kernel(
     for (int64_t d = 0; d < dims; ++d) {
       similarity = dot_step(similarity, pick_row[d], points[d * facility_panel_width<scalar_t>]);
     }
+    similarity = kernel(similarity, pick, kernel.gaussian() ? kernel.point_norms[p] : scalar_t(0));
     before[p] = cover[p];
     risen[p] = similarity > cover[p];
     cover[p] = raise_cover(cover[p], similarity);
@@ -125,6 +131,8 @@ __global__ void drop_kernel(
     const scalar_t* __restrict__ points,
     const scalar_t* __restrict__ before,
     const scalar_t* __restrict__ after,
+    const scalar_t* __restrict__ point_norms,
+    FacilityKernel<scalar_t> kernel,
     int64_t num_points,
     double* __restrict__ drops) {
   __shared__ double block_sums[kDropThreads];
@@ -136,6 +144,7 @@ __global__ void drop_kernel(
     for (int64_t d = 0; d < dims; ++d) {
       similarity = dot_step(similarity, row[d], points[p * dims + d]);
     }
+    similarity = kernel(similarity, rows[blockIdx.x], point_norms != nullptr ? point_norms[p] : scalar_t(0));
     drop += coverage_drop(similarity, before[p], after[p]);
   }
   block_sums[threadIdx.x] = drop;
@@ -158,7 +167,12 @@ class CudaFacilityLocation {
   // A block's warps sum one candidate each: fresh gains cost about the same for 1 or this many.
   static constexpr int64_t kReevaluationBatch = kCandidatesPerBlock;
 
-  CudaFacilityLocation(const at::Tensor& candidates, const at::Tensor& tiles)
+  CudaFacilityLocation(
+      const at::Tensor& candidates,
+      const at::Tensor& tiles,
+      const at::Tensor& candidate_norms,
+      const at::Tensor& point_norms,
+      double gamma)
       : candidates_(candidates),
         tiles_(tiles),
         num_tiles_(tiles.size(0) * tiles.size(2) / kFacilityTile),
@@ -169,7 +183,11 @@ class CudaFacilityLocation {
         device_rows_(at::empty({kFacilityInitialChunk}, candidates.options().dtype(at::kLong))),
         points_(tiles.transpose(1, 2).reshape({-1, candidates.size(1)}).contiguous()),
         before_(at::zeros_like(cover_)),
-        risen_(at::zeros(cover_.sizes(), cover_.options().dtype(at::kBool))) {}
+        risen_(at::zeros(cover_.sizes(), cover_.options().dtype(at::kBool))),
+        point_norms_(point_norms),
+        kernel_{
+            candidate_norms.defined() ? candidate_norms.const_data_ptr<scalar_t>() : nullptr,
+            point_norms.defined() ? point_norms.const_data_ptr<scalar_t>() : nullptr, gamma} {}
 
   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out) {
     const int64_t count = static_cast<int64_t>(rows.size());
@@ -185,7 +203,7 @@ class CudaFacilityLocation {
     const dim3 grid(num_tiles_, (count + kCandidatesPerBlock - 1) / kCandidatesPerBlock);
     tile_gains_kernel<scalar_t><<<grid, kTileThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         candidates_.const_data_ptr<scalar_t>(), candidates_.size(1), device_rows.const_data_ptr<int64_t>(), count,
-        tiles_.const_data_ptr<scalar_t>(), cover_.const_data_ptr<scalar_t>(), num_tiles_,
+        tiles_.const_data_ptr<scalar_t>(), cover_.const_data_ptr<scalar_t>(), num_tiles_, kernel_,
         partials.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto host = partials.cpu();  // the one host sync of this round
@@ -196,7 +214,7 @@ class CudaFacilityLocation {
 
   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out) {
     const auto uncovered = at::full_like(cover_, std::numeric_limits<scalar_t>::infinity());
-    sum_drops(rows, points_, cover_, uncovered, out);
+    sum_drops(rows, points_, point_norms_, cover_, uncovered, out);
     return points_.size(0);
   }
 
@@ -208,22 +226,26 @@ class CudaFacilityLocation {
     }
     const int64_t blocks = std::min<int64_t>((padded_points + kCoverThreads - 1) / kCoverThreads, 65535);
     cover_kernel<scalar_t><<<blocks, kCoverThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        candidates_.const_data_ptr<scalar_t>() + pick * candidates_.size(1), candidates_.size(1),
+        candidates_.const_data_ptr<scalar_t>() + pick * candidates_.size(1), pick, kernel_, candidates_.size(1),
         tiles_.const_data_ptr<scalar_t>(), padded_points, cover_.mutable_data_ptr<scalar_t>(),
         before_.mutable_data_ptr<scalar_t>(), risen_.mutable_data_ptr<bool>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto risen = at::nonzero(risen_).squeeze(1);  // a host sync: the count sizes the drops
     if (risen.numel() > 0) {
       sum_drops(
-          rows, points_.index_select(0, risen), before_.index_select(0, risen), cover_.index_select(0, risen), drops);
+          rows, points_.index_select(0, risen),
+          point_norms_.defined() ? point_norms_.index_select(0, risen) : point_norms_, before_.index_select(0, risen),
+          cover_.index_select(0, risen), drops);
     }
     return risen.numel();
   }
 
  private:
+  // point_norms: the points' square norms under "gaussian" (undefined under "dot").
   void sum_drops(
       const std::vector<int64_t>& rows,
       const at::Tensor& points,
+      const at::Tensor& point_norms,
       const at::Tensor& before,
       const at::Tensor& after,
       std::vector<double>& out) {
@@ -241,7 +263,8 @@ class CudaFacilityLocation {
     drop_kernel<scalar_t><<<grid, kDropThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         candidates_.const_data_ptr<scalar_t>(), candidates_.size(1), device_rows.const_data_ptr<int64_t>(),
         points.const_data_ptr<scalar_t>(), before.const_data_ptr<scalar_t>(), after.const_data_ptr<scalar_t>(),
-        points.size(0), sums.mutable_data_ptr<double>());
+        point_norms.defined() ? point_norms.const_data_ptr<scalar_t>() : nullptr, kernel_, points.size(0),
+        sums.mutable_data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto host = sums.cpu();
     std::copy(host.const_data_ptr<double>(), host.const_data_ptr<double>() + count, out.begin());
@@ -253,9 +276,11 @@ class CudaFacilityLocation {
   at::Tensor cover_;
   at::Tensor host_rows_;
   at::Tensor device_rows_;
-  at::Tensor points_;  // the padded universe, row-major [N, D]: risen points are gathered from it
-  at::Tensor before_;  // each point's cover before the last pick
-  at::Tensor risen_;   // whether the last pick raised the point's cover
+  at::Tensor points_;       // the padded universe, row-major [N, D]: risen points are gathered from it
+  at::Tensor before_;       // each point's cover before the last pick
+  at::Tensor risen_;        // whether the last pick raised the point's cover
+  at::Tensor point_norms_;  // under "gaussian": the padded universe's square norms, +inf on the padding
+  FacilityKernel<scalar_t> kernel_;
 };
 
 }  // namespace
