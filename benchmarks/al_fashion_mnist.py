@@ -59,6 +59,13 @@ STRATEGIES = (
     "direct", "galaxy", "balanced-entropy", "balanced-margin", "direct+rotation", "galaxy+rotation", "pfk-direct", "pfk-direct+rotation",
 )  # fmt: skip
 QUICK_STRATEGIES = ("random", "entropy", "pfk")
+# Issue 29's low-budget protocol (--low-budget): 10 labels a round from none, the cold-start
+# methods on self-supervised embeddings beside the uncertainty, diversity and PFK lines.
+LOW_BUDGET_STRATEGIES = (
+    "random", "typiclust+simclr", "probcover+simclr", "maxherding+simclr", "pfk+simclr", "entropy", "coreset", "badge",
+    "pfk", "pfk+rotation", "typiclust", "probcover", "maxherding", "coreset+simclr", "badge+simclr", "random+simclr",
+)  # fmt: skip
+LOW_BUDGET = 10
 # Lines run with options of their own: name → (strategy, RunConfig options).
 LINES = {
     "pfk-L20": ("pfk", {"layers": ("act2",)}),  # the paper's L = 20: conv2 alone
@@ -81,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", help="default 0 … 9 (quick: 0)")
     parser.add_argument("--strategies", nargs="+", help="default: the whole list (quick: random entropy pfk)")
     parser.add_argument("--rounds", type=int, help="B (default 10, quick 5)")
+    parser.add_argument("--budget", type=int, help="P, labels per round (default 125; --low-budget: 10)")
+    parser.add_argument("--low-budget", action="store_true", help=f"issue 29's protocol: P = {LOW_BUDGET} from none, the low-budget lines (runs in r<R>-budget{LOW_BUDGET}/)")
     parser.add_argument("--epochs", type=int, help="training epochs per round (default 50, quick 20)")
     parser.add_argument("--passes", type=int, default=16, help="T of MC dropout (the paper: 128; see the README for the cost)")
     parser.add_argument("--steps", type=int, default=8, help="integrated-gradient steps of EBA (the paper: 128)")
@@ -95,9 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed", action="store_true", help="summarise lines made by other code or another setup too, each marked")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(), help="a bar per run (default: on a terminal)")
     args = parser.parse_args(argv)
+    lines = QUICK_STRATEGIES if args.quick else LOW_BUDGET_STRATEGIES if args.low_budget else STRATEGIES
     defaults = {"imbalance": [100.0] if args.quick else [1.0, 10.0, 100.0], "seeds": [0] if args.quick else list(range(10)),
-                "strategies": list(QUICK_STRATEGIES if args.quick else STRATEGIES), "rounds": 5 if args.quick else 10,
-                "epochs": 20 if args.quick else 50}  # fmt: skip
+                "strategies": list(lines), "rounds": 5 if args.quick else 10, "epochs": 20 if args.quick else 50,
+                "budget": LOW_BUDGET if args.low_budget else 125}  # fmt: skip
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -110,9 +120,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def variant_suffix(args: argparse.Namespace, separator: str = "-") -> str:
-    """What sets these runs apart from the paper's setting (no noise, classes 5..9 rare), for
-    folder and file names: "", "-noise0.1", "-drawn", "-noise0.1-drawn"."""
+    """What sets these runs apart from the paper's setting (no noise, classes 5..9 rare, 125 labels a
+    round), for folder and file names: "", "-noise0.1", "-drawn", "-budget10", "-noise0.1-drawn"."""
     parts = ([f"noise{args.label_noise:g}"] if args.label_noise else []) + (["drawn"] if args.rare_classes != "5-9" else [])
+    parts += [f"budget{args.budget}"] if args.budget != 125 else []
     return "".join(separator + part for part in parts)
 
 
@@ -125,9 +136,9 @@ def line_config(args: argparse.Namespace, imbalance: float, seed: int, line: str
     strategy, options = line_strategy(line)
     settings = {"passes": args.passes, "steps": args.steps, **options}
     return RunConfig(
-        dataset="fashion-mnist", strategy=(strategy,), imbalance=imbalance, rounds=args.rounds, budget=125, initial=0,
+        dataset="fashion-mnist", strategy=(strategy,), imbalance=imbalance, rounds=args.rounds, budget=args.budget, initial=0,
         epochs=args.epochs, seed=seed, out=os.path.join(folder, f"r{imbalance:g}{variant_suffix(args)}", f"seed{seed}", line), progress=False,
-        label_noise=args.label_noise, rare_classes=args.rare_classes, **settings,
+        label_noise=args.label_noise, rare_classes=args.rare_classes, pretrained_cache=os.path.join(args.work, "pretrained"), **settings,
     )  # fmt: skip
 
 
@@ -406,7 +417,7 @@ def summarise(args: argparse.Namespace) -> dict:
         print_summary(imbalance, summary)
         if strategies:
             path = os.path.join(args.results, f"{args.name}_r{imbalance:g}.png")
-            title = f"Fashion-MNIST, imbalance {imbalance:g}{variant_suffix(args, ', ')}, P = 125, mean and 95% interval over seeds"
+            title = f"Fashion-MNIST, imbalance {imbalance:g}{variant_suffix(args, ', ')}, P = {args.budget}, mean and 95% interval over seeds"
             learning_curve(strategies, title=title, band=("accuracy_low", "accuracy_high")).savefig(path, dpi=120)
             print(f"learning curve: {path}")
     path = os.path.join(args.results, f"{args.name}.json")

@@ -99,5 +99,33 @@ def test_rotation_strategies_pretrain_once_and_not_again_on_resume(tmp_path, mon
     assert [r["labeled"] for r in saved["entropy+rotation"]] == [20, 40]
     run_experiment(config)  # resumes from the checkpoints: nothing to pretrain
     assert len(calls) == 1
-    with pytest.raises(ValueError, match="optionally with '\\+rotation'"):
+    with pytest.raises(ValueError, match="optionally with '\\+rotation' or '\\+simclr'"):
         RunConfig(strategy=("random+rotations",))
+
+
+def test_simclr_and_rotation_strategies_each_pretrain_once(tmp_path, monkeypatch):
+    calls = []
+    real = torch_al.experiment.pretrain
+    monkeypatch.setattr(torch_al.experiment, "pretrain", lambda *args: calls.append(args[-1]) or real(*args))
+    config = RunConfig(dataset="digits", strategy=("typiclust+simclr", "probcover+simclr", "random+rotation"), rounds=1, budget=20,
+                       epochs=1, pretrain_epochs=1, simclr_epochs=1, pool_size=300, out=str(tmp_path), progress=False)  # fmt: skip
+    results = run_experiment(config)
+    assert sorted(calls) == ["rotation", "simclr"] and set(results) == set(config.strategy)
+    checkpoints = {name: load_state(str(tmp_path / name / "state.pt"), CHECKPOINT_KIND) for name in config.strategy}
+    assert [r["labeled"] for r in results["probcover+simclr"]] == [0, 20]  # a cold first round
+    assert not torch.equal(checkpoints["typiclust+simclr"]["model/conv1.weight"], checkpoints["random+rotation"]["model/conv1.weight"])
+    with pytest.raises(ValueError, match="simclr_epochs must be an int >= 1"):
+        RunConfig(simclr_epochs=0)
+
+
+def test_a_pretrained_cache_serves_the_next_run_of_the_same_setup_and_seed(tmp_path, monkeypatch):
+    calls = []
+    real = torch_al.experiment.pretrain
+    monkeypatch.setattr(torch_al.experiment, "pretrain", lambda *args: calls.append(args[-1]) or real(*args))
+    options = dict(dataset="digits", rounds=1, budget=10, epochs=1, simclr_epochs=1, pool_size=200, progress=False, pretrained_cache=str(tmp_path / "cache"))
+    first = run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "a"), **options))
+    second = run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "b"), **options))
+    accuracy = lambda results: [record["accuracy"] for record in results["random+simclr"]]  # noqa: E731
+    assert calls == ["simclr"] and accuracy(first) == accuracy(second)  # the second run read the weights, and ran alike
+    run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "c"), seed=1, **options))
+    assert calls == ["simclr", "simclr"]  # another seed pretrains its own model

@@ -20,7 +20,7 @@ from torch_al.datasets import as_float_images, balanced_split, imbalance, load_d
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
-from torch_al.persistence import atomic_write_bytes
+from torch_al.persistence import atomic_write_bytes, load_state, save_state
 from torch_al.pool import ActivePool
 from torch_al.provenance import code_version, config_hash, environment
 from torch_al.sampler import ActiveSampler
@@ -35,11 +35,21 @@ MODELS = ("auto", "lenet", "resnet", "mlp")
 MINORITY = (5, 6, 7, 8, 9)
 RARE_CLASSES = ("5-9", "drawn")
 PRETRAINED = "+rotation"
+# The suffixes that start a strategy from a self-supervised model, and the pretraining each names.
+PRETRAININGS = {PRETRAINED: "rotation", "+simclr": "simclr"}
+SUFFIXES = " or ".join(map(repr, PRETRAININGS))
+
+
+def pretraining_of(name: str) -> str | None:
+    """``"pfk+simclr"`` → ``"simclr"``; None for a strategy that starts from random weights."""
+    return next((method for suffix, method in PRETRAININGS.items() if name.endswith(suffix)), None)
 
 
 def base_strategy(name: str) -> str:
     """``"pfk+rotation"`` → ``"pfk"``: the suffix only changes the initial model."""
-    return name.removesuffix(PRETRAINED)
+    for suffix in PRETRAININGS:
+        name = name.removesuffix(suffix)
+    return name
 
 
 def strategy_options(config: "RunConfig", name: str) -> dict:
@@ -61,7 +71,7 @@ class RunConfig:
     dataset: str = field(default="fashion-mnist", metadata={"help": f"one of {', '.join(DATASETS)}"})
     strategy: tuple[str, ...] = field(
         default=("random", "entropy"),
-        metadata={"help": f"one or more of {', '.join(STRATEGIES)}; NAME{PRETRAINED} starts that strategy from rotation pretraining"},
+        metadata={"help": f"one or more of {', '.join(STRATEGIES)}; NAME+rotation and NAME+simclr start that strategy from rotation or SimCLR pretraining"},
     )
     imbalance: float = field(default=1.0, metadata={"help": "r: the pool's common vs rare classes in ratio r (1 = balanced)"})
     rare_classes: str = field(default="5-9", metadata={"help": "which half of the classes is rare: 5-9, or drawn (a half drawn per seed)"})
@@ -73,6 +83,7 @@ class RunConfig:
     lr: float = field(default=0.05, metadata={"help": "SGD learning rate (momentum 0.5)"})
     model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
     pretrain_epochs: int = field(default=8, metadata={"help": f"rotation pretraining epochs on the pool for NAME{PRETRAINED} strategies"})
+    simclr_epochs: int = field(default=20, metadata={"help": "SimCLR pretraining epochs on the pool for NAME+simclr strategies (batches of 256 images)"})
     passes: int = field(default=128, metadata={"help": "T: MC-dropout passes (bald, variation-ratio, max-entropy, batchbald)"})
     members: int = field(default=5, metadata={"help": "E: independently trained models of the ensemble strategies (ensemble-*, qbc-vote-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
@@ -90,6 +101,7 @@ class RunConfig:
     seed: int = field(default=0, metadata={"help": "seeds the splits, the model, training and selection"})
     device: str = field(default="cpu", metadata={"help": "torch device for training and scoring"})
     out: str = field(default="torch_al_run", metadata={"help": "output folder: metrics.json/csv, learning_curve.png, checkpoints"})
+    pretrained_cache: str | None = field(default=None, metadata={"help": "folder keeping pretrained weights per (method, setup, seed), shared by runs that would pretrain the same model"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
     def __post_init__(self) -> None:
@@ -98,7 +110,7 @@ class RunConfig:
         self.strategy = tuple(self.strategy)
         checks = [
             (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
-            (bool(self.strategy) and all(base_strategy(s) in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)} (optionally with {PRETRAINED!r}), got {self.strategy}"),
+            (bool(self.strategy) and all(base_strategy(s) in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)} (optionally with {SUFFIXES}), got {self.strategy}"),
             (len(set(self.strategy)) == len(self.strategy), f"strategy lists a method twice: {self.strategy}"),
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
             (self.imbalance >= 1, f"imbalance must be >= 1, got {self.imbalance}"),
@@ -109,8 +121,9 @@ class RunConfig:
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
             (min(self.pretrain_epochs, self.passes, self.steps, self.k) >= 1, "pretrain_epochs, passes, steps and k must be >= 1"),
             (type(self.members) is int and self.members >= 2, f"members must be an int >= 2 (E models of an ensemble), got {self.members!r}"),
-            (not any(is_ensemble(s) and s.endswith(PRETRAINED) for s in self.strategy),
-             f"ensemble strategies start from E random initialisations; {PRETRAINED} is not supported for them, got {self.strategy}"),
+            (not any(is_ensemble(s) and pretraining_of(s) for s in self.strategy),
+             f"ensemble strategies start from E random initialisations; pretraining is not supported for them, got {self.strategy}"),
+            (type(self.simclr_epochs) is int and self.simclr_epochs >= 1, f"simclr_epochs must be an int >= 1, got {self.simclr_epochs!r}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (type(self.vaal_iterations) is int and self.vaal_iterations >= 1, f"vaal_iterations must be an int >= 1, got {self.vaal_iterations!r}"),
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
@@ -231,7 +244,7 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
     checkpoints into ``out/<strategy>/``, so running the same command again resumes."""
     splits = load_splits(config)
     results: dict[str, list[dict]] = {}
-    pretrained = None
+    pretrained: dict[str, dict[str, Tensor]] = {}
     for name in config.strategy:
         sample = splits.pool.tensors[0][0]
         if is_ensemble(name):  # E members, member e initialised from (derived_seed(seed, "model"), "member", e)
@@ -241,9 +254,11 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             model = make_model(config, sample).to(config.device)
         checkpoint_dir = os.path.join(config.out, name)
         record_provenance(config, name, checkpoint_dir)
-        if name.endswith(PRETRAINED) and not os.path.exists(os.path.join(checkpoint_dir, "state.pt")):
-            pretrained = pretrained or pretrain(config, model, splits.pool.tensors[0])
-            model.load_state_dict(pretrained)
+        method = pretraining_of(name)
+        if method is not None and not os.path.exists(os.path.join(checkpoint_dir, "state.pt")):
+            if method not in pretrained:
+                pretrained[method] = cached_pretraining(config, model, splits.pool.tensors[0], method)
+            model.load_state_dict(pretrained[method])
         pool = ActivePool(splits.pool)
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, validation=splits.validation, **strategy_options(config, name))
         loop = ActiveLearningLoop(
@@ -269,9 +284,9 @@ def noisy_oracle(labels: Tensor, noise: float, seed: int):
 
 
 # Fields that name a run rather than change what it computes.
-_NOT_SETUP = ("strategy", "seed", "out", "progress")
+_NOT_SETUP = ("strategy", "seed", "out", "progress", "pretrained_cache")
 # Fields added after runs were recorded: hashed only when set, so those runs keep their setup.
-_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9"}
+_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9", "simclr_epochs": 20}
 
 
 def setup_hash(config: RunConfig) -> str:
@@ -313,14 +328,38 @@ def record_provenance(config: RunConfig, name: str, checkpoint_dir: str, finishe
     return record
 
 
-def pretrain(config: RunConfig, model: nn.Module, images: Tensor) -> dict[str, Tensor]:
-    """Rotation-pretrained weights of ``model`` (trained in place) on the pool's images, once per
-    run: every pretrained strategy starts from the same model."""
-    from torch_al.pretraining import rotation_pretrain
+PRETRAINED_KIND = "torch_al.pretrained_model"
+
+
+def cached_pretraining(config: RunConfig, model: nn.Module, images: Tensor, method: str) -> dict[str, Tensor]:
+    """:func:`pretrain`'s weights, read from ``config.pretrained_cache`` when a run of the same
+    setup and seed already made them there (written atomically, checksummed), else made and kept."""
+    if config.pretrained_cache is None:
+        return pretrain(config, model, images, method)
+    path = os.path.join(config.pretrained_cache, f"{method}-{setup_hash(config)}-seed{config.seed}.pt")
+    if os.path.exists(path):
+        state = load_state(path, PRETRAINED_KIND)
+        logger.info("%s pretraining: read from %s", method, path)
+        return {key: value for key, value in state.items() if isinstance(value, Tensor)}
+    weights = pretrain(config, model, images, method)
+    os.makedirs(config.pretrained_cache, exist_ok=True)
+    save_state(path, weights, PRETRAINED_KIND)
+    return weights
+
+
+def pretrain(config: RunConfig, model: nn.Module, images: Tensor, method: str) -> dict[str, Tensor]:
+    """Weights of ``model`` pretrained in place by ``method`` ("rotation" or "simclr") on the
+    pool's images, once per run and method: every strategy of that suffix starts from the same model."""
+    from torch_al.pretraining import rotation_pretrain, simclr_pretrain
 
     start = time.perf_counter()
-    rotation_pretrain(model, images, config.pretrain_epochs, lr=config.lr, seed=config.seed, progress=config.progress)
-    logger.info("rotation pretraining: %d epochs on %d images in %.1f s", config.pretrain_epochs, images.shape[0], time.perf_counter() - start)
+    if method == "rotation":
+        epochs = config.pretrain_epochs
+        rotation_pretrain(model, images, epochs, lr=config.lr, seed=config.seed, progress=config.progress)
+    else:
+        epochs = config.simclr_epochs
+        simclr_pretrain(model, images, epochs, seed=config.seed, progress=config.progress)
+    logger.info("%s pretraining: %d epochs on %d images in %.1f s", method, epochs, images.shape[0], time.perf_counter() - start)
     return {key: value.clone() for key, value in model.state_dict().items()}
 
 

@@ -1,0 +1,17 @@
+"""The classifier head that self-supervised pretraining swaps out and gives back reset."""
+
+from torch import nn
+
+
+def last_linear(model: nn.Module, method: str = "rotation pretraining") -> tuple[nn.Module, str, nn.Linear]:
+    """(parent, attribute name, layer) of the model's last ``nn.Linear`` in registration order:
+    the classifier head of LeNet, SmallResNet and ``nn.Sequential`` MLPs; ``method`` names the
+    caller in the error."""
+    found = None
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, name, child)
+    if found is None:
+        raise ValueError(f"{method} replaces the model's last nn.Linear, but {type(model).__name__} has none")
+    return found
