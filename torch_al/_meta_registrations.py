@@ -30,6 +30,15 @@ def _check_kcenter_points(op: str, x: torch.Tensor, metric: str) -> None:
     torch._check(metric in ("euclidean", "cosine"), lambda: f"{op}: metric must be 'euclidean' or 'cosine', got '{metric}'")
 
 
+def _check_like_candidates(op: str, name: str, rows: torch.Tensor, candidates: torch.Tensor) -> None:
+    """facility_location_greedy's universe and initial rows: the candidates' dtype and device."""
+    torch._check(
+        rows.dtype == candidates.dtype,
+        lambda: f"{op}: {name} must have the dtype of candidates, {candidates.dtype}, got {rows.dtype}",
+    )
+    torch._check(rows.device == candidates.device, lambda: f"{op}: {name} is on {rows.device} but candidates are on {candidates.device}")
+
+
 if has_ops():
 
     @torch.library.register_fake("torch_al::pool_features")
@@ -390,14 +399,7 @@ if has_ops():
             candidates.dtype in (torch.float32, torch.float64),
             lambda: f"{op}: candidates must be float32 or float64, got {candidates.dtype}",
         )
-        torch._check(
-            universe.dtype == candidates.dtype,
-            lambda: f"{op}: universe must have the dtype of candidates, {candidates.dtype}, got {universe.dtype}",
-        )
-        torch._check(
-            universe.device == candidates.device,
-            lambda: f"{op}: universe is on {universe.device} but candidates are on {candidates.device}",
-        )
+        _check_like_candidates(op, "universe", universe, candidates)
         torch._check(
             universe.shape[1] == candidates.shape[1],
             lambda: f"{op}: universe must have D={candidates.shape[1]} columns like candidates "
@@ -412,14 +414,7 @@ if has_ops():
                 initial.dim() == 2 and initial.shape[1] == candidates.shape[1],
                 lambda: f"{op}: initial must be (L, D={candidates.shape[1]}) rows, got shape {list(initial.shape)}",
             )
-            torch._check(
-                initial.dtype == candidates.dtype,
-                lambda: f"{op}: initial must have the dtype of candidates, {candidates.dtype}, got {initial.dtype}",
-            )
-            torch._check(
-                initial.device == candidates.device,
-                lambda: f"{op}: initial is on {initial.device} but candidates are on {candidates.device}",
-            )
+            _check_like_candidates(op, "initial", initial, candidates)
         torch._check(kernel in ("dot", "gaussian"), lambda: f'{op}: kernel must be "dot" or "gaussian", got "{kernel}"')
         torch._check(
             kernel == "dot" or (math.isfinite(gamma) and gamma > 0),
