@@ -41,7 +41,7 @@ sys.path.insert(0, HERE)
 from common import RESULTS_DIR, machine_info, print_table  # noqa: E402
 from seed_statistics import bootstrap, mean_interval, paired_difference  # noqa: E402
 
-from torch_al.experiment import PRETRAINED, RARE_CLASSES, RunConfig, base_strategy, run_experiment, setup_hash  # noqa: E402
+from torch_al.experiment import RARE_CLASSES, RunConfig, base_strategy, pretraining_of, run_experiment, setup_hash  # noqa: E402
 from torch_al.persistence import atomic_write_bytes  # noqa: E402
 from torch_al.plots import learning_curve  # noqa: E402
 from torch_al.provenance import code_identity, code_version  # noqa: E402
@@ -348,10 +348,10 @@ def paired_comparisons(strategies: dict[str, dict]) -> dict:
 
 def non_matching(strategies: dict[str, dict], pretrained: bool) -> tuple[str, ...]:
     """The lines outside the distribution-matching family, from random weights or, with
-    ``pretrained``, from the rotation-pretrained model (the PFK paper's setting)."""
+    ``pretrained``, from a self-supervised model (rotation: the PFK paper's setting; SimCLR)."""
     return tuple(
         name for name in strategies
-        if not base_strategy(name).startswith(MATCHING) and name not in ("pfk-L20",) and name.endswith(PRETRAINED) == pretrained
+        if not base_strategy(name).startswith(MATCHING) and name not in ("pfk-L20",) and (pretraining_of(name) is not None) == pretrained
     )  # fmt: skip
 
 
