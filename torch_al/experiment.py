@@ -108,6 +108,7 @@ class RunConfig:
         if isinstance(self.strategy, str):
             self.strategy = (self.strategy,)
         self.strategy = tuple(self.strategy)
+        pretrained_ensembles = sorted({name.removeprefix(base_strategy(name)) for name in self.strategy if is_ensemble(name) and pretraining_of(name)})
         checks = [
             (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}"),
             (bool(self.strategy) and all(base_strategy(s) in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)} (optionally with {SUFFIXES}), got {self.strategy}"),
@@ -121,8 +122,8 @@ class RunConfig:
             (self.epochs >= 1 and self.batch_size >= 1, f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"),
             (min(self.pretrain_epochs, self.passes, self.steps, self.k) >= 1, "pretrain_epochs, passes, steps and k must be >= 1"),
             (type(self.members) is int and self.members >= 2, f"members must be an int >= 2 (E models of an ensemble), got {self.members!r}"),
-            (not any(is_ensemble(s) and pretraining_of(s) for s in self.strategy),
-             f"ensemble strategies start from E random initialisations; pretraining is not supported for them, got {self.strategy}"),
+            (not pretrained_ensembles,
+             f"ensemble strategies start from E random initialisations; {'/'.join(pretrained_ensembles)} is not supported for them, got {self.strategy}"),
             (type(self.simclr_epochs) is int and self.simclr_epochs >= 1, f"simclr_epochs must be an int >= 1, got {self.simclr_epochs!r}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (type(self.vaal_iterations) is int and self.vaal_iterations >= 1, f"vaal_iterations must be an int >= 1, got {self.vaal_iterations!r}"),
