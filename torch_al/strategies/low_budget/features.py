@@ -32,7 +32,7 @@ class FeatureStrategy(Strategy):
         what was passed to select, possibly None)."""
 
     def query(self, model, pool, budget):
-        return self.pick(self.pool_points(model, pool, torch.arange(len(pool))), model, pool, budget)
+        return self.pick(self.pool_points(model, pool, None), model, pool, budget)
 
     def query_over_ranks(self, model, pool, budget, shard):
         """Every rank embeds its shard (rank 0 the labeled items too), the rows are gathered on
@@ -61,5 +61,6 @@ class FeatureStrategy(Strategy):
             return points
         if model is None:
             raise ValueError(f"{name} embeds the pool with a model; got model=None (or pass features=Tensor[N, D])")
+        rows = torch.arange(len(pool)) if rows is None else rows
         self.charge(forward=int(rows.numel()))
         return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=name)

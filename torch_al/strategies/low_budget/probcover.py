@@ -6,9 +6,10 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from torch_al.checks import check_int, check_real
+from torch_al.embeddings import last_linear
 from torch_al.kmeans import kmeans
 from torch_al.ops.coverage_greedy import coverage_greedy
 from torch_al.ops.nearest_neighbours import nearest_neighbours
@@ -117,7 +118,9 @@ class ProbCover(FeatureStrategy):
         return picks, gains.double()
 
     def chosen_radius(self, points: Tensor, model, round_: int) -> float:
-        classes = self.classes or self._classes_of(model)
+        classes = self.classes
+        if classes is None and model is not None:
+            classes = last_linear(model, "ProbCover").out_features
         if classes is None:
             raise ValueError("ProbCover: the purity rule needs the number of classes: pass classes=... (or radius=...)")
         classes = min(classes, points.shape[0])
@@ -127,10 +130,3 @@ class ProbCover(FeatureStrategy):
         if self.radii is not None and float((distances > radius).double().mean()) < self.purity:
             warnings.warn(f"ProbCover: no radius of the grid reaches purity {self.purity}; using its smallest, {radius}", stacklevel=3)
         return radius
-
-    @staticmethod
-    def _classes_of(model) -> int | None:
-        if model is None:
-            return None
-        linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-        return linears[-1].out_features if linears else None
