@@ -346,7 +346,7 @@ def trained_learning_loss(items: int):
 
 
 DAL_OPTIONS = {"sub_queries": 3, "discriminator_steps": 8, "train_batch_size": 64, "hidden": 16}
-LOW_BUDGET_STRATEGIES = ("typiclust", "probcover", "maxherding")
+LOW_BUDGET_STRATEGIES = ("typiclust", "probcover", "maxherding", "uherding")
 ENSEMBLE_STRATEGIES = ("ensemble-entropy", "ensemble-bald", "ensemble-variation-ratio", "qbc-vote-entropy")
 
 

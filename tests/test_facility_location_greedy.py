@@ -15,16 +15,17 @@ def reference_similarity(a: torch.Tensor, b: torch.Tensor, kernel: str = "dot", 
     return (a @ b.T).clamp(min=0)
 
 
-def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int, initial=None, kernel="dot", gamma=1.0):
+def reference_facility_location(candidates: torch.Tensor, universe: torch.Tensor, count: int, initial=None, kernel="dot", gamma=1.0, weights=None):
     """Plain greedy: every candidate's gain recomputed from the K x N similarity at every pick."""
     similarity = reference_similarity(candidates, universe, kernel, gamma)  # [K, N]
+    weights = torch.ones(universe.shape[0], dtype=torch.float64) if weights is None else weights.double().cpu()
     cover = torch.zeros(universe.shape[0], dtype=torch.float64)
     if initial is not None and initial.shape[0] > 0:
         cover = reference_similarity(initial, universe, kernel, gamma).amax(0)
     taken = torch.zeros(candidates.shape[0], dtype=torch.bool)
     picks, gains = [], []
     for _ in range(count):
-        gain = (similarity - cover).clamp(min=0).sum(1)
+        gain = (weights * (similarity - cover).clamp(min=0)).sum(1)
         gain[taken] = -1
         pick = int(gain.argmax())  # the first maximum: ties to the lower index
         picks.append(pick)
@@ -168,6 +169,11 @@ def _nan_at(shape, row):
         (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, _nan_at((3, 2), 2)), "initial must be finite, got 1 row.* the first is row 2"),
         (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "rbf"), 'kernel must be "dot" or "gaussian", got "rbf"'),
         (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "gaussian", 0.0), "gamma must be finite and > 0 for the gaussian kernel, got 0"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "dot", 1.0, torch.ones(4)), r"weights must be 1-D with one entry per universe point \(N=3\), got shape \[4\]"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "dot", 1.0, torch.ones(3, 1)), r"weights must be 1-D with one entry per universe point \(N=3\), got shape \[3, 1\]"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "dot", 1.0, torch.ones(3).double()), "weights must have the dtype of candidates, Float, got Double"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "dot", 1.0, torch.tensor([1.0, -0.5, -1.0])), r"weights must be finite and >= 0, got 2 bad weight\(s\); the first is at 1"),
+        (lambda: (torch.randn(4, 2), torch.randn(3, 2), 1, None, "dot", 1.0, torch.tensor([1.0, 1.0, float("nan")])), r"weights must be finite and >= 0, got 1 bad weight\(s\); the first is at 2"),
     ],
 )
 def test_bad_input_raises_a_clear_error(make_args, message):
@@ -195,6 +201,7 @@ def test_opcheck():
         (torch.randn(4, 3), torch.randn(0, 3), 2),
         (torch.randn(0, 3), torch.randn(5, 3), 0),
         (torch.randn(20, 5), torch.randn(300, 5), 6, torch.randn(3, 5), "gaussian", 0.5),
+        (torch.randn(20, 5), torch.randn(300, 5), 6, None, "gaussian", 0.5, torch.rand(300)),
     ]
     for args in samples:
         torch.library.opcheck(torch.ops.torch_al.facility_location_greedy.default, args)
@@ -291,3 +298,35 @@ def test_matches_scikit_activeml_max_herding(monkeypatch):
     pool_rows = unlabeled.nonzero().flatten()
     picks, _ = torch_al.facility_location_greedy(x[pool_rows], x[pool_rows], 12, x[labeled], "gaussian", 2.0)
     assert pool_rows[picks].tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", ["dot", "gaussian"])
+def test_weighted_points_match_the_reference(device, dtype, kernel):
+    generator = torch.Generator().manual_seed(11)
+    for k, n, d, labeled in ((40, 600, 6, 4), (20, 257, 3, 0)):
+        universe = normalised(torch.randn(n, d, generator=generator, dtype=torch.float64))
+        candidates = universe[:k]
+        initial = normalised(torch.randn(labeled, d, generator=generator, dtype=torch.float64))
+        weights = torch.rand(n, generator=generator, dtype=torch.float64)
+        weights[::7] = 0  # points that count for nothing
+        picks, gains = torch_al.facility_location_greedy(
+            candidates.to(device, dtype), universe.to(device, dtype), 15, initial.to(device, dtype), kernel, 2.0, weights.to(device, dtype)
+        )
+        want_picks, want_gains = reference_facility_location(candidates, universe, 15, initial, kernel, 2.0, weights)
+        assert picks.cpu().tolist() == want_picks.tolist()
+        assert_close(gains.double().cpu(), want_gains, atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=1e-5)
+
+
+def test_unit_weights_change_nothing_and_zero_weights_drop_points():
+    universe = normalised(torch.randn(400, 5, dtype=torch.float64))
+    plain = torch_al.facility_location_greedy(universe[:50], universe, 12, None, "gaussian", 3.0)
+    ones = torch_al.facility_location_greedy(universe[:50], universe, 12, None, "gaussian", 3.0, torch.ones(400, dtype=torch.float64))
+    assert torch.equal(plain[0], ones[0]) and torch.equal(plain[1], ones[1])
+    # Weighing out the second half is covering the first half alone.
+    half = torch.cat([torch.ones(200), torch.zeros(200)]).double()
+    weighted = torch_al.facility_location_greedy(universe[:50], universe, 12, None, "gaussian", 3.0, half)
+    first_half = torch_al.facility_location_greedy(universe[:50], universe[:200], 12, None, "gaussian", 3.0)
+    assert torch.equal(weighted[0], first_half[0])
+    assert_close(weighted[1], first_half[1])

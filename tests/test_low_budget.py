@@ -1,4 +1,4 @@
-"""TypiClust, ProbCover and their k-means: against plain references and scikit-activeml 1.0."""
+"""TypiClust, ProbCover, MaxHerding, UHerding and their k-means: against plain references and scikit-activeml 1.0."""
 
 import math
 
@@ -9,9 +9,10 @@ from torch.utils.data import TensorDataset
 import torch_al
 from torch_al.kmeans import kmeans
 from torch_al.seeding import derived_seed
-from torch_al.strategies import MaxHerding, ProbCover, TypiClust, make_strategy
+from torch_al.strategies import MaxHerding, ProbCover, TypiClust, UHerding, make_strategy
 from torch_al.strategies.low_budget.probcover import distance_to_other_clusters, purity_radius
 from torch_al.strategies.low_budget.typiclust import typicality
+from torch_al.strategies.low_budget.uherding import calibrated_temperature, expected_calibration_error
 
 pytestmark = pytest.mark.skipif(not torch_al.has_ops(), reason="needs the compiled ops")
 
@@ -218,9 +219,9 @@ def test_cold_start_and_a_model_layer_equal_precomputed_features():
     with torch.no_grad():
         embeddings = model[1](model[0](inputs)).float()  # embed captures float32
     pool = pool_of(inputs)
-    for name, options in (("typiclust", {}), ("probcover", {"classes": 4}), ("maxherding", {})):
+    for name, options in (("typiclust", {}), ("probcover", {"classes": 4}), ("maxherding", {}), ("uherding", {})):
         from_model = make_strategy(name).select(model, pool, 10)
-        from_features = make_strategy(name, features=embeddings, **options).select(None, pool, 10)
+        from_features = make_strategy(name, features=embeddings, **options).select(model if name == "uherding" else None, pool, 10)
         assert torch.equal(from_model, from_features), name
 
 
@@ -231,6 +232,7 @@ def test_cold_start_and_a_model_layer_equal_precomputed_features():
         (lambda x: TypiClust(features=x[:10]), None, "features has 10 rows but the pool has 50 items"),
         (lambda x: TypiClust(), None, "embeds the pool with a model; got model=None"),
         (lambda x: TypiClust(features=torch.where(torch.arange(50)[:, None] == 7, math.nan, x)), None, "features row 7 holds NaN or inf"),
+        (lambda x: UHerding(features=x), None, "UHerding weighs points by the model's uncertainty; got model=None"),
     ],
 )
 def test_bad_setups_are_named(build, model, message):
@@ -247,9 +249,112 @@ def test_bad_setups_are_named(build, model, message):
         (lambda: ProbCover(radii=[0.5, 0.2]), "radii must be a non-empty increasing grid"),
         (lambda: TypiClust(neighbours=0), "TypiClust: neighbours must be an int >= 1"),
         (lambda: MaxHerding(gamma=0.0), "MaxHerding: gamma"),
+        (lambda: UHerding(temperature=0.0), "UHerding: temperature"),
+        (lambda: UHerding(gamma=-1.0), "UHerding: gamma"),
+        (lambda: UHerding(validation=(torch.zeros(4, 2), torch.zeros(3))), "validation must be"),
         (lambda: TypiClust(features=torch.zeros(5)), r"features must be a floating Tensor\[N, D\]"),
     ],
 )
 def test_bad_options_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# UHerding
+
+
+def uherding_reference(points, logits, labeled, budget, temperature, gamma=None):
+    """The paper's greedy written out: the dense kernel, U from the tempered margin, σ adapted."""
+    points = torch.nn.functional.normalize(points.double(), dim=1)
+    n = points.shape[0]
+    unlabeled = [i for i in range(n) if i not in labeled]
+    x, seen = points[unlabeled], points[labeled]
+    if gamma is None:
+        pairs = torch.pdist(seen) if len(labeled) >= 2 else torch.pdist(x)
+        pairs = pairs[pairs > 0]
+        sigma = float(pairs.min()) if len(labeled) >= 2 else float(pairs.median())
+        gamma = 1 / sigma**2
+    probabilities = (logits[unlabeled].double() / temperature).softmax(1).sort(1, descending=True).values
+    weights = 1 - (probabilities[:, 0] - probabilities[:, 1])
+    kernel = torch.exp(-gamma * torch.cdist(x, x).square())
+    cover = torch.exp(-gamma * torch.cdist(x, seen).square()).amax(1) if labeled else torch.zeros(len(unlabeled), dtype=torch.float64)
+    picks = []
+    for _ in range(budget):
+        gains = (weights[:, None] * (kernel - cover[:, None]).clamp(min=0)).sum(0)
+        gains[picks] = -1
+        pick = int(gains.argmax())
+        picks.append(pick)
+        cover = torch.maximum(cover, kernel[:, pick])
+    return [unlabeled[p] for p in picks], gamma
+
+
+class GivenLogits(torch.nn.Module):
+    """A model whose logits for input row i are logits[i] (the input's first column holds i) and
+    whose last-layer embedding is the rest of the row."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.head = torch.nn.Linear(3, logits.shape[1]).double()
+
+    def forward(self, x):
+        self.head(x[:, 1:])
+        return self.logits[x[:, 0].long()]
+
+
+@pytest.mark.parametrize("labeled, temperature", [([], 1.0), ([5, 17, 40, 41, 150], 0.5), ([3], 2.0)])
+def test_uherding_matches_the_dense_greedy(labeled, temperature):
+    points, _ = blobs(200, 5, 3, seed=12, spread=1.0)
+    logits = torch.randn(200, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2
+    inputs = torch.cat([torch.arange(200, dtype=torch.float64)[:, None], points], 1)
+    strategy = UHerding(temperature=temperature, features=points)
+    ours, gains = strategy.select(GivenLogits(logits), pool_of(inputs, labeled), 12, return_scores=True)
+    want, gamma = uherding_reference(points, logits, labeled, 12, temperature)
+    assert ours.tolist() == want
+    assert strategy.last_cost.details["gamma"] == pytest.approx(gamma, rel=1e-9)
+    assert bool((gains[1:] <= gains[:-1] + 1e-12).all())
+    # The model's last-layer embedding (the head's input) gives the same picks as the features.
+    assert UHerding(temperature=temperature).select(GivenLogits(logits), pool_of(inputs, labeled), 12).tolist() == want
+
+
+def test_uherding_without_uncertainty_is_maxherding():
+    points, _ = blobs(150, 4, 3, seed=13)
+    inputs = torch.cat([torch.arange(150, dtype=torch.float64)[:, None], points], 1)
+    confident = torch.zeros(150, 3, dtype=torch.float64)
+    confident[:, 0] = 1000.0  # every margin 1: every uncertainty 0, so every weight becomes 1
+    ours = UHerding(gamma=2.0, features=points).select(GivenLogits(confident), pool_of(inputs, [1, 2]), 8)
+    assert ours.tolist() == MaxHerding(gamma=2.0, features=points).select(None, pool_of(inputs, [1, 2]), 8).tolist()
+
+
+def test_expected_calibration_error_and_the_calibrated_temperature():
+    generator = torch.Generator().manual_seed(2)
+    probabilities = torch.rand(500, 3, generator=generator, dtype=torch.float64).softmax(1)
+    labels = torch.randint(3, (500,), generator=generator)
+    confidence, predicted = probabilities.max(1)
+    expected = 0.0
+    for b in range(15):
+        left, right = b / 15, (b + 1) / 15
+        members = (confidence >= left) & ((confidence < right) if b < 14 else (confidence <= right))
+        if members.any():
+            expected += float(members.double().mean()) * abs(float((predicted[members] == labels[members]).double().mean()) - float(confidence[members].mean()))
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(expected, abs=1e-12)
+    # Logits of a model that is right 70% of the time but sure of itself: calibration softens them (τ > 1).
+    truth = torch.randint(3, (2000,), generator=generator)
+    guess = torch.where(torch.rand(2000, generator=generator) < 0.7, truth, (truth + 1) % 3)
+    logits = torch.nn.functional.one_hot(guess, 3).double() * 8
+    temperature = calibrated_temperature(logits, truth)
+    assert temperature > 1
+    tempered = expected_calibration_error((logits / temperature).softmax(1), truth)
+    assert tempered < 0.02 < expected_calibration_error(logits.softmax(1), truth)
+
+
+def test_uherding_calibrates_on_the_validation_set():
+    points, _ = blobs(100, 3, 3, seed=14)
+    logits = torch.randn(100, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 6
+    inputs = torch.cat([torch.arange(100, dtype=torch.float64)[:, None], points], 1)
+    validation = (inputs[:60], torch.randint(3, (60,), generator=torch.Generator().manual_seed(5)))
+    strategy = UHerding(validation=validation, features=points)
+    strategy.select(GivenLogits(logits), pool_of(inputs, [0, 1]), 5)
+    assert strategy.last_cost.details["temperature"] == pytest.approx(calibrated_temperature(logits[:60], validation[1]))
+    want, _ = uherding_reference(points, logits, [0, 1], 5, strategy.last_cost.details["temperature"])
+    assert UHerding(validation=validation, features=points).select(GivenLogits(logits), pool_of(inputs, [0, 1]), 5).tolist() == want

@@ -28,7 +28,7 @@ READS_LOGITS = [name for name in READS_MODEL if name not in READS_EMBEDDINGS_ONL
 
 
 def strategy_params(names):
-    needs_ops = lambda name: name in ("coreset", "suggestive", "badge", "typiclust", "probcover", "maxherding") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
+    needs_ops = lambda name: name in ("coreset", "suggestive", "badge", "typiclust", "probcover", "maxherding", "uherding") or name.startswith(("pcc", "pfk", "eba"))  # noqa: E731
     return [pytest.param(name, marks=pytest.mark.skipif(needs_ops(name) and not HAS_OPS, reason="needs the compiled ops")) for name in names]
 
 

@@ -389,6 +389,7 @@ if has_ops():
         initial: torch.Tensor | None = None,
         kernel: str = "dot",
         gamma: float = 1.0,
+        weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         op = "facility_location_greedy"
         torch._check(
@@ -420,4 +421,11 @@ if has_ops():
             kernel == "dot" or (math.isfinite(gamma) and gamma > 0),
             lambda: f"{op}: gamma must be finite and > 0 for the gaussian kernel, got {gamma}",
         )
+        if weights is not None:
+            torch._check(
+                weights.dim() == 1 and weights.shape[0] == universe.shape[0],
+                lambda: f"{op}: weights must be 1-D with one entry per universe point (N={universe.shape[0]}), "
+                f"got shape {list(weights.shape)}",
+            )
+            _check_like_candidates(op, "weights", weights, candidates)
         return candidates.new_empty((count,), dtype=torch.int64), candidates.new_empty((count,))

@@ -15,6 +15,7 @@ def facility_location_greedy(
     initial: Optional[Tensor] = None,
     kernel: str = "dot",
     gamma: float = 1.0,
+    weights: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """Picks ``count`` candidates greedily maximising a facility-location objective.
 
@@ -28,8 +29,12 @@ def facility_location_greedy(
     lower candidate index. With ``initial`` rows the greedy starts from S = initial (they cover
     from the start and are never picked). ``kernel="gaussian"`` uses s(a, u) = exp(-gamma
     ||a - u||^2) instead of the dot product: F is then MaxHerding's generalised coverage (Bae et
-    al., "Generalized Coverage for More Robust Low-Budget Active Learning", ECCV 2024). The floor at 0 makes F(empty set) = 0 and F monotone submodular; a row
-    of zeros (what normalising a zero descriptor gives) is similar to nothing and covers nothing.
+    al., "Generalized Coverage for More Robust Low-Budget Active Learning", ECCV 2024). ``weights``
+    w[u] >= 0 weigh each universe point's term, F(S) = sum over u of w[u] max(0, max over a in S of
+    s(a, u)): with uncertainties as weights and the gaussian kernel, F is UHerding's uncertainty
+    coverage (Bae et al., "Uncertainty Herding: One Active Learning Method for All Label Budgets",
+    ICLR 2025). The floor at 0 makes F(empty set) = 0 and F monotone submodular; a row of zeros
+    (what normalising a zero descriptor gives) is similar to nothing and covers nothing.
 
     Keeps every candidate's gain up to date incrementally: a pick changes only the terms of the
     universe points whose cover it raises, so each candidate's float64 running sum of its terms
@@ -59,6 +64,9 @@ def facility_location_greedy(
         initial (Tensor[L, D], optional): rows already in the set (e.g. the labeled items).
         kernel (str): ``"dot"`` or ``"gaussian"``.
         gamma (float): the gaussian kernel's scale, finite and > 0.
+        weights (Tensor[N], optional): each universe point's weight, finite and >= 0 (default 1);
+            same dtype and device as candidates. A term is w[u] times the point's gain, rounded
+            once, so the picks stay exactly the plain greedy's.
 
     Returns:
         (picks, gains): ``picks`` (Tensor[P], int64) candidate indices in pick order; ``gains``
@@ -67,12 +75,12 @@ def facility_location_greedy(
 
     Raises:
         RuntimeError: a bad shape, dtype or device, a D that differs between the inputs, a count
-            out of range (naming what was given and expected), NaN/inf in either input (naming the
-            first bad row; this check costs one host sync).
+            out of range (naming what was given and expected), NaN/inf in any input (naming the
+            first bad row) or a negative weight (this check costs one host sync).
     """
     if not torch.jit.is_scripting():
         assert_has_ops()
-    return torch.ops.torch_al.facility_location_greedy(candidates, universe, count, initial, kernel, gamma)
+    return torch.ops.torch_al.facility_location_greedy(candidates, universe, count, initial, kernel, gamma, weights)
 
 
 class FacilityLocationGreedy(nn.Module):

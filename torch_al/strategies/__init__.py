@@ -24,6 +24,7 @@ from torch_al.strategies.low_budget.features import FeatureStrategy
 from torch_al.strategies.low_budget.maxherding import MaxHerding
 from torch_al.strategies.low_budget.probcover import ProbCover
 from torch_al.strategies.low_budget.typiclust import TypiClust
+from torch_al.strategies.low_budget.uherding import UHerding
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.registry import REGISTRY, SHARED_OPTIONS, StrategySpec, make_strategy, strategy_class, strategy_spec
 from torch_al.strategies.staged import PFKThenDIRECT, Staged
@@ -85,6 +86,7 @@ __all__ = [
     "SubBatch",
     "SuggestiveAnnotation",
     "TypiClust",
+    "UHerding",
     "VAAL",
     "VariationRatio",
     "VoteEntropy",

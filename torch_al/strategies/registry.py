@@ -27,6 +27,7 @@ from torch_al.strategies.learned.learning_loss import LearningLoss
 from torch_al.strategies.low_budget.maxherding import MaxHerding
 from torch_al.strategies.low_budget.probcover import ProbCover
 from torch_al.strategies.low_budget.typiclust import TypiClust
+from torch_al.strategies.low_budget.uherding import UHerding
 from torch_al.strategies.random_sampling import Random
 from torch_al.strategies.staged import PFKThenDIRECT
 from torch_al.strategies.uncertainty.ceal import CEAL
@@ -99,6 +100,7 @@ REGISTRY: dict[str, StrategySpec] = {
     "typiclust": StrategySpec(TypiClust),
     "probcover": StrategySpec(ProbCover),
     "maxherding": StrategySpec(MaxHerding),
+    "uherding": StrategySpec(UHerding),
     "galaxy": StrategySpec(GALAXY),
     "direct": StrategySpec(DIRECT, {"annotators": "annotators"}),
     "pfk-direct": _matching(PFKThenDIRECT, annotators="annotators"),

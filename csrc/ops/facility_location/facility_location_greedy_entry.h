@@ -4,9 +4,9 @@
 // universe, then run the greedy on the host over the backend's kernels. A backend supplies
 // `Backend<scalar_t>` with
 //   static constexpr int64_t kReevaluationBatch;                // fresh gains computed per round
-//   Backend(candidates, tiles, candidate_norms, point_norms, gamma);
-//       // candidates [K + L, D] (the initial rows last), tile_universe(); under "gaussian" the
-//       // square norms [K + L] and [padded N] (+inf on the padding), else undefined
+//   Backend(candidates, tiles, point_weights, candidate_norms, point_norms, gamma);
+//       // candidates [K + L, D] (the initial rows last), tile_universe(), tile_weights(); under
+//       // "gaussian" the square norms [K + L] and [padded N] (+inf on the padding), else undefined
 //   void gains(const std::vector<int64_t>& rows, std::vector<scalar_t>& out);  // fresh, current cover
 //   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out);
 //       // out[i] = the terms of rows[i]'s gain at cover 0 summed in float64; returns the points summed
@@ -151,10 +151,11 @@ std::tuple<at::Tensor, at::Tensor> facility_location_greedy_with(
     int64_t count,
     const std::optional<at::Tensor>& initial,
     c10::string_view kernel,
-    double gamma) {
-  check_facility_location_greedy_inputs(candidates, universe, count, initial, kernel, gamma);
+    double gamma,
+    const std::optional<at::Tensor>& weights) {
+  check_facility_location_greedy_inputs(candidates, universe, count, initial, kernel, gamma, weights);
   const c10::DeviceGuard device_guard(candidates.device());
-  check_facility_location_greedy_values(candidates, universe, initial);
+  check_facility_location_greedy_values(candidates, universe, initial, weights);
   auto picks = at::empty({count}, candidates.options().dtype(at::kLong));
   auto gains = at::empty({count}, candidates.options());
   if (count == 0) {
@@ -164,13 +165,14 @@ std::tuple<at::Tensor, at::Tensor> facility_location_greedy_with(
   const auto rows =
       initial.has_value() && initial->size(0) > 0 ? at::cat({candidates, *initial}) : candidates.contiguous();
   const auto tiles = tile_universe(universe);
+  const auto point_weights = tile_weights(weights, universe, tiles);
   at::Tensor candidate_norms;
   at::Tensor point_norms;
   if (kernel == "gaussian") {
     std::tie(candidate_norms, point_norms) = gaussian_norms(rows, universe, tiles);
   }
   AT_DISPATCH_FLOATING_TYPES(candidates.scalar_type(), "facility_location_greedy", [&] {
-    Backend<scalar_t> kernels(rows, tiles, candidate_norms, point_norms, gamma);
+    Backend<scalar_t> kernels(rows, tiles, point_weights, candidate_norms, point_norms, gamma);
     std::vector<double> no_drops;
     for (int64_t row = candidates.size(0); row < rows.size(0); ++row) {
       kernels.cover(row, {}, no_drops);

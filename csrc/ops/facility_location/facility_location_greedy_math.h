@@ -8,14 +8,15 @@
 // W = facility_panel_width<scalar_t>, so a dot product walks a panel contiguously. For a candidate
 // a and a tile:
 //   s(a, u)  = sum over d in increasing order of a[d] * u[d], one FMA per d  (similarity)
-//   term(u)  = max(0, s(a, u) - cover[u])                             (gain on u; cover[u] >= 0)
+//   term(u)  = w[u] * max(0, s(a, u) - cover[u]), rounded once    (gain on u; cover[u], w[u] >= 0)
 //   partial  = kFacilityLanes lanes, lane l adding term(l), term(l + 32), ... in order, then the
 //              halving tree of kcenter_greedy_math.h over the lanes  (one CUDA warp)
 // and the gain of a is the sum of its tiles' partials in tile order. Every value of s(a, u)
 // therefore has the same bits however candidates are batched, and the incremental updates
 // (coverage_drop) see exactly the terms a fresh gain adds: only the float64 additions of the
 // drops and the fresh sum's own rounding separate them, both bounded in FreshGainBound.
-// Padding rows have s = 0 and cover 0, so they add +0 to a lane: no change.
+// Padding rows have s = 0, cover 0 and weight 0, so they add +0 to a lane: no change. Without
+// weights every w[u] is 1 and the product is exact.
 
 #include <c10/macros/Macros.h>
 
@@ -92,6 +93,13 @@ C10_HOST_DEVICE inline acc_t coverage_gain(acc_t similarity, acc_t cover) {
   return similarity > cover ? sub_rn(similarity, cover) : acc_t(0);
 }
 
+// The point's weighted term: its weight times coverage_gain, rounded once (never fused with the sum
+// it joins, so both backends add the same value).
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t weighted_gain(acc_t similarity, acc_t cover, acc_t weight) {
+  return mul_rn(weight, coverage_gain(similarity, cover));
+}
+
 // The point's cover once a pick with this similarity joins the picks.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t raise_cover(acc_t cover, acc_t similarity) {
@@ -100,10 +108,12 @@ C10_HOST_DEVICE inline acc_t raise_cover(acc_t cover, acc_t similarity) {
 
 // How much a point's term in a candidate's gain drops when the point's cover rises from `before`
 // to `after`, in float64 for both dtypes: the incremental gains are sums of these drops. The two
-// terms are exactly those the fresh sum adds, so the drops track the exact sum of its terms.
+// terms are exactly those the fresh sum adds, so the drops track the exact sum of its terms; a
+// weighted term never rises with the cover (w >= 0, and rounding is monotone), so drops are >= 0.
 template <typename scalar_t>
-C10_HOST_DEVICE inline double coverage_drop(scalar_t similarity, scalar_t before, scalar_t after) {
-  return static_cast<double>(coverage_gain(similarity, before)) - static_cast<double>(coverage_gain(similarity, after));
+C10_HOST_DEVICE inline double coverage_drop(scalar_t similarity, scalar_t before, scalar_t after, scalar_t weight) {
+  return static_cast<double>(weighted_gain(similarity, before, weight)) -
+      static_cast<double>(weighted_gain(similarity, after, weight));
 }
 
 // A candidate's gain from its tiles' partial sums, added in tile order (host code on both backends).

@@ -29,23 +29,29 @@ class FeatureStrategy(Strategy):
     @abstractmethod
     def pick(self, points: Tensor, model, pool, budget: int) -> tuple[Tensor, Tensor | None]:
         """``budget`` unlabeled indices (and their scores) from the pool's points Tensor[N, D] (``model``:
-        what was passed to select, possibly None)."""
+        what was passed to select, possibly None). A subclass whose :meth:`pool_values` reads more
+        than the points takes those values after ``points``."""
+
+    def pool_values(self, model, pool, rows: Tensor | None) -> tuple[Tensor, ...]:
+        """What the rule reads of the items ``rows`` (None: every item), each row-aligned: their points."""
+        return (self.pool_points(model, pool, rows),)
 
     def query(self, model, pool, budget):
-        return self.pick(self.pool_points(model, pool, None), model, pool, budget)
+        return self.pick(*self.pool_values(model, pool, None), model=model, pool=pool, budget=budget)
 
     def query_over_ranks(self, model, pool, budget, shard):
-        """Every rank embeds its shard (rank 0 the labeled items too), the rows are gathered on
-        every rank, and each runs :meth:`pick` on the same points: the same picks as one process."""
-        if self.features is not None:
-            return self.pick(self.pool_points(model, pool, None), model, pool, budget)[0]
+        """Every rank reads its shard's values (rank 0 the labeled items' too), the rows are gathered
+        on every rank, and each runs :meth:`pick` on the same values: the same picks as one process."""
+        if self.features is not None and type(self).pool_values is FeatureStrategy.pool_values:
+            return self.query(model, pool, budget)[0]
         rows = shard.owned if shard.rank != 0 else torch.cat([pool.labeled_indices, shard.owned])
-        local = shard.on_every_rank(lambda: (rows, self.pool_points(model, pool, rows).cpu()) if rows.numel() else (rows, None))
+        local = shard.on_every_rank(lambda: (rows, [value.cpu() for value in self.pool_values(model, pool, rows)]) if rows.numel() else (rows, None))
         parts = [part for part in shard.all_gathered(local) if part[1] is not None]
-        points = torch.empty(len(pool), parts[0][1].shape[1], dtype=parts[0][1].dtype)
-        for indices, values in parts:
-            points[indices] = values
-        return self.pick(points, model, pool, budget)[0]
+        values = [torch.empty(len(pool), *value.shape[1:], dtype=value.dtype) for value in parts[0][1]]
+        for indices, chunks in parts:
+            for value, chunk in zip(values, chunks):
+                value[indices] = chunk
+        return self.pick(*values, model=model, pool=pool, budget=budget)[0]
 
     def pool_points(self, model, pool, rows: Tensor | None) -> Tensor:
         """The points of ``rows`` (None: every item) from ``features``, or embedded by ``model``."""

@@ -73,11 +73,11 @@ void tile_similarities(
 
 // The lane sums of one tile, combined: see facility_location_greedy_math.h.
 template <typename scalar_t>
-scalar_t tile_partial(const scalar_t* similarities, const scalar_t* cover) {
+scalar_t tile_partial(const scalar_t* similarities, const scalar_t* cover, const scalar_t* weights) {
   scalar_t lanes[kFacilityLanes] = {};
   for (int64_t w = 0; w < kFacilityTile; w += kFacilityLanes) {
     for (int l = 0; l < kFacilityLanes; ++l) {
-      lanes[l] = add_rn(lanes[l], coverage_gain(similarities[w + l], cover[w + l]));
+      lanes[l] = add_rn(lanes[l], weighted_gain(similarities[w + l], cover[w + l], weights[w + l]));
     }
   }
   return combine_lanes(lanes);
@@ -85,12 +85,12 @@ scalar_t tile_partial(const scalar_t* similarities, const scalar_t* cover) {
 
 // The drops of one tile, in independent float64 lanes (any order: FreshGainBound bounds them all).
 template <typename scalar_t>
-double tile_drop(const scalar_t* similarities, const scalar_t* before, const scalar_t* after) {
+double tile_drop(const scalar_t* similarities, const scalar_t* before, const scalar_t* after, const scalar_t* weights) {
   constexpr int kDropLanes = 8;
   double lanes[kDropLanes] = {};
   for (int64_t w = 0; w < kFacilityTile; w += kDropLanes) {
     for (int l = 0; l < kDropLanes; ++l) {
-      lanes[l] += coverage_drop(similarities[w + l], before[w + l], after[w + l]);
+      lanes[l] += coverage_drop(similarities[w + l], before[w + l], after[w + l], weights[w + l]);
     }
   }
   return std::accumulate(lanes, lanes + kDropLanes, 0.0);
@@ -106,11 +106,13 @@ class CpuFacilityLocation {
   CpuFacilityLocation(
       const at::Tensor& candidates,
       const at::Tensor& tiles,
+      const at::Tensor& point_weights,
       const at::Tensor& candidate_norms,
       const at::Tensor& point_norms,
       double gamma)
       : candidates_(candidates),
         tiles_(tiles),
+        point_weights_(point_weights),
         dims_(candidates.size(1)),
         num_tiles_(tiles.size(0) * tiles.size(2) / kFacilityTile),
         cover_(num_tiles_ * kFacilityTile, scalar_t(0)),
@@ -138,8 +140,8 @@ class CpuFacilityLocation {
         tile_similarities<kCandidateRows>(group_rows, tile_data(tile), dims_, similarities);
         apply_kernel(similarities, valid, rows.data() + first, tile_point_norms(kernel_.point_norms, tile));
         for (int r = 0; r < valid; ++r) {
-          partials[(first + r) * num_tiles_ + tile] =
-              tile_partial(similarities[r], cover_.data() + tile * kFacilityTile);
+          partials[(first + r) * num_tiles_ + tile] = tile_partial(
+              similarities[r], cover_.data() + tile * kFacilityTile, weights_data() + tile * kFacilityTile);
         }
       }
     });
@@ -151,12 +153,13 @@ class CpuFacilityLocation {
 
   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out) {
     const std::vector<scalar_t> uncovered(num_tiles_ * kFacilityTile, std::numeric_limits<scalar_t>::infinity());
-    sum_drops(rows, tiles_data(), kernel_.point_norms, num_tiles_, cover_.data(), uncovered.data(), out);
+    sum_drops(
+        rows, tiles_data(), weights_data(), kernel_.point_norms, num_tiles_, cover_.data(), uncovered.data(), out);
     return num_tiles_ * kFacilityTile;
   }
 
-  // Gathers the points whose cover rises into tiles of their own (zero points with cover 0 pad
-  // the last: they drop nothing), so the drops cost K x |risen| similarities, not K x N.
+  // Gathers the points whose cover rises into tiles of their own (zero points with cover 0 and
+  // weight 0 pad the last: they drop nothing), so the drops cost K x |risen| similarities, not K x N.
   int64_t cover(int64_t pick, const std::vector<int64_t>& rows, std::vector<double>& drops) {
     const std::vector<scalar_t> similarity = pick_similarities(pick);
     std::vector<int64_t> risen;
@@ -170,6 +173,7 @@ class CpuFacilityLocation {
     std::vector<scalar_t> points(risen_tiles * kFacilityTile * dims_, scalar_t(0));
     std::vector<scalar_t> before(risen_tiles * kFacilityTile, scalar_t(0));
     std::vector<scalar_t> after(before.size(), scalar_t(0));
+    std::vector<scalar_t> weights(before.size(), scalar_t(0));
     // Under "gaussian" the gathered points bring their norms; the padding's is +inf.
     std::vector<scalar_t> norms(kernel_.gaussian() ? before.size() : 0, std::numeric_limits<scalar_t>::infinity());
     const scalar_t* universe = tiles_data();
@@ -180,13 +184,14 @@ class CpuFacilityLocation {
       }
       before[i] = cover_[p];
       after[i] = cover_[p] = raise_cover(cover_[p], similarity[p]);
+      weights[i] = weights_data()[p];
       if (kernel_.gaussian()) {
         norms[i] = kernel_.point_norms[p];
       }
     }
     sum_drops(
-        rows, points.data(), kernel_.gaussian() ? norms.data() : nullptr, risen_tiles, before.data(), after.data(),
-        drops);
+        rows, points.data(), weights.data(), kernel_.gaussian() ? norms.data() : nullptr, risen_tiles, before.data(),
+        after.data(), drops);
     return count;
   }
 
@@ -207,11 +212,12 @@ class CpuFacilityLocation {
     return similarity;
   }
 
-  // out[i] = sum over the points of `tiles` of coverage_drop(s(rows[i], point), before, after);
-  // point_norms: the points' square norms under "gaussian" (null under "dot").
+  // out[i] = sum over the points of `tiles` of coverage_drop(s(rows[i], point), before, after,
+  // weight); point_norms: the points' square norms under "gaussian" (null under "dot").
   void sum_drops(
       const std::vector<int64_t>& rows,
       const scalar_t* tiles,
+      const scalar_t* weights,
       const scalar_t* point_norms,
       int64_t num_tiles,
       const scalar_t* before,
@@ -236,7 +242,7 @@ class CpuFacilityLocation {
             apply_kernel(similarities, valid, rows.data() + first, tile_point_norms(point_norms, tile));
             const int64_t offset = tile * kFacilityTile;
             for (int r = 0; r < valid; ++r) {
-              out[first + r] += tile_drop(similarities[r], before + offset, after + offset);
+              out[first + r] += tile_drop(similarities[r], before + offset, after + offset, weights + offset);
             }
           }
         }
@@ -263,10 +269,12 @@ class CpuFacilityLocation {
 
   const scalar_t* candidate(int64_t index) const { return candidates_.const_data_ptr<scalar_t>() + index * dims_; }
   const scalar_t* tiles_data() const { return tiles_.const_data_ptr<scalar_t>(); }
+  const scalar_t* weights_data() const { return point_weights_.const_data_ptr<scalar_t>(); }
   const scalar_t* tile_data(int64_t tile) const { return tiles_data() + tile * dims_ * kFacilityTile; }
 
   at::Tensor candidates_;
   at::Tensor tiles_;
+  at::Tensor point_weights_;  // [padded N], tile_weights()
   int64_t dims_;
   int64_t num_tiles_;
   std::vector<scalar_t> cover_;

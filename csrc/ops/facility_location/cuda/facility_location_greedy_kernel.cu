@@ -1,9 +1,9 @@
 // Facility-location gains, cover and mass drops on the GPU; the greedy's heap stays on the host
 // (facility_location_greedy_entry.h). In pure torch, with cover[N] >= 0 the best similarity of
-// each universe point to the picks so far (0 before the first pick),
-//   gains = (candidates[rows] @ universe.T - cover).clamp(min=0).sum(1)
+// each universe point to the picks so far (0 before the first pick) and w[N] its weight,
+//   gains = (w * (candidates[rows] @ universe.T - cover).clamp(min=0)).sum(1)
 //   new   = torch.maximum(cover, universe @ candidates[pick]); risen = new > cover
-//   drops = ((S - cover[risen]).clamp(min=0) - (S - new[risen]).clamp(min=0)).double().sum(1),
+//   drops = (w[risen] * ((S - cover[risen]).clamp(min=0) - (S - new[risen]).clamp(min=0))).double().sum(1),
 //           S = candidates[rows] @ universe[risen].T
 // For the gains a block takes one tile of kFacilityTile universe points (a thread per point) and
 // kCandidatesPerBlock candidates: each thread forms its point's similarities, the block sums each
@@ -52,6 +52,7 @@ __global__ void tile_gains_kernel(
     int64_t count,
     const scalar_t* __restrict__ tiles,
     const scalar_t* __restrict__ cover,
+    const scalar_t* __restrict__ weights,
     int64_t num_tiles,
     FacilityKernel<scalar_t> kernel,
     scalar_t* __restrict__ partials) {
@@ -74,10 +75,11 @@ __global__ void tile_gains_kernel(
     }
   }
   const scalar_t point_cover = cover[tile * kFacilityTile + point];
+  const scalar_t point_weight = weights[tile * kFacilityTile + point];
   const scalar_t point_norm = kernel.gaussian() ? kernel.point_norms[tile * kFacilityTile + point] : scalar_t(0);
   for (int r = 0; r < kCandidatesPerBlock; ++r) {
     const scalar_t value = kernel(similarity[r], rows[first + min(r, valid - 1)], point_norm);
-    terms[r][point] = coverage_gain(value, point_cover);
+    terms[r][point] = weighted_gain(value, point_cover, point_weight);
   }
   __syncthreads();
   const int warp = point / kWarp;
@@ -131,6 +133,7 @@ __global__ void drop_kernel(
     const scalar_t* __restrict__ points,
     const scalar_t* __restrict__ before,
     const scalar_t* __restrict__ after,
+    const scalar_t* __restrict__ weights,
     const scalar_t* __restrict__ point_norms,
     FacilityKernel<scalar_t> kernel,
     int64_t num_points,
@@ -145,7 +148,7 @@ __global__ void drop_kernel(
       similarity = dot_step(similarity, row[d], points[p * dims + d]);
     }
     similarity = kernel(similarity, rows[blockIdx.x], point_norms != nullptr ? point_norms[p] : scalar_t(0));
-    drop += coverage_drop(similarity, before[p], after[p]);
+    drop += coverage_drop(similarity, before[p], after[p], weights[p]);
   }
   block_sums[threadIdx.x] = drop;
   __syncthreads();
@@ -170,11 +173,13 @@ class CudaFacilityLocation {
   CudaFacilityLocation(
       const at::Tensor& candidates,
       const at::Tensor& tiles,
+      const at::Tensor& point_weights,
       const at::Tensor& candidate_norms,
       const at::Tensor& point_norms,
       double gamma)
       : candidates_(candidates),
         tiles_(tiles),
+        point_weights_(point_weights),
         num_tiles_(tiles.size(0) * tiles.size(2) / kFacilityTile),
         cover_(at::zeros({num_tiles_ * kFacilityTile}, candidates.options())),
         host_rows_(
@@ -203,8 +208,8 @@ class CudaFacilityLocation {
     const dim3 grid(num_tiles_, (count + kCandidatesPerBlock - 1) / kCandidatesPerBlock);
     tile_gains_kernel<scalar_t><<<grid, kTileThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         candidates_.const_data_ptr<scalar_t>(), candidates_.size(1), device_rows.const_data_ptr<int64_t>(), count,
-        tiles_.const_data_ptr<scalar_t>(), cover_.const_data_ptr<scalar_t>(), num_tiles_, kernel_,
-        partials.mutable_data_ptr<scalar_t>());
+        tiles_.const_data_ptr<scalar_t>(), cover_.const_data_ptr<scalar_t>(), point_weights_.const_data_ptr<scalar_t>(),
+        num_tiles_, kernel_, partials.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto host = partials.cpu();  // the one host sync of this round
     for (int64_t i = 0; i < count; ++i) {
@@ -214,7 +219,7 @@ class CudaFacilityLocation {
 
   int64_t masses(const std::vector<int64_t>& rows, std::vector<double>& out) {
     const auto uncovered = at::full_like(cover_, std::numeric_limits<scalar_t>::infinity());
-    sum_drops(rows, points_, point_norms_, cover_, uncovered, out);
+    sum_drops(rows, points_, point_weights_, point_norms_, cover_, uncovered, out);
     return points_.size(0);
   }
 
@@ -233,7 +238,7 @@ class CudaFacilityLocation {
     const auto risen = at::nonzero(risen_).squeeze(1);  // a host sync: the count sizes the drops
     if (risen.numel() > 0) {
       sum_drops(
-          rows, points_.index_select(0, risen),
+          rows, points_.index_select(0, risen), point_weights_.index_select(0, risen),
           point_norms_.defined() ? point_norms_.index_select(0, risen) : point_norms_, before_.index_select(0, risen),
           cover_.index_select(0, risen), drops);
     }
@@ -245,6 +250,7 @@ class CudaFacilityLocation {
   void sum_drops(
       const std::vector<int64_t>& rows,
       const at::Tensor& points,
+      const at::Tensor& weights,
       const at::Tensor& point_norms,
       const at::Tensor& before,
       const at::Tensor& after,
@@ -263,8 +269,8 @@ class CudaFacilityLocation {
     drop_kernel<scalar_t><<<grid, kDropThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         candidates_.const_data_ptr<scalar_t>(), candidates_.size(1), device_rows.const_data_ptr<int64_t>(),
         points.const_data_ptr<scalar_t>(), before.const_data_ptr<scalar_t>(), after.const_data_ptr<scalar_t>(),
-        point_norms.defined() ? point_norms.const_data_ptr<scalar_t>() : nullptr, kernel_, points.size(0),
-        sums.mutable_data_ptr<double>());
+        weights.const_data_ptr<scalar_t>(), point_norms.defined() ? point_norms.const_data_ptr<scalar_t>() : nullptr,
+        kernel_, points.size(0), sums.mutable_data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const auto host = sums.cpu();
     std::copy(host.const_data_ptr<double>(), host.const_data_ptr<double>() + count, out.begin());
@@ -272,6 +278,7 @@ class CudaFacilityLocation {
 
   at::Tensor candidates_;
   at::Tensor tiles_;
+  at::Tensor point_weights_;  // [padded N], tile_weights()
   int64_t num_tiles_;
   at::Tensor cover_;
   at::Tensor host_rows_;
