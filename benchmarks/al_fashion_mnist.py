@@ -41,7 +41,7 @@ sys.path.insert(0, HERE)
 from common import RESULTS_DIR, machine_info, print_table  # noqa: E402
 from seed_statistics import bootstrap, mean_interval, paired_difference  # noqa: E402
 
-from torch_al.experiment import RARE_CLASSES, RunConfig, base_strategy, pretraining_of, run_experiment, setup_hash  # noqa: E402
+from torch_al.experiment import RARE_CLASSES, TRAINED_PARTS, RunConfig, base_strategy, pretraining_of, run_experiment, setup_hash  # noqa: E402
 from torch_al.persistence import atomic_write_bytes  # noqa: E402
 from torch_al.plots import learning_curve  # noqa: E402
 from torch_al.provenance import code_identity, code_version  # noqa: E402
@@ -91,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=int, help="P, labels per round (default 125; --low-budget: 10)")
     parser.add_argument("--low-budget", action="store_true", help=f"issue 29's protocol: P = {LOW_BUDGET} from none, the low-budget lines (runs in r<R>-budget{LOW_BUDGET}/)")
     parser.add_argument("--epochs", type=int, help="training epochs per round (default 50, quick 20)")
+    parser.add_argument("--min-steps", type=int, default=0, help="at least this many SGD steps per round (runs in r<R>-...-steps<S>/)")
+    parser.add_argument("--train", choices=TRAINED_PARTS, default="all", help="head: the last layer alone trains, the backbone frozen (runs in r<R>-...-head/)")
+    parser.add_argument("--evaluate-on", choices=("test", "validation"), default="test", help="validation: accuracy on the held-out labeled set, to choose settings (runs in r<R>-...-validation/)")
     parser.add_argument("--passes", type=int, default=16, help="T of MC dropout (the paper: 128; see the README for the cost)")
     parser.add_argument("--steps", type=int, default=8, help="integrated-gradient steps of EBA (the paper: 128)")
     parser.add_argument("--work", help="run folders with their checkpoints (default build/al_fashion_mnist[_quick])")
@@ -121,9 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def variant_suffix(args: argparse.Namespace, separator: str = "-") -> str:
     """What sets these runs apart from the paper's setting (no noise, classes 5..9 rare, 125 labels a
-    round), for folder and file names: "", "-noise0.1", "-drawn", "-budget10", "-noise0.1-drawn"."""
+    round, the whole model trained, accuracy on the test set), for folder and file names: "",
+    "-noise0.1", "-drawn", "-budget10", "-noise0.1-drawn", "-budget10-head-steps500-validation"."""
     parts = ([f"noise{args.label_noise:g}"] if args.label_noise else []) + (["drawn"] if args.rare_classes != "5-9" else [])
     parts += [f"budget{args.budget}"] if args.budget != 125 else []
+    parts += (["head"] if args.train != "all" else []) + ([f"steps{args.min_steps}"] if args.min_steps else [])
+    parts += ["validation"] if args.evaluate_on != "test" else []
     return "".join(separator + part for part in parts)
 
 
@@ -138,7 +144,8 @@ def line_config(args: argparse.Namespace, imbalance: float, seed: int, line: str
     return RunConfig(
         dataset="fashion-mnist", strategy=(strategy,), imbalance=imbalance, rounds=args.rounds, budget=args.budget, initial=0,
         epochs=args.epochs, seed=seed, out=os.path.join(folder, f"r{imbalance:g}{variant_suffix(args)}", f"seed{seed}", line), progress=False,
-        label_noise=args.label_noise, rare_classes=args.rare_classes, pretrained_cache=os.path.join(args.work, "pretrained"), **settings,
+        label_noise=args.label_noise, rare_classes=args.rare_classes, min_steps=args.min_steps, train=args.train, evaluate_on=args.evaluate_on,
+        pretrained_cache=os.path.join(args.work, "pretrained"), **settings,
     )  # fmt: skip
 
 
@@ -393,7 +400,7 @@ def check_provenance(lines: dict[str, dict], mixed: bool) -> None:
 
 
 def summarise(args: argparse.Namespace) -> dict:
-    report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps", "label_noise", "rare_classes")},
+    report = {"setup": {k: getattr(args, k) for k in ("imbalance", "seeds", "rounds", "epochs", "passes", "steps", "label_noise", "rare_classes", "min_steps", "train", "evaluate_on")},
               "lines": {name: {"strategy": strategy, **options} for name, (strategy, options) in LINES.items()},
               "machine": machine_info(), "code": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "mixed": args.mixed, "imbalance": {}}  # fmt: skip
     for imbalance in args.imbalance:

@@ -9,11 +9,12 @@ import pytest
 import torch
 from common_utils import REPO_ROOT
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import TensorDataset
 
 from torch_al.cli import main
 from torch_al.datasets import balanced_split, imbalance, load_digits, make_blobs
-from torch_al.experiment import RunConfig, run_experiment
+from torch_al.experiment import RunConfig, make_trainer, run_experiment, setup_hash
 from torch_al.models import LeNet
 from torch_al.persistence import save_state, to_json
 from torch_al.plots import learning_curve
@@ -250,3 +251,61 @@ def test_descriptor_layers_reach_the_matching_strategies(tmp_path):
     assert [r["labeled"] for r in results["pcc"]] == [20, 30]
     with pytest.raises(ValueError, match="nope"):
         run_experiment(RunConfig(layers=("nope",), out=str(tmp_path / "bad"), **config))
+
+
+class _TwoLayers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.head = nn.Linear(4, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def _counting_trainer(config: RunConfig):
+    """make_trainer's train on a 10-item labeled pool of 4-d points, and the optimiser steps it makes."""
+    torch.manual_seed(0)
+    pool = ActivePool(TensorDataset(torch.randn(40, 4), torch.randint(3, (40,))))
+    pool.label(list(range(10)), pool.dataset.tensors[1][:10])
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: steps.append(1))
+    try:
+        model = _TwoLayers()
+        before = {name: value.clone() for name, value in model.state_dict().items()}
+        make_trainer(config, Random())(model, pool, 1)
+    finally:
+        hook.remove()
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    return len(steps), changed
+
+
+def test_min_steps_raises_the_epochs_and_head_training_freezes_the_backbone():
+    steps, changed = _counting_trainer(RunConfig(dataset="synthetic", epochs=3, batch_size=4))
+    assert steps == 3 * 3 and changed == {"body.weight", "body.bias", "head.weight", "head.bias"}  # 10 items: 3 batches an epoch
+    steps, _ = _counting_trainer(RunConfig(dataset="synthetic", epochs=3, batch_size=4, min_steps=20))
+    assert steps == 7 * 3  # ceil(20 / 3) = 7 epochs
+    steps, changed = _counting_trainer(RunConfig(dataset="synthetic", epochs=3, batch_size=4, train="head"))
+    assert steps == 9 and changed == {"head.weight", "head.bias"}
+
+
+def test_recipe_options_are_validated_and_hashed_only_when_set():
+    for options, message in (({"train": "body"}, "train must be one of"), ({"min_steps": -1}, "min_steps must be an int >= 0"),
+                             ({"evaluate_on": "pool"}, "evaluate_on must be test or validation"),
+                             ({"train": "head", "strategy": ("ensemble-entropy",)}, "train='head' trains one model's last nn.Linear")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            RunConfig(**options)
+    default = setup_hash(RunConfig())
+    assert setup_hash(RunConfig(train="all", min_steps=0, evaluate_on="test")) == default
+    assert len({default, setup_hash(RunConfig(train="head")), setup_hash(RunConfig(min_steps=5)), setup_hash(RunConfig(evaluate_on="validation"))}) == 4
+
+
+def test_evaluate_on_validation_scores_the_held_out_set(tmp_path, monkeypatch):
+    import torch_al.experiment as experiment
+
+    scored = []
+    real = experiment.make_evaluator
+    monkeypatch.setattr(experiment, "make_evaluator", lambda config, data, pool, rare: scored.append(data) or real(config, data, pool, rare))
+    splits = experiment.load_splits(RunConfig(dataset="synthetic", seed=3))
+    for where, expected in (("test", splits.test), ("validation", splits.validation)):
+        run_experiment(RunConfig(dataset="synthetic", strategy=("random",), rounds=1, budget=10, epochs=1, seed=3, evaluate_on=where, out=str(tmp_path / where), progress=False))
+        assert torch.equal(scored[-1][0], expected[0]) and torch.equal(scored[-1][1], expected[1])

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from torch_al.datasets import as_float_images, balanced_split, imbalance, load_digits, load_fashion_mnist, make_blobs
+from torch_al.embeddings import last_linear
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.loop import ActiveLearningLoop
 from torch_al.models import LeNet, SmallResNet
@@ -34,6 +36,7 @@ DATASETS = ("fashion-mnist", "digits", "synthetic")
 MODELS = ("auto", "lenet", "resnet", "mlp")
 MINORITY = (5, 6, 7, 8, 9)
 RARE_CLASSES = ("5-9", "drawn")
+TRAINED_PARTS = ("all", "head")
 PRETRAINED = "+rotation"
 # The suffixes that start a strategy from a self-supervised model, and the pretraining each names.
 PRETRAININGS = {PRETRAINED: "rotation", "+simclr": "simclr"}
@@ -78,7 +81,10 @@ class RunConfig:
     rounds: int = field(default=10, metadata={"help": "selection rounds"})
     budget: int = field(default=125, metadata={"help": "labels bought per round"})
     initial: int = field(default=0, metadata={"help": "random labels before round 1 (the papers start from 0)"})
-    epochs: int = field(default=50, metadata={"help": "training epochs per round (lr x0.1 every 15)"})
+    epochs: int = field(default=50, metadata={"help": "training epochs per round (lr x0.1 every 30% of them: 15 of 50)"})
+    min_steps: int = field(default=0, metadata={"help": "at least this many SGD steps per round: the epochs are raised to reach it (a few labels make one batch an epoch)"})
+    evaluate_on: str = field(default="test", metadata={"help": "where accuracy is measured: test, or validation (the balanced held-out labeled set: settings are chosen there)"})
+    train: str = field(default="all", metadata={"help": "what trains: all (the whole model) or head (the last nn.Linear alone; the backbone, e.g. self-supervised, stays frozen in eval mode)"})
     batch_size: int = field(default=25, metadata={"help": "training batch size"})
     lr: float = field(default=0.05, metadata={"help": "SGD learning rate (momentum 0.5)"})
     model: str = field(default="auto", metadata={"help": f"one of {', '.join(MODELS)}; auto: lenet for images, mlp otherwise"})
@@ -126,6 +132,11 @@ class RunConfig:
              f"ensemble strategies start from E random initialisations; {'/'.join(pretrained_ensembles)} is not supported for them, got {self.strategy}"),
             (type(self.simclr_epochs) is int and self.simclr_epochs >= 1, f"simclr_epochs must be an int >= 1, got {self.simclr_epochs!r}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (type(self.min_steps) is int and self.min_steps >= 0, f"min_steps must be an int >= 0, got {self.min_steps!r}"),
+            (self.evaluate_on in ("test", "validation"), f"evaluate_on must be test or validation, got {self.evaluate_on!r}"),
+            (self.train in TRAINED_PARTS, f"train must be one of {TRAINED_PARTS}, got {self.train!r}"),
+            (self.train == "all" or not any(map(is_ensemble, self.strategy)),
+             f"train='head' trains one model's last nn.Linear; the ensemble strategies train E models, got {self.strategy}"),
             (type(self.vaal_iterations) is int and self.vaal_iterations >= 1, f"vaal_iterations must be an int >= 1, got {self.vaal_iterations!r}"),
             (self.delta0 >= 0 and self.decay >= 0, f"delta0 and decay must be >= 0, got {self.delta0}, {self.decay}"),
             (self.pool_size is None or self.pool_size >= 1, f"pool_size must be >= 1, got {self.pool_size}"),
@@ -189,15 +200,24 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
     return mlp
 
 
+def round_epochs(config: RunConfig, batches_per_epoch: int) -> int:
+    """``config.epochs``, raised so that the round makes at least ``config.min_steps`` SGD steps."""
+    return max(config.epochs, math.ceil(config.min_steps / max(batches_per_epoch, 1)))
+
+
 def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = False):
-    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs, fine-tuned across rounds,
+    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 30% of the epochs (15 of the default
+    50; ``min_steps`` may raise the epochs of a round with few labels), fine-tuned across rounds,
     minimising ``strategy.training_loss`` (cross entropy, or for learning loss the joint objective,
     with the module's parameters in the same optimiser).
     On whatever the loop gives: the pool, for CEAL the pool plus its pseudo-labels, for BGADL the
     pool plus its generated items (``strategy.training_set``). With
     ``member_order`` (committees) each call shuffles with a seed drawn from torch's global RNG,
     which the loop seeds per (round, member): every member sees its own mini-batch order, as in
-    Beluch et al.; otherwise every round shuffles from ``config.seed``."""
+    Beluch et al.; otherwise every round shuffles from ``config.seed``. With ``config.train ==
+    "head"`` only the last ``nn.Linear`` trains; the rest stays frozen in eval mode (a frozen
+    pretrained backbone with a linear head: the self-supervised-embedding setting of the
+    low-budget papers)."""
 
     def train(model: nn.Module, pool: TrainingSet, round_: int) -> None:
         if pool.labeled_indices.numel() == 0:
@@ -205,10 +225,13 @@ def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = Fal
         sampler = ActiveSampler(pool, seed=int(torch.randint(2**62, ())) if member_order else config.seed)
         loader = DataLoader(pool, sampler=sampler, batch_size=config.batch_size)
         extra = strategy.extra_parameters(model, pool[int(pool.labeled_indices[0])][0].unsqueeze(0))
-        optimizer = torch.optim.SGD([*model.parameters(), *extra], lr=config.lr, momentum=0.5)
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=15, gamma=0.1)
-        model.train()
-        for epoch in tqdm(range(config.epochs), desc=f"train round {round_}", leave=False, disable=not config.progress):
+        trained = model if config.train == "all" else last_linear(model, "train='head'")
+        optimizer = torch.optim.SGD([*trained.parameters(), *extra], lr=config.lr, momentum=0.5)
+        epochs = round_epochs(config, len(loader))
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, round(0.3 * epochs)), gamma=0.1)
+        model.train(config.train == "all")
+        trained.train()
+        for epoch in tqdm(range(epochs), desc=f"train round {round_}", leave=False, disable=not config.progress):
             sampler.set_epoch(epoch)
             for x, y in loader:
                 optimizer.zero_grad()
@@ -262,9 +285,10 @@ def run_experiment(config: RunConfig) -> dict[str, list[dict]]:
             model.load_state_dict(pretrained[method])
         pool = ActivePool(splits.pool)
         strategy = make_strategy(base_strategy(name), seed=config.seed, progress=config.progress, validation=splits.validation, **strategy_options(config, name))
+        scored_on = splits.test if config.evaluate_on == "test" else splits.validation
         loop = ActiveLearningLoop(
             pool, strategy, model, make_trainer(config, strategy, member_order=is_ensemble(name)), config.budget, config.rounds,
-            evaluate=make_evaluator(config, splits.test, pool, splits.rare), oracle=noisy_oracle(splits.pool.tensors[1], config.label_noise, config.seed), initial=config.initial,
+            evaluate=make_evaluator(config, scored_on, pool, splits.rare), oracle=noisy_oracle(splits.pool.tensors[1], config.label_noise, config.seed), initial=config.initial,
             checkpoint_dir=checkpoint_dir, seed=config.seed, progress=config.progress,
         )  # fmt: skip
         results[name] = loop.run()
@@ -287,7 +311,7 @@ def noisy_oracle(labels: Tensor, noise: float, seed: int):
 # Fields that name a run rather than change what it computes.
 _NOT_SETUP = ("strategy", "seed", "out", "progress", "pretrained_cache")
 # Fields added after runs were recorded: hashed only when set, so those runs keep their setup.
-_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9", "simclr_epochs": 20}
+_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9", "simclr_epochs": 20, "min_steps": 0, "train": "all", "evaluate_on": "test"}
 
 
 def setup_hash(config: RunConfig) -> str:
