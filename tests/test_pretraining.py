@@ -129,3 +129,9 @@ def test_a_pretrained_cache_serves_the_next_run_of_the_same_setup_and_seed(tmp_p
     assert calls == ["simclr"] and accuracy(first) == accuracy(second)  # the second run read the weights, and ran alike
     run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "c"), seed=1, **options))
     assert calls == ["simclr", "simclr"]  # another seed pretrains its own model
+    # What follows pretraining (the budget, the recipe, where accuracy is measured) shares the weights;
+    # what pretraining depends on does not.
+    run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "d"), **{**options, "budget": 5}, train="head", min_steps=3, evaluate_on="validation"))
+    assert calls == ["simclr", "simclr"]
+    run_experiment(RunConfig(strategy=("random+simclr",), out=str(tmp_path / "e"), **{**options, "simclr_epochs": 2}))
+    assert calls == ["simclr", "simclr", "simclr"]

@@ -354,14 +354,21 @@ def record_provenance(config: RunConfig, name: str, checkpoint_dir: str, finishe
 
 
 PRETRAINED_KIND = "torch_al.pretrained_model"
+# What pretrained weights depend on besides the seed: the pool, the model and the pretraining.
+PRETRAINING_SETUP = ("dataset", "imbalance", "rare_classes", "pool_size", "model", "pretrain_epochs", "simclr_epochs", "lr", "device")
 
 
 def cached_pretraining(config: RunConfig, model: nn.Module, images: Tensor, method: str) -> dict[str, Tensor]:
-    """:func:`pretrain`'s weights, read from ``config.pretrained_cache`` when a run of the same
-    setup and seed already made them there (written atomically, checksummed), else made and kept."""
+    """:func:`pretrain`'s weights, read from ``config.pretrained_cache`` when a run with the same
+    pool, model, pretraining options and seed already made them there (written atomically,
+    checksummed), else made and kept: runs that differ only in what follows pretraining (the
+    budget, the training recipe, where accuracy is measured) share them."""
     if config.pretrained_cache is None:
         return pretrain(config, model, images, method)
-    path = os.path.join(config.pretrained_cache, f"{method}-{setup_hash(config)}-seed{config.seed}.pt")
+    settings = {key: value for key, value in asdict(config).items() if key in PRETRAINING_SETUP}
+    environment_ = environment()
+    key = config_hash({**settings, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
+    path = os.path.join(config.pretrained_cache, f"{method}-{key}-seed{config.seed}.pt")
     if os.path.exists(path):
         state = load_state(path, PRETRAINED_KIND)
         logger.info("%s pretraining: read from %s", method, path)
