@@ -64,6 +64,7 @@ QUICK_STRATEGIES = ("random", "entropy", "pfk")
 LOW_BUDGET_STRATEGIES = (
     "random", "typiclust+simclr", "probcover+simclr", "maxherding+simclr", "pfk+simclr", "entropy", "coreset", "badge",
     "pfk", "pfk+rotation", "typiclust", "probcover", "maxherding", "coreset+simclr", "badge+simclr", "random+simclr",
+    "uherding+simclr", "uherding",
 )  # fmt: skip
 LOW_BUDGET = 10
 # Lines run with options of their own: name → (strategy, RunConfig options).
@@ -79,6 +80,9 @@ MATCHING = ("pcc", "pfk", "eba")  # the distribution-matching family, against ev
 HEADLINE = ("pfk", "pfk+rotation", "pfk-direct", "pfk-direct+rotation")  # compared seed by seed with every baseline
 PAPER_PASSES = 128  # the paper's T
 TARGET = {"imbalance": 100.0, "label_savings": 0.40, "compute_ratio": 0.10}
+# Issue 29's goal: the whole pool's accuracy (one round of every label, the summary below) reached
+# with at most 0.5% of the r = 100 pool labeled.
+LOW_BUDGET_GOAL = {"labels": 126, "reference": "al_fashion_mnist_budget25250.json"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -420,6 +424,8 @@ def summarise(args: argparse.Namespace) -> dict:
         summary = {"strategies": strategies, "comparisons": comparisons, "paired": paired_comparisons(strategies)}
         if imbalance == TARGET["imbalance"]:
             summary["target"] = {"goal": TARGET, **{key: check_target(value) for key, value in comparisons.items()}}
+        if args.low_budget:
+            summary["low_budget_goal"] = low_budget_goal(args, imbalance, strategies)
         report["imbalance"][f"{imbalance:g}"] = summary
         print_summary(imbalance, summary)
         if strategies:
@@ -431,6 +437,27 @@ def summarise(args: argparse.Namespace) -> dict:
     atomic_write_bytes(path, json.dumps(report, indent=1).encode())
     print(f"results: {path}")
     return report
+
+
+def low_budget_goal(args: argparse.Namespace, imbalance: float, strategies: dict) -> dict | None:
+    """Each line's accuracy at its last round within LOW_BUDGET_GOAL's labels against the whole
+    pool's final accuracy (its recorded summary; None when it has not been run)."""
+    path = os.path.join(args.results, LOW_BUDGET_GOAL["reference"])
+    whole = None
+    if os.path.exists(path):
+        with open(path) as f:
+            whole = json.load(f)["imbalance"].get(f"{imbalance:g}", {}).get("strategies", {}).get("random")
+    if whole is None:
+        return None
+    reference = {"labels": whole["labeled"][-1], "accuracy": whole["accuracy"][-1], "low": whole["accuracy_low"][-1], "high": whole["accuracy_high"][-1], "seeds": whole["seeds"]}
+    lines = {}
+    for name, line in strategies.items():
+        within = [i for i, labels in enumerate(line["labeled"]) if labels <= LOW_BUDGET_GOAL["labels"]]
+        i = within[-1]
+        accuracy = line["accuracy"][i]
+        lines[name] = {"labels": line["labeled"][i], "accuracy": accuracy, "low": line["accuracy_low"][i], "high": line["accuracy_high"][i],
+                       "share_of_reference": round(accuracy / reference["accuracy"], 4), "reached": accuracy >= reference["accuracy"]}  # fmt: skip
+    return {"goal": LOW_BUDGET_GOAL, "reference": reference, "lines": lines}
 
 
 def print_summary(imbalance: float, summary: dict) -> None:
@@ -463,6 +490,14 @@ def print_summary(imbalance: float, summary: dict) -> None:
         for name, outcome in summary.get("target", {}).get(kind, {}).items():
             verdict = "met" if outcome["met"] else "NOT met"
             print(f"target at r=100 vs. {kind} ({name}): >= 40% fewer labels at <= 1/10 passes: {verdict} {outcome}")
+    goal = summary.get("low_budget_goal")
+    if goal:
+        reference = goal["reference"]
+        print(f"\nthe whole pool ({reference['labels']} labels, {reference['seeds']} seeds): {reference['accuracy']:.3f} [{reference['low']:.3f}, {reference['high']:.3f}]; "
+              f"each line within {goal['goal']['labels']} labels:")  # fmt: skip
+        cells = [{"strategy": name, "labels": line["labels"], "accuracy": f"{line['accuracy']:.3f} [{line['low']:.3f},{line['high']:.3f}]",
+                  "share_of_whole_pool": line["share_of_reference"], "reached": line["reached"]} for name, line in goal["lines"].items()]  # fmt: skip
+        print_table(cells, ["strategy", "labels", "accuracy", "share_of_whole_pool", "reached"])
     if summary["paired"]:
         print("\nseed by seed (paired over the seeds both ran): wins/ties/losses and the mean difference [95% interval]")
         cells = [{"comparison": key, **{f"{part}": f"{d['wins']}/{d['ties']}/{d['losses']} {d['mean']:+.4f} [{d['low']:+.4f},{d['high']:+.4f}]" for part, d in value.items()}}
