@@ -7,15 +7,18 @@ Columns (times in seconds for the whole selection of k picks, initial set includ
   sklearn      scikit-learn pairwise_distances(X, X[[u]]) per pick, as in google/active-learning's
                kcenter_greedy.py; an initial set through pairwise_distances_chunked. The per-pick part
                is timed on SKLEARN_PICKS picks and extrapolated to k (the initial part is timed in full).
+  fpsample     fpsample's exact farthest point sampling (C++), the faster of fps_sampling and
+               bucket_fps_kdline_sampling (a k-d line of buckets that prunes far points, made for 3-D
+               point clouds); it has no initial set, so it runs on the rows without one
   bound        k passes over the N x D float32 points at the copy bandwidth measured in this run
                (bytes read + written per second by a 256 MiB tensor copy)
-Ratios: naive/ours and sklearn/ours (>1: we are faster), ours/bound (1 = at the bandwidth bound;
-below 1 when x fits in cache).
+Ratios: naive/ours, sklearn/ours and fpsample/ours (>1: we are faster), ours/bound (1 = at the
+bandwidth bound; below 1 when x fits in cache).
 
 The default grid is the subset of the issue's workloads (N in {50k, 200k, 1M}, D in {64, 512},
 k in {125, 1000}, initial set of 0 or 1% of N) that a 2-core machine runs in a few minutes:
 N in {50k, 200k} x D in {64, 512} x initial in {0, 1%} at k = 125, plus 1M x 64 without an initial
-set. Time per pick is independent of k, so k = 1000 scales the k = 125 times by 8; `--full` runs
+set, and N = 50k at D in {3, 16, 128} for fpsample's low dimensions. Time per pick is independent of k, so k = 1000 scales the k = 125 times by 8; `--full` runs
 the whole grid. Before timing, each workload's first picks are checked against a float64 reference.
 """
 
@@ -100,14 +103,27 @@ def run_workload(n: int, d: int, k: int, with_initial: bool, bandwidth: float) -
     per_pick = time_call(lambda: sklearn_loop(x_np, SKLEARN_PICKS - 1, None), repeats=1, warmup=0) / SKLEARN_PICKS
     setup = 0.0 if initial is None else time_call(lambda: sklearn_loop(x_np, 0, initial.numpy()), repeats=1, warmup=0)
     sklearn = setup + per_pick * k
+    fps = None if initial is not None else fpsample_seconds(x_np, k)
     bound = k * n * d * 4 / bandwidth
     print(f"N={n} D={d} k={k} initial={with_initial}: ours {ours:.3g} s, naive {naive:.3g} s, "
-          f"sklearn {sklearn:.3g} s, bound {bound:.3g} s", flush=True)
+          f"sklearn {sklearn:.3g} s, fpsample {fps if fps is None else f'{fps:.3g}'} s, bound {bound:.3g} s", flush=True)
     return {
         "N": n, "D": d, "k": k, "initial": len(initial) if initial is not None else 0,
-        "ours_s": ours, "naive_s": naive, "sklearn_s": sklearn, "bound_s": bound,
-        "naive/ours": naive / ours, "sklearn/ours": sklearn / ours, "ours/bound": ours / bound,
-    }
+        "ours_s": ours, "naive_s": naive, "sklearn_s": sklearn, "fpsample_s": fps, "bound_s": bound,
+        "naive/ours": naive / ours, "sklearn/ours": sklearn / ours, "fpsample/ours": None if fps is None else fps / ours, "ours/bound": ours / bound,
+    }  # fmt: skip
+
+
+def fpsample_seconds(x: np.ndarray, k: int) -> float:
+    """The faster of fpsample's exact samplers, each checked to pick what ours picks from row 0."""
+    import fpsample
+
+    ours = torch_al.kcenter_greedy(torch.from_numpy(x), CHECK_PICKS, first=0)[0].tolist()
+    samplers = {"fps_sampling": lambda: fpsample.fps_sampling(x, k, start_idx=0),
+                "bucket_fps_kdline_sampling": lambda: fpsample.bucket_fps_kdline_sampling(x, k, h=7, start_idx=0)}  # fmt: skip
+    for name, sample in samplers.items():
+        assert sample()[:CHECK_PICKS].tolist() == ours, f"fpsample's {name} picks otherwise"
+    return min(time_call(sample, repeats=1, warmup=0) for sample in samplers.values())
 
 
 def workloads(quick: bool, full: bool) -> list[tuple[int, int, int, bool]]:
@@ -116,7 +132,7 @@ def workloads(quick: bool, full: bool) -> list[tuple[int, int, int, bool]]:
     if full:
         return [(n, d, k, i) for n in (50_000, 200_000, 1_000_000) for d in (64, 512) for k in (125, 1000) for i in (False, True)]
     grid = [(n, d, 125, i) for n in (50_000, 200_000) for d in (64, 512) for i in (False, True)]
-    return grid + [(1_000_000, 64, 125, False)]
+    return grid + [(1_000_000, 64, 125, False)] + [(50_000, d, 125, False) for d in (3, 16, 128)]
 
 
 def main(quick: bool, full: bool = False) -> str:
@@ -124,7 +140,7 @@ def main(quick: bool, full: bool = False) -> str:
     print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {torch.get_num_threads()} threads, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     rows = [run_workload(*w, bandwidth) for w in workloads(quick, full)]
-    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "bound_s", "naive/ours", "sklearn/ours", "ours/bound"]
+    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "fpsample_s", "bound_s", "naive/ours", "sklearn/ours", "fpsample/ours", "ours/bound"]
     print_table(rows, columns)
     return write_results(
         "kcenter_greedy", rows, quick=quick, full=full, copy_bandwidth_bytes_per_s=bandwidth,

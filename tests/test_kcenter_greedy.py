@@ -297,3 +297,30 @@ def test_initial_centers_ignore_the_global_tf32_setting(metric):
     finally:
         torch.set_float32_matmul_precision(before)
     assert torch.equal(exact[0], loose[0]) and torch.equal(exact[1], loose[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("dims", [0, 1, 3, 31, 33, 64, 128])
+def test_low_dimensional_passes_equal_the_per_point_pass_bit_for_bit(dtype, metric, dims):
+    """Up to D = 128 the picks run through points packed in panels, vectorised across points; a
+    loop of kcenter_greedy_step (the per-point pass) must give the same picks and distances."""
+    generator = torch.Generator().manual_seed(dims)
+    x = (torch.randn(1000, dims, generator=generator) * 3 + 1).to(dtype)
+    x[7] = x[3]  # a tie: the lower index must win both ways
+    if dims == 0 and metric == "cosine":  # no row has a norm to scale by
+        with pytest.raises(RuntimeError, match="needs rows with a nonzero, finite norm"):
+            torch_al.kcenter_greedy(x, 40, first=5, metric=metric)
+        return
+    picks, distances = torch_al.kcenter_greedy(x, 40, first=5, metric=metric)
+    distance_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    min_sq = torch.full((1000,), float("inf"), dtype=distance_dtype)
+    selectable = torch.ones(1000, dtype=torch.bool)
+    stepped, nxt = [], 5
+    for _ in range(40):
+        stepped.append(nxt)
+        selectable[nxt] = False
+        nxt = int(torch_al.kcenter_greedy_step(x, x[nxt : nxt + 1], min_sq, selectable, metric)[1])
+    assert picks.tolist() == stepped
+    finished = min_sq / 2 if metric == "cosine" else min_sq.sqrt()
+    assert torch.equal(distances, finished.to(distances.dtype))

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "ops/cpu_features.h"
 #include "ops/facility_location/facility_location_greedy.h"
 #include "ops/facility_location/facility_location_greedy_entry.h"
 #include "ops/facility_location/facility_location_greedy_math.h"
@@ -50,20 +51,13 @@ __attribute__((target("avx2,fma"))) void tile_similarities_avx2(
     const scalar_t* const* rows, const scalar_t* tile, int64_t dims, scalar_t (*similarities)[kFacilityTile]) {
   tile_similarities_body<kRows>(rows, tile, dims, similarities);
 }
-bool has_avx2_fma() {
-  static const bool supported = [] {
-    __builtin_cpu_init();  // the CPU model may not be read yet when static initialisers run
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return supported;
-}
 #endif
 
 template <int kRows, typename scalar_t>
 void tile_similarities(
     const scalar_t* const* rows, const scalar_t* tile, int64_t dims, scalar_t (*similarities)[kFacilityTile]) {
 #if defined(__x86_64__)
-  if (has_avx2_fma()) {
+  if (cpu_has_avx2_fma()) {
     tile_similarities_avx2<kRows>(rows, tile, dims, similarities);
     return;
   }

@@ -2,6 +2,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "ops/kcenter/cpu/kcenter_panels.h"
 #include "ops/kcenter/cpu/kcenter_pass.h"
 #include "ops/kcenter/kcenter_greedy.h"
 #include "ops/kcenter/kcenter_greedy_entry.h"
@@ -28,8 +29,16 @@ struct CpuKCenterGreedy : CpuRowInverseNorms<scalar_t> {
     const scalar_t* data = x.const_data_ptr<scalar_t>();
     const KCenterPoints<scalar_t, acc_t> points{
         data, x.size(0), x.size(1), scale, data, scale, min_sq.mutable_data_ptr<acc_t>(), selectable};
+    // At low D the passes with one center for all points run on a transposed copy of x.
+    const bool panelled = x.size(1) <= kKCenterPanelMaxDims;
+    const std::vector<acc_t> panels =
+        panelled ? pack_kcenter_panels<scalar_t, acc_t>(data, x.size(0), x.size(1), scale) : std::vector<acc_t>();
     // One pass over x with the centers centers[i * stride]: the index of the farthest selectable point.
     auto step = [&](const int64_t* centers, int64_t stride) {
+      if (panelled && stride == 0) {
+        const std::vector<acc_t> center = panel_point(panels, x.size(1), centers[0]);
+        return farthest_after_panel_pass(panels, x.size(0), x.size(1), center.data(), points.min_sq, selectable).index;
+      }
       return farthest_after_pass<kScaled>(points, centers, stride).index;
     };
 

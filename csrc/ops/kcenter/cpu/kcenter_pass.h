@@ -52,17 +52,37 @@ struct CpuRowInverseNorms {
   }
 };
 
+// The farthest candidate over [0, count): body(begin, end) returns the best of a chunk, chunks
+// run in parallel, and beats() merges their bests (each thread keeps its own first).
+template <typename acc_t, typename Body>
+KCenterCandidate<acc_t> farthest_over_chunks(int64_t count, int64_t grain, const Body& body) {
+  using Candidate = KCenterCandidate<acc_t>;
+  std::vector<Candidate> thread_best(at::get_num_threads(), no_candidate<acc_t>());
+  at::parallel_for(0, count, grain, [&](int64_t begin, int64_t end) {
+    const Candidate best = body(begin, end);
+    Candidate& slot = thread_best[at::get_thread_num()];
+    if (beats(best, slot)) {
+      slot = best;
+    }
+  });
+  Candidate best = no_candidate<acc_t>();
+  for (const auto& candidate : thread_best) {
+    if (beats(candidate, best)) {
+      best = candidate;
+    }
+  }
+  return best;
+}
+
 // Point i's center is row centers[i * stride] of center_rows (stride 0: one center for all).
-// Each thread keeps its own best; chunks run in index order, so a strict > keeps the lowest index
-// within a thread and beats() merges across them. A NaN distance never lowers min_sq to a number
-// and never wins (lower_min, then a strict >).
+// Chunks run in index order, so a strict > keeps the lowest index within a chunk and beats()
+// merges across them. A NaN distance never lowers min_sq to a number and never wins (lower_min,
+// then a strict >).
 template <bool kScaled, typename scalar_t, typename acc_t>
 KCenterCandidate<acc_t> farthest_after_pass(
     const KCenterPoints<scalar_t, acc_t>& p, const int64_t* centers, int64_t stride) {
-  using Candidate = KCenterCandidate<acc_t>;
-  std::vector<Candidate> thread_best(at::get_num_threads(), no_candidate<acc_t>());
-  at::parallel_for(0, p.n, grain_for(p.dims), [&](int64_t begin, int64_t end) {
-    Candidate best = no_candidate<acc_t>();
+  return farthest_over_chunks<acc_t>(p.n, grain_for(p.dims), [&](int64_t begin, int64_t end) {
+    KCenterCandidate<acc_t> best = no_candidate<acc_t>();
     for (int64_t i = begin; i < end; ++i) {
       const int64_t c = centers[i * stride];
       const scalar_t* row = p.x + i * p.dims;
@@ -76,18 +96,8 @@ KCenterCandidate<acc_t> farthest_after_pass(
         best = {min_i, i};
       }
     }
-    Candidate& slot = thread_best[at::get_thread_num()];
-    if (beats(best, slot)) {
-      slot = best;
-    }
+    return best;
   });
-  Candidate best = no_candidate<acc_t>();
-  for (const auto& candidate : thread_best) {
-    if (beats(candidate, best)) {
-      best = candidate;
-    }
-  }
-  return best;
 }
 
 }  // namespace torch_al::ops
