@@ -7,9 +7,11 @@ Columns (times in seconds for the whole selection of k picks, initial set includ
   sklearn      scikit-learn pairwise_distances(X, X[[u]]) per pick, as in google/active-learning's
                kcenter_greedy.py; an initial set through pairwise_distances_chunked. The per-pick part
                is timed on SKLEARN_PICKS picks and extrapolated to k (the initial part is timed in full).
-  fpsample     fpsample's exact farthest point sampling (C++), the faster of fps_sampling and
-               bucket_fps_kdline_sampling (a k-d line of buckets that prunes far points, made for 3-D
-               point clouds); it has no initial set, so it runs on the rows without one
+  fpsample     fpsample's exact farthest point sampling (C++ fps_sampling), checked to pick as ours;
+               it has no initial set, so it runs on the rows without one. At D <= 8 also its
+               bucket_fps_kdline_sampling (a k-d line of buckets that prunes far points, made for
+               3-D point clouds): its time, and whether its picks are ours (its float32 distances
+               are summed in another order, so near-ties may go the other way)
   bound        k passes over the N x D float32 points at the copy bandwidth measured in this run
                (bytes read + written per second by a 256 MiB tensor copy)
 Ratios: naive/ours, sklearn/ours and fpsample/ours (>1: we are faster), ours/bound (1 = at the
@@ -104,26 +106,35 @@ def run_workload(n: int, d: int, k: int, with_initial: bool, bandwidth: float) -
     setup = 0.0 if initial is None else time_call(lambda: sklearn_loop(x_np, 0, initial.numpy()), repeats=1, warmup=0)
     sklearn = setup + per_pick * k
     fps = None if initial is not None else fpsample_seconds(x_np, k)
+    bucket, bucket_same = (None, None) if initial is not None else fpsample_bucket(x_np, k)
     bound = k * n * d * 4 / bandwidth
     print(f"N={n} D={d} k={k} initial={with_initial}: ours {ours:.3g} s, naive {naive:.3g} s, "
           f"sklearn {sklearn:.3g} s, fpsample {fps if fps is None else f'{fps:.3g}'} s, bound {bound:.3g} s", flush=True)
     return {
         "N": n, "D": d, "k": k, "initial": len(initial) if initial is not None else 0,
-        "ours_s": ours, "naive_s": naive, "sklearn_s": sklearn, "fpsample_s": fps, "bound_s": bound,
+        "ours_s": ours, "naive_s": naive, "sklearn_s": sklearn, "fpsample_s": fps, "fpsample_kdline_s": bucket, "kdline_same_picks": bucket_same, "bound_s": bound,
         "naive/ours": naive / ours, "sklearn/ours": sklearn / ours, "fpsample/ours": None if fps is None else fps / ours, "ours/bound": ours / bound,
     }  # fmt: skip
 
 
 def fpsample_seconds(x: np.ndarray, k: int) -> float:
-    """The faster of fpsample's exact samplers, each checked to pick what ours picks from row 0."""
+    """fpsample's exact sampler (fps_sampling), checked to pick what ours picks from row 0."""
     import fpsample
 
     ours = torch_al.kcenter_greedy(torch.from_numpy(x), CHECK_PICKS, first=0)[0].tolist()
-    samplers = {"fps_sampling": lambda: fpsample.fps_sampling(x, k, start_idx=0),
-                "bucket_fps_kdline_sampling": lambda: fpsample.bucket_fps_kdline_sampling(x, k, h=7, start_idx=0)}  # fmt: skip
-    for name, sample in samplers.items():
-        assert sample()[:CHECK_PICKS].tolist() == ours, f"fpsample's {name} picks otherwise"
-    return min(time_call(sample, repeats=1, warmup=0) for sample in samplers.values())
+    assert fpsample.fps_sampling(x, CHECK_PICKS, start_idx=0).tolist() == ours, "fpsample's fps_sampling picks otherwise"
+    return time_call(lambda: fpsample.fps_sampling(x, k, start_idx=0), repeats=1, warmup=0)
+
+
+def fpsample_bucket(x: np.ndarray, k: int) -> tuple[float | None, bool | None]:
+    """fpsample's k-d line sampler (D <= 8 only): its seconds, and whether it picks all of ours."""
+    import fpsample
+
+    if x.shape[1] > 8:
+        return None, None
+    picks = fpsample.bucket_fps_kdline_sampling(x, k, h=7, start_idx=0)
+    same = picks.tolist() == torch_al.kcenter_greedy(torch.from_numpy(x), k, first=0)[0].tolist()
+    return time_call(lambda: fpsample.bucket_fps_kdline_sampling(x, k, h=7, start_idx=0), repeats=1, warmup=0), same
 
 
 def workloads(quick: bool, full: bool) -> list[tuple[int, int, int, bool]]:
@@ -140,7 +151,7 @@ def main(quick: bool, full: bool = False) -> str:
     print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {torch.get_num_threads()} threads, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     rows = [run_workload(*w, bandwidth) for w in workloads(quick, full)]
-    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "fpsample_s", "bound_s", "naive/ours", "sklearn/ours", "fpsample/ours", "ours/bound"]
+    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "fpsample_s", "fpsample_kdline_s", "kdline_same_picks", "bound_s", "naive/ours", "sklearn/ours", "fpsample/ours", "ours/bound"]
     print_table(rows, columns)
     return write_results(
         "kcenter_greedy", rows, quick=quick, full=full, copy_bandwidth_bytes_per_s=bandwidth,
