@@ -151,7 +151,8 @@ def main(quick: bool, full: bool = False) -> str:
     print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {torch.get_num_threads()} threads, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     rows = [run_workload(*w, bandwidth) for w in workloads(quick, full)]
-    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "fpsample_s", "fpsample_kdline_s", "kdline_same_picks", "bound_s", "naive/ours", "sklearn/ours", "fpsample/ours", "ours/bound"]
+    columns = ["N", "D", "k", "initial", "ours_s", "naive_s", "sklearn_s", "fpsample_s", "fpsample_kdline_s", "kdline_same_picks", "bound_s",
+               "naive/ours", "sklearn/ours", "fpsample/ours", "ours/bound"]  # fmt: skip
     print_table(rows, columns)
     return write_results(
         "kcenter_greedy", rows, quick=quick, full=full, copy_bandwidth_bytes_per_s=bandwidth,
