@@ -81,7 +81,7 @@ class RunConfig:
     rounds: int = field(default=10, metadata={"help": "selection rounds"})
     budget: int = field(default=125, metadata={"help": "labels bought per round"})
     initial: int = field(default=0, metadata={"help": "random labels before round 1 (the papers start from 0)"})
-    epochs: int = field(default=50, metadata={"help": "training epochs per round (lr x0.1 every 30% of them: 15 of 50)"})
+    epochs: int = field(default=50, metadata={"help": "training epochs per round (lr x0.1 every 15, stretched in proportion when min_steps raises them)"})
     min_steps: int = field(default=0, metadata={"help": "at least this many SGD steps per round: the epochs are raised to reach it (a few labels make one batch an epoch)"})
     evaluate_on: str = field(default="test", metadata={"help": "where accuracy is measured: test, or validation (the balanced held-out labeled set: settings are chosen there)"})
     train: str = field(default="all", metadata={"help": "what trains: all (the whole model) or head (the last nn.Linear alone; the backbone, e.g. self-supervised, stays frozen in eval mode)"})
@@ -206,8 +206,8 @@ def round_epochs(config: RunConfig, batches_per_epoch: int) -> int:
 
 
 def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = False):
-    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 30% of the epochs (15 of the default
-    50; ``min_steps`` may raise the epochs of a round with few labels), fine-tuned across rounds,
+    """The papers' recipe: SGD (momentum 0.5), lr × 0.1 every 15 epochs (stretched in proportion
+    when ``min_steps`` raises the epochs of a round with few labels), fine-tuned across rounds,
     minimising ``strategy.training_loss`` (cross entropy, or for learning loss the joint objective,
     with the module's parameters in the same optimiser).
     On whatever the loop gives: the pool, for CEAL the pool plus its pseudo-labels, for BGADL the
@@ -228,7 +228,7 @@ def make_trainer(config: RunConfig, strategy: Strategy, member_order: bool = Fal
         trained = model if config.train == "all" else last_linear(model, "train='head'")
         optimizer = torch.optim.SGD([*trained.parameters(), *extra], lr=config.lr, momentum=0.5)
         epochs = round_epochs(config, len(loader))
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, round(0.3 * epochs)), gamma=0.1)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, round(15 * epochs / config.epochs)), gamma=0.1)
         model.train(config.train == "all")
         trained.train()
         for epoch in tqdm(range(epochs), desc=f"train round {round_}", leave=False, disable=not config.progress):
