@@ -12,7 +12,7 @@ from torch_al.experiment import RunConfig, run_experiment
 from torch_al.loop import CHECKPOINT_KIND
 from torch_al.models import LeNet, SmallResNet
 from torch_al.persistence import load_state
-from torch_al.pretraining import last_linear, rotated_batch, rotation_pretrain
+from torch_al.pretraining import head_slot, rotated_batch, rotation_pretrain
 
 
 def test_rotated_batch_holds_each_image_at_four_quarter_turns():
@@ -24,14 +24,14 @@ def test_rotated_batch_holds_each_image_at_four_quarter_turns():
     assert torch.equal(rotated[4:6], images.flip(-2, -1)) and torch.equal(rotated[6:], quarter.flip(-2, -1))
 
 
-def test_last_linear_is_the_classifier_head():
+def test_head_slot_is_the_classifier_head():
     lenet, resnet = LeNet(), SmallResNet(widths=(4, 8))
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    assert last_linear(lenet)[1:] == ("fc2", lenet.fc2)
-    assert last_linear(resnet)[1:] == ("head", resnet.head)
-    assert last_linear(mlp)[1:] == ("3", mlp[3])
+    assert head_slot(lenet)[1:] == ("fc2", lenet.fc2)
+    assert head_slot(resnet)[1:] == ("head", resnet.head)
+    assert head_slot(mlp)[1:] == ("3", mlp[3])
     with pytest.raises(ValueError, match="has none"):
-        last_linear(nn.Conv2d(1, 1, 1))
+        head_slot(nn.Conv2d(1, 1, 1))
 
 
 def test_pretraining_learns_rotations_then_restores_a_fresh_head():

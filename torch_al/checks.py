@@ -79,6 +79,15 @@ def check_real(value, name: str, *, at_least: float | None = None, above: float 
     return float(value)
 
 
+def check_validation_set(name: str, validation) -> tuple[Tensor, Tensor]:
+    """(inputs Tensor[M, ...], int64 labels Tensor[M]) with M >= 1: a held-out labeled set; the
+    labels come back on the CPU. ``name`` (the strategy) starts the error."""
+    inputs, labels = validation
+    if labels.dim() != 1 or labels.dtype != torch.int64 or inputs.shape[0] != labels.shape[0] or labels.numel() == 0:
+        raise ValueError(f"{name}: validation must be (Tensor[M, ...], int64 Tensor[M]) with M >= 1, got {tuple(inputs.shape)} and {tuple(labels.shape)} {labels.dtype}")
+    return inputs, labels.cpu()
+
+
 def check_budget(budget, available: int) -> int:
     """A budget is an int in [0, available]."""
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):

@@ -322,8 +322,13 @@ def setup_hash(config: RunConfig) -> str:
     setup = {
         key: value for key, value in asdict(config).items() if key not in _NOT_SETUP and not (key in _HASHED_WHEN_SET and value == _HASHED_WHEN_SET[key])
     }
+    return hash_with_software(setup)
+
+
+def hash_with_software(settings: dict) -> str:
+    """The hash of ``settings`` with torch's version and thread count, on which float results depend."""
     environment_ = environment()
-    return config_hash({**setup, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
+    return config_hash({**settings, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
 
 
 def record_provenance(config: RunConfig, name: str, checkpoint_dir: str, finished: bool = False) -> dict:
@@ -365,9 +370,7 @@ def cached_pretraining(config: RunConfig, model: nn.Module, images: Tensor, meth
     budget, the training recipe, where accuracy is measured) share them."""
     if config.pretrained_cache is None:
         return pretrain(config, model, images, method)
-    settings = {key: value for key, value in asdict(config).items() if key in PRETRAINING_SETUP}
-    environment_ = environment()
-    key = config_hash({**settings, "torch_threads": environment_["torch_threads"], "torch": environment_["torch"]})
+    key = hash_with_software({key: value for key, value in asdict(config).items() if key in PRETRAINING_SETUP})
     path = os.path.join(config.pretrained_cache, f"{method}-{key}-seed{config.seed}.pt")
     if os.path.exists(path):
         state = load_state(path, PRETRAINED_KIND)

@@ -3,10 +3,11 @@
 from torch import nn
 
 
-def last_linear(model: nn.Module, method: str = "rotation pretraining") -> tuple[nn.Module, str, nn.Linear]:
-    """(parent, attribute name, layer) of the model's last ``nn.Linear`` in registration order:
-    the classifier head of LeNet, SmallResNet and ``nn.Sequential`` MLPs; ``method`` names the
-    caller in the error."""
+def head_slot(model: nn.Module, method: str = "rotation pretraining") -> tuple[nn.Module, str, nn.Linear]:
+    """Where the model's last ``nn.Linear`` (in registration order) sits: (parent, attribute name,
+    layer), so pretraining can swap it out and put it back (:func:`torch_al.embeddings.last_linear`
+    finds the same layer for reading its input). The classifier head of LeNet, SmallResNet and
+    ``nn.Sequential`` MLPs; ``method`` names the caller in the error."""
     found = None
     for parent in model.modules():
         for name, child in parent.named_children():

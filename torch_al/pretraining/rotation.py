@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from torch_al.checks import check_int
 from torch_al.devices import model_device
-from torch_al.pretraining.heads import last_linear
+from torch_al.pretraining.heads import head_slot
 from torch_al.seeding import derived_seed
 
 ROTATIONS = 4
@@ -57,7 +57,7 @@ def rotation_pretrain(
         raise TypeError(f"rotation pretraining needs floating-point images, got {images.dtype}")
     check_int(epochs, "rotation pretraining: epochs", 1)
     check_int(batch_size, "rotation pretraining: batch_size", 1)
-    parent, name, head = last_linear(model)
+    parent, name, head = head_slot(model)
     device = model_device(model)
     generator = torch.Generator().manual_seed(derived_seed(seed, "rotation"))
     torch.manual_seed(derived_seed(seed, "rotation head"))

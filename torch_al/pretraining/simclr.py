@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from torch_al.checks import check_int, check_real
 from torch_al.devices import model_device
-from torch_al.pretraining.heads import last_linear
+from torch_al.pretraining.heads import head_slot
 from torch_al.seeding import derived_seed
 
 # The paper's crop: 8% to 100% of the area; at 28 x 28 we keep at least 30% (a smaller crop of a
@@ -109,7 +109,7 @@ def simclr_pretrain(
     check_int(projection, "SimCLR pretraining: projection", 1)
     check_real(temperature, "SimCLR pretraining: temperature", above=0.0)
     check_real(lr, "SimCLR pretraining: lr", above=0.0)
-    parent, name, head = last_linear(model, "SimCLR pretraining")
+    parent, name, head = head_slot(model, "SimCLR pretraining")
     device = model_device(model)
     order = torch.Generator().manual_seed(derived_seed(seed, "simclr order"))
     views = torch.Generator().manual_seed(derived_seed(seed, "simclr views"))

@@ -32,6 +32,16 @@ std::pair<at::Tensor, at::Tensor> nonfinite_rows(const at::Tensor& x) {
   return {bad.sum(at::kLong), at::cat({at::where(bad, rows, n), sentinel}).min()};
 }
 
+// universe, initial and weights: the dtype and the device of candidates.
+void check_like_candidates(const char* name, const at::Tensor& rows, const at::Tensor& candidates) {
+  TORCH_CHECK(
+      rows.scalar_type() == candidates.scalar_type(), kOp, ": ", name, " must have the dtype of candidates, ",
+      candidates.scalar_type(), ", got ", rows.scalar_type());
+  TORCH_CHECK(
+      rows.device() == candidates.device(),
+      kOp, ": ", name, " is on ", rows.device(), " but candidates are on ", candidates.device());
+}
+
 }  // namespace
 
 void check_facility_location_greedy_inputs(
@@ -48,12 +58,7 @@ void check_facility_location_greedy_inputs(
   TORCH_CHECK(
       dtype == at::kFloat || dtype == at::kDouble,
       kOp, ": candidates must be float32 or float64, got ", dtype);
-  TORCH_CHECK(
-      universe.scalar_type() == dtype,
-      kOp, ": universe must have the dtype of candidates, ", dtype, ", got ", universe.scalar_type());
-  TORCH_CHECK(
-      universe.device() == candidates.device(),
-      kOp, ": universe is on ", universe.device(), " but candidates are on ", candidates.device());
+  check_like_candidates("universe", universe, candidates);
   TORCH_CHECK(
       universe.size(1) == candidates.size(1),
       kOp, ": universe must have D=", candidates.size(1), " columns like candidates ", candidates.sizes(),
@@ -65,12 +70,7 @@ void check_facility_location_greedy_inputs(
     TORCH_CHECK(
         initial->dim() == 2 && initial->size(1) == candidates.size(1),
         kOp, ": initial must be (L, D=", candidates.size(1), ") rows, got shape ", initial->sizes());
-    TORCH_CHECK(
-        initial->scalar_type() == dtype, kOp, ": initial must have the dtype of candidates, ", dtype, ", got ",
-        initial->scalar_type());
-    TORCH_CHECK(
-        initial->device() == candidates.device(),
-        kOp, ": initial is on ", initial->device(), " but candidates are on ", candidates.device());
+    check_like_candidates("initial", *initial, candidates);
   }
   TORCH_CHECK(
       kernel == "dot" || kernel == "gaussian", kOp, ": kernel must be \"dot\" or \"gaussian\", got \"", kernel, "\"");
@@ -82,12 +82,7 @@ void check_facility_location_greedy_inputs(
         weights->dim() == 1 && weights->size(0) == universe.size(0),
         kOp, ": weights must be 1-D with one entry per universe point (N=", universe.size(0), "), got shape ",
         weights->sizes());
-    TORCH_CHECK(
-        weights->scalar_type() == dtype, kOp, ": weights must have the dtype of candidates, ", dtype, ", got ",
-        weights->scalar_type());
-    TORCH_CHECK(
-        weights->device() == candidates.device(),
-        kOp, ": weights is on ", weights->device(), " but candidates are on ", candidates.device());
+    check_like_candidates("weights", *weights, candidates);
   }
 }
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from torch_al.checks import LogitsCheck, check_int
+from torch_al.checks import LogitsCheck, check_int, check_validation_set
 from torch_al.devices import model_device
 from torch_al.distributed.ranked import distributed_select_unique
 from torch_al.ops.select_unique import select_unique
@@ -112,9 +112,7 @@ class DistributionMatching(Strategy):
         name = type(self).__name__
         if validation is None:
             raise ValueError(f"{name} matches the pool to a labeled validation set: pass validation=(inputs, labels)")
-        inputs, labels = validation
-        if labels.dim() != 1 or labels.dtype != torch.int64 or inputs.shape[0] != labels.shape[0] or labels.numel() == 0:
-            raise ValueError(f"{name}: validation must be (Tensor[M, ...], int64 Tensor[M]) with M >= 1, got {tuple(inputs.shape)} and {tuple(labels.shape)} {labels.dtype}")
+        self._validation = check_validation_set(name, validation)
         if estimator not in ESTIMATORS:
             raise ValueError(f"{name}: estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if combine not in COMBINES:
@@ -123,7 +121,6 @@ class DistributionMatching(Strategy):
         check_int(samples, f"{name}: samples (K, perturbed copies per pool item)", 2)
         if precision not in ("exact", "fast"):
             raise ValueError(f"{name}: precision must be 'exact' or 'fast', got {precision!r}")
-        self._validation = (inputs, labels.cpu())
         self.layers = None if layers is None else tuple(layers)
         self.estimator = estimator
         self.combine = combine

@@ -17,14 +17,15 @@ class FeatureStrategy(Strategy):
     """A strategy whose rule reads every pool item's point: ``features`` (Tensor[N, D], row i the
     pool's item i) when given, else the embeddings of ``layer`` (default: the input of the
     model's last ``nn.Linear``). Subclasses implement :meth:`pick` on those points; needs no
-    labeled item, so it serves a cold start."""
+    labeled item, so it serves a cold start. ``seed`` seeds what a rule draws (with the round)."""
 
-    def __init__(self, features: Tensor | None, layer: str | None, batch_size: int) -> None:
+    def __init__(self, features: Tensor | None, layer: str | None, batch_size: int, seed: int = 0) -> None:
         if features is not None and (not isinstance(features, Tensor) or features.dim() != 2 or not features.dtype.is_floating_point):
             raise ValueError(f"{type(self).__name__}: features must be a floating Tensor[N, D], got {type(features).__name__} {getattr(features, 'shape', '')}")
         self.features = features
         self.layer = layer
         self.batch_size = check_int(batch_size, f"{type(self).__name__}: batch_size", 1)
+        self.seed = check_int(seed, f"{type(self).__name__}: seed", 0)
 
     @abstractmethod
     def pick(self, points: Tensor, model, pool, budget: int) -> tuple[Tensor, Tensor | None]:

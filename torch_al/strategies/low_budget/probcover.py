@@ -88,7 +88,7 @@ class ProbCover(FeatureStrategy):
         batch_size: int = 256,
         seed: int = 0,
     ) -> None:
-        super().__init__(features, layer, batch_size)
+        super().__init__(features, layer, batch_size, seed)
         self.radius = None if radius is None else check_real(radius, "ProbCover: radius", at_least=0.0)
         self.purity = check_real(purity, "ProbCover: purity", above=0.0, at_most=1.0)
         if radii is not None:
@@ -98,7 +98,6 @@ class ProbCover(FeatureStrategy):
         self.radii = radii
         self.classes = None if classes is None else check_int(classes, "ProbCover: classes", 1)
         self.normalise = normalise
-        self.seed = seed
 
     def pick(self, points, model, pool, budget):
         if self.normalise:

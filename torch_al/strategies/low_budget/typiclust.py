@@ -55,11 +55,10 @@ class TypiClust(FeatureStrategy):
         batch_size: int = 256,
         seed: int = 0,
     ) -> None:
-        super().__init__(features, layer, batch_size)
+        super().__init__(features, layer, batch_size, seed)
         self.neighbours = check_int(neighbours, "TypiClust: neighbours", 1)
         self.max_clusters = check_int(max_clusters, "TypiClust: max_clusters", 1)
         self.min_cluster_size = check_int(min_cluster_size, "TypiClust: min_cluster_size", 0)
-        self.seed = seed
 
     def pick(self, points, model, pool, budget):
         labeled = pool.labeled_mask.to(points.device)

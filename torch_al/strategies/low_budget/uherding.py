@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from torch_al.checks import check_int, check_real
+from torch_al.checks import check_real, check_validation_set
 from torch_al.embeddings import embed_with_logits
 from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.sampler import inputs_loader
@@ -96,14 +96,11 @@ class UHerding(FeatureStrategy):
         batch_size: int = 256,
         seed: int = 0,
     ) -> None:
-        super().__init__(features, layer, batch_size)
+        super().__init__(features, layer, batch_size, seed)
         self.temperature = None if temperature is None else check_real(temperature, "UHerding: temperature", above=0.0)
         self.gamma = None if gamma is None else check_real(gamma, "UHerding: gamma", above=0.0)
-        if validation is not None and (len(validation) != 2 or validation[0].shape[0] != validation[1].shape[0]):
-            raise ValueError("UHerding: validation must be (inputs[M, ...], labels[M]) with one label per input")
-        self.validation = validation
+        self.validation = None if validation is None else check_validation_set("UHerding", validation)
         self.normalise = normalise
-        self.seed = check_int(seed, "UHerding: seed", 0)
 
     def pool_values(self, model, pool, rows):
         """The items' points and the model's logits for them, from one forward pass."""
@@ -140,7 +137,7 @@ class UHerding(FeatureStrategy):
         inputs, labels = self.validation
         self.charge(forward=int(inputs.shape[0]))
         _, logits = embed_with_logits(model, DataLoader(inputs, batch_size=self.batch_size), None, "UHerding", self.layer)
-        return calibrated_temperature(logits.cpu(), labels.cpu())
+        return calibrated_temperature(logits.cpu(), labels)
 
     def adaptive_gamma(self, unlabeled_points: Tensor, labeled_points: Tensor, pool) -> float:
         """1/σ²: σ the least non-zero labeled distance, else the median unlabeled distance, else 1."""
