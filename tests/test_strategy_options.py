@@ -25,13 +25,13 @@ def test_every_routed_option_is_a_parameter_of_every_strategy_it_reaches():
     "name, expected",
     [
         ("dal", {"sub_queries"}),  # not EBA's steps, although DAL trains in steps too
-        ("eba", {"steps", "k", "layers"}),
-        ("pfk-sum-match", {"k", "layers"}),
+        ("eba", {"steps", "k", "layers", "tokens"}),
+        ("pfk-sum-match", {"k", "layers", "tokens"}),
         ("bgadl", {"passes", "generator_iterations"}),
         ("m2-anchor-distance", {"iterations"}),
-        ("learning-loss", {"layers"}),
+        ("learning-loss", {"layers", "tokens"}),
         ("ensemble-bald", set()),
-        ("pfk+rotation", {"k", "layers"}),
+        ("pfk+rotation", {"k", "layers", "tokens"}),
     ],
 )
 def test_strategy_options_by_name(name, expected):
@@ -63,7 +63,7 @@ def test_select_rejects_validation_options_for_a_strategy_that_does_not_match(tm
     with pytest.raises(SystemExit):
         main(["select", "--state", str(tmp_path / "p.pt"), "--data", "x.pt", "--model", "m.pt2", "--budget", "2",
               "--strategy", "entropy", "--layers", "act1"])  # fmt: skip
-    assert "--validation and --layers are options of pcc/pfk/eba; strategy entropy takes neither" in capsys.readouterr().err
+    assert "--validation, --layers and --tokens are options of pcc/pfk/eba; strategy entropy takes none of them" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from torch_al.batches import check_labels, first_batch_store, num_samples, store_rows
 from torch_al.checks import LogitsCheck
 from torch_al.devices import model_device
-from torch_al.nn.capture import LossFn, sum_cross_entropy
+from torch_al.nn.capture import LossFn, Tokens, sum_cross_entropy
 from torch_al.nn.integrated_gradients import IntegratedGradients
 
 
@@ -42,6 +42,7 @@ def compute_attention(
     labels: Tensor | Literal["argmax"] = "argmax",
     loss_fn: LossFn = sum_cross_entropy,
     channel_dim: int = 1,
+    tokens: Tokens = "mean",
     progress: bool = True,
     check: LogitsCheck | None = None,
 ) -> Attention:
@@ -54,7 +55,7 @@ def compute_attention(
     Args:
         model: the task model; outputs logits Tensor[B, classes] (or a tuple whose first item is).
         loader: batches of inputs, or of (inputs, ...) tuples, in a fixed order.
-        layers, steps, chunk, baseline, loss_fn, channel_dim: as in ``IntegratedGradients``.
+        layers, steps, chunk, baseline, loss_fn, channel_dim, tokens: as in ``IntegratedGradients``.
         labels: "argmax" for pseudo-labels ŷ = argmax f(x), or Tensor[N] int64 labels in loader
             order.
         progress: show a progress bar.
@@ -65,7 +66,7 @@ def compute_attention(
     if total == 0:
         raise ValueError("the loader yields no samples: there is nothing to attend to")
     check_labels(labels, total)
-    integrated_gradients = IntegratedGradients(model, layers, steps, baseline, chunk, loss_fn, channel_dim)
+    integrated_gradients = IntegratedGradients(model, layers, steps, baseline, chunk, loss_fn, channel_dim, tokens)
     device = model_device(model)
     used_labels = torch.empty(total, dtype=torch.int64, device=device)
     store: Tensor | None = None

@@ -27,15 +27,16 @@ def num_samples(loader: DataLoader) -> int:
     return len(loader.sampler)
 
 
-def check_labels(labels: Tensor | str, total: int) -> None:
-    """``labels`` is ``"argmax"`` or an int64 Tensor[total], one per sample; else a ValueError."""
+def check_labels(labels, total: int) -> None:
+    """``labels`` is ``"argmax"``, an int64 Tensor[total] (one per sample) or a callable (a label
+    search, :func:`~torch_al.descriptors.compute_descriptors`); else a ValueError."""
     if isinstance(labels, Tensor) and (labels.dim() != 1 or labels.shape[0] != total or labels.dtype != torch.int64):
         raise ValueError(
             f"labels must be an int64 Tensor[{total}] (one per sample the loader yields), "
             f"got shape {tuple(labels.shape)} dtype {labels.dtype}"
         )
-    if not isinstance(labels, Tensor) and labels != "argmax":
-        raise ValueError(f"labels must be 'argmax' or an int64 Tensor, got {labels!r}")
+    if not isinstance(labels, Tensor) and not callable(labels) and labels != "argmax":
+        raise ValueError(f"labels must be 'argmax', an int64 Tensor or a label search (a callable), got {labels!r}")
 
 
 def store_rows(loader, total: int, device: torch.device) -> Iterator[tuple[Tensor, slice]]:

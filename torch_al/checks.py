@@ -99,10 +99,17 @@ def check_budget(budget, available: int) -> int:
     return int(budget)
 
 
+def output_logits(outputs):
+    """A model's logits: its outputs, or the Tensor ``logits`` field of an output object (a Hugging
+    Face ``ModelOutput``); anything else is returned as it is, for the checks to name."""
+    logits = getattr(outputs, "logits", None)
+    return logits if not isinstance(outputs, Tensor) and isinstance(logits, Tensor) else outputs
+
+
 def first_output(outputs) -> Tensor:
     """The logits of a model called outside a strategy (no :class:`LogitsCheck`): the first item
-    of a tuple or list, else the outputs as they are."""
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    of a tuple or list, else :func:`output_logits`."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else output_logits(outputs)
 
 
 def check_logits(name: str, logits: object, batch_size: int, global_indices: Tensor | None = None, *, min_classes: int = 2, item: str = "pool item") -> Tensor:
@@ -118,6 +125,7 @@ def check_logits(name: str, logits: object, batch_size: int, global_indices: Ten
 def check_logits_shape(name: str, logits: object, batch_size: int, *, min_classes: int = 2) -> Tensor:
     """:func:`check_logits` without the finiteness check: metadata only, no host sync."""
     expected = "logits of shape (N, C)"
+    logits = output_logits(logits)
     if not isinstance(logits, Tensor):
         raise ValueError(f"{name}: the model must return {expected} as a Tensor; got a {type(logits).__name__}")
     if logits.dim() != 2:

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
 from torch_al.experiment import RunConfig, is_ensemble, run_experiment
+from torch_al.nn.capture import check_tokens
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
 from torch_al.strategies import STRATEGIES, make_strategy, strategy_spec
@@ -45,6 +46,7 @@ class SelectConfig:
     seed: int = field(default=0, metadata={"help": "seed of random / core-set picks and of BatchBALD's sampled configurations"})
     validation: str | None = field(default=None, metadata={"help": "torch.save'd (inputs Tensor[M, ...], labels int64 Tensor[M]), for pcc/pfk/eba"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers (module names of the model), for pcc/pfk/eba"})
+    tokens: str | None = field(default=None, metadata={"help": "the layers give (B, T, C) token sequences (a transformer's): mean pools the tokens, first takes the class token; for pcc/pfk/eba"})
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -59,8 +61,9 @@ class SelectConfig:
         matches = strategy_spec(self.strategy).matches_validation
         if matches and not (self.validation and self.layers):
             raise ValueError(f"strategy {self.strategy} matches the pool to a labeled validation set: pass --validation FILE and --layers NAME ...")
-        if not matches and (self.validation or self.layers):
-            raise ValueError(f"--validation and --layers are options of pcc/pfk/eba; strategy {self.strategy} takes neither")
+        if not matches and (self.validation or self.layers or self.tokens):
+            raise ValueError(f"--validation, --layers and --tokens are options of pcc/pfk/eba; strategy {self.strategy} takes none of them")
+        check_tokens(self.tokens)
 
 
 @dataclass
@@ -185,7 +188,7 @@ def _select(config: SelectConfig, distributed: bool) -> None:
     elif os.path.exists(config.state):
         pool.load(config.state)
     if pool.pending_query is None:
-        options = {"validation": _load_validation(config.validation), "layers": config.layers} if config.validation else {}
+        options = {"validation": _load_validation(config.validation), "layers": config.layers, "tokens": config.tokens} if config.validation else {}
         strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
         model = _load_model(config.model)
         if distributed:

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from torch_al.checks import LogitsCheck
 from torch_al.devices import model_device
+from torch_al.nn.capture import Tokens, channels_second, check_tokens, layer_tensor
 
 LAYER_OPTION = ("CoreSet", "DiscriminativeAL")  # the strategies whose embedding layer can be named
 SHOWN_LAYER_NAMES = 40
@@ -29,24 +30,46 @@ def last_linear(model: nn.Module, name: str = "CoreSet") -> nn.Linear:
     return linears[-1]
 
 
-def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | None = None, name: str = "CoreSet") -> Tensor:
-    """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer`` (flattened),
-    or by default the input of the model's last ``nn.Linear`` (the last-layer embedding). Each
-    batch's embeddings must be finite, one row per input; a bad row is named by its global index
-    ``indices[row]`` (None: the loader row). The model's outputs are not read. Errors start with
-    ``name`` (the strategy)."""
-    return _capture(model, loader, layer, indices, name, with_logits=False)[0]
+def embed(model: nn.Module, loader, layer: str | None = None, indices: Tensor | None = None, name: str = "CoreSet", tokens: Tokens | None = None) -> Tensor:
+    """Embeddings Tensor[N, D] in loader order, in eval mode: the output of ``layer``, or by
+    default the input of the model's last ``nn.Linear`` (the last-layer embedding). A layer's
+    output is flattened, or with ``tokens`` read as a (B, T, C) token sequence and pooled to
+    (B, C): ``"mean"`` over the tokens, ``"first"`` its first (class) token; a layer returning a
+    tuple or a model output is read at its first Tensor item. Each batch's embeddings must be
+    finite, one row per input; a bad row is named by its global index ``indices[row]`` (None: the
+    loader row). The model's outputs are not read. Errors start with ``name`` (the strategy)."""
+    return _capture(model, loader, layer, indices, name, tokens, with_logits=False)[0]
 
 
-def embed_with_logits(model: nn.Module, loader, indices: Tensor | None, name: str, layer: str | None = None) -> tuple[Tensor, Tensor]:
+def embed_with_logits(model: nn.Module, loader, indices: Tensor | None, name: str, layer: str | None = None, tokens: Tokens | None = None) -> tuple[Tensor, Tensor]:
     """:func:`embed`, plus the model's logits Tensor[N, C] from the same forward passes, checked
     by a :class:`LogitsCheck` named ``name`` (the strategy)."""
-    embeddings, logits = _capture(model, loader, layer, indices, name, with_logits=True)
+    embeddings, logits = _capture(model, loader, layer, indices, name, tokens, with_logits=True)
     return embeddings, logits
 
 
+def check_embedding_layer(name: str, layer: object, tokens: object) -> None:
+    """A strategy's ``layer`` (a module name or None) and ``tokens`` (None, ``"mean"``, ``"first"``;
+    only with a named layer) options."""
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"{name}: layer must be a module name (str) or None, got {layer!r}")
+    check_tokens(tokens, f"{name}: tokens")
+    if tokens is not None and layer is None:
+        raise ValueError(f"{name}: tokens={tokens!r} pools a named layer's token outputs; name the layer (layer=...), or leave tokens None for the last nn.Linear's input")
+
+
+def layer_embedding(layer: str, output, tokens: Tokens | None) -> Tensor:
+    """One batch of a layer's embeddings, float32 Tensor[B, D]: flattened, or pooled over tokens."""
+    output = layer_tensor(layer, output)
+    if tokens is None:
+        return output.flatten(1).float()
+    pooled = channels_second(layer, output, -1, tokens)
+    return pooled.float().flatten(2).mean(2) if pooled.dim() > 2 else pooled.float()
+
+
 @torch.no_grad()
-def _capture(model: nn.Module, loader, layer: str | None, indices: Tensor | None, name: str, with_logits: bool) -> tuple[Tensor, Tensor | None]:
+def _capture(model: nn.Module, loader, layer: str | None, indices: Tensor | None, name: str, tokens: Tokens | None, with_logits: bool) -> tuple[Tensor, Tensor | None]:
+    check_embedding_layer(name, layer, tokens)
     captured: list[Tensor] = []
     if layer is None:
         handle = last_linear(model, name).register_forward_pre_hook(lambda module, args: captured.append(args[0].flatten(1).float()))
@@ -55,7 +78,7 @@ def _capture(model: nn.Module, loader, layer: str | None, indices: Tensor | None
         if layer not in modules:
             raise ValueError(f"{name}: the model has no layer named {layer!r}; its layers: {layer_names(modules)}")
         module = modules[layer]
-        handle = module.register_forward_hook(lambda module, args, out: captured.append(out.flatten(1).float()))
+        handle = module.register_forward_hook(lambda module, args, out: captured.append(layer_embedding(layer, out, tokens)))
     check = LogitsCheck(name, indices)
     device = model_device(model)
     was_training = model.training

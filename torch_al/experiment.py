@@ -17,11 +17,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from torch_al.checks import output_logits
 from torch_al.datasets import as_float_images, balanced_split, imbalance, load_digits, load_fashion_mnist, make_blobs
 from torch_al.embeddings import last_linear
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.loop import ActiveLearningLoop
-from torch_al.models import LeNet, SmallResNet
+from torch_al.models import LeNet, SmallResNet, tiny_vit
+from torch_al.nn.capture import TOKEN_POOLINGS
 from torch_al.persistence import atomic_write_bytes, load_state, save_state
 from torch_al.pool import ActivePool
 from torch_al.provenance import code_version, config_hash, environment
@@ -33,7 +35,7 @@ from torch_al.strategies.registry import REGISTRY, make_strategy, strategy_spec
 logger = logging.getLogger("torch_al")
 
 DATASETS = ("fashion-mnist", "digits", "synthetic")
-MODELS = ("auto", "lenet", "resnet", "mlp")
+MODELS = ("auto", "lenet", "resnet", "mlp", "vit")
 MINORITY = (5, 6, 7, 8, 9)
 RARE_CLASSES = ("5-9", "drawn")
 TRAINED_PARTS = ("all", "head")
@@ -94,6 +96,7 @@ class RunConfig:
     members: int = field(default=5, metadata={"help": "E: independently trained models of the ensemble strategies (ensemble-*, qbc-vote-entropy)"})
     steps: int = field(default=128, metadata={"help": "K: integrated-gradient steps of eba's attention"})
     layers: tuple[str, ...] | None = field(default=None, metadata={"help": "descriptor layers of pcc/pfk/eba, feature layers of learning-loss (default: the model's, LeNet act1 act2 act3 = L 80)"})
+    tokens: str | None = field(default=None, metadata={"help": "layers of pcc/pfk/eba/learning-loss give (B, T, C) tokens: mean pools them, first takes the class token (default: the model's)"})
     k: int = field(default=32, metadata={"help": "pool candidates kept per validation center (pcc, pfk, eba)"})
     delta0: float = field(default=0.005, metadata={"help": "ceal: entropy threshold of the pseudo-labels at the first selection (the paper's δ0)"})
     decay: float = field(default=0.00033, metadata={"help": "ceal: threshold decrease per completed round (the paper's dr)"})
@@ -120,6 +123,7 @@ class RunConfig:
             (bool(self.strategy) and all(base_strategy(s) in STRATEGIES for s in self.strategy), f"strategy must be among {tuple(STRATEGIES)} (optionally with {SUFFIXES}), got {self.strategy}"),
             (len(set(self.strategy)) == len(self.strategy), f"strategy lists a method twice: {self.strategy}"),
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (self.tokens in (None, *TOKEN_POOLINGS), f"tokens must be one of {TOKEN_POOLINGS} (or unset), got {self.tokens!r}"),
             (self.imbalance >= 1, f"imbalance must be >= 1, got {self.imbalance}"),
             (self.rare_classes in RARE_CLASSES, f"rare_classes must be one of {RARE_CLASSES}, got {self.rare_classes!r}"),
             (self.rounds >= 0, f"rounds must be >= 0, got {self.rounds}"),
@@ -195,6 +199,8 @@ def make_model(config: RunConfig, sample: Tensor, num_classes: int = 10) -> nn.M
         return LeNet(sample.shape[0], num_classes)
     if kind == "resnet":
         return SmallResNet(sample.shape[0], num_classes)
+    if kind == "vit":
+        return tiny_vit(sample.shape[0], sample.shape[-1], num_classes)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(sample.numel(), 64), nn.ReLU(), nn.Dropout(0.25), nn.Linear(64, num_classes))
     mlp.descriptor_layers = ("2",)  # the hidden ReLU, for the matching strategies
     return mlp
@@ -247,7 +253,7 @@ def make_evaluator(config: RunConfig, test: tuple[Tensor, Tensor], pool: ActiveP
     def evaluate(model: nn.Module) -> dict[str, float]:
         model.eval()
         x, y = test
-        predicted = torch.cat([model(chunk.to(config.device)).argmax(1).cpu() for chunk in x.split(1000)])
+        predicted = torch.cat([output_logits(model(chunk.to(config.device))).argmax(1).cpu() for chunk in x.split(1000)])
         correct = predicted == y
         minority = torch.isin(y, torch.tensor(rare))
         labeled = pool.labels_of(pool.labeled_indices)
@@ -311,7 +317,7 @@ def noisy_oracle(labels: Tensor, noise: float, seed: int):
 # Fields that name a run rather than change what it computes.
 _NOT_SETUP = ("strategy", "seed", "out", "progress", "pretrained_cache")
 # Fields added after runs were recorded: hashed only when set, so those runs keep their setup.
-_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9", "simclr_epochs": 20, "min_steps": 0, "train": "all", "evaluate_on": "test"}
+_HASHED_WHEN_SET = {"annotators": 20, "label_noise": 0.0, "rare_classes": "5-9", "simclr_epochs": 20, "min_steps": 0, "train": "all", "evaluate_on": "test", "tokens": None}
 
 
 def setup_hash(config: RunConfig) -> str:

@@ -87,3 +87,25 @@ class SmallResNet(nn.Module):
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"stage{index}")(x)
         return self.head(x.mean(dim=(2, 3)))
+
+
+def tiny_vit(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 7) -> nn.Module:
+    """A small Hugging Face ``ViTForImageClassification`` built from its config (random weights,
+    nothing downloaded; needs ``pip install transformers``): ``patch``-pixel patches, ``depth``
+    blocks of ``width`` channels and ``heads`` heads. It returns a ``ModelOutput`` whose
+    ``logits`` the strategies read. ``descriptor_layers`` are the blocks' outputs
+    (``vit.layers.0`` …), token sequences (B, 1 + patches, width) pooled over the tokens
+    (``descriptor_tokens = "mean"``)."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError("model 'vit' is a Hugging Face ViT: pip install transformers") from error
+    config = transformers.ViTConfig(
+        image_size=image_size, patch_size=patch, num_channels=in_channels, hidden_size=width, num_hidden_layers=depth,
+        num_attention_heads=heads, intermediate_size=2 * width, num_labels=num_classes,
+    )  # fmt: skip
+    model = transformers.ViTForImageClassification(config)
+    names = {name for name, _ in model.named_modules()}
+    model.descriptor_layers = tuple(name for name in (f"vit.layers.{block}" for block in range(depth)) if name in names) or tuple(f"vit.encoder.layer.{block}" for block in range(depth))
+    model.descriptor_tokens = "mean"
+    return model

@@ -5,11 +5,8 @@ raises an ImportError that says so.
 """
 
 import logging
-import os
 
-from torch_al.pool import ActivePool
-from torch_al.rounds import answer_round
-from torch_al.strategies import AsksWithinRound, Ensemble, Strategy
+from torch_al.rounds import RoundAtTrainingEnd
 
 try:
     import pytorch_lightning as pl
@@ -19,7 +16,7 @@ except ImportError as error:  # an optional dependency: say what to install
 logger = logging.getLogger("torch_al")
 
 
-class ActiveLearningCallback(pl.Callback):
+class ActiveLearningCallback(RoundAtTrainingEnd, pl.Callback):
     """At the end of ``trainer.fit``: select ``budget`` items with ``strategy`` on the trained
     module, record the query in the pool (with the strategy's class name, ``pool.pending_strategy``),
     and (with an oracle) label it.
@@ -48,30 +45,11 @@ class ActiveLearningCallback(pl.Callback):
         state_path: a pool state file to keep up to date, or None.
     """
 
-    def __init__(self, pool: ActivePool, strategy: Strategy, budget: int, oracle=None, state_path: str | os.PathLike | None = None) -> None:
-        if isinstance(strategy, Ensemble):
-            raise ValueError(
-                f"ActiveLearningCallback: strategy {type(strategy).__name__} scores a Committee of E separately trained models, "
-                "and the callback has one LightningModule per fit; use ActiveLearningLoop with a torch_al.strategies.Committee"
-            )
-        if isinstance(strategy, AsksWithinRound) and oracle is None:
-            raise ValueError(
-                f"ActiveLearningCallback: strategy {type(strategy).__name__} asks for labels inside its round, with the model fixed; "
-                "the callback serves it only with an oracle (without one, the next fit would change the model mid-round): "
-                "pass oracle=, or use torch-al select / label"
-            )
-        self.pool, self.strategy, self.budget = pool, strategy, budget
-        self.oracle = oracle
-        self.state_path = state_path
+    trainer = "a fit"
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        ask = lambda: self.strategy.next_sub_batch(pl_module, self.pool, self.budget)  # noqa: E731
-        answer_round(self.pool, ask, self.oracle, lambda: self._save(trainer), type(self.strategy).__name__)
+        self.run_round(pl_module, trainer.is_global_zero)
         logger.info("lightning: %r", self.pool)
-
-    def _save(self, trainer: "pl.Trainer") -> None:
-        if self.state_path is not None and trainer.is_global_zero:
-            self.pool.save(self.state_path)
 
     def state_dict(self) -> dict:
         return {**self.pool.state_dict(), **{f"strategy/{key}": value for key, value in self.strategy.state_dict().items()}}

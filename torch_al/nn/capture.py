@@ -1,6 +1,6 @@
 """Forward/gradient hooks that pool layer outputs and their gradients into per-sample descriptors."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -12,6 +12,53 @@ from torch_al.ops.pool_features import pool_features, pool_features_into
 CaptureKind = Literal["features", "gradients", "both"]
 _CAPTURE_KINDS = ("features", "gradients", "both")
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Tokens = Literal["mean", "first"]
+TOKEN_POOLINGS = ("mean", "first")
+
+
+def layer_tensor(name: str, output) -> Tensor:
+    """A hooked layer's output as one Tensor: the output itself, or the first item of a tuple, a
+    list or a Hugging Face ``ModelOutput`` when that item is a Tensor (their layers return the
+    hidden states first, e.g. an attention block's ``(output, weights)``)."""
+    if isinstance(output, Tensor):
+        return output
+    items = list(output.values()) if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else []
+    if items and isinstance(items[0], Tensor):
+        return items[0]
+    first = f" whose first item is a {type(items[0]).__name__}" if items else ""
+    raise TypeError(f"layer {name!r} returned a {type(output).__name__}{first}; hook a layer that returns a Tensor, or a tuple or model output whose first item is one")
+
+
+def check_tokens(tokens: object, name: str = "tokens") -> None:
+    if tokens is not None and tokens not in TOKEN_POOLINGS:
+        raise ValueError(f"{name} must be None (channels second: (B, C, *spatial) outputs) or one of {TOKEN_POOLINGS} for (B, T, C) token outputs, got {tokens!r}")
+
+
+def token_layout(tokens: Tokens | None) -> dict:
+    """The capture options of a strategy's ``tokens`` option: None reads layer outputs as (B, C,
+    *spatial), ``"mean"`` / ``"first"`` as (B, T, C) token sequences pooled by the mean over the
+    tokens or taken at the first (class) token."""
+    check_tokens(tokens)
+    return {"channel_dim": 1, "tokens": "mean"} if tokens is None else {"channel_dim": -1, "tokens": tokens}
+
+
+def model_tokens(tokens: Tokens | None, model: nn.Module) -> Tokens | None:
+    """A strategy's ``tokens``, or when None the model's ``descriptor_tokens`` attribute (set
+    beside ``descriptor_layers`` by a model whose descriptor layers are token sequences)."""
+    chosen = tokens if tokens is not None else getattr(model, "descriptor_tokens", None)
+    check_tokens(chosen, "tokens" if tokens is not None else f"{type(model).__name__}.descriptor_tokens")
+    return chosen
+
+
+def channels_second(name: str, tensor: Tensor, channel_dim: int, tokens: Tokens = "mean") -> Tensor:
+    """The (B, C, *spatial) view of a layer output or its gradient; with ``tokens="first"`` the
+    (B, C) of its first position (the class token of a (B, T, C) sequence)."""
+    moved = tensor if channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(channel_dim, 1)
+    if tokens == "mean":
+        return moved
+    if tensor.dim() != 3:
+        raise ValueError(f"layer {name!r}: tokens='first' takes the first token of a (B, T, C) output; got shape {tuple(tensor.shape)}")
+    return moved[:, :, 0]
 
 
 def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> dict[str, nn.Module]:
@@ -54,6 +101,12 @@ class DescriptorCapture:
         capture: ``"features"``, ``"gradients"`` or ``"both"``.
         channel_dim: the channel dim of the layer outputs: 1 for (B, C, *spatial) conv / linear
             outputs, -1 for (B, T, C) sequence outputs.
+        tokens: ``"mean"`` pools every position (spatial or token); ``"first"`` takes the first
+            token of a 3-d output (a ViT's class token) instead.
+
+    A layer returning a tuple, a list or a Hugging Face ``ModelOutput`` is read at its first item
+    when that is a Tensor (an attention block's output before its weights); anything else is a
+    TypeError naming the layer.
 
     A layer output modified in place afterwards (``ReLU(inplace=True)``) is fine as long as the
     backward reaches it *through* the later ops (``loss.backward()``, or ``autograd.grad`` with
@@ -71,12 +124,16 @@ class DescriptorCapture:
         layers: Sequence[str | nn.Module],
         capture: CaptureKind = "both",
         channel_dim: int = 1,
+        tokens: Tokens = "mean",
     ) -> None:
         if capture not in _CAPTURE_KINDS:
             raise ValueError(f"capture must be one of {_CAPTURE_KINDS}, got {capture!r}")
+        if tokens not in TOKEN_POOLINGS:
+            raise ValueError(f"tokens must be one of {TOKEN_POOLINGS}, got {tokens!r}")
         self.layers = resolve_layers(model, layers)
         self.capture = capture
         self.channel_dim = channel_dim
+        self.tokens = tokens
         self.channels: dict[str, int] = {}
         self._pooled: dict[str, dict[str, Tensor]] = {"features": {}, "gradients": {}}
         self._target: tuple[dict[str, Tensor | None], Tensor, dict[str, int]] | None = None
@@ -143,12 +200,11 @@ class DescriptorCapture:
 
     def _hook_for(self, name: str):
         def hook(module: nn.Module, inputs, output) -> None:
-            if not isinstance(output, Tensor):
-                raise TypeError(f"layer {name!r} returned {type(output).__name__}; DescriptorCapture needs a Tensor output")
+            output = layer_tensor(name, output)
             if name in self._seen_in_forward:
                 raise RuntimeError(f"layer {name!r} ran twice in one forward; capture each use through its own module")
             self._seen_in_forward.add(name)
-            self.channels[name] = output.shape[self.channel_dim]
+            self.channels[name] = self._channels_second(name, output).shape[1]  # checks the token layout before any backward
             if self.capture != "gradients":
                 self._record("features", name, output.detach())
             if self.capture != "features" and output.requires_grad:
@@ -159,7 +215,7 @@ class DescriptorCapture:
     def _record(self, kind: str, name: str, tensor: Tensor) -> None:
         if kind == "gradients":
             self._gradients_seen.add(name)
-        channels_second = self._channels_second(tensor)
+        channels_second = self._channels_second(name, tensor)
         if self._target is not None and self._target[0].get(kind) is not None:
             stores, rows, columns = self._target
             if isinstance(rows, slice):
@@ -170,9 +226,8 @@ class DescriptorCapture:
             with torch.no_grad():
                 self._pooled[kind][name] = pool_features(channels_second)
 
-    def _channels_second(self, tensor: Tensor) -> Tensor:
-        """The (B, C, *spatial) view of a layer output or its gradient."""
-        return tensor if self.channel_dim in (1, 1 - tensor.dim()) else tensor.movedim(self.channel_dim, 1)
+    def _channels_second(self, name: str, tensor: Tensor) -> Tensor:
+        return channels_second(name, tensor, self.channel_dim, self.tokens)
 
 
 def sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from torch_al.checks import LogitsCheck, first_output
-from torch_al.nn.capture import DescriptorCapture, LossFn, backward_to_layers, resolve_layers, sum_cross_entropy
+from torch_al.nn.capture import DescriptorCapture, LossFn, Tokens, backward_to_layers, resolve_layers, sum_cross_entropy
 from torch_al.ops.ig_accumulate import ig_accumulate
 
 
@@ -22,16 +22,16 @@ class _PathGradientCapture(DescriptorCapture):
     dropped as soon as they are reduced."""
 
     def __init__(
-        self, model: nn.Module, layers: Sequence[str], steps: int, channel_dim: int, accumulators: dict[str, Tensor]
+        self, model: nn.Module, layers: Sequence[str], steps: int, channel_dim: int, tokens: Tokens, accumulators: dict[str, Tensor]
     ) -> None:
-        super().__init__(model, layers, capture="gradients", channel_dim=channel_dim)
+        super().__init__(model, layers, capture="gradients", channel_dim=channel_dim, tokens=tokens)
         self.steps = steps
         self.accumulators = accumulators
         self.chunk_shape = (0, 0)  # (S, B) of the chunk being back-propagated
 
     def _record(self, kind: str, name: str, tensor: Tensor) -> None:
         self._gradients_seen.add(name)
-        grad = self._channels_second(tensor).unflatten(0, self.chunk_shape)
+        grad = self._channels_second(name, tensor).unflatten(0, self.chunk_shape)
         if name not in self.accumulators:
             dtype = torch.float64 if grad.dtype == torch.float64 else torch.float32
             self.accumulators[name] = grad.new_zeros(grad.shape[1:3], dtype=dtype)
@@ -76,6 +76,8 @@ class IntegratedGradients:
         chunk: path steps per forward/backward (the model sees chunk·B rows); clipped to K.
         loss_fn: (logits, labels) -> summed loss; the sum makes each sample's gradient its own.
         channel_dim: channel dim of the layer outputs (1, or -1 for (B, T, C)).
+        tokens: ``"mean"`` over every position, or ``"first"``: the first token (as in
+            :class:`~torch_al.nn.DescriptorCapture`).
 
     Call with a batch ``x`` (Tensor[B, *input_shape]) and optional ``labels`` (int64 Tensor[B];
     default: the argmax pseudo-labels) to get ``(attention, labels)``: layer name → Tensor[B, C]
@@ -96,6 +98,7 @@ class IntegratedGradients:
         chunk: int = 16,
         loss_fn: LossFn = sum_cross_entropy,
         channel_dim: int = 1,
+        tokens: Tokens = "mean",
     ) -> None:
         self.model = model
         self.layers = list(resolve_layers(model, layers))
@@ -104,6 +107,7 @@ class IntegratedGradients:
         self.baseline = baseline
         self.loss_fn = loss_fn
         self.channel_dim = channel_dim
+        self.tokens = tokens
 
     def __call__(
         self, x: Tensor, labels: Tensor | None = None, out: Mapping[str, Tensor] | None = None, check: LogitsCheck | None = None
@@ -120,7 +124,7 @@ class IntegratedGradients:
         was_training = self.model.training
         self.model.eval()
         try:
-            hooks = _PathGradientCapture(self.model, self.layers, self.steps, self.channel_dim, accumulators)
+            hooks = _PathGradientCapture(self.model, self.layers, self.steps, self.channel_dim, self.tokens, accumulators)
             with hooks, torch.enable_grad():
                 for highest in range(self.steps, 0, -self.chunk):
                     ks = torch.arange(highest, max(highest - self.chunk, 0), -1, dtype=torch.float64)

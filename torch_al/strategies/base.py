@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from torch_al.arbiter import highest_first
-from torch_al.checks import LogitsCheck, check_budget
+from torch_al.checks import LogitsCheck, check_budget, output_logits
 from torch_al.devices import model_device
 from torch_al.generated_items_pool import TrainingSet
 from torch_al.pool import ActivePool
@@ -143,7 +143,7 @@ class Strategy(ABC):
         cross entropy, unless the strategy learns something beside the model (:class:`LearningLoss`).
         A training loop that calls this and optimises :meth:`extra_parameters` too trains for
         every strategy."""
-        return F.cross_entropy(model(inputs), targets)
+        return F.cross_entropy(output_logits(model(inputs)), targets)
 
     def training_set(self, pool: TrainingSet) -> TrainingSet:
         """What the next training reads, given what it would read otherwise (the pool, or the

@@ -61,7 +61,7 @@ class StrategySpec:
 
 
 _MC_DROPOUT = {"passes": "passes"}
-_MATCHING = {"k": "k", "layers": "layers"}
+_MATCHING = {"k": "k", "layers": "layers", "tokens": "tokens"}
 _VAAL = {"vaal_iterations": "iterations"}
 _ESTIMATOR_NAMES = {"argmax": "argmax", "validation_match": "match", "true": "true", "trace_cov": "trace", "mutual_info": "mi"}
 
@@ -80,7 +80,7 @@ REGISTRY: dict[str, StrategySpec] = {
     "coreset": StrategySpec(CoreSet),
     "badge": StrategySpec(BADGE),
     "suggestive": StrategySpec(SuggestiveAnnotation),
-    "learning-loss": StrategySpec(LearningLoss, {"layers": "layers"}),
+    "learning-loss": StrategySpec(LearningLoss, {"layers": "layers", "tokens": "tokens"}),
     "dal": StrategySpec(DiscriminativeAL, {"sub_queries": "sub_queries"}),
     "max-entropy": StrategySpec(MaxEntropy, _MC_DROPOUT),
     "bald": StrategySpec(BALD, _MC_DROPOUT),

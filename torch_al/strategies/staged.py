@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from torch_al.nn.capture import Tokens
 from torch_al.strategies.base import Strategy
 from torch_al.strategies.distribution_matching.fisher_kernel import PFK
 from torch_al.strategies.imbalance.direct import DIRECT
@@ -58,7 +59,7 @@ class Staged(AsksWithinRound):
 
 class PFKThenDIRECT(Staged):
     """``pfk-direct``: :class:`PFK` on ``share`` of each round's budget, then :class:`DIRECT` on
-    the rest. Options as those two take them (``validation``, ``layers`` and ``k`` PFK's;
+    the rest. Options as those two take them (``validation``, ``layers``, ``k`` and ``tokens`` PFK's;
     ``annotators`` DIRECT's; the rest both's)."""
 
     def __init__(
@@ -71,6 +72,7 @@ class PFKThenDIRECT(Staged):
         batch_size: int = 256,
         seed: int = 0,
         progress: bool = True,
+        tokens: Tokens | None = None,
     ) -> None:
-        first = PFK(validation=validation, layers=layers, k=k, batch_size=batch_size, seed=seed, progress=progress)
+        first = PFK(validation=validation, layers=layers, k=k, batch_size=batch_size, seed=seed, progress=progress, tokens=tokens)
         super().__init__(first, DIRECT(annotators=annotators, batch_size=batch_size, seed=seed, progress=progress), share)

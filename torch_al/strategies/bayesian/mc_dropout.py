@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from torch_al.checks import LogitsCheck
+from torch_al.checks import LogitsCheck, output_logits
 from torch_al.devices import model_device
 from torch_al.seeding import derived_seed
 from torch_al.strategies import sample_scores
@@ -129,7 +129,7 @@ class MonteCarloDropout(ScoreStrategy):
         if not dropouts:
             raise ValueError(
                 f"{type(self).__name__} needs dropout in the model: with none, all T passes are equal (dropout called as "
-                "F.dropout inside forward is not a module and is not seen: docs/methods.md, MC dropout, shows how to add one)"
+                "F.dropout inside forward is not a module and is not seen: torch_al.nn.dropout_as_module(model) moves a timm model's into one; docs/methods.md, MC dropout)"
             )
         masks = ConsistentMasks(dropouts, self.passes, derived_seed(self.seed, "mc-dropout", round_))
         device = model_device(model)
@@ -199,7 +199,7 @@ class MonteCarloDropout(ScoreStrategy):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             state = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
             try:
-                reference = model(_replicate(probe, count))
+                reference = output_logits(model(_replicate(probe, count)))
             except Exception as error:  # the scoring passes raise it again, with the usual checks
                 logger.debug("%s: the full-replication probe failed: %r", type(self).__name__, error)
                 return None
@@ -218,7 +218,7 @@ class MonteCarloDropout(ScoreStrategy):
             expand.rows, expand.count, expand.pending = rows, count, True
             masks.passes(0, count, rows)
             try:
-                output = model(probe)
+                output = output_logits(model(probe))
                 same = (
                     not expand.pending and isinstance(output, Tensor) and isinstance(reference, Tensor)
                     and output.shape == reference.shape and output.dtype == reference.dtype

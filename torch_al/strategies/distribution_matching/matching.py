@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_al.checks import LogitsCheck, check_int, check_validation_set
 from torch_al.devices import model_device
 from torch_al.distributed.ranked import distributed_select_unique
+from torch_al.nn.capture import Tokens, check_tokens, model_tokens, token_layout
 from torch_al.ops.select_unique import select_unique
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
@@ -23,7 +24,25 @@ from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_
 Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
 ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
 COMBINES = ("product", "fisher", "sum")
-Labels = Tensor | Literal["argmax"]
+
+
+
+class ValidationMatch:
+    """PFK's ``validation_match`` label search: each pool item takes the true label of its most
+    similar validation item under R_z (ties to the lower row), from its normalised feature scales.
+    A :meth:`DistributionMatching.describe` may call it batch by batch between the forward and the
+    backward, so the search costs no pass of its own."""
+
+    def __init__(self, validation_z: list[Tensor], validation_labels: Tensor, precision: str) -> None:
+        self.validation_z, self.validation_labels, self.precision = validation_z, validation_labels, precision
+
+    def __call__(self, scales: list[Tensor]) -> Tensor:
+        from torch_al.ops.pfk_topk import pfk_topk
+
+        return self.validation_labels[pfk_topk(scales, self.validation_z, k=1, precision=self.precision)[1][:, 0]]
+
+
+Labels = Tensor | Literal["argmax"] | ValidationMatch
 
 
 @dataclass
@@ -92,6 +111,10 @@ class DistributionMatching(Strategy):
         samples: K >= 2, perturbed copies per pool item of the Monte-Carlo estimators.
         precision: ``"exact"`` or ``"fast"`` (on CUDA, a bfloat16 screen then exact re-scoring
             of the kept candidates; see :func:`torch_al.pfk_topk`), for every matching op call.
+        tokens: how the descriptor layers' outputs are read: None (default: the model's
+            ``descriptor_tokens`` attribute, else channels second, (B, C, *spatial), pooled over
+            space), ``"mean"`` (transformer token sequences (B, T, C), pooled over the tokens) or
+            ``"first"`` (their first token, a ViT's class token).
     """
 
     uses_gradients = True
@@ -108,6 +131,7 @@ class DistributionMatching(Strategy):
         progress: bool = True,
         samples: int = 16,
         precision: str = "exact",
+        tokens: Tokens | None = None,
     ) -> None:
         name = type(self).__name__
         if validation is None:
@@ -130,13 +154,20 @@ class DistributionMatching(Strategy):
         self.progress = progress
         self.samples = samples
         self.precision = precision
+        check_tokens(tokens)
+        self.tokens = tokens
 
     @abstractmethod
     def describe(
         self, model: nn.Module, layers: Sequence[str], loader: DataLoader, labels: Labels, features: bool, gradients: bool, check: LogitsCheck | None = None
     ) -> Described:
         """Normalised descriptors of the loader's items, their logits validated by ``check``;
-        records its passes with ``charge``."""
+        records its passes with ``charge``. ``labels`` (of the gradients): ``"argmax"``, a Tensor,
+        or a :class:`ValidationMatch` to call with the items' normalised feature scales."""
+
+    def layout(self, model: nn.Module) -> dict:
+        """``channel_dim`` and ``tokens`` of the descriptor capture, from :attr:`tokens` or the model's."""
+        return token_layout(model_tokens(self.tokens, model))
 
     def query(self, model, pool, budget):
         query = self.query_descriptors(model, pool, budget)
@@ -197,12 +228,10 @@ class DistributionMatching(Strategy):
         layers = self._layers(model)
         loader = inputs_loader(pool, candidates, self.batch_size)
         check = LogitsCheck(type(self).__name__, candidates)
-        if self.uses_gradients and self.estimator == "validation_match":  # labels need the pool's features first
-            pool_z = self.describe(model, layers, loader, "argmax", features=True, gradients=False, check=check).features
-            labels = self._validation[1].to(model_device(model))[self._nearest(pool_z, query.validation_z, self.precision)]
-            pool_g = self.describe(model, layers, loader, labels, features=False, gradients=True, check=check).gradients
-            return pool_z, pool_g
-        labels = self._pool_labels(model, layers, loader, pool, candidates, check)
+        if self.uses_gradients and self.estimator == "validation_match":
+            labels = ValidationMatch(query.validation_z, self._validation[1].to(model_device(model)), self.precision)
+        else:
+            labels = self._pool_labels(model, layers, loader, pool, candidates, check)
         described = self.describe(model, layers, loader, labels, features=True, gradients=self.uses_gradients, check=check)
         return described.features, described.gradients
 
@@ -214,7 +243,7 @@ class DistributionMatching(Strategy):
         if self.estimator not in MONTE_CARLO_KINDS or not self.uses_gradients:
             return "argmax"
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", pool.round))
-        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator, check=check)
+        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator, check=check, **self.layout(model))
         self.charge(forward=estimated.forward, backward=estimated.backward)
         return estimated.labels
 
@@ -237,9 +266,3 @@ class DistributionMatching(Strategy):
         picked, _ = kcenter_greedy(torch.cat(scales, dim=1), budget, first=first_center(self.seed, round_, rows))
         return picked
 
-    @staticmethod
-    def _nearest(pool_z: list[Tensor], validation_z: list[Tensor], precision: str) -> Tensor:
-        """Per pool row, the most similar validation row under R_z (ties to the lower row)."""
-        from torch_al.ops.pfk_topk import pfk_topk
-
-        return pfk_topk(pool_z, validation_z, k=1, precision=precision)[1][:, 0]

@@ -15,6 +15,7 @@ from torch_al.batches import inputs_of
 from torch_al.checks import LogitsCheck, check_int, first_output
 from torch_al.descriptors import compute_descriptors, standardise
 from torch_al.devices import model_device
+from torch_al.nn.capture import Tokens
 
 MonteCarloKind = Literal["trace_cov", "mutual_info"]
 MONTE_CARLO_KINDS = ("trace_cov", "mutual_info")
@@ -190,6 +191,8 @@ def monte_carlo_pseudo_labels(
     max_degrees: float = 5.0,
     noise_std: float = 0.01,
     check: LogitsCheck | None = None,
+    channel_dim: int = 1,
+    tokens: Tokens = "mean",
 ) -> PseudoLabels:
     """PFK's Monte-Carlo pseudo-labels: per input, argmax over d of :func:`monte_carlo_scores`
     (ties to the lower class).
@@ -214,6 +217,7 @@ def monte_carlo_pseudo_labels(
         jitter, max_degrees, noise_std: as in :func:`monte_carlo_scores` and :func:`perturb`.
         check: validates the logits of every pass (a strategy's :class:`LogitsCheck` for the
             loader; a perturbed copy's bad logits name its input); default: a tuple's first item.
+        channel_dim, tokens: the layer outputs' layout, as in :func:`~torch_al.compute_descriptors`.
 
     Returns:
         :class:`PseudoLabels` with int64 labels Tensor[N] on the model's device.
@@ -230,7 +234,7 @@ def monte_carlo_pseudo_labels(
             forward += 1
         copies = perturb(inputs, samples, generator, max_degrees, noise_std)
         copies_check = None if check is None else check.subset(torch.arange(start, start + rows).repeat_interleave(samples))
-        z, g = _per_class_descriptors(model, layers, copies, classes, loader.batch_size or copies.shape[0], copies_check)
+        z, g = _per_class_descriptors(model, layers, copies, classes, loader.batch_size or copies.shape[0], copies_check, {"channel_dim": channel_dim, "tokens": tokens})
         start += rows
         g = g.view(classes, rows, samples, -1).transpose(0, 1)
         labels.append(monte_carlo_scores(z.view(rows, samples, -1), g, kind, jitter).argmax(dim=1))
@@ -241,7 +245,7 @@ def monte_carlo_pseudo_labels(
 
 
 def _per_class_descriptors(
-    model: nn.Module, layers: Sequence[str | nn.Module], copies: Tensor, classes: int, batch_size: int, check: LogitsCheck | None
+    model: nn.Module, layers: Sequence[str | nn.Module], copies: Tensor, classes: int, batch_size: int, check: LogitsCheck | None, layout: dict
 ) -> tuple[Tensor, Tensor]:
     """Standardised features Tensor[B, L] of the copies and their Fisher scores Tensor[D, B, L]
     for every class, one ``compute_descriptors`` run per class."""
@@ -251,7 +255,7 @@ def _per_class_descriptors(
         labels = torch.full((copies.shape[0],), label, dtype=torch.int64, device=copies.device)
         capture = "both" if features is None else "gradients"
         # Every class runs the same forward (only the loss's label changes): check it once.
-        described = compute_descriptors(model, loader, layers, capture, labels, progress=False, check=check if features is None else None)
+        described = compute_descriptors(model, loader, layers, capture, labels, progress=False, check=check if features is None else None, **layout)
         if features is None:
             features = torch.cat(standardise(described.features, described.columns), dim=1)
         gradients.append(torch.cat(standardise(described.gradients, described.columns), dim=1))

@@ -5,7 +5,8 @@ from torch import Tensor
 
 from torch_al.devices import model_device
 from torch_al.distributed.greedy import distributed_kcenter_greedy
-from torch_al.embeddings import embed
+from torch_al.embeddings import check_embedding_layer, embed
+from torch_al.nn.capture import Tokens
 from torch_al.ops.kcenter_greedy import kcenter_greedy
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
@@ -23,10 +24,14 @@ class CoreSet(Strategy):
         metric: ``"euclidean"`` or ``"cosine"``.
         batch_size: embedding batch size.
         seed: for the first pick when nothing is labeled.
+        tokens: with a named ``layer``, read its output as (B, T, C) tokens pooled to (B, C):
+            ``"mean"`` over the tokens or ``"first"`` (the class token); None flattens it.
     """
 
-    def __init__(self, layer: str | None = None, metric: str = "euclidean", batch_size: int = 256, seed: int = 0) -> None:
+    def __init__(self, layer: str | None = None, metric: str = "euclidean", batch_size: int = 256, seed: int = 0, tokens: Tokens | None = None) -> None:
+        check_embedding_layer("CoreSet", layer, tokens)
         self.layer = layer
+        self.tokens = tokens
         self.metric = metric
         self.batch_size = batch_size
         self.seed = seed
@@ -34,7 +39,7 @@ class CoreSet(Strategy):
     def query(self, model, pool, budget):
         self._check_model(model)
         everything = torch.arange(len(pool))
-        embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything)
+        embeddings = embed(model, inputs_loader(pool, everything, self.batch_size), self.layer, everything, tokens=self.tokens)
         self.charge(forward=len(pool))
         labeled = pool.labeled_mask.to(embeddings.device)
         picked, _ = kcenter_greedy(embeddings, budget, labeled, first=self.first_pick(pool), metric=self.metric)
@@ -48,7 +53,7 @@ class CoreSet(Strategy):
 
         def embeddings() -> tuple[Tensor | None, Tensor | None]:
             self._check_model(model)
-            rows = [embed(model, inputs_loader(pool, part, self.batch_size), self.layer, part) if part.numel() else None for part in (labeled, shard.owned)]
+            rows = [embed(model, inputs_loader(pool, part, self.batch_size), self.layer, part, tokens=self.tokens) if part.numel() else None for part in (labeled, shard.owned)]
             self.charge(forward=labeled.numel() + shard.owned.numel())
             return rows[0], rows[1]
 

@@ -9,7 +9,8 @@ from torch_al.checks import check_int
 from torch_al.devices import model_device
 from torch_al.distributed.greedy import distributed_facility_location_greedy
 from torch_al.distributed.ranked import distributed_topk
-from torch_al.embeddings import embed_with_logits
+from torch_al.embeddings import check_embedding_layer, embed_with_logits
+from torch_al.nn.capture import Tokens
 from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import Strategy
@@ -36,9 +37,12 @@ class SuggestiveAnnotation(Strategy):
         criterion: ``"entropy"``, ``"margin"`` or ``"least_confidence"``.
         layer: descriptor layer name; default the input of the last ``nn.Linear``.
         batch_size: forward batch size.
+        tokens: with a named ``layer``, read its output as (B, T, C) tokens pooled to (B, C):
+            ``"mean"`` over the tokens or ``"first"`` (the class token); None flattens it.
     """
 
-    def __init__(self, candidates: int | None = None, criterion: str = "entropy", layer: str | None = None, batch_size: int = 256) -> None:
+    def __init__(self, candidates: int | None = None, criterion: str = "entropy", layer: str | None = None, batch_size: int = 256, tokens: Tokens | None = None) -> None:
+        check_embedding_layer("SuggestiveAnnotation", layer, tokens)
         if candidates is not None:
             check_int(candidates, "SuggestiveAnnotation: candidates", 1)
         if criterion not in CRITERIA:
@@ -46,6 +50,7 @@ class SuggestiveAnnotation(Strategy):
         self.candidates = candidates
         self.criterion = criterion
         self.layer = layer
+        self.tokens = tokens
         self.batch_size = check_int(batch_size, "SuggestiveAnnotation: batch_size", 1)
         self._uncertainty = CRITERIA[criterion](progress=False)  # only its score(): one formula per criterion
 
@@ -83,7 +88,7 @@ class SuggestiveAnnotation(Strategy):
         """(uncertainty[n], unit descriptors[n, D]) of the pool items ``rows``, one forward each."""
         if model is None:
             raise ValueError("SuggestiveAnnotation scores and embeds with a model; got model=None")
-        descriptors, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, type(self).__name__, self.layer)
+        descriptors, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, type(self).__name__, self.layer, self.tokens)
         self.charge(forward=rows.numel())
         unit = torch.nn.functional.normalize(descriptors, dim=1)  # a zero row stays zero
         return self._uncertainty.score(logits.float().softmax(1)), unit

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from torch_al.arbiter import ONE_PROCESS, Arbiter, highest_first
 from torch_al.checks import check_int, check_real
 from torch_al.devices import model_device
-from torch_al.embeddings import embed
+from torch_al.embeddings import check_embedding_layer, embed
+from torch_al.nn.capture import Tokens
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
@@ -205,6 +206,8 @@ class DiscriminativeAL(Strategy):
             among the sub-query's candidates (the authors' 10); None: every unlabeled item.
         batch_size: the task model's forward batch size.
         seed: base seed of the draws.
+        tokens: with a named ``layer``, read its output as (B, T, C) tokens pooled to (B, C):
+            ``"mean"`` over the tokens or ``"first"`` (the class token); None flattens it.
     """
 
     def __init__(
@@ -219,14 +222,15 @@ class DiscriminativeAL(Strategy):
         unlabeled_ratio: float | None = 10.0,
         batch_size: int = 256,
         seed: int = 0,
+        tokens: Tokens | None = None,
     ) -> None:
-        if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"DiscriminativeAL: layer must be a module name (str) or None, got {layer!r}")
+        check_embedding_layer("DiscriminativeAL", layer, tokens)
         self.lr = check_real(lr, "DiscriminativeAL: lr", above=0)
         self.stop_accuracy = check_real(stop_accuracy, "DiscriminativeAL: stop_accuracy", above=0, at_most=1)
         self.unlabeled_ratio = None if unlabeled_ratio is None else check_real(unlabeled_ratio, "DiscriminativeAL: unlabeled_ratio", above=0)
         self.sub_queries = check_int(sub_queries, "DiscriminativeAL: sub_queries", 1)
         self.layer = layer
+        self.tokens = tokens
         self.hidden = check_int(hidden, "DiscriminativeAL: hidden", 1)
         self.discriminator_steps = check_int(discriminator_steps, "DiscriminativeAL: discriminator_steps", 1)
         self.train_batch_size = check_int(train_batch_size, "DiscriminativeAL: train_batch_size", 1)
@@ -251,7 +255,7 @@ class DiscriminativeAL(Strategy):
         if model is None:
             raise ValueError("DiscriminativeAL embeds the pool with a model; got model=None")
         self.charge(forward=rows.numel())
-        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=type(self).__name__) if rows.numel() else None
+        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=type(self).__name__, tokens=self.tokens) if rows.numel() else None
 
     def query_from_features(self, features: Tensor, pool: ActivePool, budget: int, held: Tensor, arbiter: Arbiter = ONE_PROCESS) -> tuple[Tensor, Tensor]:
         """The sub-queries' picks and their P(unlabeled | ψ), from ``features`` Tensor[n, D] of the

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from torch_al.checks import check_int, check_real
+from torch_al.checks import check_int, check_real, output_logits
 from torch_al.devices import model_device
-from torch_al.nn.capture import resolve_layers
+from torch_al.nn.capture import Tokens, channels_second, check_tokens, layer_tensor, model_tokens, resolve_layers, token_layout
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.cold_start import DrawsUntilLabeled
 
@@ -60,18 +60,22 @@ def pairwise_ranking_loss(predicted: Tensor, target: Tensor, margin: float = 1.0
 
 
 class _LayerFeatures:
-    """Forward hooks keeping each chosen layer's output of the last forward (detached on request)."""
+    """Forward hooks keeping each chosen layer's output of the last forward, channels second
+    (``layout``: :func:`~torch_al.nn.capture.token_layout`), detached on request."""
 
-    def __init__(self, layers: dict[str, nn.Module], detach: bool = False) -> None:
+    def __init__(self, layers: dict[str, nn.Module], layout: dict, detach: bool = False) -> None:
         self.outputs: dict[str, Tensor] = {}
+        self.layout = layout
         self.detach = detach
         self._handles = [module.register_forward_hook(self._keeper(name)) for name, module in layers.items()]
         self._names = list(layers)
 
     def _keeper(self, name: str):
         def keep(module, inputs, output):
-            if not isinstance(output, Tensor) or output.dim() < 2:
-                raise ValueError(f"LearningLoss: layer {name!r} must output a Tensor[B, C, ...], got {type(output).__name__} {getattr(output, 'shape', '')}")
+            output = layer_tensor(name, output)
+            if output.dim() < 2:
+                raise ValueError(f"LearningLoss: layer {name!r} must output a Tensor[B, C, ...], got shape {tuple(output.shape)}")
+            output = channels_second(name, output, **self.layout)
             self.outputs[name] = output.detach() if self.detach else output
 
         return keep
@@ -117,6 +121,9 @@ class LearningLoss(DrawsUntilLabeled):
         stop_gradient: fraction of each round's epochs after which the features are detached.
         seed: seeds the query made with no labeled item.
         batch_size, progress: scoring batch size and progress bar.
+        tokens: how the layers' outputs are read, as in :class:`~torch_al.PFK`: None (the model's
+            ``descriptor_tokens``, else channels second), ``"mean"`` or ``"first"`` for (B, T, C)
+            token sequences.
     """
 
     draw_stream = "learning-loss"  # the (seed, stream, round) of the draw made with nothing labeled
@@ -131,7 +138,10 @@ class LearningLoss(DrawsUntilLabeled):
         seed: int = 0,
         batch_size: int = 256,
         progress: bool = True,
+        tokens: Tokens | None = None,
     ) -> None:
+        check_tokens(tokens)
+        self.tokens = tokens
         self.layers = None if layers is None else tuple(layers)
         self.width = check_int(width, "LearningLoss: width", 1)
         self.margin = check_real(margin, "LearningLoss: margin", at_least=0)
@@ -164,12 +174,15 @@ class LearningLoss(DrawsUntilLabeled):
         self._resolved = (model, resolve_layers(model, list(names)))
         return self._resolved[1]
 
+    def layout(self, model: nn.Module) -> dict:
+        return token_layout(model_tokens(self.tokens, model))
+
     def extra_parameters(self, model: nn.Module, inputs: Tensor) -> list[nn.Parameter]:
         """The module's parameters, to optimise with the model's; builds the module on the first
         call from one no-grad forward of ``inputs`` (a batch, to read each layer's channels)."""
         if self.module is None:
             layers = self.chosen_layers(model)
-            with _LayerFeatures(layers, detach=True) as features, torch.no_grad():
+            with _LayerFeatures(layers, self.layout(model), detach=True) as features, torch.no_grad():
                 model(inputs.to(model_device(model)))
             self._module = LossPredictionModule([feature.shape[1] for feature in features.ordered()], self.width)
         self.module.to(model_device(model))
@@ -181,8 +194,8 @@ class LearningLoss(DrawsUntilLabeled):
         if self.module is None:
             raise ValueError("LearningLoss.training_loss: call extra_parameters(model, inputs) first and optimise what it returns")
         detach = epoch >= math.ceil(self.stop_gradient * epochs)
-        with _LayerFeatures(self.chosen_layers(model), detach) as features:
-            logits = model(inputs)
+        with _LayerFeatures(self.chosen_layers(model), self.layout(model), detach) as features:
+            logits = output_logits(model(inputs))
         self.module.train()
         losses = F.cross_entropy(logits, targets, reduction="none")
         self._trained_batches += 1
@@ -191,7 +204,7 @@ class LearningLoss(DrawsUntilLabeled):
     @torch.no_grad()
     def predicted_losses(self, model: nn.Module, inputs: Tensor) -> Tensor:
         """The module's predictions for a batch → Tensor[B] (model and module in eval mode)."""
-        with _LayerFeatures(self.chosen_layers(model)) as features:
+        with _LayerFeatures(self.chosen_layers(model), self.layout(model)) as features:
             model(inputs)
         return self.module(features.ordered())
 

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from torch_al.checks import check_int
-from torch_al.embeddings import embed
+from torch_al.embeddings import check_embedding_layer, embed
+from torch_al.nn.capture import Tokens
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.base import Strategy
 
@@ -16,14 +17,17 @@ from torch_al.strategies.base import Strategy
 class FeatureStrategy(Strategy):
     """A strategy whose rule reads every pool item's point: ``features`` (Tensor[N, D], row i the
     pool's item i) when given, else the embeddings of ``layer`` (default: the input of the
-    model's last ``nn.Linear``). Subclasses implement :meth:`pick` on those points; needs no
+    model's last ``nn.Linear``; with ``tokens``, a token layer pooled as :func:`~torch_al.embeddings.embed`
+    does). Subclasses implement :meth:`pick` on those points; needs no
     labeled item, so it serves a cold start. ``seed`` seeds what a rule draws (with the round)."""
 
-    def __init__(self, features: Tensor | None, layer: str | None, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, features: Tensor | None, layer: str | None, batch_size: int, seed: int = 0, tokens: Tokens | None = None) -> None:
         if features is not None and (not isinstance(features, Tensor) or features.dim() != 2 or not features.dtype.is_floating_point):
             raise ValueError(f"{type(self).__name__}: features must be a floating Tensor[N, D], got {type(features).__name__} {getattr(features, 'shape', '')}")
         self.features = features
+        check_embedding_layer(type(self).__name__, layer, tokens)
         self.layer = layer
+        self.tokens = tokens
         self.batch_size = check_int(batch_size, f"{type(self).__name__}: batch_size", 1)
         self.seed = check_int(seed, f"{type(self).__name__}: seed", 0)
 
@@ -70,4 +74,4 @@ class FeatureStrategy(Strategy):
             raise ValueError(f"{name} embeds the pool with a model; got model=None (or pass features=Tensor[N, D])")
         rows = torch.arange(len(pool)) if rows is None else rows
         self.charge(forward=int(rows.numel()))
-        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=name)
+        return embed(model, inputs_loader(pool, rows, self.batch_size), self.layer, rows, name=name, tokens=self.tokens)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_al.checks import check_real
+from torch_al.nn.capture import Tokens
 from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.strategies.low_budget.features import FeatureStrategy
 
@@ -22,7 +23,7 @@ class MaxHerding(FeatureStrategy):
         gamma: γ of the kernel (1 on unit-norm points; scikit-activeml's default is scikit-learn's
             1 / D).
         normalise: L2-normalise the points first.
-        features, layer, batch_size: where the points come from (:class:`FeatureStrategy`).
+        features, layer, tokens, batch_size: where the points come from (:class:`FeatureStrategy`).
     """
 
     def __init__(
@@ -32,8 +33,9 @@ class MaxHerding(FeatureStrategy):
         features: torch.Tensor | None = None,
         layer: str | None = None,
         batch_size: int = 256,
+        tokens: Tokens | None = None,
     ) -> None:
-        super().__init__(features, layer, batch_size)
+        super().__init__(features, layer, batch_size, tokens=tokens)
         self.gamma = check_real(gamma, "MaxHerding: gamma", above=0.0)
         self.normalise = normalise
 

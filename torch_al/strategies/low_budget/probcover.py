@@ -11,6 +11,7 @@ from torch import Tensor
 from torch_al.checks import check_int, check_real
 from torch_al.embeddings import last_linear
 from torch_al.kmeans import kmeans
+from torch_al.nn.capture import Tokens
 from torch_al.ops.coverage_greedy import coverage_greedy
 from torch_al.ops.nearest_neighbours import nearest_neighbours
 from torch_al.seeding import derived_seed
@@ -72,7 +73,7 @@ class ProbCover(FeatureStrategy):
         radii: optional grid of δ for the purity rule (increasing).
         classes: K of the pseudo-labels; default the model's last ``nn.Linear`` width.
         normalise: L2-normalise the points.
-        features, layer, batch_size: where the points come from (:class:`FeatureStrategy`).
+        features, layer, tokens, batch_size: where the points come from (:class:`FeatureStrategy`).
         seed: k-means's seed and the uniform draw's (with the round).
     """
 
@@ -87,8 +88,9 @@ class ProbCover(FeatureStrategy):
         layer: str | None = None,
         batch_size: int = 256,
         seed: int = 0,
+        tokens: Tokens | None = None,
     ) -> None:
-        super().__init__(features, layer, batch_size, seed)
+        super().__init__(features, layer, batch_size, seed, tokens)
         self.radius = None if radius is None else check_real(radius, "ProbCover: radius", at_least=0.0)
         self.purity = check_real(purity, "ProbCover: purity", above=0.0, at_most=1.0)
         if radii is not None:

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from torch_al.checks import check_int
 from torch_al.kmeans import kmeans
+from torch_al.nn.capture import Tokens
 from torch_al.ops.nearest_neighbours import nearest_neighbours
 from torch_al.seeding import derived_seed
 from torch_al.strategies.low_budget.features import FeatureStrategy
@@ -41,6 +42,7 @@ class TypiClust(FeatureStrategy):
         min_cluster_size: clusters of this many items or fewer are visited after all others.
         features: precomputed points Tensor[N, D] (row i: pool item i); else the model's ``layer``.
         layer: embedding layer name (default: the input of the last ``nn.Linear``).
+        tokens: with ``layer``, pool its (B, T, C) tokens: ``"mean"`` or ``"first"`` (:class:`FeatureStrategy`).
         batch_size: embedding batch size.
         seed: k-means's seed (with the round).
     """
@@ -54,8 +56,9 @@ class TypiClust(FeatureStrategy):
         layer: str | None = None,
         batch_size: int = 256,
         seed: int = 0,
+        tokens: Tokens | None = None,
     ) -> None:
-        super().__init__(features, layer, batch_size, seed)
+        super().__init__(features, layer, batch_size, seed, tokens)
         self.neighbours = check_int(neighbours, "TypiClust: neighbours", 1)
         self.max_clusters = check_int(max_clusters, "TypiClust: max_clusters", 1)
         self.min_cluster_size = check_int(min_cluster_size, "TypiClust: min_cluster_size", 0)

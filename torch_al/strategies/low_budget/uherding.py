@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from torch_al.checks import check_real, check_validation_set
 from torch_al.embeddings import embed_with_logits
+from torch_al.nn.capture import Tokens
 from torch_al.ops.facility_location_greedy import facility_location_greedy
 from torch_al.sampler import inputs_loader
 from torch_al.seeding import derived_seed
@@ -80,7 +81,7 @@ class UHerding(FeatureStrategy):
         gamma: 1/σ², or None for the adaptive width.
         validation: (inputs, labels) held out from the pool, for τ.
         normalise: L2-normalise the points first.
-        features, layer, batch_size: where the points come from (:class:`FeatureStrategy`); the
+        features, layer, tokens, batch_size: where the points come from (:class:`FeatureStrategy`); the
             uncertainties always come from the model's logits.
         seed: the median's sample (with the round).
     """
@@ -95,8 +96,9 @@ class UHerding(FeatureStrategy):
         layer: str | None = None,
         batch_size: int = 256,
         seed: int = 0,
+        tokens: Tokens | None = None,
     ) -> None:
-        super().__init__(features, layer, batch_size, seed)
+        super().__init__(features, layer, batch_size, seed, tokens)
         self.temperature = None if temperature is None else check_real(temperature, "UHerding: temperature", above=0.0)
         self.gamma = None if gamma is None else check_real(gamma, "UHerding: gamma", above=0.0)
         self.validation = None if validation is None else check_validation_set("UHerding", validation)
@@ -108,7 +110,7 @@ class UHerding(FeatureStrategy):
             raise ValueError("UHerding weighs points by the model's uncertainty; got model=None")
         rows = torch.arange(len(pool)) if rows is None else rows
         self.charge(forward=int(rows.numel()))
-        embeddings, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, "UHerding", self.layer)
+        embeddings, logits = embed_with_logits(model, inputs_loader(pool, rows, self.batch_size), rows, "UHerding", self.layer, self.tokens)
         points = embeddings if self.features is None else self.pool_points(model, pool, rows)
         return points, logits
 
@@ -136,7 +138,7 @@ class UHerding(FeatureStrategy):
             return 1.0
         inputs, labels = self.validation
         self.charge(forward=int(inputs.shape[0]))
-        _, logits = embed_with_logits(model, DataLoader(inputs, batch_size=self.batch_size), None, "UHerding", self.layer)
+        _, logits = embed_with_logits(model, DataLoader(inputs, batch_size=self.batch_size), None, "UHerding", self.layer, self.tokens)
         return calibrated_temperature(logits.cpu(), labels)
 
     def adaptive_gamma(self, unlabeled_points: Tensor, labeled_points: Tensor, pool) -> float:
