@@ -227,3 +227,37 @@ def test_torch_al_run_trains_a_hugging_face_vit_and_selects_with_pfk_on_its_clas
     assert pfk[0]["select_backward"] > 0  # the selection after round 0 took the tokens' gradients
     with pytest.raises(ValueError, match="tokens must be one of"):
         RunConfig(tokens="cls")
+
+
+def tiny_bert() -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3, max_position_embeddings=16)
+    return transformers.BertForSequenceClassification(config).double().eval()
+
+
+@pytest.mark.parametrize("tokens", ["mean", "first"])
+def test_a_text_model_s_token_ids_get_descriptors_at_the_hooked_blocks(tokens):
+    # Token ids have no gradient: the backward stops at the blocks' outputs, same values.
+    model = tiny_bert()
+    ids = torch.randint(0, 40, (7, 10), generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 2, 1, 1, 0, 2, 2])
+    layers = ["bert.encoder.layer.0", "bert.encoder.layer.1"]
+    described = compute_descriptors(model, DataLoader(TensorDataset(ids), batch_size=3), layers, "both", labels, channel_dim=-1, tokens=tokens, progress=False)
+    features, gradients = reference_descriptors(model, layers, ids, labels, tokens)
+    torch.testing.assert_close(described.features, features)
+    torch.testing.assert_close(described.gradients, gradients)
+
+
+@needs_ops
+def test_pfk_and_entropy_select_on_text_and_eba_says_why_it_cannot():
+    model = tiny_bert()
+    ids = torch.randint(0, 40, (60, 10), generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(60) % 3
+    pool = ActivePool(TensorDataset(ids[20:], labels[20:]))
+    layers = ["bert.encoder.layer.0", "bert.encoder.layer.1"]
+    pfk = PFK(validation=(ids[:20], labels[:20]), layers=layers, tokens="first", progress=False)
+    assert pfk.select(model, pool, 5).unique().numel() == 5 and pfk.last_cost.backward > 0
+    assert Entropy(progress=False).select(model, pool, 5).numel() == 5
+    eba = make_strategy("eba", validation=(ids[:20], labels[:20]), layers=layers, tokens="first", steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"inputs of dtype torch.int64 \(token ids\?\) have no path between them: EBA needs floating-point inputs"):
+        eba.select(model, pool, 5)

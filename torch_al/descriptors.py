@@ -98,7 +98,7 @@ def compute_descriptors(
                 if stores:
                     hooks.write_into(stores, rows)
                 with torch.enable_grad():
-                    x.requires_grad_(capture != "features")
+                    x.requires_grad_(capture != "features" and x.is_floating_point())  # token ids: see backward_to_layers
                     logits = _logits_of(model(x), check, rows.start, x.shape[0])
                     batch_labels = _batch_labels(labels, logits, hooks, stores, rows, device)
                     if capture != "features":

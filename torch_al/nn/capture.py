@@ -139,6 +139,7 @@ class DescriptorCapture:
         self._target: tuple[dict[str, Tensor | None], Tensor, dict[str, int]] | None = None
         self._seen_in_forward: set[str] = set()
         self._gradients_seen: set[str] = set()
+        self.graph_outputs: list[Tensor] = []  # this forward's hooked outputs that need a gradient
         self._handles = [model.register_forward_pre_hook(self._start_forward)]
         self._handles += [m.register_forward_hook(self._hook_for(name)) for name, m in self.layers.items()]
 
@@ -195,6 +196,7 @@ class DescriptorCapture:
     def _start_forward(self, module: nn.Module, inputs) -> None:
         self._seen_in_forward.clear()
         self._gradients_seen.clear()
+        self.graph_outputs.clear()
         for pooled in self._pooled.values():
             pooled.clear()
 
@@ -209,6 +211,7 @@ class DescriptorCapture:
                 self._record("features", name, output.detach())
             if self.capture != "features" and output.requires_grad:
                 output.register_hook(lambda grad: self._record("gradients", name, grad))
+                self.graph_outputs.append(output)
 
         return hook
 
@@ -239,8 +242,14 @@ def sum_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 def backward_to_layers(hooks: DescriptorCapture, loss: Tensor, x: Tensor) -> None:
     """Backpropagates to the input without parameter gradients; the layers' hooks pool theirs on
     the way. Going through to the input (not stopping at the layer outputs) keeps the gradients
-    right when a layer output is later modified in place."""
-    torch.autograd.grad(loss, x, allow_unused=True)
+    right when a layer output is later modified in place. Integer inputs (a text model's token
+    ids) have no gradient: the backward then stops at the hooked outputs, which needs them
+    unmodified in place after the hook (true of transformer blocks)."""
+    if x.is_floating_point():
+        torch.autograd.grad(loss, x, allow_unused=True)
+    elif hooks.graph_outputs:
+        torch.autograd.grad(loss, hooks.graph_outputs, allow_unused=True)
+    hooks.graph_outputs.clear()  # the batch's graph goes with them
     missing = hooks.missing_gradients()
     if missing:
         raise ValueError(f"layers {missing} do not affect the loss, so they have no gradient descriptor")

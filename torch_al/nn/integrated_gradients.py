@@ -114,6 +114,8 @@ class IntegratedGradients:
     ) -> tuple[dict[str, Tensor], Tensor]:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("IntegratedGradients needs autograd: call it outside torch.inference_mode()")
+        if not x.is_floating_point():
+            raise ValueError(f"IntegratedGradients interpolates the inputs from the baseline; inputs of dtype {x.dtype} (token ids?) have no path between them: EBA needs floating-point inputs")
         batch = x.shape[0]
         if labels is not None and (labels.shape != (batch,) or labels.dtype != torch.int64):
             raise ValueError(
