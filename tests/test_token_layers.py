@@ -261,3 +261,17 @@ def test_pfk_and_entropy_select_on_text_and_eba_says_why_it_cannot():
     eba = make_strategy("eba", validation=(ids[:20], labels[:20]), layers=layers, tokens="first", steps=2, progress=False)
     with pytest.raises(ValueError, match=r"inputs of dtype torch.int64 \(token ids\?\) have no path between them: EBA needs floating-point inputs"):
         eba.select(model, pool, 5)
+
+
+@needs_ops
+def test_torch_al_select_hooks_the_class_tokens_of_an_exported_timm_vit(tmp_path, capsys):
+    model = timm_vit().float()
+    inputs, labels = torch.rand(90, 1, 28, 28), torch.randint(0, 10, (90,))
+    torch.save(inputs[30:], tmp_path / "inputs.pt")
+    torch.save((inputs[:30], labels[:30]), tmp_path / "validation.pt")
+    torch.export.save(torch.export.export(model, (inputs[:2],), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}), tmp_path / "model.pt2")
+    select = ["select", "--state", str(tmp_path / "pool.pt"), "--data", str(tmp_path / "inputs.pt"), "--model", str(tmp_path / "model.pt2"), "--budget", "6",
+              "--strategy", "pfk", "--validation", str(tmp_path / "validation.pt"), "--layers", "blocks.0", "blocks.1", "--tokens", "first"]  # fmt: skip
+    assert main(select) == 0
+    expected = PFK((inputs[:30], labels[:30]), layers=["blocks.0", "blocks.1"], tokens="first", progress=False).select(model, ActivePool(TensorDataset(inputs[30:])), 6)
+    assert json.loads(capsys.readouterr().out)["query"] == expected.tolist()
