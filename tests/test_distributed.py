@@ -452,6 +452,7 @@ def _rank_main(rank, worker, world_size, init_file, folder):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         torch.save(worker(rank, world_size, folder), os.path.join(folder, f"rank{rank}.pt"))
+        dist.barrier()  # no rank closes its connections while another still uses them: gloo aborts that one (SIGABRT, seen in CI)
     finally:
         dist.destroy_process_group()
 
