@@ -19,7 +19,7 @@ from torch_al.embeddings import embed
 from torch_al.experiment import RunConfig
 from torch_al.models import tiny_vit
 from torch_al.nn import DescriptorCapture
-from torch_al.nn.capture import layer_tensor
+from torch_al.nn.capture import capture_layout, layer_tensor
 from torch_al.strategies import PFK, CoreSet, Entropy, LearningLoss, make_strategy
 
 transformers = pytest.importorskip("transformers")
@@ -142,7 +142,7 @@ def test_pfk_on_a_hugging_face_vit_describes_its_tokens(tokens):
     labels = torch.arange(40) % 10
     layers = list(model.descriptor_layers)
     pfk = make_strategy("pfk", validation=(x[:10], labels[:10]), tokens=tokens, progress=False)
-    assert isinstance(pfk, PFK) and pfk.layout(model) == {"channel_dim": -1, "tokens": tokens}
+    assert isinstance(pfk, PFK) and capture_layout(pfk.tokens, model) == {"channel_dim": -1, "tokens": tokens}
     described = pfk.describe(model, layers, DataLoader(TensorDataset(x), batch_size=16), labels, features=True, gradients=True)
     features, gradients = reference_descriptors(model, layers, x, labels, tokens)
     columns = {layers[0]: slice(0, 32), layers[1]: slice(32, 64)}
@@ -158,14 +158,14 @@ def test_the_models_descriptor_tokens_is_the_default_and_the_option_overrides_it
     model = hugging_face_vit()
     assert model.descriptor_tokens == "mean"
     validation = (torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.arange(4))
-    assert PFK(validation).layout(model) == {"channel_dim": -1, "tokens": "mean"}
-    assert PFK(validation, tokens="first").layout(model) == {"channel_dim": -1, "tokens": "first"}
-    assert PFK(validation).layout(nn.Linear(2, 2)) == {"channel_dim": 1, "tokens": "mean"}
+    assert capture_layout(PFK(validation).tokens, model) == {"channel_dim": -1, "tokens": "mean"}
+    assert capture_layout(PFK(validation, tokens="first").tokens, model) == {"channel_dim": -1, "tokens": "first"}
+    assert capture_layout(PFK(validation).tokens, nn.Linear(2, 2)) == {"channel_dim": 1, "tokens": "mean"}
     with pytest.raises(ValueError, match="tokens must be None .* or one of \\('mean', 'first'\\)"):
         make_strategy("eba", validation=validation, tokens="cls")
     model.descriptor_tokens = "last"
     with pytest.raises(ValueError, match="ViTForImageClassification.descriptor_tokens must be"):
-        PFK(validation).layout(model)
+        PFK(validation).select(model, ActivePool(TensorDataset(validation[0], validation[1])), 1)
 
 
 def test_strategies_read_a_model_output_s_logits():

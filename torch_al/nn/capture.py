@@ -34,20 +34,15 @@ def check_tokens(tokens: object, name: str = "tokens") -> None:
         raise ValueError(f"{name} must be None (channels second: (B, C, *spatial) outputs) or one of {TOKEN_POOLINGS} for (B, T, C) token outputs, got {tokens!r}")
 
 
-def token_layout(tokens: Tokens | None) -> dict:
-    """The capture options of a strategy's ``tokens`` option: None reads layer outputs as (B, C,
-    *spatial), ``"mean"`` / ``"first"`` as (B, T, C) token sequences pooled by the mean over the
-    tokens or taken at the first (class) token."""
-    check_tokens(tokens)
-    return {"channel_dim": 1, "tokens": "mean"} if tokens is None else {"channel_dim": -1, "tokens": tokens}
-
-
-def model_tokens(tokens: Tokens | None, model: nn.Module) -> Tokens | None:
-    """A strategy's ``tokens``, or when None the model's ``descriptor_tokens`` attribute (set
-    beside ``descriptor_layers`` by a model whose descriptor layers are token sequences)."""
+def capture_layout(tokens: Tokens | None, model: nn.Module) -> dict:
+    """The ``channel_dim`` and ``tokens`` capture options of a strategy's ``tokens`` option, or
+    when that is None of the model's ``descriptor_tokens`` attribute (set beside
+    ``descriptor_layers`` by a model whose descriptor layers are token sequences): None reads
+    layer outputs as (B, C, *spatial); ``"mean"`` / ``"first"`` as (B, T, C) token sequences
+    pooled over the tokens or taken at the first (class) token."""
     chosen = tokens if tokens is not None else getattr(model, "descriptor_tokens", None)
     check_tokens(chosen, "tokens" if tokens is not None else f"{type(model).__name__}.descriptor_tokens")
-    return chosen
+    return {"channel_dim": 1, "tokens": "mean"} if chosen is None else {"channel_dim": -1, "tokens": chosen}
 
 
 def channels_second(name: str, tensor: Tensor, channel_dim: int, tokens: Tokens = "mean") -> Tensor:

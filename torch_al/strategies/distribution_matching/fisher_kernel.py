@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from torch_al.attention import compute_attention
 from torch_al.checks import LogitsCheck
 from torch_al.descriptors import compute_descriptors, standardise
-from torch_al.nn.capture import Tokens
+from torch_al.nn.capture import Tokens, capture_layout
 from torch_al.strategies.distribution_matching.matching import Described, DistributionMatching, Estimator, Labels, ValidationMatch
 
 
@@ -31,7 +31,7 @@ class PFK(DistributionMatching):
         capture = "both" if features and gradients else "features" if features else "gradients"
         if isinstance(labels, ValidationMatch):  # searched batch by batch, on the standardised features
             search, labels = labels, lambda z, columns: search(standardise(z, columns))
-        described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress, check=check, **self.layout(model))
+        described = compute_descriptors(model, loader, layers, capture, labels, progress=self.progress, check=check, **capture_layout(self.tokens, model))
         rows = described.labels.numel()
         self.charge(forward=rows, backward=rows if gradients else 0)
         # The stores are this call's own: standardised in place (a pool of 10⁶ items keeps one copy).
@@ -99,13 +99,13 @@ class EBA(DistributionMatching):
         d = a = None
         search = labels if isinstance(labels, ValidationMatch) else None  # on d, before the attention's passes
         if features or search:
-            described = compute_descriptors(model, loader, layers, "features", "argmax" if search else labels, progress=self.progress, check=check, **self.layout(model))
+            described = compute_descriptors(model, loader, layers, "features", "argmax" if search else labels, progress=self.progress, check=check, **capture_layout(self.tokens, model))
             d, used = [F.normalize(described.features, dim=1)], described.labels
             self.charge(forward=used.numel())
             if search:
                 labels = search(d)
         if gradients:
-            attention = compute_attention(model, loader, layers, self.steps, self.chunk, labels=labels, progress=self.progress, check=check, **self.layout(model))
+            attention = compute_attention(model, loader, layers, self.steps, self.chunk, labels=labels, progress=self.progress, check=check, **capture_layout(self.tokens, model))
             a, used = [F.normalize(attention.attention, dim=1)], attention.labels
             self.charge(forward=self.steps * used.numel(), backward=self.steps * used.numel())
         return Described(d, a, used)

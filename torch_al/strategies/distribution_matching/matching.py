@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_al.checks import LogitsCheck, check_int, check_validation_set
 from torch_al.devices import model_device
 from torch_al.distributed.ranked import distributed_select_unique
-from torch_al.nn.capture import Tokens, check_tokens, model_tokens, token_layout
+from torch_al.nn.capture import Tokens, capture_layout, check_tokens
 from torch_al.ops.select_unique import select_unique
 from torch_al.pool import ActivePool
 from torch_al.sampler import inputs_loader
@@ -24,7 +24,6 @@ from torch_al.strategies.distribution_matching.pseudo_labels import MONTE_CARLO_
 Estimator = Literal["true", "argmax", "validation_match", "trace_cov", "mutual_info"]
 ESTIMATORS = ("true", "argmax", "validation_match", *MONTE_CARLO_KINDS)
 COMBINES = ("product", "fisher", "sum")
-
 
 
 class ValidationMatch:
@@ -165,10 +164,6 @@ class DistributionMatching(Strategy):
         records its passes with ``charge``. ``labels`` (of the gradients): ``"argmax"``, a Tensor,
         or a :class:`ValidationMatch` to call with the items' normalised feature scales."""
 
-    def layout(self, model: nn.Module) -> dict:
-        """``channel_dim`` and ``tokens`` of the descriptor capture, from :attr:`tokens` or the model's."""
-        return token_layout(model_tokens(self.tokens, model))
-
     def query(self, model, pool, budget):
         query = self.query_descriptors(model, pool, budget)
         candidates = pool.unlabeled_indices
@@ -243,7 +238,7 @@ class DistributionMatching(Strategy):
         if self.estimator not in MONTE_CARLO_KINDS or not self.uses_gradients:
             return "argmax"
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "perturb", pool.round))
-        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator, check=check, **self.layout(model))
+        estimated = monte_carlo_pseudo_labels(model, layers, loader, self.samples, generator, self.estimator, check=check, **capture_layout(self.tokens, model))
         self.charge(forward=estimated.forward, backward=estimated.backward)
         return estimated.labels
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from torch_al.checks import check_int, check_real, output_logits
 from torch_al.devices import model_device
-from torch_al.nn.capture import Tokens, channels_second, check_tokens, layer_tensor, model_tokens, resolve_layers, token_layout
+from torch_al.nn.capture import Tokens, capture_layout, channels_second, check_tokens, layer_tensor, resolve_layers
 from torch_al.sampler import inputs_loader
 from torch_al.strategies.cold_start import DrawsUntilLabeled
 
@@ -61,7 +61,7 @@ def pairwise_ranking_loss(predicted: Tensor, target: Tensor, margin: float = 1.0
 
 class _LayerFeatures:
     """Forward hooks keeping each chosen layer's output of the last forward, channels second
-    (``layout``: :func:`~torch_al.nn.capture.token_layout`), detached on request."""
+    (``layout``: :func:`~torch_al.nn.capture.capture_layout`), detached on request."""
 
     def __init__(self, layers: dict[str, nn.Module], layout: dict, detach: bool = False) -> None:
         self.outputs: dict[str, Tensor] = {}
@@ -174,15 +174,12 @@ class LearningLoss(DrawsUntilLabeled):
         self._resolved = (model, resolve_layers(model, list(names)))
         return self._resolved[1]
 
-    def layout(self, model: nn.Module) -> dict:
-        return token_layout(model_tokens(self.tokens, model))
-
     def extra_parameters(self, model: nn.Module, inputs: Tensor) -> list[nn.Parameter]:
         """The module's parameters, to optimise with the model's; builds the module on the first
         call from one no-grad forward of ``inputs`` (a batch, to read each layer's channels)."""
         if self.module is None:
             layers = self.chosen_layers(model)
-            with _LayerFeatures(layers, self.layout(model), detach=True) as features, torch.no_grad():
+            with _LayerFeatures(layers, capture_layout(self.tokens, model), detach=True) as features, torch.no_grad():
                 model(inputs.to(model_device(model)))
             self._module = LossPredictionModule([feature.shape[1] for feature in features.ordered()], self.width)
         self.module.to(model_device(model))
@@ -194,7 +191,7 @@ class LearningLoss(DrawsUntilLabeled):
         if self.module is None:
             raise ValueError("LearningLoss.training_loss: call extra_parameters(model, inputs) first and optimise what it returns")
         detach = epoch >= math.ceil(self.stop_gradient * epochs)
-        with _LayerFeatures(self.chosen_layers(model), self.layout(model), detach) as features:
+        with _LayerFeatures(self.chosen_layers(model), capture_layout(self.tokens, model), detach) as features:
             logits = output_logits(model(inputs))
         self.module.train()
         losses = F.cross_entropy(logits, targets, reduction="none")
@@ -204,7 +201,7 @@ class LearningLoss(DrawsUntilLabeled):
     @torch.no_grad()
     def predicted_losses(self, model: nn.Module, inputs: Tensor) -> Tensor:
         """The module's predictions for a batch → Tensor[B] (model and module in eval mode)."""
-        with _LayerFeatures(self.chosen_layers(model), self.layout(model)) as features:
+        with _LayerFeatures(self.chosen_layers(model), capture_layout(self.tokens, model)) as features:
             model(inputs)
         return self.module(features.ordered())
 
