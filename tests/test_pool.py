@@ -263,3 +263,36 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         pool.save(path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["pool.pt"]
+
+
+def test_class_names_are_set_once_saved_and_bound_the_labels(tmp_path):
+    pool = make_pool()
+    assert pool.classes is None
+    pool.label([1], [3])
+    with pytest.raises(ValueError, match="already holds label 3, but 3 class names"):
+        pool.set_classes(["a", "b", "c"])
+    pool.set_classes(["a", "b", "c", "d"])
+    pool.set_classes(("a", "b", "c", "d"))  # the same names again: a no-op
+    with pytest.raises(ValueError, match=r"classes are \['a', 'b', 'c', 'd'\].*cannot change"):
+        pool.set_classes(["b", "a", "c", "d"])
+    with pytest.raises(ValueError, match="label 4 is not a class of this pool"):
+        pool.label([2], [4])
+    pool.save(tmp_path / "pool.pt")
+    assert make_pool().load(tmp_path / "pool.pt").classes == ("a", "b", "c", "d")
+    for bad, error in (("abcd", TypeError), (["a"], ValueError), (["a", "a"], ValueError), (["a", ""], TypeError), (["a", 2], TypeError)):
+        with pytest.raises(error):
+            make_pool().set_classes(bad)
+
+
+def test_a_state_without_class_names_loads_with_none_and_bad_names_are_refused(tmp_path):
+    pool = make_pool()
+    state = pool.state_dict()
+    meta = json.loads(state["meta"])
+    del meta["classes"]
+    state["meta"] = to_json(meta)
+    pool.load_state_dict(state)
+    assert pool.classes is None
+    meta["classes"] = ["only one"]
+    state["meta"] = to_json(meta)
+    with pytest.raises(ValueError, match="pool state: invalid classes entry"):
+        pool.load_state_dict(state)

@@ -55,6 +55,19 @@ def as_labels(values, count: int) -> Tensor:
     return tensor
 
 
+def check_class_names(classes) -> tuple[str, ...]:
+    """Class names: a sequence (not a str) of at least two distinct non-empty strings → a tuple."""
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a sequence of class names (str), got {type(classes).__name__}")
+    names = tuple(classes)
+    wrong = [name for name in names if not isinstance(name, str) or not name.strip()]
+    if wrong:
+        raise TypeError(f"class names must be non-empty strings, got {wrong[0]!r}")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"classes must be at least two distinct names, got {list(names)}")
+    return names
+
+
 def check_int(value, name: str, minimum: int) -> int:
     """An int (not a bool) >= ``minimum``; ``name`` says what it is in the error."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -24,8 +24,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
+from torch_al.checks import check_class_names
 from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
 from torch_al.experiment import RunConfig, is_ensemble, run_experiment
+from torch_al.item_views import rescaled
 from torch_al.nn.capture import check_tokens
 from torch_al.persistence import StateFileError, load_state
 from torch_al.pool import STATE_KIND, ActivePool
@@ -82,6 +84,82 @@ class DiscardConfig:
 
     state: str = field(metadata={"help": "pool state file"})
     data: str = field(metadata={"help": "the pool's inputs (checked against the state's fingerprint)"})
+
+
+@dataclass
+class PoolItems:
+    """The options of every command that records answers given by class name."""
+
+    state: str = field(metadata={"help": "pool state file (with a pending query: torch-al select)"})
+    data: str = field(metadata={"help": "the pool's inputs (checked against the state's fingerprint)"})
+    classes: tuple[str, ...] | None = field(default=None, metadata={"help": "class names, label k being the k-th; recorded in the state the first time, checked after"})
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            check_class_names(self.classes)
+
+
+@dataclass
+class ShownItems(PoolItems):
+    """The options of every command that shows a pool's items to people."""
+
+    rescale: bool = field(default=False, metadata={"help": "show each image scaled by its own min and max (for normalised inputs)"})
+
+
+@dataclass(kw_only=True)
+class ExportConfig(ShownItems):
+    """Write the pending query's unlabeled items as Label Studio tasks (OUT) and its labeling config (OUT with .xml)."""
+
+    out: str = field(metadata={"help": "the tasks' JSON file; the labeling config goes beside it (.xml)"})
+    format: str = field(default="label-studio", metadata={"help": "label-studio (the only format so far)"})
+    image_dir: str | None = field(default=None, metadata={"help": "write the images here and refer to them by --image-url (default: inline data URLs)"})
+    image_url: str = field(default="/data/local-files/?d={file}", metadata={"help": "with --image-dir: an image's URL, {file} its file name, {index} the item's index"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_format(self.format)
+
+
+@dataclass(kw_only=True)
+class ImportConfig(PoolItems):
+    """Record the answers of a Label Studio JSON export (all checked first: any fault records nothing)."""
+
+    file: str = field(metadata={"help": "Label Studio's JSON export (Export → JSON)"})
+    format: str = field(default="label-studio", metadata={"help": "label-studio (the only format so far)"})
+    relabel: bool = field(default=False, metadata={"help": "record answers that differ from the ledger as corrections"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_format(self.format)
+
+
+@dataclass
+class AnnotateConfig(ShownItems):
+    """Serve a labeling page for the pending query (127.0.0.1 by default; any other address needs the printed token).
+    With --model and --strategy, the next sub-batch of a strategy that asks within its round is chosen when one is answered."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to serve on; any but loopback asks for a token"})
+    port: int = field(default=8765, metadata={"help": "port (0: any free one; the URL is printed)"})
+    token: str | None = field(default=None, metadata={"help": "the page's token (default: made up when the address is not loopback)"})
+    model: str | None = field(default=None, metadata={"help": "the task model, to choose the next sub-batch (as select's --model)"})
+    strategy: str | None = field(default=None, metadata={"help": "with --model: the strategy (as select's --strategy)"})
+    budget: int = field(default=125, metadata={"help": "with --model: the round's budget (as select's --budget)"})
+    seed: int = field(default=0, metadata={"help": "with --model: as select's --seed"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.model is None) != (self.strategy is None):
+            raise ValueError("--model and --strategy go together: both choose the next sub-batch of a round asked in parts")
+        if self.model is not None:
+            self.select_config()
+
+    def select_config(self) -> "SelectConfig":
+        return SelectConfig(state=self.state, data=self.data, model=self.model, strategy=self.strategy, budget=self.budget, seed=self.seed)
+
+
+def _check_format(name: str) -> None:
+    if name != "label-studio":
+        raise ValueError(f"--format must be label-studio, got {name!r}")
 
 
 @dataclass
@@ -188,9 +266,7 @@ def _select(config: SelectConfig, distributed: bool) -> None:
     elif os.path.exists(config.state):
         pool.load(config.state)
     if pool.pending_query is None:
-        options = {"validation": _load_validation(config.validation), "layers": config.layers, "tokens": config.tokens} if config.validation else {}
-        strategy = make_strategy(config.strategy, seed=config.seed, progress=False, **options)
-        model = _load_model(config.model)
+        strategy, model = _strategy_and_model(config)
         if distributed:
             asked = SubBatch(distributed_select(strategy, model, pool, config.budget), None, True)
         else:  # one query, or the next sub-batch of a round asked in parts (the same model each time)
@@ -216,6 +292,11 @@ def _select(config: SelectConfig, distributed: bool) -> None:
         print(json.dumps({"round": pool.round + 1, "query": pool.pending_query.tolist(), "final": pool.pending_final}))
 
 
+def _strategy_and_model(config: SelectConfig):
+    options = {"validation": _load_validation(config.validation), "layers": config.layers, "tokens": config.tokens} if config.validation else {}
+    return make_strategy(config.strategy, seed=config.seed, progress=False, **options), _load_model(config.model)
+
+
 def command_label(config: LabelConfig) -> None:
     pool = _pool_for(config.data).load(config.state)
     with open(config.labels) as f:
@@ -236,6 +317,62 @@ def command_discard(config: DiscardConfig) -> None:
     pool.discard_query()
     pool.save(config.state)
     print(f"discarded the pending query for {summary}; labels already given stay in the ledger; {pool!r}")
+
+
+def _named_pool(config: PoolItems) -> ActivePool:
+    """The pool of ``config.state`` with its class names: recorded from ``--classes`` the first
+    time (and saved), checked against them after."""
+    pool = _pool_for(config.data).load(config.state)
+    if config.classes is not None:
+        recorded = pool.classes is not None
+        pool.set_classes(config.classes)
+        if not recorded:
+            pool.save(config.state)
+    elif pool.classes is None:
+        raise ValueError(f"{config.state} names no classes yet: pass --classes NAME ... (label k is the k-th name)")
+    return pool
+
+
+def _render(config: ShownItems):
+    return rescaled if config.rescale else None
+
+
+def command_export(config: ExportConfig) -> None:
+    from torch_al.integrations.label_studio import export_tasks
+
+    pool = _named_pool(config)
+    layout = export_tasks(pool, config.out, _render(config), config.image_dir, config.image_url)
+    asked = int((~pool.labeled_mask[pool.pending_query]).sum())
+    print(f"wrote {asked} Label Studio tasks for round {pool.round + 1} to {config.out} and the labeling config to {layout}")
+
+
+def command_import(config: ImportConfig) -> None:
+    from torch_al.integrations.label_studio import import_answers
+
+    pool = _named_pool(config)
+    with open(config.file) as f:
+        tasks = json.load(f)
+    answers = import_answers(pool, tasks, config.state, config.relabel)
+    print(f"{answers.indices.numel()} labels recorded ({answers.recorded_before} already in the ledger, {answers.unanswered} tasks not answered yet); {pool!r}")
+
+
+def command_annotate(config: AnnotateConfig) -> None:
+    from torch_al.labeling_page import LabelingServer, LabelingSession
+
+    pool = _named_pool(config)
+    next_sub_batch = None
+    if config.model is not None:
+        strategy, model = _strategy_and_model(config.select_config())
+        next_sub_batch = lambda pool: strategy.next_sub_batch(model, pool, config.budget)  # noqa: E731
+    session = LabelingSession(pool, config.state, _render(config), next_sub_batch, config.strategy)
+    server = LabelingServer(session, config.host, config.port, config.token)
+    print(f"labeling page: {server.url}  (Ctrl-C stops it; every answer is saved to {config.state} as it is given)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def command_status(config: StatusConfig) -> None:
@@ -266,6 +403,9 @@ COMMANDS = {
     "label": (LabelConfig, command_label, "record annotations for a pool"),
     "status": (StatusConfig, command_status, "summarise a pool state file"),
     "discard": (DiscardConfig, command_discard, "drop the pending query of a pool (labels already given stay)"),
+    "annotate": (AnnotateConfig, command_annotate, "serve a labeling page in the browser for the pending query"),
+    "export": (ExportConfig, command_export, "write the pending query as Label Studio tasks"),
+    "import": (ImportConfig, command_import, "record the answers of a Label Studio JSON export"),
 }
 
 

@@ -4,14 +4,15 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from torch_al.checks import as_indices, as_labels, dataset_fingerprint
+from torch_al.checks import as_indices, as_labels, check_class_names, dataset_fingerprint
 from torch_al.persistence import load_state, save_state, to_json
-from torch_al.pool_state import SCHEMA_VERSION, Ledger, Pending, parse_pool_state
+from torch_al.pool_state import SCHEMA_VERSION, Ledger, Pending, parse_classes, parse_pool_state
 
 logger = logging.getLogger("torch_al")
 
@@ -35,14 +36,19 @@ class ActivePool(Dataset):
         dataset: any map-style dataset: items ``(x, y, ...)``, dicts, or bare inputs.
         input_key: where the inputs are in a tuple or dict item (ignored for bare items).
         target_key: where the dataset's own label is (for simulations), or None when it has none.
+        classes: the class names, label ``k`` being ``classes[k]`` (see :meth:`set_classes`), or
+            None while they are not known.
     """
 
-    def __init__(self, dataset, input_key: ItemKey = 0, target_key: ItemKey | None = 1) -> None:
+    def __init__(self, dataset, input_key: ItemKey = 0, target_key: ItemKey | None = 1, classes: Sequence[str] | None = None) -> None:
         self.dataset = dataset
         self.input_key = input_key
         self.target_key = target_key
         self.fingerprint = dataset_fingerprint(dataset)
         self._reset(Ledger(*(torch.empty(0, dtype=torch.int64),) * 3, torch.empty(0, dtype=torch.float64)), 0, None)
+        self._classes: tuple[str, ...] | None = None
+        if classes is not None:
+            self.set_classes(classes)
 
     def _reset(self, ledger: Ledger, round_: int, pending: Pending | None, open_round: list[Tensor] | None = None) -> None:
         size = len(self.dataset)
@@ -155,7 +161,25 @@ class ActivePool(Dataset):
         opened._reset(Ledger(*(column[kept] for column in ledger)), self.round, None)
         return opened
 
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class names (label ``k`` is ``classes[k]``), saved with the state; None until set."""
+        return self._classes
+
     # ---- changes -----------------------------------------------------------------------------
+    def set_classes(self, classes: Sequence[str]) -> None:
+        """Names the classes once: people label by name (the labeling page, Label Studio), the
+        ledger keeps ``k``. Giving the same names again is a no-op; other names (another order
+        included, which would swap labels silently) are an error. Once named, labels outside
+        ``[0, len(classes))`` are refused."""
+        names = check_class_names(classes)
+        if self._classes is not None and names != self._classes:
+            raise ValueError(f"this pool's classes are {list(self._classes)} (label k is classes[k]) and cannot change; got {list(names)}")
+        top = int(self._label[self._is_labeled].max()) if self._is_labeled.any() else -1
+        if top >= len(names):
+            raise ValueError(f"the ledger already holds label {top}, but {len(names)} class names cover labels 0..{len(names) - 1}")
+        self._classes = names
+
     def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None, final: bool = True) -> None:
         """Records a query for round ``round + 1`` before anyone sees it (save the pool next).
 
@@ -216,6 +240,8 @@ class ActivePool(Dataset):
         """
         indices = as_indices(indices, "indices", len(self))
         labels = as_labels(labels, indices.numel())
+        if self._classes is not None and labels.numel() and int(labels.max()) >= len(self._classes):
+            raise ValueError(f"label {int(labels.max())} is not a class of this pool: its {len(self._classes)} classes {list(self._classes)} are labels 0..{len(self._classes) - 1}")
         known = self._is_labeled[indices]
         changed = known & (self._label[indices] != labels)
         if changed.any() and not relabel:
@@ -259,6 +285,7 @@ class ActivePool(Dataset):
             "has_scores": scores is not None,
             "pending_strategy": strategy,
             "pending_final": final,
+            "classes": list(self._classes) if self._classes is not None else None,
         }
         empty = torch.empty(0, dtype=torch.int64)
         return {
@@ -276,7 +303,9 @@ class ActivePool(Dataset):
 
     def load_state_dict(self, state: dict) -> None:
         """Restores a state after checking all of it; on any error the pool is left unchanged."""
-        self._reset(*parse_pool_state(state, self.fingerprint))
+        parsed, classes = parse_pool_state(state, self.fingerprint), parse_classes(state)
+        self._reset(*parsed)
+        self._classes = classes
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the state atomically: a crash mid-save leaves the previous file intact."""

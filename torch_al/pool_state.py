@@ -4,7 +4,9 @@ Version 2 added ``pending_strategy`` to the ``meta`` entry (the name of the stra
 pending query, or null); a version-1 state, which has no such field, loads with None. Version 3
 added rounds answered in sub-batches: ``pending_final`` in ``meta`` (whether labelling the pending
 query completes its round) and ``open_round_indices`` / ``open_round_sizes`` (the sub-batches of
-the round in progress answered so far); an older state loads with a final query and no sub-batch.
+the round in progress answered so far); an older state loads with a final query and no sub-batch. ``classes`` in ``meta`` (a list of
+class names, or null; absent in states written before it existed, read as null) needs no new
+version: a torch_al that does not know it ignores it.
 """
 
 import json
@@ -12,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from torch_al.checks import check_class_names
 
 SCHEMA_VERSION = 3
 
@@ -88,6 +92,15 @@ def parse_pool_state(state: dict, fingerprint: dict) -> tuple[Ledger, int, Pendi
     if pending is not None and labeled[pending.indices].all():
         raise ValueError("pool state: the pending query is fully labeled but its round was not completed")
     return ledger, round_, pending, _open_round(state, ledger, round_, pending)
+
+
+def parse_classes(state: dict) -> tuple[str, ...] | None:
+    """The class names recorded in a state, or None."""
+    classes = _meta(state).get("classes")
+    try:
+        return None if classes is None else check_class_names(classes)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"pool state: invalid classes entry ({error})") from error
 
 
 def _pending_strategy(state: dict, meta: dict) -> str | None:
