@@ -383,7 +383,7 @@ def command_status(config: StatusConfig) -> None:
     counts = torch.bincount(torch.tensor(list(current.values()), dtype=torch.int64)).tolist() if current else []
     print(f"dataset: {meta['fingerprint']['size']} items (sample hash {meta['fingerprint']['sample_sha256']})")
     print(f"round {meta['round']}: {len(current)} labeled, {meta['fingerprint']['size'] - len(current)} unlabeled, {index.numel()} ledger rows")
-    print(f"labels per class: {counts}")
+    print(f"labels per class: {counts}" + (f" (classes {', '.join(meta['classes'])})" if meta.get("classes") else ""))
     pending = state["pending_indices"]
     if pending.numel():
         strategy = meta.get("pending_strategy")  # None: not recorded (schema version 1)

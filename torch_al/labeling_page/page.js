@@ -5,7 +5,8 @@
 const token = new URLSearchParams(location.search).get("token");
 let state = null;
 let current = null; // the global index of the highlighted item
-let busy = false;
+let queue = Promise.resolve(); // answers typed faster than the server replies wait their turn, none is dropped
+let waiting = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -102,35 +103,39 @@ function draw() {
   $("progress-text").textContent = `${state.answered} of ${state.total} labeled${earlier}`;
   $("status").textContent = state.status === "labeling" ? "" : state.status;
   drawClasses();
-  const open = current !== null && !busy;
-  for (const button of $("classes").children) button.disabled = !open;
-  $("undo").disabled = busy || !state.can_undo;
+  for (const button of $("classes").children) button.disabled = current === null;
+  $("undo").disabled = !state.can_undo;
   drawGrid();
   const card = current === null ? null : $(`item-${current}`);
   if (card) card.scrollIntoView({ block: "nearest" });
 }
 
-async function act(path, body) {
-  if (busy) return;
-  busy = true;
-  draw();
-  try {
-    const answered = body && body.index;
-    state = await call(path, body);
-    $("message").textContent = "";
-    if (answered !== undefined && state.reopened === null) current = firstUnlabeled(answered);
-  } catch (error) {
-    $("message").textContent = error.message;
-  } finally {
-    busy = false;
+// makeBody runs when the action's turn comes, so a queued answer goes to the item highlighted then.
+function act(path, makeBody) {
+  waiting += 1;
+  queue = queue.then(async () => {
+    const body = makeBody();
+    if (body === null) return;
+    try {
+      state = await call(path, body);
+      $("message").textContent = "";
+      if (body.index !== undefined && state.reopened === null) current = firstUnlabeled(body.index);
+    } catch (error) {
+      $("message").textContent = error.message;
+    }
+  }).finally(() => {
+    waiting -= 1;
     chooseCurrent();
     draw();
-  }
+  });
 }
 
 function answer(label) {
-  if (current === null) return;
-  act("api/answer", { index: current, label });
+  act("api/answer", () => (current === null ? null : { index: current, label }));
+}
+
+function undo() {
+  act("api/undo", () => ({}));
 }
 
 function move(step) {
@@ -143,7 +148,7 @@ function move(step) {
 
 document.addEventListener("keydown", (event) => {
   if (!state || event.altKey || event.metaKey) return;
-  if ((event.key === "z" && event.ctrlKey) || (event.key.toLowerCase() === "u" && !event.ctrlKey)) act("api/undo", {});
+  if ((event.key === "z" && event.ctrlKey) || (event.key.toLowerCase() === "u" && !event.ctrlKey)) undo();
   else if (event.ctrlKey) return;
   else if (/^[0-9]$/.test(event.key)) {
     const label = (Number(event.key) + 9) % 10;
@@ -154,7 +159,7 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 
-$("undo").addEventListener("click", () => act("api/undo", {}));
+$("undo").addEventListener("click", undo);
 
 async function refresh() {
   try {
@@ -167,5 +172,5 @@ async function refresh() {
 }
 
 // While nothing is pending, look again now and then: a query selected in a terminal appears.
-setInterval(() => { if (!busy && state && state.status !== "labeling" && state.reopened === null) refresh(); }, 3000);
+setInterval(() => { if (!waiting && state && state.status !== "labeling" && state.reopened === null) refresh(); }, 3000);
 refresh();
