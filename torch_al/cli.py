@@ -157,6 +157,25 @@ class AnnotateConfig(ShownItems):
         return SelectConfig(state=self.state, data=self.data, model=self.model, strategy=self.strategy, budget=self.budget, seed=self.seed)
 
 
+@dataclass(kw_only=True)
+class PushConfig(ShownItems):
+    """Send the pending query's unlabeled items to a Label Studio project (created with the classes when missing;
+    items it holds already are not sent twice). The token comes from $LABEL_STUDIO_API_KEY."""
+
+    url: str = field(metadata={"help": "the Label Studio server, e.g. http://127.0.0.1:8080"})
+    project: str = field(metadata={"help": "the project's title"})
+
+
+@dataclass(kw_only=True)
+class PullConfig(PoolItems):
+    """Record a Label Studio project's answers (all checked first: any fault records nothing; pulling again records nothing twice).
+    The token comes from $LABEL_STUDIO_API_KEY."""
+
+    url: str = field(metadata={"help": "the Label Studio server, e.g. http://127.0.0.1:8080"})
+    project: str = field(metadata={"help": "the project's title"})
+    relabel: bool = field(default=False, metadata={"help": "record answers that differ from the ledger as corrections"})
+
+
 def _check_format(name: str) -> None:
     if name != "label-studio":
         raise ValueError(f"--format must be label-studio, got {name!r}")
@@ -346,6 +365,10 @@ def command_export(config: ExportConfig) -> None:
     print(f"wrote {asked} Label Studio tasks for round {pool.round + 1} to {config.out} and the labeling config to {layout}")
 
 
+def _print_answers(answers, pool: ActivePool) -> None:
+    print(f"{answers.indices.numel()} labels recorded ({answers.recorded_before} already in the ledger, {answers.unanswered} tasks not answered yet); {pool!r}")
+
+
 def command_import(config: ImportConfig) -> None:
     from torch_al.integrations.label_studio import import_answers
 
@@ -353,7 +376,23 @@ def command_import(config: ImportConfig) -> None:
     with open(config.file) as f:
         tasks = json.load(f)
     answers = import_answers(pool, tasks, config.state, config.relabel)
-    print(f"{answers.indices.numel()} labels recorded ({answers.recorded_before} already in the ledger, {answers.unanswered} tasks not answered yet); {pool!r}")
+    _print_answers(answers, pool)
+
+
+def command_push(config: PushConfig) -> None:
+    from torch_al.integrations.label_studio import LabelStudioProject
+
+    pool = _named_pool(config)
+    sent = LabelStudioProject(config.url, config.project).push(pool, _render(config))
+    print(f"sent {sent} tasks of round {pool.round + 1} to Label Studio project {config.project!r} at {config.url}")
+
+
+def command_pull(config: PullConfig) -> None:
+    from torch_al.integrations.label_studio import LabelStudioProject
+
+    pool = _named_pool(config)
+    answers = LabelStudioProject(config.url, config.project).pull(pool, config.state, config.relabel)
+    _print_answers(answers, pool)
 
 
 def command_annotate(config: AnnotateConfig) -> None:
@@ -406,6 +445,8 @@ COMMANDS = {
     "annotate": (AnnotateConfig, command_annotate, "serve a labeling page in the browser for the pending query"),
     "export": (ExportConfig, command_export, "write the pending query as Label Studio tasks"),
     "import": (ImportConfig, command_import, "record the answers of a Label Studio JSON export"),
+    "push": (PushConfig, command_push, "send the pending query to a running Label Studio project"),
+    "pull": (PullConfig, command_pull, "record the answers of a running Label Studio project"),
 }
 
 

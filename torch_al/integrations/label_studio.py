@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterable
 from typing import NamedTuple
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 import torch
@@ -219,4 +220,71 @@ def import_answers(pool: ActivePool, tasks, state_path: str | os.PathLike, relab
     return answers
 
 
-__all__ = ["Answers", "LabelStudioImportError", "export_tasks", "import_answers", "labeling_config", "pending_tasks", "read_answers"]
+
+
+class LabelStudioProject:
+    """A project on a running Label Studio server, reached with ``label-studio-sdk``.
+
+    :meth:`push` sends the pending query's unlabeled items that the project does not hold yet
+    (pushing twice adds nothing); :meth:`pull` reads the project's JSON export and records the
+    answers as :func:`import_answers` does: all checked first, one atomic save. Label Studio keeps
+    every answer, so a pull that crashes before its save loses nothing (pull again), and one after
+    it has nothing left to record twice.
+
+    Args:
+        url: the server, e.g. ``http://127.0.0.1:8080``.
+        api_key: a personal access token or a legacy API token (Label Studio's account settings);
+            default ``$LABEL_STUDIO_API_KEY``.
+        title: the project's title; :meth:`push` creates it when no project has it.
+    """
+
+    def __init__(self, url: str, title: str, api_key: str | None = None) -> None:
+        try:
+            from label_studio_sdk import LabelStudio
+        except ImportError as error:
+            raise ImportError("a live Label Studio project needs label-studio-sdk: pip install label-studio-sdk") from error
+        api_key = api_key if api_key is not None else os.environ.get("LABEL_STUDIO_API_KEY")
+        if not api_key:
+            raise ValueError("Label Studio needs an access token: set LABEL_STUDIO_API_KEY (Account & Settings → Personal Access Token)")
+        self.client, self.title = LabelStudio(base_url=url, api_key=api_key), title
+
+    def project_id(self, create_for: ActivePool | None = None, kind: str = "image") -> int | None:
+        """The id of the project titled :attr:`title` (its classes checked against the pool's);
+        None when there is none, unless ``create_for`` names the pool to create it for."""
+        found = [project for project in self.client.projects.list(title=self.title) if project.title == self.title]
+        if len(found) > 1:
+            raise ValueError(f"{len(found)} Label Studio projects are titled {self.title!r} (ids {[p.id for p in found]}): give one a unique title")
+        if found:
+            if create_for is not None:
+                _check_project_classes(found[0].label_config, create_for.classes, self.title)
+            return found[0].id
+        if create_for is None:
+            return None
+        return self.client.projects.create(title=self.title, label_config=labeling_config(create_for.classes, kind)).id
+
+    def push(self, pool: ActivePool, render: Render | None = None) -> int:
+        """Sends the pending query's unlabeled items the project lacks; returns how many."""
+        tasks = pending_tasks(pool, render)
+        project = self.project_id(create_for=pool, kind=item_kind(tasks))
+        held = {task.data.get(INDEX_FIELD) for task in self.client.tasks.list(project=project, fields="task_only", page_size=100)}
+        new = [task for task in tasks if task["data"][INDEX_FIELD] not in held]
+        if new:
+            self.client.projects.import_tasks(id=project, request=new)
+        return len(new)
+
+    def pull(self, pool: ActivePool, state_path: str | os.PathLike, relabel: bool = False) -> Answers:
+        """Records the project's answers in the pool and saves it (see :func:`import_answers`)."""
+        project = self.project_id()
+        if project is None:
+            raise ValueError(f"no Label Studio project is titled {self.title!r}: push a query first")
+        return import_answers(pool, self.client.projects.exports.as_json(project), state_path, relabel)
+
+
+def _check_project_classes(label_config: str, classes: tuple[str, ...], title: str) -> None:
+    choices = ElementTree.fromstring(label_config).find(f".//Choices[@name='{CHOICES}']")
+    found = tuple(choice.get("value") for choice in choices) if choices is not None else None
+    if found != tuple(classes):
+        raise ValueError(f"Label Studio project {title!r} offers the choices {list(found) if found else None}, but the pool's classes are {list(classes)}")
+
+
+__all__ = ["Answers", "LabelStudioImportError", "LabelStudioProject", "export_tasks", "import_answers", "labeling_config", "pending_tasks", "read_answers"]
