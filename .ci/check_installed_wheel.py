@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+from importlib import resources
 
 import torch
 
@@ -23,5 +24,7 @@ x = torch.randn(4, 3, 5, 5)
 torch.testing.assert_close(torch_al.pool_features(x), x.mean((2, 3)))
 command = os.path.join(os.path.dirname(sys.executable), "torch-al")
 usage = subprocess.run([command, "--help"], check=True, capture_output=True, text=True).stdout
-assert all(name in usage for name in ("run", "select", "label", "status")), usage
+assert all(name in usage for name in ("run", "select", "label", "status", "annotate", "export", "import", "push", "pull")), usage
+page = resources.files("torch_al.labeling_page")
+assert all(page.joinpath(name).is_file() for name in ("page.html", "page.js", "page.css")), "the labeling page's files are not in the wheel"
 print(f"wheel OK: torch_al {torch_al.__version__} from {os.path.dirname(location)}, cuda_version={torch_al.cuda_version()}, requires {requires}")

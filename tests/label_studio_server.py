@@ -12,7 +12,6 @@ import time
 import urllib.request
 
 import pytest
-
 from common_utils import REPO_ROOT
 
 API_KEY = "torch-al-test-token-0123456789abcdef"  # a legacy token, set when the admin is created

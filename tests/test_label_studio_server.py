@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 import torch
+from label_studio_server import API_KEY, start_label_studio, stop
 from torch.utils.data import TensorDataset
 
-from label_studio_server import API_KEY, start_label_studio, stop
 from torch_al import ActivePool
 from torch_al.cli import main
 from torch_al.integrations.label_studio import INDEX_FIELD, LabelStudioImportError, LabelStudioProject
@@ -114,7 +114,8 @@ def test_push_annotate_pull_live(tmp_path, label_studio, client, monkeypatch, ca
 
 
 def test_a_project_with_other_classes_is_refused(label_studio, client):
-    client.projects.create(title="other classes", label_config="<View><Image name='image' value='$image'/><Choices name='label' toName='image'><Choice value='cat'/><Choice value='dog'/></Choices></View>")
+    cats_and_dogs = "<View><Image name='image' value='$image'/><Choices name='label' toName='image'><Choice value='cat'/><Choice value='dog'/></Choices></View>"
+    client.projects.create(title="other classes", label_config=cats_and_dogs)
     with pytest.raises(ValueError, match=r"offers the choices \['cat', 'dog'\], but the pool's classes are"):
         LabelStudioProject(label_studio, "other classes", API_KEY).push(make_pool([1]))
     with pytest.raises(ValueError, match="set LABEL_STUDIO_API_KEY"):
