@@ -218,6 +218,10 @@ def test_a_token_guards_every_request(serving):
     assert request(base + "api/query", headers={"X-Torch-AL-Token": "s3cret"})[0] == 200
     assert request(base + "item/9?token=s3cret")[0] == 200
     assert request(base + "api/answer", {"index": 9, "label": 1}, {**PAGE, "X-Torch-AL-Token": "s3cret"})[0] == 200
+    status, page = request(server.url)
+    assert status == 200
+    assert request(base + "static/page.js", headers={"Cookie": "torch_al_token=s3cret"})[0] == 200  # what the browser sends after the page
+    assert request(base + "static/page.js", headers={"Cookie": "torch_al_token=other"})[0] == 401
     other = serving(host="0.0.0.0")
     assert other.token and len(other.token) >= 24  # any address but loopback gets a token
 
@@ -310,6 +314,20 @@ def test_label_by_keys_and_clicks_reload_midway_undo_and_a_refused_request(tmp_p
     result = saved(tmp_path / "pool.pt")
     assert result.round == 1 and result.classes == tuple(CLASSES)
     assert rows(result) == [(5, 1, 1), (9, 2, 1), (2, 0, 1), (2, 2, 1), (30, 0, 1), (11, 1, 1), (17, 0, 1)]
+
+
+def test_the_page_works_behind_its_token(tmp_path, browser, annotate):
+    torch.save(images(), tmp_path / "data.pt")
+    path = proposed(tmp_path)
+    url = annotate("--state", path, "--data", str(tmp_path / "data.pt"), "--token", "t0ken")
+    assert url.endswith("/?token=t0ken")
+    browser.get(url.split("?")[0])
+    wait_for(browser, lambda d: "needs its token" in d.find_element("tag name", "body").text)
+    browser.get(url)
+    wait_for(browser, lambda d: progress(d) == "0 of 3 labeled" and d.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"))
+    press(browser, "3")
+    wait_for(browser, lambda d: progress(d) == "1 of 3 labeled")
+    assert rows(saved(path)) == [(5, 2, 1)]
 
 
 def test_a_strategy_that_asks_within_its_round_continues_on_the_page(tmp_path, browser, annotate):

@@ -5,7 +5,8 @@ query's state, ``GET /item/<index>`` an item's image, ``POST /api/answer`` ``{"i
 ``POST /api/undo``. A POST must be JSON and carry the ``X-Torch-AL`` header, which a form on
 another site cannot send, so no other page in the browser can answer for you. On a loopback
 address the Host header must name it (no DNS rebinding); on any other address every request needs
-the token (``?token=`` or the ``X-Torch-AL-Token`` header)."""
+the token: ``?token=`` in the URL it printed, after which the page's own requests carry it in a
+same-site cookie (or the ``X-Torch-AL-Token`` header)."""
 
 import hmac
 import ipaddress
@@ -13,6 +14,7 @@ import json
 import logging
 import secrets
 from http import HTTPStatus
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +23,7 @@ from torch_al.labeling_page.session import AnswerRefused, LabelingSession
 
 logger = logging.getLogger("torch_al")
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
+COOKIE = "torch_al_token"
 MAX_BODY = 4096
 
 
@@ -65,7 +68,9 @@ class LabelingHandler(BaseHTTPRequestHandler):
         if path is None:
             return
         if path == "/":
-            self._send(HTTPStatus.OK, resources.files(__package__).joinpath("page.html").read_bytes(), "text/html; charset=utf-8")
+            # The page's script, style and images are fetched without ?token=: the cookie carries it.
+            cookie = f"{COOKIE}={self.server.token}; Path=/; HttpOnly; SameSite=Strict" if self.server.token else None
+            self._send(HTTPStatus.OK, resources.files(__package__).joinpath("page.html").read_bytes(), "text/html; charset=utf-8", cookie)
         elif path.startswith("/static/") and path[len("/static/") :] in STATIC:
             name = path[len("/static/") :]
             self._send(HTTPStatus.OK, resources.files(__package__).joinpath(name).read_bytes(), STATIC[name] + "; charset=utf-8")
@@ -106,7 +111,8 @@ class LabelingHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         server = self.server
         if server.token:
-            given = self.headers.get("X-Torch-AL-Token") or parse_qs(url.query).get("token", [""])[0]
+            cookies = SimpleCookie(self.headers.get("Cookie") or "")
+            given = self.headers.get("X-Torch-AL-Token") or parse_qs(url.query).get("token", [""])[0] or (cookies[COOKIE].value if COOKIE in cookies else "")
             if not hmac.compare_digest(given.encode(), server.token.encode()):
                 self._json(HTTPStatus.UNAUTHORIZED, {"error": "this page needs its token: open the URL torch-al annotate printed"})
                 return None
@@ -149,9 +155,11 @@ class LabelingHandler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, cookie: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if cookie:
+            self.send_header("Set-Cookie", cookie)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
