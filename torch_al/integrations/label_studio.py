@@ -29,7 +29,8 @@ INDEX_FIELD = "torch_al_index"
 SCORE_FIELD = "torch_al_score"
 ROUND_FIELD = "torch_al_round"
 CHOICES = "label"  # the name of the labeling config's Choices tag, read back from each answer
-ITEM = {"image": "image", "text": "text"}  # the data field (and tag name) that shows an item of each kind
+ITEM = {"image": "image", "text": "text"}
+PUSH_PART = 500  # tasks per import request  # the data field (and tag name) that shows an item of each kind
 
 
 class LabelStudioImportError(ValueError):
@@ -268,8 +269,10 @@ class LabelStudioProject:
         project = self.project_id(create_for=pool, kind=item_kind(tasks))
         held = {task.data.get(INDEX_FIELD) for task in self.client.tasks.list(project=project, fields="task_only", page_size=100)}
         new = [task for task in tasks if task["data"][INDEX_FIELD] not in held]
-        if new:
-            self.client.projects.import_tasks(id=project, request=new)
+        # In parts (Label Studio takes ~1 ms a task, and a request body up to 250 MiB): a push cut
+        # short leaves whole parts behind it, and the next push sends only what is missing.
+        for start in range(0, len(new), PUSH_PART):
+            self.client.projects.import_tasks(id=project, request=new[start : start + PUSH_PART], request_options={"timeout_in_seconds": 600})
         return len(new)
 
     def pull(self, pool: ActivePool, state_path: str | os.PathLike, relabel: bool = False) -> Answers:
