@@ -349,3 +349,20 @@ def test_a_strategy_that_asks_within_its_round_continues_on_the_page(tmp_path, b
     wait_for(browser, lambda d: "round 1 is complete" in d.find_element("id", "status").text)
     result = saved(tmp_path / "pool.pt")
     assert result.round == 1 and result.labeled_mask.sum() == 10 and result.ledger.round.tolist()[6:] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--model", "m.pt"], "--model and --strategy go together"),
+        (["--validation", "v.pt"], "--validation, --layers and --tokens choose sub-batches with --model"),
+        (["--model", "m.pt", "--strategy", "pfk-direct"], "pass --validation FILE and --layers"),
+        (["--classes", "only"], "at least two distinct names"),
+    ],
+)
+def test_annotate_refuses_options_that_do_not_fit(options, message, capsys):
+    from torch_al.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["annotate", "--state", "s.pt", "--data", "d.pt", *options])
+    assert message in capsys.readouterr().err

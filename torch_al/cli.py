@@ -145,16 +145,22 @@ class AnnotateConfig(ShownItems):
     strategy: str | None = field(default=None, metadata={"help": "with --model: the strategy (as select's --strategy)"})
     budget: int = field(default=125, metadata={"help": "with --model: the round's budget (as select's --budget)"})
     seed: int = field(default=0, metadata={"help": "with --model: as select's --seed"})
+    validation: str | None = field(default=None, metadata={"help": "with --model: as select's --validation (pfk-direct)"})
+    layers: tuple[str, ...] | None = field(default=None, metadata={"help": "with --model: as select's --layers (pfk-direct)"})
+    tokens: str | None = field(default=None, metadata={"help": "with --model: as select's --tokens (pfk-direct)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if (self.model is None) != (self.strategy is None):
             raise ValueError("--model and --strategy go together: both choose the next sub-batch of a round asked in parts")
+        if self.model is None and (self.validation or self.layers or self.tokens):
+            raise ValueError("--validation, --layers and --tokens choose sub-batches with --model and --strategy; give those too")
         if self.model is not None:
             self.select_config()
 
     def select_config(self) -> "SelectConfig":
-        return SelectConfig(state=self.state, data=self.data, model=self.model, strategy=self.strategy, budget=self.budget, seed=self.seed)
+        chosen = {name: getattr(self, name) for name in ("model", "strategy", "budget", "seed", "validation", "layers", "tokens")}
+        return SelectConfig(state=self.state, data=self.data, **chosen)
 
 
 @dataclass(kw_only=True)
