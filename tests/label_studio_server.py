@@ -31,7 +31,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_environment(data_dir: str) -> dict:
+def server_environment(data_dir: str, files_root: str) -> dict:
     # Label Studio also reads bare names (HOST, PORT, USERNAME...): drop them so the machine's own cannot leak in.
     environment = {key: value for key, value in os.environ.items() if key not in ("HOST", "PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "DEBUG")}
     environment.update(
@@ -43,12 +43,15 @@ def server_environment(data_dir: str) -> dict:
         SENTRY_DSN="",  # no error reports sent anywhere
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
+        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",  # images exported as files (export --image-dir)
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=files_root,
     )
     return environment
 
 
 def start_label_studio():
-    """(url, process) of a fresh server, or a skip / failure saying what is missing."""
+    """(url, process, files_root) of a fresh server — files_root the folder under which it serves
+    local files — or a skip / failure saying what is missing."""
     command = executable()
     if command is None:
         reason = "Label Studio is not installed (.ci/install puts it in build/label-studio-venv; or set TORCH_AL_LABEL_STUDIO)"
@@ -57,11 +60,12 @@ def start_label_studio():
         pytest.skip(reason)
     data_dir = os.path.join(REPO_ROOT, "build", "label-studio-data")
     shutil.rmtree(data_dir, ignore_errors=True)
-    os.makedirs(data_dir)
+    files_root = os.path.join(data_dir, "files")
+    os.makedirs(files_root)
     port = free_port()
     arguments = [command, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir, "--log-level", "WARNING"]
     with open(os.path.join(data_dir, "server.log"), "wb") as log:
-        process = subprocess.Popen(arguments, env=server_environment(data_dir), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(arguments, env=server_environment(data_dir, files_root), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -70,7 +74,7 @@ def start_label_studio():
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as response:
                 if response.status == 200:
-                    return url, process
+                    return url, process, files_root
         except OSError:
             time.sleep(0.5)
     stop(process)

@@ -76,8 +76,8 @@ def test_tasks_carry_the_unlabeled_pending_items_their_index_score_and_image():
 
 def test_image_files_text_items_and_the_written_config(tmp_path):
     pool = make_pool()
-    tasks = pending_tasks(pool, image_dir=tmp_path / "images", image_url="/files/{index}/{file}")
-    assert tasks[1]["data"]["image"] == "/files/3/3.png" and (tmp_path / "images" / "3.png").read_bytes() == png_bytes(pool.dataset[3][0])
+    tasks = pending_tasks(pool, image_dir=tmp_path / "images", image_url="/files/{folder}/{index}/{file}")
+    assert tasks[1]["data"]["image"] == "/files/images/3/3.png" and (tmp_path / "images" / "3.png").read_bytes() == png_bytes(pool.dataset[3][0])
     texts = pending_tasks(pool, render=lambda x: f"mean {float(x.mean()):.3f}")
     assert texts[0]["data"]["text"] == f"mean {float(pool.dataset[7][0].mean()):.3f}" and "image" not in texts[0]["data"]
     config = export_tasks(pool, tmp_path / "tasks.json", render=lambda x: "text")

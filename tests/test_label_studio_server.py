@@ -3,6 +3,7 @@ live, answered through its API as an annotator would, and read back — the ledg
 answers, a pull repeated or interrupted records nothing twice and loses nothing."""
 
 import json
+import os
 import urllib.request
 
 import pytest
@@ -12,17 +13,23 @@ from torch.utils.data import TensorDataset
 
 from torch_al import ActivePool
 from torch_al.cli import main
-from torch_al.integrations.label_studio import INDEX_FIELD, LabelStudioImportError, LabelStudioProject
+from torch_al.integrations.label_studio import INDEX_FIELD, LabelStudioImportError, LabelStudioProject, labeling_config, pending_tasks
+from torch_al.item_views import png_bytes
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress"]
 pytest.importorskip("label_studio_sdk", reason="label-studio-sdk is not installed (pip install label-studio-sdk)")
 
 
 @pytest.fixture(scope="module")
-def label_studio():
-    url, process = start_label_studio()
-    yield url
+def served():
+    url, process, files_root = start_label_studio()
+    yield url, files_root
     stop(process)
+
+
+@pytest.fixture
+def label_studio(served):
+    return served[0]
 
 
 @pytest.fixture
@@ -112,6 +119,22 @@ def test_push_annotate_pull_live(tmp_path, label_studio, client, monkeypatch, ca
     with pytest.raises(LabelStudioImportError, match=r"task \d+ \(item 5\) was skipped by an annotator.*") as refused:
         project.pull(saved, tmp_path / "pool.pt")
     assert "nothing was recorded" in str(refused.value) and not saved.is_labeled(6)
+
+
+def test_images_exported_as_files_are_served_by_label_studio(served, client):
+    url, files_root = served
+    pool = make_pool([6, 2])
+    image_dir = os.path.join(files_root, "round1")
+    tasks = pending_tasks(pool, image_dir=image_dir)
+    assert tasks[0]["data"]["image"] == "/data/local-files/?d=round1/6.png"
+    # What the user sets up in Label Studio: a project with a Local Storage on the folder.
+    project = client.projects.create(title="image files", label_config=labeling_config(CLASSES)).id
+    client.import_storage.local.create(project=project, path=image_dir, use_blob_urls=False)
+    client.projects.import_tasks(id=project, request=tasks)
+    for task in client.tasks.list(project=project, fields="task_only"):
+        request = urllib.request.Request(url + task.data["image"], headers={"Authorization": f"Token {API_KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.read() == png_bytes(pool.dataset[task.data[INDEX_FIELD]][0])
 
 
 def test_a_project_with_other_classes_is_refused(label_studio, client):

@@ -27,6 +27,7 @@ from torch.utils.data import TensorDataset
 from torch_al.checks import check_class_names
 from torch_al.distributed import RankFailedError, distributed_select, load_pool, save_pool
 from torch_al.experiment import RunConfig, is_ensemble, run_experiment
+from torch_al.integrations.label_studio import LOCAL_FILES_URL, LabelStudioProject, export_tasks, import_answers
 from torch_al.item_views import rescaled
 from torch_al.nn.capture import check_tokens
 from torch_al.persistence import StateFileError, load_state
@@ -113,7 +114,7 @@ class ExportConfig(ShownItems):
     out: str = field(metadata={"help": "the tasks' JSON file; the labeling config goes beside it (.xml)"})
     format: str = field(default="label-studio", metadata={"help": "label-studio (the only format so far)"})
     image_dir: str | None = field(default=None, metadata={"help": "write the images here and refer to them by --image-url (default: inline data URLs)"})
-    image_url: str = field(default="/data/local-files/?d={file}", metadata={"help": "with --image-dir: an image's URL, {file} its file name, {index} the item's index"})
+    image_url: str = field(default=LOCAL_FILES_URL, metadata={"help": "with --image-dir: an image's URL, {file} its file name, {folder} the folder's name, {index} the item's index"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -363,8 +364,6 @@ def _render(config: ShownItems):
 
 
 def command_export(config: ExportConfig) -> None:
-    from torch_al.integrations.label_studio import export_tasks
-
     pool = _named_pool(config)
     layout = export_tasks(pool, config.out, _render(config), config.image_dir, config.image_url)
     asked = int((~pool.labeled_mask[pool.pending_query]).sum())
@@ -376,8 +375,6 @@ def _print_answers(answers, pool: ActivePool) -> None:
 
 
 def command_import(config: ImportConfig) -> None:
-    from torch_al.integrations.label_studio import import_answers
-
     pool = _named_pool(config)
     with open(config.file) as f:
         tasks = json.load(f)
@@ -386,16 +383,12 @@ def command_import(config: ImportConfig) -> None:
 
 
 def command_push(config: PushConfig) -> None:
-    from torch_al.integrations.label_studio import LabelStudioProject
-
     pool = _named_pool(config)
     sent = LabelStudioProject(config.url, config.project).push(pool, _render(config))
     print(f"sent {sent} tasks of round {pool.round + 1} to Label Studio project {config.project!r} at {config.url}")
 
 
 def command_pull(config: PullConfig) -> None:
-    from torch_al.integrations.label_studio import LabelStudioProject
-
     pool = _named_pool(config)
     answers = LabelStudioProject(config.url, config.project).pull(pool, config.state, config.relabel)
     _print_answers(answers, pool)

@@ -29,8 +29,9 @@ INDEX_FIELD = "torch_al_index"
 SCORE_FIELD = "torch_al_score"
 ROUND_FIELD = "torch_al_round"
 CHOICES = "label"  # the name of the labeling config's Choices tag, read back from each answer
-ITEM = {"image": "image", "text": "text"}
-PUSH_PART = 500  # tasks per import request  # the data field (and tag name) that shows an item of each kind
+ITEM = {"image": "image", "text": "text"}  # the data field (and tag name) that shows an item of each kind
+PUSH_PART = 500  # tasks per import request
+LOCAL_FILES_URL = "/data/local-files/?d={folder}/{file}"  # Label Studio's local-file serving
 
 
 class LabelStudioImportError(ValueError):
@@ -61,7 +62,7 @@ def labeling_config(classes: Iterable[str], kind: str = "image") -> str:
     )
 
 
-def pending_tasks(pool: ActivePool, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = "/data/local-files/?d={file}") -> list[dict]:
+def pending_tasks(pool: ActivePool, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = LOCAL_FILES_URL) -> list[dict]:
     """The pending query's items not yet labeled, as Label Studio tasks (in the order asked).
 
     Args:
@@ -70,9 +71,11 @@ def pending_tasks(pool: ActivePool, render: Render | None = None, image_dir: str
             (:func:`torch_al.item_views.view_item`).
         image_dir: None puts each image in its task as a data URL; a folder writes each image there
             (``<index>.png``, or the item's own file) and the task refers to it by ``image_url``.
-        image_url: with ``image_dir``, the URL of an image file, ``{file}`` its name and ``{index}``
-            the item's index; the default suits Label Studio's local-file serving with
-            ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to ``image_dir``.
+        image_url: with ``image_dir``, the URL of an image file: ``{file}`` its name, ``{folder}``
+            the name of ``image_dir``, ``{index}`` the item's index. The default is what Label
+            Studio's local-file serving answers when ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``,
+            ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` is the folder that holds ``image_dir``, and the
+            project has a Local Storage whose path is ``image_dir`` (docs/labeling.md).
     """
     _check_can_export(pool)
     query, scores = pool.pending_query, pool.pending_scores
@@ -107,7 +110,7 @@ def _shown(view: ItemView, index: int, image_dir, image_url: str) -> str:
     suffix = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp"}.get(view.mime, ".png")
     name = f"{index}{suffix}"
     atomic_write_bytes(os.path.join(image_dir, name), view.content)
-    return image_url.format(file=name, index=index)
+    return image_url.format(file=name, folder=os.path.basename(os.path.normpath(image_dir)), index=index)
 
 
 def item_kind(tasks: list[dict]) -> str:
@@ -115,7 +118,7 @@ def item_kind(tasks: list[dict]) -> str:
     return "text" if tasks and ITEM["text"] in tasks[0]["data"] else "image"
 
 
-def export_tasks(pool: ActivePool, path: str | os.PathLike, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = "/data/local-files/?d={file}") -> str:
+def export_tasks(pool: ActivePool, path: str | os.PathLike, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = LOCAL_FILES_URL) -> str:
     """Writes :func:`pending_tasks` to ``path`` (a JSON list, what Label Studio imports) and the
     labeling config beside it (``path`` with the suffix ``.xml``); returns the config's path."""
     tasks = pending_tasks(pool, render, image_dir, image_url)
