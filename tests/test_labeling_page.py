@@ -366,3 +366,26 @@ def test_annotate_refuses_options_that_do_not_fit(options, message, capsys):
     with pytest.raises(SystemExit):
         main(["annotate", "--state", "s.pt", "--data", "d.pt", *options])
     assert message in capsys.readouterr().err
+
+
+def test_an_earlier_sub_batch_answer_reopened_stays_on_screen_and_a_failed_choice_is_retried(tmp_path):
+    path = proposed(tmp_path, (5,), final=False)
+    outcomes = iter([RuntimeError("the model is gone"), SubBatch(torch.tensor([7, 8]), None, True)])
+
+    def next_sub_batch(pool):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    session = LabelingSession(make_pool(), path, next_sub_batch=next_sub_batch)
+    with pytest.raises(RuntimeError, match="the model is gone"):
+        session.answer(5, 1)
+    assert rows(saved(path)) == [(5, 1, 1)]  # the answer was saved before the choice failed
+    retried = session.snapshot()  # a reload of the page chooses again
+    assert [item["index"] for item in retried["items"]] == [7, 8] and retried["status"] == "labeling"
+    session.undo()
+    again = session.snapshot()
+    assert again["reopened"] == 5 and [item["index"] for item in again["items"]] == [7, 8, 5]
+    after = session.answer(5, 2)
+    assert [item["index"] for item in after["items"]] == [7, 8] and rows(saved(path))[-1] == (5, 2, 1)

@@ -296,3 +296,15 @@ def test_a_state_without_class_names_loads_with_none_and_bad_names_are_refused(t
     state["meta"] = to_json(meta)
     with pytest.raises(ValueError, match="pool state: invalid classes entry"):
         pool.load_state_dict(state)
+
+
+def test_a_correction_inside_a_round_asked_in_parts_counts_for_that_round():
+    pool = make_pool()
+    pool.label([0], [1])
+    pool.propose([3, 4], final=False)
+    pool.label([3, 4], [2, 2])  # the sub-batch answered: the round stays open
+    pool.propose([9], final=True)
+    pool.label([3, 0], [1, 3], relabel=True)  # a correction of the open round's item, and of an older one
+    assert pool.ledger.round.tolist() == [0, 1, 1, 1, 0]
+    opened = pool.at_round_start()
+    assert not opened.is_labeled(3) and opened.labels_of([0]).tolist() == [3]

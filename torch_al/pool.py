@@ -230,7 +230,8 @@ class ActivePool(Dataset):
 
         Labelling an item again with its current label is a no-op; with a different label it is an
         error unless ``relabel=True``, which appends a new ledger row (the old one stays). Labels of
-        the pending query's items count for its round; once all of them are labeled the round
+        the pending query's items, and corrections of the sub-batches its round answered already,
+        count for that round (``round + 1``); once all of the query's items are labeled the round
         completes and ``round`` advances (a sub-batch, ``final=False``, joins :attr:`open_round`
         instead).
 
@@ -251,10 +252,11 @@ class ActivePool(Dataset):
                 f"({int(changed.sum())} conflicting items); pass relabel=True to record a correction"
             )
         record = ~known | changed
-        in_query = torch.zeros(len(self), dtype=torch.bool)
-        if self._pending is not None:
-            in_query[self._pending.indices] = True
-        rounds = torch.where(in_query[indices], self._pending.round if self._pending else 0, self.round)
+        # The open round's items (the pending query, the sub-batches answered) count for it, corrections included.
+        in_open_round = torch.zeros(len(self), dtype=torch.bool)
+        for batch in self._open_round + ([self._pending.indices] if self._pending is not None else []):
+            in_open_round[batch] = True
+        rounds = torch.where(in_open_round[indices], self.round + 1, self.round)
         now = time.time()
         for column, values in zip(self._rows, (indices[record], labels[record], rounds[record])):
             column.extend(values.tolist())

@@ -43,11 +43,13 @@ class LabelingSession:
         self._lock = threading.Lock()
         self._given: list[tuple[int, int]] = []  # answers given through this session, for undo
         self._reopened: int | None = None
-        self._shown: list[int] = []  # the query on screen (kept once answered, so its last answer can be undone)
+        self._query: list[int] = []  # the query on screen (kept once answered, so its last answer can be undone)
+        self._shown: list[int] = []  # the query and the reopened item
         self._views: dict[int, ItemView] = {}
         self._reload()
 
     def _reload(self) -> None:
+        """Reads the state file (written by this page, or by select / label beside it)."""
         if os.path.exists(self.state_path):
             classes = self.pool.classes
             self.pool.load(self.state_path)
@@ -55,18 +57,21 @@ class LabelingSession:
                 self.pool.set_classes(classes)
             elif self.pool.classes != classes:
                 raise ValueError(f"{self.state_path} names the classes {list(self.pool.classes)}, not {list(classes)}")
-        if self.pool.pending_query is not None:
-            self._show(self.pool.pending_query.tolist())
+        self._show_query()
 
-    def _show(self, indices: list[int]) -> None:
-        if indices != self._shown:
-            self._shown, self._views = indices, {}
+    def _show_query(self) -> None:
+        if self.pool.pending_query is not None:
+            self._query = self.pool.pending_query.tolist()
+        reopened = [self._reopened] if self._reopened is not None and self._reopened not in self._query else []
+        if self._query + reopened != self._shown:
+            self._shown, self._views = self._query + reopened, {}
 
     # ---- reading -----------------------------------------------------------------------------
     def snapshot(self) -> dict:
         """What the page shows: the items, their labels so far, the progress and what comes next."""
         with self._lock:
             self._reload()
+            self._ask_next_sub_batch()  # also after a restart, or when choosing it failed before
             return self._snapshot()
 
     def _snapshot(self) -> dict:
@@ -129,6 +134,7 @@ class LabelingSession:
                 raise AnswerRefused(f"item {index} is already labeled {self.pool.classes[held]!r}; undo reopens the last answer for a correction", status=409)
             if correction:
                 self._reopened = None
+                self._show_query()
             self._ask_next_sub_batch()
             return self._snapshot()
 
@@ -150,10 +156,8 @@ class LabelingSession:
             self._reload()
             if not self._given:
                 raise AnswerRefused("nothing to undo: no answer was given on this page yet", status=409)
-            index, _ = self._given.pop()
-            self._reopened = index
-            if index not in self._shown:
-                self._show(self._shown + [index])
+            self._reopened, _ = self._given.pop()
+            self._show_query()
             return self._snapshot()
 
     def _ask_next_sub_batch(self) -> None:
@@ -163,4 +167,4 @@ class LabelingSession:
         asked = self.next_sub_batch(pool)
         pool.propose(asked.indices, asked.scores, strategy=self.strategy, final=asked.final)
         pool.save(self.state_path)
-        self._show(pool.pending_query.tolist())
+        self._show_query()
