@@ -389,3 +389,16 @@ def test_an_earlier_sub_batch_answer_reopened_stays_on_screen_and_a_failed_choic
     assert again["reopened"] == 5 and [item["index"] for item in again["items"]] == [7, 8, 5]
     after = session.answer(5, 2)
     assert [item["index"] for item in after["items"]] == [7, 8] and rows(saved(path))[-1] == (5, 2, 1)
+
+
+def test_a_failure_is_answered_on_the_page_and_the_server_keeps_serving(serving):
+    unshowable = serving(render=lambda x: {"not": "an image"})
+    status, payload = request(unshowable.url + "api/query")
+    assert status == 500 and "cannot show an item of type dict" in payload["error"]
+    server = serving()
+    assert request(server.url + "api/query")[0] == 200
+    with open(server.session.state_path, "wb") as broken:
+        broken.write(b"not a state file")
+    status, payload = request(server.url + "api/query")
+    assert status == 500 and "StateFileError" in payload["error"]
+    assert request(server.url + "static/page.js")[0] == 200

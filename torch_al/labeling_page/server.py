@@ -75,9 +75,9 @@ class LabelingHandler(BaseHTTPRequestHandler):
             name = path[len("/static/") :]
             self._send(HTTPStatus.OK, resources.files(__package__).joinpath(name).read_bytes(), STATIC[name] + "; charset=utf-8")
         elif path == "/api/query":
-            self._json(HTTPStatus.OK, self.server.session.snapshot())
+            self._answer_with(self.server.session.snapshot, path)
         elif path.startswith("/item/"):
-            self._item(path[len("/item/") :])
+            self._answer_with(lambda: self._item(path[len("/item/") :]), path)
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
 
@@ -93,16 +93,22 @@ class LabelingHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         session = self.server.session
+        if path == "/api/answer":
+            self._answer_with(lambda: session.answer(body.get("index"), body.get("label")), path)
+        elif path == "/api/undo":
+            self._answer_with(session.undo, path)
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such action: {path}"})
+
+    def _answer_with(self, action, path: str) -> None:
+        """Sends what ``action()`` returns as JSON (None: it answered itself), or why it failed."""
         try:
-            if path == "/api/answer":
-                self._json(HTTPStatus.OK, session.answer(body.get("index"), body.get("label")))
-            elif path == "/api/undo":
-                self._json(HTTPStatus.OK, session.undo())
-            else:
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such action: {path}"})
+            payload = action()
+            if payload is not None:
+                self._json(HTTPStatus.OK, payload)
         except AnswerRefused as refused:
             self._json(refused.status, {"error": str(refused)})
-        except Exception as error:  # e.g. the state file cannot be read: say so on the page, keep serving
+        except Exception as error:  # e.g. the state file unreadable, or the next sub-batch not chosen: say so on the page, keep serving
             logger.exception("labeling page: %s failed", path)
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(error).__name__}: {error} (the log of torch-al annotate has the details)"})
 
@@ -143,13 +149,10 @@ class LabelingHandler(BaseHTTPRequestHandler):
 
     def _item(self, name: str) -> None:
         if not name.isdigit():
-            return self._json(HTTPStatus.NOT_FOUND, {"error": f"no item {name!r}"})
-        try:
-            view = self.server.session.view(int(name))
-        except AnswerRefused as refused:
-            return self._json(refused.status, {"error": str(refused)})
+            raise AnswerRefused(f"no item {name!r}", status=404)
+        view = self.server.session.view(int(name))
         if view.kind != "image":
-            return self._json(HTTPStatus.NOT_FOUND, {"error": f"item {name} is text, shown on the page itself"})
+            raise AnswerRefused(f"item {name} is text, shown on the page itself", status=404)
         self._send(HTTPStatus.OK, view.content, view.mime)
 
     def _json(self, status: int, payload: dict) -> None:
