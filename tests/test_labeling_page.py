@@ -137,7 +137,7 @@ def test_the_state_file_is_read_before_each_change(tmp_path):
     with pytest.raises(AnswerRefused, match="already labeled 'pullover'"):
         session.answer(5, 0)
     other = make_pool(classes=["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"names the classes \['t-shirt', 'trouser', 'pullover'\], not \['a', 'b', 'c'\]"):
+    with pytest.raises(ValueError, match=r"the class names \['a', 'b', 'c'\] are not the \['t-shirt', 'trouser', 'pullover'\] recorded"):
         LabelingSession(other, path)
     with pytest.raises(ValueError, match="classes have no names"):
         LabelingSession(make_pool(classes=None), path)

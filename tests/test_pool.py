@@ -273,7 +273,7 @@ def test_class_names_are_set_once_saved_and_bound_the_labels(tmp_path):
         pool.set_classes(["a", "b", "c"])
     pool.set_classes(["a", "b", "c", "d"])
     pool.set_classes(("a", "b", "c", "d"))  # the same names again: a no-op
-    with pytest.raises(ValueError, match=r"classes are \['a', 'b', 'c', 'd'\].*cannot change"):
+    with pytest.raises(ValueError, match=r"the class names \['b', 'a', 'c', 'd'\] are not the \['a', 'b', 'c', 'd'\] recorded"):
         pool.set_classes(["b", "a", "c", "d"])
     with pytest.raises(ValueError, match="label 4 is not a class of this pool"):
         pool.label([2], [4])
@@ -308,3 +308,19 @@ def test_a_correction_inside_a_round_asked_in_parts_counts_for_that_round():
     assert pool.ledger.round.tolist() == [0, 1, 1, 1, 0]
     opened = pool.at_round_start()
     assert not opened.is_labeled(3) and opened.labels_of([0]).tolist() == [3]
+
+
+def test_loading_keeps_the_pools_class_names_and_refuses_other_recorded_ones(tmp_path):
+    unnamed = make_pool()
+    unnamed.label([1], [3])
+    unnamed.save(tmp_path / "unnamed.pt")
+    named = ActivePool(unnamed.dataset, classes=["a", "b", "c", "d"]).load(tmp_path / "unnamed.pt")
+    assert named.classes == ("a", "b", "c", "d") and named.labels_of([1]).tolist() == [3]  # a state without names keeps the pool's
+    with pytest.raises(ValueError, match=r"already holds label 3, but 3 class names"):
+        ActivePool(unnamed.dataset, classes=["a", "b", "c"]).load(tmp_path / "unnamed.pt")
+    named.save(tmp_path / "named.pt")
+    assert make_pool().load(tmp_path / "named.pt").classes == ("a", "b", "c", "d")
+    other = ActivePool(unnamed.dataset, classes=["d", "c", "b", "a"])
+    with pytest.raises(ValueError, match=r"the class names \['d', 'c', 'b', 'a'\] are not the \['a', 'b', 'c', 'd'\] recorded"):
+        other.load(tmp_path / "named.pt")
+    assert other.classes == ("d", "c", "b", "a") and other.ledger.index.numel() == 0  # left unchanged

@@ -20,6 +20,17 @@ STATE_KIND = "torch_al.ActivePool"
 ItemKey = int | str
 
 
+def agreed_classes(recorded: tuple[str, ...] | None, given: tuple[str, ...], labels: Tensor) -> tuple[str, ...]:
+    """``given`` class names, checked against the names ``recorded`` before (None: none were) and
+    the ``labels`` a ledger holds."""
+    if recorded is not None and given != recorded:
+        raise ValueError(f"the class names {list(given)} are not the {list(recorded)} recorded for this pool (label k is classes[k]; another order would swap labels)")
+    top = int(labels.max()) if labels.numel() else -1
+    if top >= len(given):
+        raise ValueError(f"the ledger already holds label {top}, but {len(given)} class names cover labels 0..{len(given) - 1}")
+    return given
+
+
 class ActivePool(Dataset):
     """Wraps a map-style dataset (left unmodified) for active learning.
 
@@ -172,13 +183,7 @@ class ActivePool(Dataset):
         ledger keeps ``k``. Giving the same names again is a no-op; other names (another order
         included, which would swap labels silently) are an error. Once named, labels outside
         ``[0, len(classes))`` are refused."""
-        names = check_class_names(classes)
-        if self._classes is not None and names != self._classes:
-            raise ValueError(f"this pool's classes are {list(self._classes)} (label k is classes[k]) and cannot change; got {list(names)}")
-        top = int(self._label[self._is_labeled].max()) if self._is_labeled.any() else -1
-        if top >= len(names):
-            raise ValueError(f"the ledger already holds label {top}, but {len(names)} class names cover labels 0..{len(names) - 1}")
-        self._classes = names
+        self._classes = agreed_classes(self._classes, check_class_names(classes), self._label[self._is_labeled])
 
     def propose(self, indices, scores: Tensor | None = None, strategy: str | None = None, final: bool = True) -> None:
         """Records a query for round ``round + 1`` before anyone sees it (save the pool next).
@@ -304,8 +309,11 @@ class ActivePool(Dataset):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores a state after checking all of it; on any error the pool is left unchanged."""
-        parsed, classes = parse_pool_state(state, self.fingerprint), parse_classes(state)
+        """Restores a state after checking all of it; on any error the pool is left unchanged. Class
+        names given to the pool and recorded in the state must be the same; either alone is kept."""
+        parsed, recorded = parse_pool_state(state, self.fingerprint), parse_classes(state)
+        # The names this pool was given stay when the state has none, and must agree when it has.
+        classes = recorded if self._classes is None else agreed_classes(recorded, self._classes, parsed[0].label)
         self._reset(*parsed)
         self._classes = classes
 

@@ -51,12 +51,7 @@ class LabelingSession:
     def _reload(self) -> None:
         """Reads the state file (written by this page, or by select / label beside it)."""
         if os.path.exists(self.state_path):
-            classes = self.pool.classes
-            self.pool.load(self.state_path)
-            if self.pool.classes is None:
-                self.pool.set_classes(classes)
-            elif self.pool.classes != classes:
-                raise ValueError(f"{self.state_path} names the classes {list(self.pool.classes)}, not {list(classes)}")
+            self.pool.load(self.state_path)  # keeps the pool's class names; other recorded names are an error
         self._show_query()
 
     def _show_query(self) -> None:
