@@ -67,6 +67,7 @@ def test_tasks_carry_the_unlabeled_pending_items_their_index_score_and_image():
     pool.label([3], [1])
     tasks = pending_tasks(pool)
     assert [task["data"][INDEX_FIELD] for task in tasks] == [7, 12, 20]  # the query's order, answered item left out
+    assert [task["data"][INDEX_FIELD] for task in pending_tasks(pool, leave_out={12, 99})] == [7, 20]
     first = tasks[0]
     assert first["data"]["torch_al_score"] == pytest.approx(0.9) and first["data"]["torch_al_round"] == 1
     assert first["predictions"] == [{"model_version": "pfk", "score": pytest.approx(0.9), "result": []}]
@@ -81,9 +82,8 @@ def test_image_files_text_items_and_the_written_config(tmp_path):
     texts = pending_tasks(pool, render=lambda x: f"mean {float(x.mean()):.3f}")
     assert texts[0]["data"]["text"] == f"mean {float(pool.dataset[7][0].mean()):.3f}" and "image" not in texts[0]["data"]
     config = export_tasks(pool, tmp_path / "tasks.json", render=lambda x: "text")
-    assert config == str(tmp_path / "tasks.xml") and json.loads((tmp_path / "tasks.json").read_text()) == texts[:0] + [
-        dict(task, data=dict(task["data"], text="text")) for task in texts
-    ]
+    written = json.loads((tmp_path / "tasks.json").read_text())
+    assert config == str(tmp_path / "tasks.xml") and written == [dict(task, data=dict(task["data"], text="text")) for task in texts]
     assert ElementTree.fromstring((tmp_path / "tasks.xml").read_text()).find("Text") is not None
 
 

@@ -114,7 +114,10 @@ def test_push_annotate_pull_live(tmp_path, label_studio, client, monkeypatch, ca
 
     saved.propose([5, 6], strategy="pfk")  # the next round: a skipped task is refused, naming it
     saved.save(tmp_path / "pool.pt")
-    assert project.push(saved) == 2
+    rendered = []
+    show = lambda inputs: rendered.append(inputs) or inputs  # noqa: E731
+    assert project.push(saved, render=show) == 2 and len(rendered) == 2
+    assert project.push(saved, render=show) == 0 and len(rendered) == 2  # what the project holds is not rendered again
     annotate(client, project_id, {5: None, 6: "dress"})
     with pytest.raises(LabelStudioImportError, match=r"task \d+ \(item 5\) was skipped by an annotator.*") as refused:
         project.pull(saved, tmp_path / "pool.pt")

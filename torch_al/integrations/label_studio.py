@@ -29,7 +29,7 @@ INDEX_FIELD = "torch_al_index"
 SCORE_FIELD = "torch_al_score"
 ROUND_FIELD = "torch_al_round"
 CHOICES = "label"  # the name of the labeling config's Choices tag, read back from each answer
-ITEM = {"image": "image", "text": "text"}  # the data field (and tag name) that shows an item of each kind
+TAGS = {"image": "Image", "text": "Text"}  # an item's kind is also its data field's name and its tag's name
 PUSH_PART = 500  # tasks per import request
 LOCAL_FILES_URL = "/data/local-files/?d={folder}/{file}"  # Label Studio's local-file serving
 
@@ -50,19 +50,20 @@ class Answers(NamedTuple):
 def labeling_config(classes: Iterable[str], kind: str = "image") -> str:
     """Label Studio's labeling config: the item (``$image`` or ``$text``) and one choice among
     ``classes``, the first ten with hotkeys 1..9, 0."""
-    if kind not in ITEM:
-        raise ValueError(f"kind must be one of {tuple(ITEM)}, got {kind!r}")
-    tag = {"image": "Image", "text": "Text"}[kind]
+    if kind not in TAGS:
+        raise ValueError(f"kind must be one of {tuple(TAGS)}, got {kind!r}")
     choices = "".join(
         f"<Choice value={quoteattr(name)}" + (f' hotkey="{(k + 1) % 10}"' if k < 10 else "") + "/>" for k, name in enumerate(classes)
     )
     return (
-        f'<View><{tag} name="{ITEM[kind]}" value="${ITEM[kind]}"/>'
-        f'<Choices name="{CHOICES}" toName="{ITEM[kind]}" choice="single" showInline="true">{choices}</Choices></View>'
+        f'<View><{TAGS[kind]} name="{kind}" value="${kind}"/>'
+        f'<Choices name="{CHOICES}" toName="{kind}" choice="single" showInline="true">{choices}</Choices></View>'
     )
 
 
-def pending_tasks(pool: ActivePool, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = LOCAL_FILES_URL) -> list[dict]:
+def pending_tasks(
+    pool: ActivePool, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = LOCAL_FILES_URL, leave_out: Iterable[int] = ()
+) -> list[dict]:
     """The pending query's items not yet labeled, as Label Studio tasks (in the order asked).
 
     Args:
@@ -76,17 +77,18 @@ def pending_tasks(pool: ActivePool, render: Render | None = None, image_dir: str
             Studio's local-file serving answers when ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``,
             ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` is the folder that holds ``image_dir``, and the
             project has a Local Storage whose path is ``image_dir`` (docs/labeling.md).
+        leave_out: indices not to make tasks of (those a project holds already): never rendered.
     """
     _check_can_export(pool)
     query, scores = pool.pending_query, pool.pending_scores
-    asked = ~pool.labeled_mask[query]
-    views = [view_item(pool.inputs_of(pool.dataset[i]), render) for i in query[asked].tolist()]
-    kinds = {view.kind for view in views}
-    if len(kinds) > 1:
+    asked = ~pool.labeled_mask[query] & ~torch.isin(query, torch.tensor(list(leave_out), dtype=torch.int64))
+    indices = query[asked].tolist()
+    views = [view_item(pool.inputs_of(pool.dataset[i]), render) for i in indices]
+    if len({view.kind for view in views}) > 1:
         raise ValueError("the pending query mixes image and text items; one Label Studio project shows one kind: pass render= to show them alike")
     tasks = []
-    for index, score, view in zip(query[asked].tolist(), (scores[asked].tolist() if scores is not None else [None] * len(views)), views):
-        data = {ITEM[view.kind]: _shown(view, index, image_dir, image_url), INDEX_FIELD: index, ROUND_FIELD: pool.round + 1}
+    for index, score, view in zip(indices, (scores[asked].tolist() if scores is not None else [None] * len(views)), views):
+        data = {view.kind: _shown(view, index, image_dir, image_url), INDEX_FIELD: index, ROUND_FIELD: pool.round + 1}
         task: dict = {"data": data}
         if score is not None:
             data[SCORE_FIELD] = score
@@ -115,7 +117,7 @@ def _shown(view: ItemView, index: int, image_dir, image_url: str) -> str:
 
 def item_kind(tasks: list[dict]) -> str:
     """Whether the tasks show images or text."""
-    return "text" if tasks and ITEM["text"] in tasks[0]["data"] else "image"
+    return "text" if tasks and "text" in tasks[0]["data"] else "image"
 
 
 def export_tasks(pool: ActivePool, path: str | os.PathLike, render: Render | None = None, image_dir: str | os.PathLike | None = None, image_url: str = LOCAL_FILES_URL) -> str:
@@ -224,8 +226,6 @@ def import_answers(pool: ActivePool, tasks, state_path: str | os.PathLike, relab
     return answers
 
 
-
-
 class LabelStudioProject:
     """A project on a running Label Studio server, reached with ``label-studio-sdk``.
 
@@ -252,31 +252,35 @@ class LabelStudioProject:
             raise ValueError("Label Studio needs an access token: set LABEL_STUDIO_API_KEY (Account & Settings → Personal Access Token)")
         self.client, self.title = LabelStudio(base_url=url, api_key=api_key), title
 
-    def project_id(self, create_for: ActivePool | None = None, kind: str = "image") -> int | None:
-        """The id of the project titled :attr:`title` (its classes checked against the pool's);
-        None when there is none, unless ``create_for`` names the pool to create it for."""
-        found = [project for project in self.client.projects.list(title=self.title) if project.title == self.title]
+    def project_id(self) -> int | None:
+        """The id of the project titled :attr:`title`, or None when there is none."""
+        project = self._project()
+        return None if project is None else project.id
+
+    def _project(self):
+        found = [project for project in self.client.projects.list(title=self.title) if project.title == self.title]  # the title filter matches parts
         if len(found) > 1:
             raise ValueError(f"{len(found)} Label Studio projects are titled {self.title!r} (ids {[p.id for p in found]}): give one a unique title")
-        if found:
-            if create_for is not None:
-                _check_project_classes(found[0].label_config, create_for.classes, self.title)
-            return found[0].id
-        if create_for is None:
-            return None
-        return self.client.projects.create(title=self.title, label_config=labeling_config(create_for.classes, kind)).id
+        return found[0] if found else None
 
     def push(self, pool: ActivePool, render: Render | None = None) -> int:
-        """Sends the pending query's unlabeled items the project lacks; returns how many."""
-        tasks = pending_tasks(pool, render)
-        project = self.project_id(create_for=pool, kind=item_kind(tasks))
-        held = {task.data.get(INDEX_FIELD) for task in self.client.tasks.list(project=project, fields="task_only", page_size=100)}
-        new = [task for task in tasks if task["data"][INDEX_FIELD] not in held]
+        """Sends the pending query's unlabeled items the project lacks (only those are rendered);
+        creates the project when none has the title, else checks it offers the pool's classes.
+        Returns how many tasks were sent."""
+        _check_can_export(pool)
+        project = self._project()
+        held: set[int] = set()
+        if project is not None:
+            _check_project_classes(project.label_config, pool.classes, self.title)
+            held = {task.data.get(INDEX_FIELD) for task in self.client.tasks.list(project=project.id, fields="task_only", page_size=100)}
+        tasks = pending_tasks(pool, render, leave_out=held)
+        if project is None:
+            project = self.client.projects.create(title=self.title, label_config=labeling_config(pool.classes, item_kind(tasks)))
         # In parts (Label Studio takes ~1 ms a task, and a request body up to 250 MiB): a push cut
         # short leaves whole parts behind it, and the next push sends only what is missing.
-        for start in range(0, len(new), PUSH_PART):
-            self.client.projects.import_tasks(id=project, request=new[start : start + PUSH_PART], request_options={"timeout_in_seconds": 600})
-        return len(new)
+        for start in range(0, len(tasks), PUSH_PART):
+            self.client.projects.import_tasks(id=project.id, request=tasks[start : start + PUSH_PART], request_options={"timeout_in_seconds": 600})
+        return len(tasks)
 
     def pull(self, pool: ActivePool, state_path: str | os.PathLike, relabel: bool = False) -> Answers:
         """Records the project's answers in the pool and saves it (see :func:`import_answers`)."""
