@@ -64,6 +64,8 @@ def test_files_pil_images_arrays_text_and_views(tmp_path):
         view = view_item(given)
         assert view == ItemView("image", path.read_bytes(), "image/png")
     assert view_item(Image.open(path)).kind == "image"
+    rgba = np.random.default_rng(0).integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(decoded(view_item(Image.fromarray(rgba, "RGBA")).content), rgba)
     np.testing.assert_array_equal(decoded(view_item(Image.open(path).convert("L")).content), np.full((4, 5, 3), 200))
     np.testing.assert_array_equal(decoded(view_item(np.zeros((1, 2, 2), np.uint8)).content), np.zeros((2, 2)))
     assert view_item("a review: great film") == ItemView("text", "a review: great film", "text/plain")

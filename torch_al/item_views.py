@@ -57,7 +57,7 @@ def view_item(inputs, render: Render | None = None) -> ItemView:
     if isinstance(value, Tensor):
         return ItemView("image", png_bytes(value), "image/png")
     if _is_pil_image(value):
-        return ItemView("image", png_bytes(torch.tensor(np.asarray(value.convert("RGBA" if "A" in value.getbands() else "RGB"))).permute(2, 0, 1)), "image/png")
+        return ItemView("image", _png(np.asarray(value.convert("RGBA" if "A" in value.getbands() else "RGB"))), "image/png")
     raise TypeError(
         f"cannot show an item of type {type(value).__name__}: give an image tensor (C, H, W), a PIL image, an image file path or a str of text, "
         "or pass render= (a function from the item's inputs to one of those, e.g. a tokenizer's decode for text)"
@@ -85,16 +85,20 @@ def _is_pil_image(value) -> bool:
 def png_bytes(image: Tensor) -> bytes:
     """Encodes an image tensor ``(C, H, W)`` (C = 1 grey, 3 RGB, 4 RGBA) or ``(H, W)``, uint8 or
     floating point in [0, 1], as PNG."""
-    pixels = _as_uint8_hwc(image)
+    return _png(_as_uint8_hwc(image))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """uint8 pixels ``(H, W, C)`` as PNG: one IDAT chunk, filter 0 on every row."""
     height, width, channels = pixels.shape
     colour_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, width * channels)], axis=1)  # filter 0 on each row
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, width * channels)], axis=1)
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b"")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def _as_uint8_hwc(image: Tensor) -> np.ndarray:
