@@ -7,6 +7,8 @@ import os
 import threading
 from collections.abc import Callable
 
+import torch
+
 from torch_al.item_views import ItemView, Render, view_item
 from torch_al.pool import ActivePool
 from torch_al.strategies.base import SubBatch
@@ -71,12 +73,16 @@ class LabelingSession:
 
     def _snapshot(self) -> dict:
         pool = self.pool
-        labels = {index: (int(pool.labels_of([index])[0]) if pool.is_labeled(index) else None) for index in self._shown}
+        shown = torch.tensor(self._shown, dtype=torch.int64)
+        known = pool.labeled_mask[shown]
+        labels = torch.full_like(shown, -1)
+        labels[known] = pool.labels_of(shown[known])  # one ledger read for all the items, not one each
         items = []
-        for index in self._shown:
+        for index, label in zip(self._shown, labels.tolist()):
+            label = None if label < 0 else label
             view = self._view(index)
-            items.append({"index": index, "label": labels[index], "kind": view.kind, "text": view.content if view.kind == "text" else None})
-        answered = sum(label is not None for label in labels.values())
+            items.append({"index": index, "label": label, "kind": view.kind, "text": view.content if view.kind == "text" else None})
+        answered = int(known.sum())
         return {
             "round": pool.round + 1 if pool.pending_query is not None or pool.open_round else pool.round,
             "classes": list(pool.classes),
